@@ -1,0 +1,46 @@
+# maximalcai: turn a base language model into an aligned assistant by progressive Constitutional AI.
+#
+# This file only loads and validates the config, includes the rule files and defines the targets.
+# All logic lives in src/maximalcai/ (see docs/ARCHITECTURE.md).
+#
+#   snakemake --cores 1 stage1_model                       # stage 1: data, pairs, adapter, eval
+#   snakemake --cores 1 -n stage6_model                    # dry run of all six stages
+#   snakemake --cores 1 --forcerun generate_responses results/stage1/responses.parquet
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+from maximalcai.config import load_config, stage_ids
+
+config.update(
+    load_config(
+        config,
+        sources=", ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml",
+        root=workflow.basedir,
+    )
+)
+
+
+include: "rules/common.smk"
+include: "rules/model.smk"
+include: "rules/generation.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        stage_datasets(STAGES[-1]),
+
+
+for _stage in STAGES:
+
+    rule:
+        name:
+            f"{_stage}_datasets"
+        input:
+            stage_datasets(_stage),

@@ -1,0 +1,67 @@
+# Shared helpers of the rule files: stage lookups, the generator of a stage, thread counts.
+from pathlib import Path
+
+from maximalcai.config import previous_stage, stage_config, stage_ids
+from maximalcai.generation import instruction_shards, response_shards
+
+
+STAGES = stage_ids(config)
+BASE_MODEL = "results/models/base"
+
+
+wildcard_constraints:
+    stage="stage[0-9]+",
+    shard="[0-9]+",
+
+
+def settings(section):
+    """Input function: the resolved settings of one section of the wildcard's stage."""
+    return lambda wildcards: stage_config(config, wildcards.stage)[section]
+
+
+def pick(section, *keys):
+    """Input function: only the named keys of a stage section, so params hold exactly what a rule uses."""
+    return lambda wildcards: {
+        k: stage_config(config, wildcards.stage)[section][k] for k in keys
+    }
+
+
+def workflow_path(path):
+    """Config paths are relative to the workflow directory unless absolute."""
+    return str(Path(workflow.basedir, path))
+
+
+def generator(wildcards):
+    """The model that writes a stage's data: the base model, plus the previous stage's adapter."""
+    inputs = {"base": BASE_MODEL}
+    previous = previous_stage(wildcards.stage)
+    if previous:
+        inputs["adapter"] = f"results/{previous}/adapter"
+    return inputs
+
+
+def compute_threads(wildcards):
+    """Model jobs use every core Snakemake gives them (--cores); torch threads follow."""
+    return max(1, workflow.cores)
+
+
+def shard_files(table, kind):
+    """Input function: the shard tables (kind 'table') or shard manifests (kind 'manifest') of a stage."""
+    pattern = {
+        "table": "results/{stage}/shards/{table}/{i}.parquet",
+        "manifest": "results/{stage}/manifests/{table}-shard{i}.json",
+    }[kind]
+
+    def files(wildcards):
+        stage = stage_config(config, wildcards.stage)
+        if table == "instructions":
+            n = instruction_shards(stage["instructions"])
+        else:
+            n = response_shards(stage["instructions"], stage["responses"])
+        return [pattern.format(stage=wildcards.stage, table=table, i=i) for i in range(n)]
+
+    return files
+
+
+def stage_datasets(stage):
+    return [f"results/{stage}/instructions.parquet", f"results/{stage}/responses.parquet"]

@@ -1,0 +1,87 @@
+# Few-shot generation of a stage's instructions and responses by its generator (base + previous adapter).
+# Sharded: each shard is a job with its own output, so an interrupted run redoes only unfinished shards.
+
+
+rule generate_instructions:
+    input:
+        unpack(generator),
+        pool=lambda wc: workflow_path(stage_config(config, wc.stage)["pool"]),
+    output:
+        table="results/{stage}/shards/instructions/{shard}.parquet",
+        manifest="results/{stage}/manifests/instructions-shard{shard}.json",
+    params:
+        settings=pick("instructions", "candidates", "shard_size", "fewshot_k", "fewshot_share", "sampling"),
+        seed=config["seed"],
+    log:
+        "logs/{stage}/generate_instructions/{shard}.log",
+    benchmark:
+        "results/benchmarks/{stage}/generate_instructions-{shard}.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    script:
+        "../workflow_scripts/generate_instructions.py"
+
+
+rule aggregate_instructions:
+    input:
+        shards=shard_files("instructions", "table"),
+        manifests=shard_files("instructions", "manifest"),
+        pool=lambda wc: workflow_path(stage_config(config, wc.stage)["pool"]),
+    output:
+        table="results/{stage}/instructions.parquet",
+        manifest="results/{stage}/manifests/instructions.json",
+    params:
+        settings=pick("instructions", "count", "filters"),
+    log:
+        "logs/{stage}/aggregate_instructions.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/aggregate_instructions.py"
+
+
+rule generate_responses:
+    input:
+        unpack(generator),
+        pool=lambda wc: workflow_path(stage_config(config, wc.stage)["pool"]),
+        instructions="results/{stage}/instructions.parquet",
+    output:
+        table="results/{stage}/shards/responses/{shard}.parquet",
+        manifest="results/{stage}/manifests/responses-shard{shard}.json",
+    params:
+        settings=settings("responses"),
+        seed=config["seed"],
+    log:
+        "logs/{stage}/generate_responses/{shard}.log",
+    benchmark:
+        "results/benchmarks/{stage}/generate_responses-{shard}.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    script:
+        "../workflow_scripts/generate_responses.py"
+
+
+rule aggregate_responses:
+    input:
+        shards=shard_files("responses", "table"),
+        manifests=shard_files("responses", "manifest"),
+        instructions="results/{stage}/instructions.parquet",
+    output:
+        table="results/{stage}/responses.parquet",
+        manifest="results/{stage}/manifests/responses.json",
+    params:
+        per_instruction=lambda wc: stage_config(config, wc.stage)["responses"]["per_instruction"],
+    log:
+        "logs/{stage}/aggregate_responses.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/aggregate_responses.py"

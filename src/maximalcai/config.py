@@ -1,0 +1,234 @@
+"""Workflow configuration: JSON-schema validation with defaults, stage inheritance, semantic checks.
+
+``load_config(raw, sources)`` is what the Snakefile calls at workflow start (before any job) and what the
+tests call directly. It returns the *resolved* config: every key present with its default, and
+``stages`` expanded so each entry is complete (``stage_defaults`` merged under it). A stage's id
+(``stage1``, ``stage2``, ...) comes from its position. The resolved config is itself valid input, so resolving twice gives the same result (cluster jobs
+re-read the Snakefile with the config they were given).
+
+Errors name the file, the dotted key and a fix, e.g.
+``config.yaml: stages[0].responses.sampling.temprature: unknown key (did you mean 'temperature'?)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from maximalcai.errors import ConfigError
+
+SCHEMA_PATH = Path(str(files("maximalcai").joinpath("schemas/config.schema.yaml")))
+STAGE_PREFIX = "stage"
+_MISSING = object()
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH) as handle:
+        return yaml.safe_load(handle)
+
+
+def deep_merge(base: Any, override: Any) -> Any:
+    """Dicts merge key by key (recursively); anything else in ``override`` replaces ``base``."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = copy.deepcopy(base)
+        for key, value in override.items():
+            merged[key] = deep_merge(merged[key], value) if key in merged else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(override)
+
+
+def _resolve_ref(node: dict, root: dict) -> dict:
+    """Follow a local ``$ref`` and merge the referring node's own keywords over the target."""
+    if "$ref" not in node:
+        return node
+    target: Any = root
+    for part in node["$ref"].removeprefix("#/").split("/"):
+        target = target[part]
+    return {**_resolve_ref(target, root), **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def schema_defaults(node: dict, root: dict) -> Any:
+    """The default value tree a schema node describes.
+
+    An object's default is built from its properties' defaults; a ``default`` on the object itself (or on a
+    ``$ref`` to one) is merged over that, so one shared sampling schema can carry per-use defaults.
+    """
+    own_default = node.get("default", _MISSING)
+    node = _resolve_ref(node, root)
+    if node.get("type") == "object" and "properties" in node:
+        built = {}
+        for key, sub in node["properties"].items():
+            value = schema_defaults(sub, root)
+            if value is not _MISSING:
+                built[key] = value
+        if own_default is not _MISSING:
+            built = deep_merge(built, own_default)
+        return built
+    if own_default is not _MISSING:
+        return copy.deepcopy(own_default)
+    return node.get("default", _MISSING)
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
+    where = _dotted(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(_resolve_ref(error.schema, schema).get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        parts = []
+        for key in unknown:
+            hint = difflib.get_close_matches(key, allowed, n=1)
+            full = f"{where}.{key}" if where != "(top level)" else key
+            parts.append(
+                f"{full}: unknown key"
+                + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                + f"; allowed here: {', '.join(allowed)}"
+            )
+        return "\n  - ".join(parts)
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+    return f"{where}: {error.message}"
+
+
+def validate_against_schema(raw: dict, sources: str, schema: dict | None = None) -> None:
+    """Raise ConfigError listing every schema violation of the raw (user-written) config."""
+    schema = schema or load_schema()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{sources}: the config must be a mapping of keys to values, got {type(raw).__name__}")
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = "\n  - ".join(_explain(e, schema) for e in errors)
+        raise ConfigError(
+            f"{sources} is invalid ({len(errors)} problem{'s' if len(errors) > 1 else ''}):\n  - {lines}\n"
+            "Fix these keys; docs/CONFIG.md lists every key with its type and default."
+        )
+
+
+def stage_id(index: int) -> str:
+    """0-based position in ``stages`` -> stage id used in paths and wildcards (stage1, stage2, ...)."""
+    return f"{STAGE_PREFIX}{index + 1}"
+
+
+def stage_number(stage: str) -> int:
+    """``stage3`` -> 3."""
+    if not stage.startswith(STAGE_PREFIX) or not stage[len(STAGE_PREFIX):].isdigit():
+        raise ConfigError(f"'{stage}' is not a stage id (expected stage1, stage2, ...)")
+    return int(stage[len(STAGE_PREFIX):])
+
+
+def resolve(raw: dict, schema: dict | None = None) -> dict:
+    """Defaults filled in everywhere, stages expanded (defaults <- stage_defaults <- stage entry)."""
+    schema = schema or load_schema()
+    top_defaults = schema_defaults(schema, schema)
+    resolved = deep_merge(top_defaults, {k: v for k, v in raw.items() if k not in ("stages", "stage_defaults")})
+    stage_base = deep_merge(
+        schema_defaults(schema["$defs"]["stage"], schema), raw.get("stage_defaults") or {}
+    )
+    resolved["stage_defaults"] = stage_base
+    entries = raw.get("stages") or [{}]
+    resolved["stages"] = []
+    for entry in entries:
+        resolved["stages"].append(deep_merge(stage_base, entry or {}))
+    return resolved
+
+
+def _check_semantics(cfg: dict, sources: str, root: Path) -> None:
+    problems: list[str] = []
+
+    def need_file(key: str, path: str) -> None:
+        if not (root / path).is_file():
+            problems.append(f"{key}: file '{path}' does not exist (relative to {root})")
+
+    need_file("constitution", cfg["constitution"])
+    for name in ("helpful", "redteam", "borderline"):
+        need_file(f"evaluation.{name}", cfg["evaluation"][name])
+    need_file("feedback.critique_demos", cfg["feedback"]["critique_demos"])
+    need_file("feedback.preference_demos", cfg["feedback"]["preference_demos"])
+    if cfg["safety"]["backend"] == "fewshot":
+        need_file("safety.demos", cfg["safety"]["demos"])
+
+    source = cfg["base_model"]["source"]
+    if source == "local" and not cfg["base_model"]["path"]:
+        problems.append("base_model.path: required when base_model.source is 'local'")
+    if source == "hub" and not cfg["base_model"]["hub_id"]:
+        problems.append("base_model.hub_id: required when base_model.source is 'hub' (e.g. Qwen/Qwen2.5-32B)")
+
+    first_lora = cfg["stages"][0]["training"]["lora"]
+    for index, stage in enumerate(cfg["stages"]):
+        key = f"stages[{index}]"
+        need_file(f"{key}.pool", stage["pool"])
+        ins = stage["instructions"]
+        if ins["candidates"] < ins["count"]:
+            problems.append(
+                f"{key}.instructions.candidates: {ins['candidates']} is below instructions.count "
+                f"({ins['count']}); generate at least as many candidates as you want to keep"
+            )
+        if ins["filters"]["min_words"] > ins["filters"]["max_words"]:
+            problems.append(f"{key}.instructions.filters: min_words exceeds max_words")
+        clamp = stage["preference"]["clamp"]
+        if clamp is not None and not clamp[0] < 0.5 < clamp[1]:
+            problems.append(f"{key}.preference.clamp: {clamp} must satisfy low < 0.5 < high, e.g. [0.4, 0.6]")
+        if stage["pairs"]["min_chars"] >= stage["pairs"]["max_chars"]:
+            problems.append(f"{key}.pairs: min_chars must be below max_chars")
+        if stage["training"]["lora"] != first_lora:
+            problems.append(
+                f"{key}.training.lora: differs from stage 1's {first_lora}; each stage continues the previous "
+                "stage's adapter, so r, alpha, dropout and target_modules must match across stages"
+            )
+    if problems:
+        raise ConfigError(f"{sources} is invalid:\n  - " + "\n  - ".join(problems))
+
+
+def load_config(raw: dict, sources: str = "config.yaml", root: str | Path = ".") -> dict:
+    """Validate a raw config (as Snakemake loaded it) and return the resolved config."""
+    schema = load_schema()
+    validate_against_schema(raw, sources, schema)
+    cfg = resolve(raw, schema)
+    _check_semantics(cfg, sources, Path(root))
+    return cfg
+
+
+def load_config_file(path: str | Path, root: str | Path | None = None) -> dict:
+    """Read and resolve a YAML config file (tests, benchmarks and the plan script use this)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    return load_config(raw, str(path), root if root is not None else path.parent)
+
+
+def stage_ids(cfg: dict) -> list[str]:
+    """Ids of the configured stages, in order."""
+    return [stage_id(i) for i in range(len(cfg["stages"]))]
+
+
+def stage_config(cfg: dict, stage: str) -> dict:
+    """The resolved settings of one stage, by id."""
+    number = stage_number(stage)
+    if number > len(cfg["stages"]):
+        raise ConfigError(
+            f"{stage} is not configured: config has {len(cfg['stages'])} stage(s) under 'stages'"
+        )
+    return cfg["stages"][number - 1]
+
+
+def previous_stage(stage: str) -> str | None:
+    """stage1 -> None (its generator is the base model); stageN -> stage{N-1}."""
+    number = stage_number(stage)
+    return None if number == 1 else f"{STAGE_PREFIX}{number - 1}"

@@ -1,0 +1,60 @@
+"""The one conversation format, used by generation, feedback, pairs, training and evaluation.
+
+A base model cannot follow an instruction; it continues text. Every prompt is therefore a plain string
+made of blocks like::
+
+    ### Instruction:
+    Name three primary colors.
+
+    ### Response:
+    Red, yellow and blue.
+
+Few-shot prompts are several such blocks followed by an open one; the model's completion is cut at the
+next block header (the stop strings below). A trained adapter sees the same zero-shot prompt
+(``prompt(instruction)``) and learns to end its answer with the tokenizer's EOS, which TRL appends to every
+chosen/rejected completion.
+
+No chat template is involved anywhere: see docs/BASE_MODEL_TRUTH.md.
+"""
+
+from __future__ import annotations
+
+INSTRUCTION = "### Instruction:"
+RESPONSE = "### Response:"
+CRITIQUE_REQUEST = "### Critique request:"
+CRITIQUE = "### Critique:"
+REVISION_REQUEST = "### Revision request:"
+REVISION = "### Revision:"
+
+HEADERS = (INSTRUCTION, RESPONSE, CRITIQUE_REQUEST, CRITIQUE, REVISION_REQUEST, REVISION)
+
+# A completion ends where the model starts the next block, or after a run of blank lines.
+STOP_STRINGS = (*HEADERS, "\n\n\n")
+
+
+def block(header: str, text: str) -> str:
+    """One block: header line, the text, a blank line."""
+    return f"{header}\n{text.strip()}\n\n"
+
+
+def open_block(header: str) -> str:
+    """A header with nothing after it: the model writes the block's text."""
+    return f"{header}\n"
+
+
+def example(instruction: str, response: str) -> str:
+    """A complete instruction -> response block pair (a few-shot example)."""
+    return block(INSTRUCTION, instruction) + block(RESPONSE, response)
+
+
+def prompt(instruction: str) -> str:
+    """The zero-shot prompt for one instruction: what pairs, training and evaluation use."""
+    return block(INSTRUCTION, instruction) + open_block(RESPONSE)
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...] = STOP_STRINGS) -> tuple[str, bool]:
+    """Cut a raw completion at the earliest stop string. Returns (stripped text, whether a stop was hit)."""
+    positions = [i for i in (text.find(s) for s in stops) if i >= 0]
+    if not positions:
+        return text.strip(), False
+    return text[: min(positions)].strip(), True

@@ -1,0 +1,288 @@
+"""Stage data from a (base or stage-N) model by few-shot completion: instructions, then responses.
+
+Instructions are generated Self-Instruct style in shards of candidates, then one aggregate step filters
+them (unfinished, length, banned words, near-duplicates of the pool and of each other) and keeps the first
+``count`` in candidate order. Responses are generated in shards of instructions, ``per_instruction``
+samples each. Consecutive prompts can share one draw of few-shot examples (``fewshot_share``), which the
+backend turns into one prefix computation per batch.
+
+Every row records its generator, few-shot ids, seed and sampling parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from maximalcai import tables
+from maximalcai.backends import Backend, Sampling
+from maximalcai.manifest import Timer, write_manifest
+from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, sample_examples
+from maximalcai.reproducibility import derive_seed
+from maximalcai.similarity import NearDuplicateIndex, words
+
+logger = logging.getLogger(__name__)
+
+
+# -------------------------------------------------------------------------------------------- shard maths
+def instruction_shards(settings: dict[str, Any]) -> int:
+    """Number of instruction-generation jobs for a stage (candidates / shard_size, rounded up)."""
+    return math.ceil(settings["candidates"] / settings["shard_size"])
+
+
+def response_shards(instruction_settings: dict[str, Any], response_settings: dict[str, Any]) -> int:
+    """Number of response-generation jobs: enough shards to cover the most instructions a stage can keep."""
+    return math.ceil(instruction_settings["count"] / response_settings["shard_size"])
+
+
+# ------------------------------------------------------------------------------------------ instructions
+def generate_instruction_candidates(
+    backend: Backend, pool: Sequence[PoolExample], stage: str, shard: int, settings: dict[str, Any], seed: int
+) -> list[dict[str, Any]]:
+    """One shard of raw instruction candidates."""
+    first = shard * settings["shard_size"]
+    count = max(0, min(settings["shard_size"], settings["candidates"] - first))
+    rng = random.Random(derive_seed(seed, stage, "instructions", shard, "fewshot"))
+    shots = shared_draws(pool, settings["fewshot_k"], settings["fewshot_share"], count, rng)
+    sampling = Sampling.from_config(settings["sampling"])
+    sample_seed = derive_seed(seed, stage, "instructions", shard, "sampling")
+    completions = backend.generate([instruction_prompt(s) for s in shots], sampling, sample_seed)
+    return [
+        {
+            "candidate_id": f"{stage}-c{first + i:05d}",
+            "stage": stage,
+            "shard": shard,
+            "text": c.text,
+            "finish_reason": c.finish_reason,
+            "num_tokens": c.num_tokens,
+            "generator": backend.model_name,
+            "fewshot_ids": [e.id for e in s],
+            "seed": sample_seed,
+            "sampling": tables.canonical_json(sampling.as_dict()),
+        }
+        for i, (s, c) in enumerate(zip(shots, completions))
+    ]
+
+
+def shared_draws(
+    pool: Sequence[PoolExample], k: int, share: int, count: int, rng: random.Random
+) -> list[list[PoolExample]]:
+    """``count`` few-shot draws where each consecutive run of ``share`` prompts reuses one draw."""
+    draws: list[list[PoolExample]] = []
+    for start in range(0, count, share):
+        examples = sample_examples(pool, k, rng)
+        draws += [examples] * min(share, count - start)
+    return draws
+
+
+def _first_char_ok(text: str) -> bool:
+    return text[:1].isalnum() or text[:1] in "\"'("
+
+
+def filter_instructions(
+    candidates: Sequence[dict[str, Any]], pool: Sequence[PoolExample], settings: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Apply the filters in order; return (kept candidates, funnel rows with counts and reasons)."""
+    filters = settings["filters"]
+    banned = {w.lower() for w in filters["banned_words"]}
+    pool_index = NearDuplicateIndex(filters["max_similarity"])
+    for example in pool:
+        pool_index.add(example.id, example.instruction)
+    kept_index = NearDuplicateIndex(filters["max_similarity"])
+
+    def reason_to_drop(row: dict[str, Any]) -> str | None:
+        text = row["text"]
+        n = len(words(text))
+        if row["finish_reason"] == "length":
+            return "unfinished: hit max_new_tokens before the next block"
+        if not text:
+            return "empty"
+        if n < filters["min_words"]:
+            return f"shorter than min_words={filters['min_words']}"
+        if n > filters["max_words"]:
+            return f"longer than max_words={filters['max_words']}"
+        if banned & set(words(text)):
+            return "mentions something a text-only model cannot see or produce (banned_words)"
+        if not _first_char_ok(text):
+            return "starts with punctuation or a symbol"
+        if pool_index.closest(text):
+            return f"near-duplicate of a pool example (ROUGE-L > {filters['max_similarity']})"
+        if kept_index.closest(text):
+            return f"near-duplicate of another candidate (ROUGE-L > {filters['max_similarity']})"
+        return None
+
+    kept: list[dict[str, Any]] = []
+    dropped: dict[str, int] = {}
+    for row in sorted(candidates, key=lambda r: r["candidate_id"]):
+        reason = reason_to_drop(row)
+        if reason is None and len(kept) >= settings["count"]:
+            reason = f"surplus: already kept instructions.count={settings['count']}"
+        if reason:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            continue
+        kept.append(row)
+        kept_index.add(row["candidate_id"], row["text"])
+    funnel = [{"filter": "candidates", "rows": len(candidates)}]
+    funnel += [{"filter": reason, "dropped": n} for reason, n in dropped.items()]
+    funnel.append({"filter": "kept", "rows": len(kept)})
+    return kept, funnel
+
+
+def aggregate_instructions(
+    shard_paths: Sequence[str | Path], pool: Sequence[PoolExample], stage: str, settings: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """All shards -> the stage's instruction table rows (filtered, in candidate order) and the funnel."""
+    candidates = [row for path in shard_paths for row in tables.read_table(path, "instruction_candidates", False)]
+    kept, funnel = filter_instructions(candidates, pool, settings)
+    rows = [
+        {
+            "instruction_id": f"{stage}-i{i:05d}",
+            "stage": stage,
+            "instruction": c["text"],
+            "candidate_id": c["candidate_id"],
+            "generator": c["generator"],
+            "fewshot_ids": c["fewshot_ids"],
+            "seed": c["seed"],
+            "sampling": c["sampling"],
+        }
+        for i, c in enumerate(kept)
+    ]
+    return rows, funnel
+
+
+# --------------------------------------------------------------------------------------------- responses
+def generate_responses(
+    backend: Backend,
+    pool: Sequence[PoolExample],
+    instructions: Sequence[dict[str, Any]],
+    stage: str,
+    shard: int,
+    settings: dict[str, Any],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """``per_instruction`` sampled responses for each instruction of one shard."""
+    rng = random.Random(derive_seed(seed, stage, "responses", shard, "fewshot"))
+    # Candidate-major order: the candidates of one instruction fall into different few-shot groups.
+    pairs = [(ins, j) for j in range(settings["per_instruction"]) for ins in instructions]
+    draws = shared_draws(pool, settings["fewshot_k"], settings["fewshot_share"], len(pairs), rng)
+    jobs = [(ins, j, s) for (ins, j), s in zip(pairs, draws)]
+    sampling = Sampling.from_config(settings["sampling"])
+    sample_seed = derive_seed(seed, stage, "responses", shard, "sampling")
+    completions = backend.generate([response_prompt(s, ins["instruction"]) for ins, _, s in jobs], sampling, sample_seed)
+    return [
+        {
+            "response_id": f"{ins['instruction_id']}-r{j}",
+            "instruction_id": ins["instruction_id"],
+            "stage": stage,
+            "instruction": ins["instruction"],
+            "candidate_index": j,
+            "response": c.text,
+            "finish_reason": c.finish_reason,
+            "num_tokens": c.num_tokens,
+            "generator": backend.model_name,
+            "fewshot_ids": [e.id for e in s],
+            "seed": sample_seed,
+            "sampling": tables.canonical_json(sampling.as_dict()),
+        }
+        for (ins, j, s), c in zip(jobs, completions)
+    ]
+
+
+def shard_slice(rows: Sequence[dict[str, Any]], shard: int, shard_size: int) -> Sequence[dict[str, Any]]:
+    return rows[shard * shard_size : (shard + 1) * shard_size]
+
+
+# -------------------------------------------------------------------------------- rule entry points (I/O)
+def shard_throughput(shard_manifests: Sequence[str | Path]) -> dict[str, Any]:
+    """Generated tokens, generation seconds and tokens/s summed over the shard jobs' manifests."""
+    shards = [json.loads(Path(p).read_text()) for p in shard_manifests]
+    tokens = sum(s["generated_tokens"] for s in shards)
+    seconds = sum(s["generation_seconds"] for s in shards)
+    return {"shards": len(shards), "generated_tokens": tokens, "generation_seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 2) if seconds else None}
+
+
+def run_instruction_shard(
+    cfg: dict, settings: dict, stage: str, shard: int, pool_path: str, model_dir: str, adapter_dir: str | None,
+    table: str, manifest: str,
+) -> None:
+    from maximalcai.backends import open_backend
+
+    pool = load_pool(pool_path, min_size=settings["fewshot_k"] + 1)
+    with Timer() as timer:
+        backend = open_backend(cfg, model_dir, adapter_dir)
+        rows = generate_instruction_candidates(backend, pool, stage, shard, settings, cfg["seed"])
+    tables.write_table(rows, table, "instruction_candidates")
+    write_manifest(manifest, cfg, {"rule": "generate_instructions", "stage": stage, "shard": shard,
+                                   "rows": len(rows), "seconds": round(timer.seconds, 2), **backend.meter.as_dict()})
+
+
+def run_aggregate_instructions(
+    cfg: dict, settings: dict, stage: str, shard_paths: Sequence[str], shard_manifests: Sequence[str],
+    pool_path: str, table: str, manifest: str,
+) -> None:
+    pool = load_pool(pool_path)
+    rows, funnel = aggregate_instructions(shard_paths, pool, stage, settings)
+    for step in funnel:
+        logger.info("instruction funnel: %s", step)
+    if not rows:
+        raise tables.TableError(
+            f"{table}: no instruction survived the filters (funnel: {funnel}); raise instructions.candidates "
+            "or loosen instructions.filters in the config"
+        )
+    if len(rows) < settings["count"]:
+        logger.warning("kept %d instructions, fewer than instructions.count=%d", len(rows), settings["count"])
+    tables.write_table(rows, table, "instructions")
+    write_manifest(manifest, cfg, {
+        "rule": "aggregate_instructions", "stage": stage, "rows": len(rows), "funnel": funnel,
+        "generation": shard_throughput(shard_manifests),
+    })
+
+
+def run_response_shard(
+    cfg: dict, settings: dict, stage: str, shard: int, pool_path: str, instructions_path: str, model_dir: str,
+    adapter_dir: str | None, table: str, manifest: str,
+) -> None:
+    from maximalcai.backends import open_backend
+
+    pool = load_pool(pool_path, min_size=settings["fewshot_k"] + 1)
+    instructions = shard_slice(tables.read_table(instructions_path, "instructions"), shard, settings["shard_size"])
+    with Timer() as timer:
+        backend = open_backend(cfg, model_dir, adapter_dir) if instructions else None
+        rows = generate_responses(backend, pool, instructions, stage, shard, settings, cfg["seed"]) if backend else []
+    if not instructions:
+        logger.info("shard %d is past the last instruction; writing an empty shard", shard)
+    tables.write_table(rows, table, "responses")
+    meter = backend.meter.as_dict() if backend else {"generated_tokens": 0, "generation_seconds": 0.0}
+    write_manifest(manifest, cfg, {"rule": "generate_responses", "stage": stage, "shard": shard,
+                                   "rows": len(rows), "seconds": round(timer.seconds, 2), **meter})
+
+
+def run_aggregate_responses(
+    cfg: dict, stage: str, shard_paths: Sequence[str], shard_manifests: Sequence[str], instructions_path: str,
+    per_instruction: int, table: str, manifest: str,
+) -> None:
+    instructions = tables.read_table(instructions_path, "instructions")
+    rows = sorted(
+        (row for path in shard_paths for row in tables.read_table(path, "responses", False)),
+        key=lambda r: r["response_id"],
+    )
+    expected = len(instructions) * per_instruction
+    if len(rows) != expected:
+        raise tables.TableError(
+            f"{table}: the response shards hold {len(rows)} rows, expected {expected} "
+            f"({len(instructions)} instructions x {per_instruction}); rerun the response shards with "
+            f"snakemake --cores 1 --forcerun generate_responses {table}"
+        )
+    tables.write_table(rows, table, "responses")
+    finish = {r: sum(1 for row in rows if row["finish_reason"] == r) for r in ("stop", "eos", "length")}
+    throughput = shard_throughput(shard_manifests)
+    logger.info("responses: %d rows, finish reasons %s, generation %s", len(rows), finish, throughput)
+    write_manifest(manifest, cfg, {
+        "rule": "aggregate_responses", "stage": stage, "rows": len(rows), "finish_reasons": finish,
+        "generation": throughput,
+    })

@@ -1,0 +1,131 @@
+"""Run manifests: what built a table (package versions, resolved config, constitution hash, git commit,
+hardware, timings). One JSON file per output table, under ``results/<stage>/manifests/``.
+
+Tables themselves hold no timestamps, so they compare equal across runs; the manifest is where the
+when/where goes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGES = (
+    "maximalcai", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers",
+    "safetensors", "unsloth", "bitsandbytes", "vllm", "snakemake", "pyarrow", "pandas", "numpy",
+    "gguf", "if-verifiable", "llama-cpp-python",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def constitution_hash(path: str | Path) -> str:
+    """sha256 of the constitution's parsed content (comments and formatting do not change it)."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def git_state(cwd: str | Path = ".") -> dict[str, Any]:
+    def run(*args: str) -> str | None:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": None,
+        "memory_gib": None,
+        "cuda": None,
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["cuda"] = {
+                "version": torch.version.cuda,
+                "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+            }
+    except ImportError:
+        pass
+    return info
+
+
+def build_manifest(config: dict | None, extra: dict | None = None) -> dict[str, Any]:
+    cfg = dict(config or {})
+    constitution = cfg.get("constitution")
+    return {
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "packages": package_versions(),
+        "git": git_state(),
+        "hardware": hardware(),
+        "constitution": {
+            "path": constitution,
+            "sha256": constitution_hash(constitution) if constitution and Path(constitution).is_file() else None,
+        },
+        "config": cfg,
+        **(extra or {}),
+    }
+
+
+def write_manifest(path: str | Path, config: dict | None, extra: dict | None = None) -> dict[str, Any]:
+    """Write the manifest JSON atomically and return it."""
+    manifest = build_manifest(config, extra)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+    return manifest
+
+
+class Timer:
+    """Wall time of a block, for manifests and logs."""
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start

