@@ -7,9 +7,18 @@
 #   snakemake --cores 1 -n stage6_model                    # dry run of all six stages
 #   snakemake --cores 1 --forcerun generate_responses results/stage1/responses.parquet
 
+import os
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The library in src/ is what this checkout's rules run, also inside --use-conda environments.
+SRC = str(Path(workflow.basedir, "src"))
+sys.path.insert(0, SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 
 configfile: "config.yaml"
@@ -24,6 +33,12 @@ config.update(
         root=workflow.basedir,
     )
 )
+
+
+wildcard_constraints:
+    stage="stage[0-9]+",
+    shard="[0-9]+",
+    model="base|stage[0-9]+",
 
 
 include: "rules/common.smk"

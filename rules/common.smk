@@ -1,4 +1,4 @@
-# Shared helpers of the rule files: stage lookups, the generator of a stage, thread counts.
+# Helpers shared by all rules (stage lookups, the generator of a stage, thread counts, inputs).
 from pathlib import Path
 
 from maximalcai.config import previous_stage, stage_config, stage_ids
@@ -7,11 +7,13 @@ from maximalcai.generation import instruction_shards, response_shards
 
 STAGES = stage_ids(config)
 BASE_MODEL = "results/models/base"
-
-
-wildcard_constraints:
-    stage="stage[0-9]+",
-    shard="[0-9]+",
+GPU = (
+    config["hardware"]["device"] == "cuda"
+    or config["generation"]["backend"] == "vllm"
+    or config["training"]["backend"] == "unsloth"
+)
+# For --use-conda: the dependency set of this config's hardware (the library itself comes from src/).
+CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.yaml"
 
 
 def settings(section):
@@ -24,11 +26,6 @@ def pick(section, *keys):
     return lambda wildcards: {
         k: stage_config(config, wildcards.stage)[section][k] for k in keys
     }
-
-
-def workflow_path(path):
-    """Config paths are relative to the workflow directory unless absolute."""
-    return str(Path(workflow.basedir, path))
 
 
 def generator(wildcards):

@@ -5,7 +5,7 @@
 rule generate_instructions:
     input:
         unpack(generator),
-        pool=lambda wc: workflow_path(stage_config(config, wc.stage)["pool"]),
+        pool=lambda wc: stage_config(config, wc.stage)["pool"],
     output:
         table="results/{stage}/shards/instructions/{shard}.parquet",
         manifest="results/{stage}/manifests/instructions-shard{shard}.json",
@@ -20,6 +20,8 @@ rule generate_instructions:
     resources:
         mem_mb=6000,
         runtime=60,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/generate_instructions.py"
 
@@ -28,7 +30,7 @@ rule aggregate_instructions:
     input:
         shards=shard_files("instructions", "table"),
         manifests=shard_files("instructions", "manifest"),
-        pool=lambda wc: workflow_path(stage_config(config, wc.stage)["pool"]),
+        pool=lambda wc: stage_config(config, wc.stage)["pool"],
     output:
         table="results/{stage}/instructions.parquet",
         manifest="results/{stage}/manifests/instructions.json",
@@ -40,6 +42,8 @@ rule aggregate_instructions:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/aggregate_instructions.py"
 
@@ -47,7 +51,7 @@ rule aggregate_instructions:
 rule generate_responses:
     input:
         unpack(generator),
-        pool=lambda wc: workflow_path(stage_config(config, wc.stage)["pool"]),
+        pool=lambda wc: stage_config(config, wc.stage)["pool"],
         instructions="results/{stage}/instructions.parquet",
     output:
         table="results/{stage}/shards/responses/{shard}.parquet",
@@ -63,6 +67,8 @@ rule generate_responses:
     resources:
         mem_mb=6000,
         runtime=120,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/generate_responses.py"
 
@@ -83,5 +89,7 @@ rule aggregate_responses:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/aggregate_responses.py"

@@ -14,5 +14,7 @@ rule import_base_model:
     resources:
         mem_mb=8000,
         runtime=60,
+    conda:
+        CONDA_ENV
     script:
         "../workflow_scripts/import_base_model.py"

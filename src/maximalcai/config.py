@@ -16,7 +16,7 @@ import copy
 import difflib
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import jsonschema
 import yaml
@@ -145,12 +145,32 @@ def resolve(raw: dict, schema: dict | None = None) -> dict:
     return resolved
 
 
-def _check_semantics(cfg: dict, sources: str, root: Path) -> None:
+def _path_keys(cfg: dict) -> list[tuple[dict, str, str]]:
+    """(container, key, dotted name) of every config value that is a file path."""
+    keys = [(cfg, "constitution", "constitution"), (cfg["safety"], "demos", "safety.demos")]
+    keys += [(cfg["feedback"], k, f"feedback.{k}") for k in ("critique_demos", "preference_demos")]
+    keys += [(cfg["evaluation"], k, f"evaluation.{k}") for k in ("helpful", "redteam", "borderline")]
+    keys += [(cfg["stage_defaults"], "pool", "stage_defaults.pool")]
+    keys += [(stage, "pool", f"stages[{i}].pool") for i, stage in enumerate(cfg["stages"])]
+    return keys
+
+
+def resolve_paths(cfg: dict, roots: Sequence[Path]) -> None:
+    """Make file paths absolute: a relative path is looked up in each root in turn (the working directory,
+    then the workflow directory), so the workflow runs from anywhere with ``--directory``."""
+    for container, key, _ in _path_keys(cfg):
+        value = container[key]
+        if value and not Path(value).is_absolute():
+            found = [root / value for root in roots if (root / value).exists()]
+            container[key] = str((found[0] if found else roots[0] / value).resolve())
+
+
+def _check_semantics(cfg: dict, sources: str) -> None:
     problems: list[str] = []
 
     def need_file(key: str, path: str) -> None:
-        if not (root / path).is_file():
-            problems.append(f"{key}: file '{path}' does not exist (relative to {root})")
+        if not Path(path).is_file():
+            problems.append(f"{key}: file '{path}' does not exist")
 
     need_file("constitution", cfg["constitution"])
     for name in ("helpful", "redteam", "borderline"):
@@ -193,11 +213,16 @@ def _check_semantics(cfg: dict, sources: str, root: Path) -> None:
 
 
 def load_config(raw: dict, sources: str = "config.yaml", root: str | Path = ".") -> dict:
-    """Validate a raw config (as Snakemake loaded it) and return the resolved config."""
+    """Validate a raw config (as Snakemake loaded it) and return the resolved config.
+
+    Relative file paths are resolved against the working directory, then against ``root`` (the
+    workflow directory), and returned absolute.
+    """
     schema = load_schema()
     validate_against_schema(raw, sources, schema)
     cfg = resolve(raw, schema)
-    _check_semantics(cfg, sources, Path(root))
+    resolve_paths(cfg, [Path.cwd(), Path(root)])
+    _check_semantics(cfg, sources)
     return cfg
 
 
@@ -210,7 +235,7 @@ def load_config_file(path: str | Path, root: str | Path | None = None) -> dict:
         raise ConfigError(f"{path}: config file not found") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
-    return load_config(raw, str(path), root if root is not None else path.parent)
+    return load_config(raw, str(path), root if root is not None else Path(__file__).resolve().parents[2])
 
 
 def stage_ids(cfg: dict) -> list[str]:

@@ -23,7 +23,12 @@ def nucleus(scores: torch.Tensor, temperature: float, top_k: int, top_p: float, 
     """
     scores = scores / temperature
     vocab = scores.shape[-1]
-    width = min(top_k, vocab) if top_k else min(width, vocab)
+    if top_k:
+        width = min(top_k, vocab)
+    elif top_p >= 1.0:
+        width = vocab  # no filtering at all: every token keeps its probability
+    else:
+        width = min(width, vocab)
     values, ids = scores.topk(width, dim=-1)
     if top_k:
         probs = torch.softmax(values, dim=-1)  # top-k renormalises before top-p, as transformers does

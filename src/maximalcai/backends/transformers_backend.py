@@ -6,6 +6,7 @@ so a result depends only on (prompts, seed, batch size), not on what ran before 
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -43,6 +44,9 @@ class TransformersBackend(Backend):
         self.model = model if model is not None else models.load_model(model_dir, self.dtype, device, adapter_dir)
         self.batch_size = batch_size
         self.scoring_batch_size = scoring_batch_size
+        # transformers renamed past_key_values to cache (5.2x); the GPU stack pins an older release.
+        forward = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in forward else "past_key_values"
 
     # ------------------------------------------------------------------------------------------ generate
     def _generate(self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]) -> list[Completion]:
@@ -109,7 +113,7 @@ class TransformersBackend(Backend):
                 shared, shared_mask = self._left_padded(prefix_ids)
                 self.model(
                     input_ids=shared, attention_mask=shared_mask,
-                    position_ids=(shared_mask.cumsum(-1) - 1).clamp(min=0), past_key_values=cache,
+                    position_ids=(shared_mask.cumsum(-1) - 1).clamp(min=0), **{self._cache_kw: cache},
                     use_cache=True, logits_to_keep=1, cache_position=torch.arange(width, device=device),
                 )
                 cache.batch_select_indices(group)  # one cache row per prompt (repeats allowed)
@@ -120,7 +124,7 @@ class TransformersBackend(Backend):
             mask = torch.cat([prefix_mask, suffix_mask], dim=1)
             positions = prefix_mask.sum(-1, keepdim=True) + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
             out = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+                input_ids=ids, attention_mask=mask, position_ids=positions, **{self._cache_kw: cache}, use_cache=True,
                 logits_to_keep=1, cache_position=torch.arange(width, width + ids.shape[1], device=device),
             )
             history = torch.cat([history, ids], dim=1)
@@ -167,7 +171,7 @@ class TransformersBackend(Backend):
             history = torch.cat([history, chosen[:, None]], dim=1)
             positions = positions[:, -1:] + 1
             out = self.model(
-                input_ids=chosen[:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
+                input_ids=chosen[:, None], attention_mask=mask, position_ids=positions, **{self._cache_kw: cache},
                 use_cache=True, cache_position=torch.tensor([length + step], device=device),
             )
         return [self._completion(tokens, reason, stop) for tokens, reason in zip(generated, reasons)]

@@ -1,0 +1,101 @@
+"""The transformers backend on the tiny random model (float32, so results are exact)."""
+
+import pytest
+import torch
+
+from maximalcai import formats
+from maximalcai.backends import Sampling
+from maximalcai.backends.attention import register
+
+GREEDY = Sampling(temperature=0.0, max_new_tokens=12)
+PREFIX_A = formats.example("Name a color.", "Blue.") + formats.example("Count to three.", "One, two, three.")
+PREFIX_B = formats.example("Say hello.", "Hello!")
+TARGETS = [formats.prompt(t) for t in ("What is rain?", "Tell me a joke about a very long and winding river.", "Hi", "Why?")]
+
+
+def hf_generate(backend, prompts, max_new_tokens):
+    """Reference: transformers' own generate, greedy, same stop strings, decoded the way the backend does."""
+    enc = backend.tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        out = backend.model.generate(
+            **enc, do_sample=False, max_new_tokens=max_new_tokens, stop_strings=list(formats.STOP_STRINGS),
+            tokenizer=backend.tokenizer, pad_token_id=backend.tokenizer.pad_token_id,
+        )
+    texts = []
+    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        pad, eos = backend.tokenizer.pad_token_id, backend.tokenizer.eos_token_id
+        row = row[: row.index(pad)] if pad in row else row
+        texts.append(formats.cut_at_stop(backend.tokenizer.decode(row, skip_special_tokens=True))[0])
+    return texts
+
+
+def test_greedy_decoding_matches_transformers_generate(tiny_backend):
+    prompts = [PREFIX_A + t for t in TARGETS]
+    ours = [c.text for c in tiny_backend.generate(prompts, GREEDY, seed=0)]
+    assert ours == hf_generate(tiny_backend, prompts, GREEDY.max_new_tokens)
+
+
+def test_shared_prefixes_give_the_same_result_as_plain_prompts(tiny_backend):
+    split = [(PREFIX_A, TARGETS[0]), (PREFIX_B, TARGETS[1]), (PREFIX_A, TARGETS[2]), ("", TARGETS[3]), (PREFIX_B, TARGETS[3])]
+    plain = [p + s for p, s in split]
+    assert [c.text for c in tiny_backend.generate(split, GREEDY, 0)] == [c.text for c in tiny_backend.generate(plain, GREEDY, 0)]
+
+
+def test_batching_does_not_change_greedy_results(tiny_backend):
+    prompts = [PREFIX_A + t for t in TARGETS] + [PREFIX_B + t for t in TARGETS]
+    batched = [c.text for c in tiny_backend.generate(prompts, GREEDY, 0)]
+    single = [tiny_backend.generate([p], GREEDY, 0)[0].text for p in prompts]
+    assert batched == single
+
+
+def test_grouped_attention_equals_eager(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.randint(5, 500, (2, 40))
+    mask = torch.ones_like(ids)
+    mask[0, :7] = 0
+    logits = []
+    for impl in ("eager", register()):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=impl, dtype=torch.float32)
+        with torch.inference_mode():
+            logits.append(model(input_ids=ids, attention_mask=mask).logits[:, 7:])
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-5)
+
+
+def test_sampling_is_reproducible_and_seed_dependent(tiny_backend):
+    sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=10)
+    prompts = [(PREFIX_A, t) for t in TARGETS]
+    first = tiny_backend.generate(prompts, sampling, seed=1)
+    assert first == tiny_backend.generate(prompts, sampling, seed=1)
+    assert first != tiny_backend.generate(prompts, sampling, seed=2)
+    assert tiny_backend.meter.tokens > 0 and tiny_backend.meter.tokens_per_s > 0
+
+
+def test_completion_is_cut_at_stop_strings_and_reports_why(tiny_backend):
+    tok = tiny_backend.tokenizer
+    ids = tok("Paris.\n\n### Instruction:\nNext", add_special_tokens=False)["input_ids"]
+    stopped = tiny_backend._completion(ids, None, formats.STOP_STRINGS)
+    assert (stopped.text, stopped.finish_reason, stopped.num_tokens) == ("Paris.", "stop", len(ids))
+    ended = tiny_backend._completion(tok("Done.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "eos", formats.STOP_STRINGS)
+    assert (ended.text, ended.finish_reason) == ("Done.", "eos")
+    assert tiny_backend._completion(tok("and so", add_special_tokens=False)["input_ids"], "length", ()).finish_reason == "length"
+
+
+def test_generation_stops_at_max_new_tokens(tiny_backend):
+    out = tiny_backend.generate([TARGETS[0]], Sampling(temperature=1.0, max_new_tokens=3), seed=0, stop=())
+    assert out[0].num_tokens <= 3
+
+
+def test_continuation_logprobs_match_a_plain_forward_pass(tiny_backend):
+    tok, model = tiny_backend.tokenizer, tiny_backend.model
+    prompts = [PREFIX_A + TARGETS[0], "Short prompt (", PREFIX_B]
+    options = [[" A", " B"], ["A", "B) and more"], ["safe", "unsafe"]]
+    scores = tiny_backend.continuation_logprobs(prompts, options)
+    for prompt, opts, got in zip(prompts, options, scores):
+        for option, value in zip(opts, got):
+            p = tok(prompt)["input_ids"]
+            o = tok(option, add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                logp = torch.log_softmax(model(input_ids=torch.tensor([p + o])).logits[0].float(), -1)
+            expected = sum(logp[len(p) - 1 + i, t].item() for i, t in enumerate(o))
+            assert value == pytest.approx(expected, abs=1e-4)

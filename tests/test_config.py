@@ -1,0 +1,110 @@
+"""Config validation: defaults, stage inheritance, and errors that name the key and the fix."""
+
+import copy
+
+import pytest
+import yaml
+
+from maximalcai.config import (
+    deep_merge,
+    load_config,
+    load_schema,
+    schema_defaults,
+    stage_config,
+    stage_ids,
+)
+from maximalcai.errors import ConfigError
+
+from conftest import REPO
+
+
+def raw_default() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def load(raw: dict) -> dict:
+    return load_config(raw, "config.yaml", REPO)
+
+
+def test_default_config_resolves_with_defaults(default_config):
+    assert default_config["seed"] == 42
+    assert stage_ids(default_config)[0] == "stage1"
+    stage = stage_config(default_config, "stage1")
+    assert stage["instructions"]["count"] == 24  # from config.yaml's stage_defaults
+    assert stage["critique"]["rounds"] == 1  # from the schema default
+    assert stage["pool"].endswith("resources/pools/stage1_explicit.jsonl")
+
+
+def test_resolving_twice_gives_the_same_config(default_config):
+    # Cluster jobs re-read the Snakefile with an already resolved config.
+    assert load(copy.deepcopy(default_config)) == default_config
+
+
+def test_unknown_key_names_the_path_and_suggests_the_fix():
+    raw = raw_default()
+    raw["stage_defaults"]["responses"]["sampling"]["temprature"] = 0.5
+    with pytest.raises(ConfigError) as err:
+        load(raw)
+    message = str(err.value)
+    assert "stage_defaults.responses.sampling.temprature: unknown key" in message
+    assert "did you mean 'temperature'?" in message
+
+
+def test_wrong_type_and_out_of_range_values_name_their_keys():
+    raw = raw_default()
+    raw["seed"] = "forty-two"
+    raw["stages"][0]["responses"] = {"per_instruction": 1}
+    with pytest.raises(ConfigError) as err:
+        load(raw)
+    message = str(err.value)
+    assert "seed: 'forty-two' is not of type 'integer'" in message
+    assert "stages[0].responses.per_instruction: 1 is less than the minimum of 2" in message
+    assert "2 problems" in message
+
+
+def test_enum_errors_list_the_allowed_values():
+    raw = raw_default()
+    raw["training"]["backend"] = "deepspeed"
+    with pytest.raises(ConfigError, match=r"training.backend: 'deepspeed' is not one of 'auto', 'trl', 'unsloth'"):
+        load(raw)
+
+
+def test_stage_inherits_defaults_and_overrides_what_it_names():
+    raw = raw_default()
+    raw["stages"] = [{}, {"name": "implicit", "responses": {"sampling": {"temperature": 0.3}}}]
+    cfg = load(raw)
+    first, second = cfg["stages"]
+    assert second["name"] == "implicit"
+    assert second["responses"]["sampling"]["temperature"] == 0.3
+    # everything it does not name is inherited, including sibling keys of what it overrides
+    assert second["responses"]["sampling"]["max_new_tokens"] == first["responses"]["sampling"]["max_new_tokens"]
+    assert second["instructions"] == first["instructions"]
+
+
+def test_semantic_errors_name_the_key():
+    raw = raw_default()
+    raw["stages"][0]["instructions"] = {"count": 50, "candidates": 10}
+    raw["stages"][0]["pool"] = "resources/pools/missing.jsonl"
+    with pytest.raises(ConfigError) as err:
+        load(raw)
+    assert "stages[0].instructions.candidates: 10 is below instructions.count (50)" in str(err.value)
+    assert "stages[0].pool: file" in str(err.value) and "does not exist" in str(err.value)
+
+
+def test_lora_shape_must_match_across_stages():
+    raw = raw_default()
+    raw["stages"] = [{}, {"training": {"lora": {"r": 32}}}]
+    with pytest.raises(ConfigError, match=r"stages\[1\].training.lora: differs from stage 1"):
+        load(raw)
+
+
+def test_per_use_sampling_defaults_come_from_the_schema():
+    schema = load_schema()
+    stage = schema_defaults(schema["$defs"]["stage"], schema)
+    assert stage["instructions"]["sampling"]["max_new_tokens"] == 48
+    assert stage["responses"]["sampling"]["max_new_tokens"] == 128
+    assert stage["instructions"]["sampling"]["top_k"] == 0  # shared default kept under the override
+
+
+def test_deep_merge_replaces_lists_and_scalars():
+    assert deep_merge({"a": {"b": 1, "c": [1, 2]}}, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}}

@@ -1,0 +1,129 @@
+"""Instruction and response generation: filters with a known funnel, provenance, determinism."""
+
+import copy
+import random
+
+import pytest
+
+from maximalcai import tables
+from maximalcai.generation import (
+    filter_instructions,
+    generate_instruction_candidates,
+    generate_responses,
+    run_aggregate_instructions,
+    run_aggregate_responses,
+    run_instruction_shard,
+    run_response_shard,
+    shared_draws,
+)
+from maximalcai.prompting import PoolExample, load_pool
+
+from conftest import REPO
+
+POOL = REPO / "resources/pools/stage1_explicit.jsonl"
+SETTINGS = {
+    "count": 3, "candidates": 8, "shard_size": 4, "fewshot_k": 2, "fewshot_share": 1,
+    "sampling": {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 8, "repetition_penalty": 1.0},
+    "filters": {"min_words": 3, "max_words": 12, "max_similarity": 0.7, "banned_words": ["image"]},
+}
+
+
+def candidate(i, text, finish="stop"):
+    return {"candidate_id": f"stage1-c{i:05d}", "text": text, "finish_reason": finish}
+
+
+def test_filters_drop_in_order_and_the_funnel_adds_up():
+    pool = [PoolExample("p1", "Write a haiku about a rainy Monday morning.", "x")]
+    rows = [
+        candidate(0, "Explain how tides work."),
+        candidate(1, "Describe this image in detail please."),  # banned word
+        candidate(2, "Hi there"),  # too short
+        candidate(3, "Write a haiku about a rainy Monday morning please."),  # near-duplicate of the pool
+        candidate(4, "Explain how the tides work."),  # near-duplicate of candidate 0
+        candidate(5, "List three uses for baking soda.", finish="length"),  # unfinished
+        candidate(6, "- a list item pretending to be a task"),  # starts with a symbol
+        candidate(7, "Give me a recipe for tomato soup."),
+        candidate(8, "Summarize the plot of Hamlet briefly."),
+        candidate(9, "Translate good morning into French."),  # surplus beyond count=3
+    ]
+    kept, funnel = filter_instructions(rows, pool, SETTINGS)
+    assert [r["candidate_id"][-1] for r in kept] == ["0", "7", "8"]
+    drops = {f["filter"]: f["dropped"] for f in funnel if "dropped" in f}
+    assert drops == {
+        "mentions something a text-only model cannot see or produce (banned_words)": 1,
+        "shorter than min_words=3": 1,
+        "near-duplicate of a pool example (ROUGE-L > 0.7)": 1,
+        "near-duplicate of another candidate (ROUGE-L > 0.7)": 1,
+        "unfinished: hit max_new_tokens before the next block": 1,
+        "starts with punctuation or a symbol": 1,
+        "surplus: already kept instructions.count=3": 1,
+    }
+    assert funnel[0]["rows"] == 10 and funnel[-1] == {"filter": "kept", "rows": 3}
+    assert funnel[0]["rows"] - sum(drops.values()) == funnel[-1]["rows"]
+
+
+def test_shared_draws_reuse_one_draw_per_group():
+    pool = load_pool(POOL)
+    draws = shared_draws(pool, 3, 4, 10, random.Random(0))
+    assert len(draws) == 10 and draws[0] is draws[3] and draws[3] is not draws[4] and draws[8] is draws[9]
+
+
+def test_instruction_candidates_carry_provenance_and_are_deterministic(tiny_backend):
+    pool = load_pool(POOL)
+    rows = generate_instruction_candidates(tiny_backend, pool, "stage1", 1, SETTINGS, seed=42)
+    assert [r["candidate_id"] for r in rows] == [f"stage1-c{i:05d}" for i in range(4, 8)]
+    assert all(len(r["fewshot_ids"]) == 2 and r["generator"] == tiny_backend.model_name for r in rows)
+    tables.to_arrow(rows, "instruction_candidates")  # schema-valid
+    assert rows == generate_instruction_candidates(tiny_backend, pool, "stage1", 1, SETTINGS, seed=42)
+
+
+def test_candidates_of_one_instruction_see_different_fewshot_draws(tiny_backend):
+    pool = load_pool(POOL)
+    instructions = [{"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task number {i}."} for i in range(3)]
+    settings = {"per_instruction": 2, "fewshot_k": 2, "fewshot_share": 3, "sampling": SETTINGS["sampling"]}
+    rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, seed=42)
+    assert len(rows) == 6
+    by_instruction = {}
+    for row in rows:
+        by_instruction.setdefault(row["instruction_id"], []).append(row["fewshot_ids"])
+    assert all(a != b for a, b in by_instruction.values())
+    tables.to_arrow(rows, "responses")
+
+
+@pytest.fixture()
+def tiny_cfg(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["hardware"] = {"device": "cpu", "dtype": "float32"}
+    cfg["generation"]["batch_size"] = 4
+    return cfg
+
+
+def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_model_dir):
+    import json
+
+    settings = {**SETTINGS, "count": 4, "filters": {**SETTINGS["filters"], "min_words": 1, "max_words": 50, "max_similarity": 1.0, "banned_words": []}}
+    shards, manifests = [], []
+    for shard in range(2):
+        shards.append(tmp_path / f"shard{shard}.parquet")
+        manifests.append(tmp_path / f"shard{shard}.json")
+        run_instruction_shard(tiny_cfg, settings, "stage1", shard, str(POOL), tiny_model_dir, None, shards[-1], manifests[-1])
+    manifest = json.loads(manifests[0].read_text())
+    assert manifest["generated_tokens"] > 0 and manifest["packages"]["torch"] and manifest["config"]["seed"] == 42
+    assert manifest["constitution"]["sha256"]
+    # the tiny random model rarely writes a usable instruction: make every candidate acceptable
+    for path in shards:
+        rows = tables.read_table(path, "instruction_candidates")
+        for r in rows:
+            r.update(text=r["text"] or "placeholder task", finish_reason="stop")
+        tables.write_table(rows, path, "instruction_candidates")
+    run_aggregate_instructions(tiny_cfg, settings, "stage1", shards, manifests, str(POOL), tmp_path / "ins.parquet", tmp_path / "ins.json")
+    instructions = tables.read_table(tmp_path / "ins.parquet", "instructions")
+    assert len(instructions) == 4
+    response_settings = {"per_instruction": 2, "shard_size": 3, "fewshot_k": 2, "fewshot_share": 2, "sampling": SETTINGS["sampling"]}
+    parts = []
+    for shard in range(2):
+        parts.append((tmp_path / f"r{shard}.parquet", tmp_path / f"r{shard}.json"))
+        run_response_shard(tiny_cfg, response_settings, "stage1", shard, str(POOL), tmp_path / "ins.parquet", tiny_model_dir, None, *parts[-1])
+    run_aggregate_responses(tiny_cfg, "stage1", [p for p, _ in parts], [m for _, m in parts], tmp_path / "ins.parquet", 2, tmp_path / "resp.parquet", tmp_path / "resp.json")
+    assert len(tables.read_table(tmp_path / "resp.parquet", "responses")) == 8
+    assert json.loads((tmp_path / "resp.json").read_text())["generation"]["shards"] == 2

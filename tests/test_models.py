@@ -1,0 +1,57 @@
+"""Importing the base model from a local directory or the hub, and the errors on bad sources."""
+
+import json
+
+import pytest
+
+from maximalcai import models
+from maximalcai.errors import HardwareError, ModelSourceError
+
+
+def test_import_from_a_local_checkpoint(tmp_path, tiny_model_dir):
+    info = models.import_base_model({"source": "local", "path": str(tiny_model_dir), "name": None}, tmp_path / "base")
+    assert (tmp_path / "base" / "model.safetensors").is_file()
+    assert info["name"] == tiny_model_dir.name and info["has_chat_template"] is False
+    assert json.loads((tmp_path / "base" / models.MODEL_INFO).read_text()) == info
+    assert models.model_name(tmp_path / "base") == tiny_model_dir.name
+    assert models.model_name(tmp_path / "base", tmp_path / "stage1" / "adapter") == f"{tiny_model_dir.name}+stage1"
+    assert not (tmp_path / ".base.partial").exists()
+
+
+def test_import_records_a_chat_template(tmp_path, tiny_model_dir, qwen_style_tokenizer):
+    import shutil
+
+    source = tmp_path / "qwen-like"
+    shutil.copytree(tiny_model_dir, source)
+    qwen_style_tokenizer.save_pretrained(source)
+    info = models.import_base_model({"source": "local", "path": str(source), "name": "qwen-like"}, tmp_path / "base")
+    assert info["has_chat_template"] is True and info["name"] == "qwen-like"
+
+
+def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
+    with pytest.raises(ModelSourceError, match="neither a .gguf file nor a checkpoint directory"):
+        models.import_base_model({"source": "local", "path": str(tmp_path), "name": None}, tmp_path / "base")
+    with pytest.raises(ModelSourceError, match="cannot import 'no_such_gguf_pkg'"):
+        models.import_base_model({"source": "gguf_package", "gguf_package": "no_such_gguf_pkg", "name": None}, tmp_path / "b")
+
+    def offline(**kwargs):
+        raise OSError("network unreachable")
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ModelSourceError, match="could not download 'Qwen/Qwen2.5-32B'.*use source: local"):
+        models.import_base_model({"source": "hub", "hub_id": "Qwen/Qwen2.5-32B", "revision": None, "name": None}, tmp_path / "c")
+    assert not (tmp_path / "c").exists() and not (tmp_path / ".c.partial").exists()
+    with pytest.raises(ModelSourceError, match="no model there"):
+        models.load_model(tmp_path / "nothing", None, "cpu")
+
+
+def test_cuda_requests_fail_clearly_without_a_gpu():
+    if models.cuda_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(HardwareError, match="hardware.device is 'cuda'"):
+        models.resolve_device("cuda")
+    with pytest.raises(HardwareError, match="training.backend asks for unsloth"):
+        models.require_cuda("unsloth", "training.backend")
+    assert models.resolve_device("auto") == "cpu"

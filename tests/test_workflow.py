@@ -1,0 +1,126 @@
+"""The Snakemake workflow: lint, dry runs, config errors at start, and real runs on the embedded model."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from maximalcai import tables
+from maximalcai.models import load_tokenizer
+from maximalcai.prompting import ChatTokenCheck
+
+from conftest import REPO
+
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake(workdir, *args, check=True, timeout=1800):
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def planned_jobs(result) -> set[str]:
+    """Rule names of the jobs a dry run would execute."""
+    return set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, re.M))
+
+
+def make_workdir(path, config=TINY, **overrides):
+    path.mkdir(parents=True, exist_ok=True)
+    data = yaml.safe_load(config.read_text())
+    for key, value in overrides.items():
+        data[key] = value
+    (path / "config.yaml").write_text(yaml.safe_dump(data))
+    shutil.copy(REPO / "resources/pools/stage1_explicit.jsonl", path / "pool.jsonl")
+    return path
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_default_config_dry_runs_on_a_fresh_checkout(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    result = snakemake(tmp_path, "-n", "stage1_datasets", "--cores", "1")
+    jobs = planned_jobs(result)
+    assert {"import_base_model", "generate_instructions", "generate_responses", "aggregate_responses"} <= jobs
+
+
+def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
+    make_workdir(tmp_path, generation={"batch_size": 0, "backend": "tensorrt"})
+    result = snakemake(tmp_path, "--cores", "1", "stage1_datasets", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "generation.batch_size: 0 is less than the minimum of 1" in output
+    assert "generation.backend: 'tensorrt' is not one of 'auto', 'transformers', 'vllm'" in output
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = make_workdir(tmp_path_factory.mktemp("e2e"))
+    snakemake(workdir, "--cores", "2", "stage1_datasets")
+    return workdir
+
+
+@pytest.mark.e2e
+def test_stage1_datasets_build_with_provenance_and_no_template_tokens(tiny_run):
+    instructions = tables.read_table(tiny_run / "results/stage1/instructions.parquet", "instructions")
+    responses = tables.read_table(tiny_run / "results/stage1/responses.parquet", "responses")
+    assert 1 <= len(instructions) <= 6
+    assert len(responses) == 2 * len(instructions)
+    assert all(r["generator"] == "gemma-3-270m-q4_k_m" and r["fewshot_ids"] for r in instructions + responses)
+    assert {r["instruction_id"] for r in responses} == {r["instruction_id"] for r in instructions}
+    check = ChatTokenCheck(load_tokenizer(tiny_run / "results/models/base"))
+    for row in instructions + responses:
+        assert check.find(row.get("response", row["instruction"])) == []
+    log = "".join(p.read_text() for p in (tiny_run / "logs/stage1/generate_responses").glob("*.log"))
+    assert re.search(r"\d+\.\d tok/s", log)
+
+
+@pytest.mark.e2e
+def test_same_seed_gives_identical_instructions(tiny_run):
+    path = tiny_run / "results/stage1/instructions.parquet"
+    before = tables.read_table(path, "instructions")
+    snakemake(tiny_run, "--cores", "2", "--forcerun", "generate_instructions", "--", str(path.relative_to(tiny_run)))
+    assert tables.read_table(path, "instructions") == before
+
+
+@pytest.mark.e2e
+def test_only_what_changed_reruns(tiny_run):
+    assert planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_datasets")) == set()
+
+    # response sampling changed: responses rerun, instructions do not
+    override = tiny_run / "override.yaml"
+    override.write_text(yaml.safe_dump({"stage_defaults": {"responses": {"sampling": {"temperature": 0.5}}}}))
+    result = snakemake(tiny_run, "-n", "--cores", "1", "--configfile", str(tiny_run / "config.yaml"), str(override), "--", "stage1_datasets")
+    jobs = planned_jobs(result)
+    assert "generate_responses" in jobs and "aggregate_responses" in jobs
+    assert not jobs & {"generate_instructions", "aggregate_instructions", "import_base_model"}, result.stdout
+
+    # the few-shot pool changed: instruction generation and everything after it rerun
+    pool = tiny_run / "pool.jsonl"
+    original, stat = pool.read_text(), pool.stat()
+    try:
+        pool.write_text(original + '{"id": "new-1", "instruction": "Name a planet.", "response": "Mars."}\n')
+        jobs = planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_datasets"))
+        assert {"generate_instructions", "aggregate_instructions", "generate_responses"} <= jobs
+        assert "import_base_model" not in jobs
+    finally:
+        pool.write_text(original)
+        os.utime(pool, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.e2e
+def test_regenerating_one_dataset_touches_only_its_rules(tiny_run):
+    target = "results/stage1/responses.parquet"
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "--forcerun", "generate_responses", "--", target))
+    assert jobs == {"generate_responses", "aggregate_responses"}
