@@ -99,3 +99,12 @@ def test_continuation_logprobs_match_a_plain_forward_pass(tiny_backend):
                 logp = torch.log_softmax(model(input_ids=torch.tensor([p + o])).logits[0].float(), -1)
             expected = sum(logp[len(p) - 1 + i, t].item() for i, t in enumerate(o))
             assert value == pytest.approx(expected, abs=1e-4)
+
+
+def test_scoring_with_shared_prefixes_matches_plain_prompts(tiny_backend):
+    split = [(PREFIX_A, TARGETS[0]), (PREFIX_A, TARGETS[1]), (PREFIX_B, TARGETS[2]), ("", TARGETS[3])]
+    options = [["A", "B"], [" yes", " no thanks"], ["safe", "unsafe"], ["x"]]
+    plain = tiny_backend.continuation_logprobs([p + s for p, s in split], options)
+    shared = tiny_backend.continuation_logprobs(split, options)
+    for a, b in zip(plain, shared):
+        assert a == pytest.approx(b, abs=1e-4)

@@ -127,14 +127,14 @@ class Backend(ABC):
         logger.debug("generated %d completions in %.1f s", len(out), time.perf_counter() - start)
         return out
 
-    def continuation_logprobs(self, prompts: Sequence[str], options: Sequence[Sequence[str]]) -> list[list[float]]:
+    def continuation_logprobs(self, prompts: Sequence[Prompt], options: Sequence[Sequence[str]]) -> list[list[float]]:
         """For each prompt, the summed log-probability of each of its options as the continuation."""
         prompts = list(prompts)
         if len(prompts) != len(options):
             raise ValueError("one list of options per prompt")
         if not prompts:
             return []
-        self.check_prompts(prompts, "scoring prompt")
+        self.check_prompts([prompt_text(p) for p in prompts], "scoring prompt")
         return self._continuation_logprobs(prompts, [list(o) for o in options])
 
     @abstractmethod
@@ -142,7 +142,7 @@ class Backend(ABC):
         ...
 
     @abstractmethod
-    def _continuation_logprobs(self, prompts: list[str], options: list[list[str]]) -> list[list[float]]:
+    def _continuation_logprobs(self, prompts: list[Prompt], options: list[list[str]]) -> list[list[float]]:
         ...
 
     def close(self) -> None:

@@ -1,7 +1,9 @@
-"""Generation and scoring with transformers on CPU or GPU: left-padded batches, stop strings, seeded sampling.
+"""Generation and scoring with transformers on CPU or GPU: shared-prefix prefill, a KV-cached decoding loop
+that drops finished rows, stop strings, seeded sampling, and option log-probabilities.
 
-Batches are formed from prompts sorted by length (less padding), and each batch draws from its own seed,
-so a result depends only on (prompts, seed, batch size), not on what ran before in the process.
+Prompts that share a prefix (the few-shot examples) are grouped so each batch computes that prefix once.
+Each batch draws from its own seed, so a result depends only on (prompts, seed, batch size), not on what
+ran before in the process. See benchmarks/README.md for what each part buys on a CPU.
 """
 
 from __future__ import annotations
@@ -47,28 +49,33 @@ class TransformersBackend(Backend):
         # transformers renamed past_key_values to cache (5.2x); the GPU stack pins an older release.
         forward = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in forward else "past_key_values"
+        # Sliding-window layers (Gemma 3) count their window in cache slots; rows padded in the middle (a
+        # shared prefix, then padding, then the row's own text) would see fewer real tokens. For such models
+        # the cache keeps every slot and the masks below count the window in real token positions.
+        text = self.model.config.get_text_config()
+        types, window = getattr(text, "layer_types", None), getattr(text, "sliding_window", None)
+        self._windows = (
+            {t: (window if t == "sliding_attention" else None) for t in dict.fromkeys(types)}
+            if types and window and "sliding_attention" in types
+            else None
+        )
 
-    # ------------------------------------------------------------------------------------------ generate
-    def _generate(self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]) -> list[Completion]:
-        # Rows that share a prefix stay together (groups in first-appearance order, longest suffix first),
-        # so a batch holds few distinct prefixes.
-        prefixes = ["" if isinstance(p, str) else p[0] for p in prompts]
-        suffixes = [p if isinstance(p, str) else p[1] for p in prompts]
-        first_seen = {prefix: i for i, prefix in reversed(list(enumerate(prefixes)))}
-        order = sorted(range(len(prompts)), key=lambda i: (first_seen[prefixes[i]], -len(suffixes[i]), i))
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        results: list[Completion | None] = [None] * len(prompts)
-        for number, batch in enumerate(batches):
-            start = time.perf_counter()
-            completions = self.decode(
-                [prefixes[i] for i in batch], [suffixes[i] for i in batch], sampling,
-                derive_seed(seed, "batch", number), stop,
-            )
-            for index, completion in zip(batch, completions):
-                results[index] = completion
-            tokens = sum(c.num_tokens for c in completions)
-            self.meter.record(tokens, time.perf_counter() - start, len(batch), f"batch {number + 1}/{len(batches)}")
-        return [r for r in results if r is not None]
+    # ------------------------------------------------------------------------------------------- helpers
+    def _tokens(self, text: str, first: bool) -> list[int]:
+        """Token ids of ``text``; ``first`` adds the tokenizer's BOS unless the text already starts with it
+        (chat-templated prompts such as Llama Guard's carry their own)."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if first and bos is not None and self._adds_bos and ids[:1] != [bos]:
+            ids = [bos] + ids
+        return ids
+
+    @property
+    def _adds_bos(self) -> bool:
+        if not hasattr(self, "_adds_bos_cached"):
+            bos = self.tokenizer.bos_token_id
+            self._adds_bos_cached = bos is not None and self.tokenizer("x")["input_ids"][:1] == [bos]
+        return self._adds_bos_cached
 
     def _left_padded(self, sequences: list[list[int]]):
         import torch
@@ -82,98 +89,179 @@ class TransformersBackend(Backend):
                 mask[row, width - len(tokens) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def decode(
-        self, prefixes: list[str], suffixes: list[str], sampling: Sampling, seed: int, stop: tuple[str, ...]
-    ) -> list[Completion]:
-        """Decode one batch with a KV cache, dropping rows as they finish.
+    def _attention_mask(self, valid, positions, queries: int):
+        """The attention mask for a forward pass over the last ``queries`` slots of the cache.
 
-        Each distinct prefix is run through the model once (all of them in one left-padded pass) and its
-        cache rows are copied to the rows that use it; then the suffixes, left-padded after their prefix,
-        are prefilled together and decoding starts. Finished rows leave the batch, whereas
-        ``model.generate`` keeps computing them until the longest row ends. Sampling draws from the same
-        distribution as transformers' warpers (backends/sampling.py); greedy decoding matches
-        ``model.generate`` token for token (tests/test_backends.py).
+        Full-attention models get the 2D padding mask. Sliding-window models get one additive 4D mask per
+        layer type: causal over valid slots, with the sliding window measured in real positions.
+        """
+        import torch
+
+        if self._windows is None:
+            return valid
+        slots = valid.shape[1]
+        key_slots = torch.arange(slots, device=valid.device)
+        query_slots = key_slots[slots - queries :]
+        causal = key_slots[None, :] <= query_slots[:, None]  # [queries, slots]
+        itself = (key_slots[None, :] == query_slots[:, None])[None]  # padding queries attend to themselves
+        allowed = valid.bool()[:, None, :] & causal[None]  # [rows, queries, slots]
+        distance = positions[:, slots - queries :, None] - positions[:, None, :]
+        lowest = torch.finfo(self.model.dtype).min
+        masks = {}
+        for layer_type, window in self._windows.items():
+            ok = (allowed if window is None else allowed & (distance < window)) | itself
+            masks[layer_type] = torch.zeros(ok.shape, dtype=self.model.dtype, device=valid.device).masked_fill(
+                ~ok, lowest
+            )[:, None]
+        return masks
+
+    @staticmethod
+    def _split(prompts: list[Prompt]) -> tuple[list[str], list[str]]:
+        return (
+            ["" if isinstance(p, str) else p[0] for p in prompts],
+            [p if isinstance(p, str) else p[1] for p in prompts],
+        )
+
+    @staticmethod
+    def _batches(prefixes: list[str], sizes: list[int], batch_size: int) -> list[list[int]]:
+        """Row indices grouped by shared prefix (first-appearance order, longest suffix first), then
+        chunked, so each batch holds few distinct prefixes."""
+        first_seen = {prefix: i for i, prefix in reversed(list(enumerate(prefixes)))}
+        order = sorted(range(len(prefixes)), key=lambda i: (first_seen[prefixes[i]], -sizes[i], i))
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def _encode(self, prefixes: list[str], suffixes: list[str]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids split into (shared prefix, per-row rest), exactly as the joined text tokenizes.
+
+        Tokenizers may merge across the prefix/suffix boundary, so each row is tokenized whole and a group
+        shares only the longest token prefix common to its prefix text and all of its rows.
+        """
+        full = [self._tokens(p + s, first=True) for p, s in zip(prefixes, suffixes)]
+        shared: dict[str, list[int]] = {}
+        for prefix, ids in zip(prefixes, full):
+            if not prefix:
+                continue
+            common = shared.get(prefix)
+            if common is None:
+                common = self._tokens(prefix, first=True)
+            n = 0
+            while n < min(len(common), len(ids)) and common[n] == ids[n]:
+                n += 1
+            shared[prefix] = common[:n]
+        prefix_ids = [shared.get(p, []) for p in prefixes]
+        return prefix_ids, [ids[len(pre):] for pre, ids in zip(prefix_ids, full)]
+
+    def _prefill(self, prefix_ids: list[list[int]], suffix_ids: list[list[int]], keep: int):
+        """Run a batch's prompts through the model with a fresh KV cache.
+
+        Each distinct prefix is computed once (all of them in one left-padded pass) and its cache rows are
+        copied to the rows that use it; then the rest of each row, left-padded after its prefix, is run in
+        one pass. Returns (output with the last ``keep`` positions' logits, cache, valid-slot mask, slot
+        positions, token history, sequence length).
         """
         import torch
         from transformers import DynamicCache
 
         device = self.device
-        bos = [self.tokenizer.bos_token_id] if self._adds_bos() else []
-        distinct = list(dict.fromkeys(prefixes))
-        group = torch.tensor([distinct.index(p) for p in prefixes], device=device)
-        prefix_ids = [bos + self.tokenizer(p, add_special_tokens=False)["input_ids"] if p else [] for p in distinct]
-        suffix_ids = [
-            (bos if not prefix else []) + self.tokenizer(s, add_special_tokens=False)["input_ids"]
-            for prefix, s in zip(prefixes, suffixes)
-        ]
-        cache = DynamicCache(config=self.model.config)
-        with torch.inference_mode():
-            width = max(len(p) for p in prefix_ids)
-            if width:
-                shared, shared_mask = self._left_padded(prefix_ids)
-                self.model(
-                    input_ids=shared, attention_mask=shared_mask,
-                    position_ids=(shared_mask.cumsum(-1) - 1).clamp(min=0), **{self._cache_kw: cache},
-                    use_cache=True, logits_to_keep=1, cache_position=torch.arange(width, device=device),
-                )
-                cache.batch_select_indices(group)  # one cache row per prompt (repeats allowed)
-                history, prefix_mask = shared[group], shared_mask[group]
-            else:
-                history = prefix_mask = torch.zeros((len(suffixes), 0), dtype=torch.long, device=device)
-            ids, suffix_mask = self._left_padded(suffix_ids)
-            mask = torch.cat([prefix_mask, suffix_mask], dim=1)
-            positions = prefix_mask.sum(-1, keepdim=True) + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
-            out = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, **{self._cache_kw: cache}, use_cache=True,
-                logits_to_keep=1, cache_position=torch.arange(width, width + ids.shape[1], device=device),
+        distinct = list(dict.fromkeys(tuple(p) for p in prefix_ids))
+        group = torch.tensor([distinct.index(tuple(p)) for p in prefix_ids], device=device)
+        cache = DynamicCache() if self._windows else DynamicCache(config=self.model.config)
+        width = max(len(p) for p in distinct)
+        if width:
+            shared, shared_valid = self._left_padded([list(p) for p in distinct])
+            shared_positions = (shared_valid.cumsum(-1) - 1).clamp(min=0)
+            self.model(
+                input_ids=shared, attention_mask=self._attention_mask(shared_valid, shared_positions, width),
+                position_ids=shared_positions, **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1,
+                cache_position=torch.arange(width, device=device),
             )
-            history = torch.cat([history, ids], dim=1)
-            return self._decode_loop(out, cache, mask, positions, history, width + ids.shape[1], sampling, seed, stop)
+            cache.batch_select_indices(group)  # one cache row per prompt (repeats allowed)
+            history, prefix_valid, prefix_positions = shared[group], shared_valid[group], shared_positions[group]
+        else:
+            history = prefix_valid = prefix_positions = torch.zeros((len(prefix_ids), 0), dtype=torch.long, device=device)
+        ids, suffix_valid = self._left_padded(suffix_ids)
+        valid = torch.cat([prefix_valid, suffix_valid], dim=1)
+        suffix_positions = prefix_valid.sum(-1, keepdim=True) + (suffix_valid.cumsum(-1) - 1).clamp(min=0)
+        positions = torch.cat([prefix_positions, suffix_positions], dim=1)
+        out = self.model(
+            input_ids=ids, attention_mask=self._attention_mask(valid, positions, ids.shape[1]),
+            position_ids=suffix_positions, **{self._cache_kw: cache}, use_cache=True, logits_to_keep=keep,
+            cache_position=torch.arange(width, width + ids.shape[1], device=device),
+        )
+        return out, cache, valid, positions, torch.cat([history, ids], dim=1), width + ids.shape[1]
 
-    def _decode_loop(self, out, cache, mask, positions, history, length, sampling, seed, stop) -> list[Completion]:
+    # ------------------------------------------------------------------------------------------ generate
+    def _generate(self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]) -> list[Completion]:
+        prefixes, suffixes = self._split(prompts)
+        batches = self._batches(prefixes, [len(s) for s in suffixes], self.batch_size)
+        results: list[Completion | None] = [None] * len(prompts)
+        for number, batch in enumerate(batches):
+            start = time.perf_counter()
+            completions = self.decode(
+                [prefixes[i] for i in batch], [suffixes[i] for i in batch], sampling,
+                derive_seed(seed, "batch", number), stop,
+            )
+            for index, completion in zip(batch, completions):
+                results[index] = completion
+            tokens = sum(c.num_tokens for c in completions)
+            self.meter.record(tokens, time.perf_counter() - start, len(batch), f"batch {number + 1}/{len(batches)}")
+        return [r for r in results if r is not None]
+
+    def decode(
+        self, prefixes: list[str], suffixes: list[str], sampling: Sampling, seed: int, stop: tuple[str, ...]
+    ) -> list[Completion]:
+        """Decode one batch with a KV cache, dropping rows from the batch as they finish.
+
+        ``model.generate`` keeps computing finished rows until the longest one ends. Sampling draws from
+        the same distribution as transformers' warpers (backends/sampling.py); greedy decoding matches
+        ``model.generate`` token for token (tests/test_backends.py).
+        """
         import torch
 
         device = self.device
+        prefix_ids, suffix_ids = self._encode(prefixes, suffixes)
         penalty = self._repetition_penalty(sampling)
         generator = torch.Generator(device=device).manual_seed(seed)
         eos = self.tokenizer.eos_token_id
-        count = mask.shape[0]
-        active = list(range(count))  # batch row -> output index
-        generated: list[list[int]] = [[] for _ in range(count)]
-        reasons: list[str | None] = [None] * count
-        for step in range(sampling.max_new_tokens):
-            scores = out.logits[:, -1, :].float()
-            if penalty is not None:
-                scores = penalty(history, scores)
-            if sampling.greedy:
-                chosen = scores.argmax(-1)
-            else:
-                chosen = sample(scores, sampling.temperature, sampling.top_k, sampling.top_p, generator)
-            keep = []
-            for row, (index, token) in enumerate(zip(active, chosen.tolist())):
-                generated[index].append(token)
-                if token == eos:
-                    reasons[index] = "eos"
-                elif stop and any(s in self.tokenizer.decode(generated[index][-16:]) for s in stop):
-                    reasons[index] = "stop"
-                elif len(generated[index]) >= sampling.max_new_tokens:
-                    reasons[index] = "length"
+        active = list(range(len(suffixes)))  # batch row -> output index
+        generated: list[list[int]] = [[] for _ in suffixes]
+        reasons: list[str | None] = [None] * len(suffixes)
+        with torch.inference_mode():
+            out, cache, valid, positions, history, length = self._prefill(prefix_ids, suffix_ids, keep=1)
+            for step in range(sampling.max_new_tokens):
+                scores = out.logits[:, -1, :].float()
+                if penalty is not None:
+                    scores = penalty(history, scores)
+                if sampling.greedy:
+                    chosen = scores.argmax(-1)
                 else:
-                    keep.append(row)
-            if not keep:
-                break
-            if len(keep) < len(active):
-                rows = torch.tensor(keep, device=device)
-                cache.batch_select_indices(rows)
-                mask, history, positions, chosen = mask[rows], history[rows], positions[rows], chosen[rows]
-                active = [active[r] for r in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            history = torch.cat([history, chosen[:, None]], dim=1)
-            positions = positions[:, -1:] + 1
-            out = self.model(
-                input_ids=chosen[:, None], attention_mask=mask, position_ids=positions, **{self._cache_kw: cache},
-                use_cache=True, cache_position=torch.tensor([length + step], device=device),
-            )
+                    chosen = sample(scores, sampling.temperature, sampling.top_k, sampling.top_p, generator)
+                keep = []
+                for row, (index, token) in enumerate(zip(active, chosen.tolist())):
+                    generated[index].append(token)
+                    if token == eos:
+                        reasons[index] = "eos"
+                    elif stop and any(s in self.tokenizer.decode(generated[index][-16:]) for s in stop):
+                        reasons[index] = "stop"
+                    elif len(generated[index]) >= sampling.max_new_tokens:
+                        reasons[index] = "length"
+                    else:
+                        keep.append(row)
+                if not keep:
+                    break
+                if len(keep) < len(active):
+                    rows = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(rows)
+                    valid, history, positions, chosen = valid[rows], history[rows], positions[rows], chosen[rows]
+                    active = [active[r] for r in keep]
+                valid = torch.cat([valid, valid.new_ones((len(active), 1))], dim=1)
+                history = torch.cat([history, chosen[:, None]], dim=1)
+                positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
+                out = self.model(
+                    input_ids=chosen[:, None], attention_mask=self._attention_mask(valid, positions, 1),
+                    position_ids=positions[:, -1:], **{self._cache_kw: cache}, use_cache=True,
+                    cache_position=torch.tensor([length + step], device=device),
+                )
         return [self._completion(tokens, reason, stop) for tokens, reason in zip(generated, reasons)]
 
     @staticmethod
@@ -192,49 +280,46 @@ class TransformersBackend(Backend):
         return Completion(text=text, finish_reason=reason or "length", num_tokens=len(tokens))
 
     # ------------------------------------------------------------------------------------------- scoring
-    def _continuation_logprobs(self, prompts: list[str], options: list[list[str]]) -> list[list[float]]:
-        """Left-padded forward passes with explicit positions; only the last few positions' logits are kept."""
+    def _continuation_logprobs(self, prompts: list[Prompt], options: list[list[str]]) -> list[list[float]]:
+        """Summed log-probability of each option after its prompt.
+
+        When every option of a prompt is a single token, one pass over the prompt scores them all from the
+        last position's distribution; otherwise each option is appended to its own row. Rows sharing a
+        prefix share its computation, as in generation.
+        """
         import torch
 
-        bos = [self.tokenizer.bos_token_id] if self._adds_bos() else []
-        rows: list[tuple[int, int, list[int], int]] = []  # (prompt index, option index, ids, option length)
-        for p, (prompt, opts) in enumerate(zip(prompts, options)):
-            prompt_ids = bos + self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            for o, option in enumerate(opts):
-                option_ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]
-                if not option_ids:
+        prefixes, suffixes = self._split(prompts)
+        option_ids = [[self.tokenizer(o, add_special_tokens=False)["input_ids"] for o in opts] for opts in options]
+        for opts, ids in zip(options, option_ids):
+            for option, tokens in zip(opts, ids):
+                if not tokens:
                     raise ValueError(f"option {option!r} tokenizes to nothing")
-                rows.append((p, o, prompt_ids + option_ids, len(option_ids)))
+        prefix_ids, rest_ids = self._encode(prefixes, suffixes)
+        # rows: (prompt index, option index or None for "all single-token options", token ids, option length)
+        rows: list[tuple[int, int | None, list[int], int]] = []
+        for p, rest in enumerate(rest_ids):
+            if all(len(ids) == 1 for ids in option_ids[p]):
+                rows.append((p, None, rest, 0))
+            else:
+                rows += [(p, o, rest + ids, len(ids)) for o, ids in enumerate(option_ids[p])]
         scores = [[0.0] * len(opts) for opts in options]
-        pad = self.tokenizer.pad_token_id
-        for start in range(0, len(rows), self.scoring_batch_size):
-            chunk = rows[start : start + self.scoring_batch_size]
-            width = max(len(r[2]) for r in chunk)
+        row_prefixes = [prefixes[r[0]] for r in rows]
+        for batch in self._batches(row_prefixes, [len(r[2]) for r in rows], self.scoring_batch_size):
+            chunk = [rows[i] for i in batch]
             keep = max(r[3] for r in chunk) + 1
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, (_, _, ids, _) in enumerate(chunk):
-                input_ids[i, width - len(ids) :] = torch.tensor(ids)
-                mask[i, width - len(ids) :] = 1
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                logits = self.model(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    position_ids=positions.to(self.device),
-                    logits_to_keep=keep,
-                ).logits.float()
-            logprobs = torch.log_softmax(logits, dim=-1)  # [batch, keep, vocab]; position j predicts token j+1
+                out = self._prefill([prefix_ids[r[0]] for r in chunk], [r[2] for r in chunk], keep=keep)[0]
+            logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # [rows, keep, vocab]; position j predicts j+1
             for i, (p, o, ids, n) in enumerate(chunk):
-                targets = torch.tensor(ids[-n:], device=logprobs.device)
-                predicted = logprobs[i, keep - 1 - n : keep - 1]  # the n positions before each option token
-                scores[p][o] = float(predicted.gather(-1, targets[:, None]).sum())
+                if o is None:
+                    last = logprobs[i, -1]
+                    scores[p] = [float(last[t[0]]) for t in option_ids[p]]
+                else:
+                    targets = torch.tensor(ids[-n:], device=logprobs.device)
+                    predicted = logprobs[i, keep - 1 - n : keep - 1]  # the n positions before each option token
+                    scores[p][o] = float(predicted.gather(-1, targets[:, None]).sum())
         return scores
-
-    def _adds_bos(self) -> bool:
-        bos = self.tokenizer.bos_token_id
-        return bos is not None and self.tokenizer("x")["input_ids"][:1] == [bos]
 
     def close(self) -> None:
         self.model = None
-
