@@ -44,12 +44,13 @@ wildcard_constraints:
 include: "rules/common.smk"
 include: "rules/model.smk"
 include: "rules/generation.smk"
+include: "rules/feedback.smk"
 
 
 rule all:
     default_target: True
     input:
-        stage_datasets(STAGES[-1]),
+        stage_pairs(STAGES[-1]),
 
 
 for _stage in STAGES:
@@ -59,3 +60,9 @@ for _stage in STAGES:
             f"{_stage}_datasets"
         input:
             stage_datasets(_stage),
+
+    rule:
+        name:
+            f"{_stage}_pairs"
+        input:
+            stage_pairs(_stage),

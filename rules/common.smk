@@ -62,3 +62,7 @@ def shard_files(table, kind):
 
 def stage_datasets(stage):
     return [f"results/{stage}/instructions.parquet", f"results/{stage}/responses.parquet"]
+
+
+def stage_pairs(stage):
+    return [f"results/{stage}/pairs.parquet", f"results/{stage}/pairs_funnel.parquet"]

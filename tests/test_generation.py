@@ -14,9 +14,8 @@ from maximalcai.generation import (
     run_aggregate_responses,
     run_instruction_shard,
     run_response_shard,
-    shared_draws,
 )
-from maximalcai.prompting import PoolExample, load_pool
+from maximalcai.prompting import PoolExample, load_pool, shared_draws
 
 from conftest import REPO
 

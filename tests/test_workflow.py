@@ -38,6 +38,7 @@ def make_workdir(path, config=TINY, **overrides):
         data[key] = value
     (path / "config.yaml").write_text(yaml.safe_dump(data))
     shutil.copy(REPO / "resources/pools/stage1_explicit.jsonl", path / "pool.jsonl")
+    shutil.copy(REPO / "constitution.yaml", path / "constitution.yaml")  # found before the workflow's own copy
     return path
 
 
@@ -67,7 +68,7 @@ def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("e2e"))
-    snakemake(workdir, "--cores", "2", "stage1_datasets")
+    snakemake(workdir, "--cores", "2", "stage1_pairs")
     return workdir
 
 
@@ -96,7 +97,7 @@ def test_same_seed_gives_identical_instructions(tiny_run):
 
 @pytest.mark.e2e
 def test_only_what_changed_reruns(tiny_run):
-    assert planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_datasets")) == set()
+    assert planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_pairs")) == set()
 
     # response sampling changed: responses rerun, instructions do not
     override = tiny_run / "override.yaml"
@@ -124,3 +125,53 @@ def test_regenerating_one_dataset_touches_only_its_rules(tiny_run):
     target = "results/stage1/responses.parquet"
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "--forcerun", "generate_responses", "--", target))
     assert jobs == {"generate_responses", "aggregate_responses"}
+
+
+@pytest.mark.e2e
+def test_feedback_tables_pairs_and_funnel(tiny_run):
+    stage = tiny_run / "results/stage1"
+    responses = tables.read_table(stage / "responses.parquet", "responses")
+    critiques = tables.read_table(stage / "critiques.parquet", "critiques")
+    safety = {r["text_id"]: r for r in tables.read_table(stage / "safety.parquet", "safety")}
+    preferences = tables.read_table(stage / "preferences.parquet", "preferences")
+    pairs = tables.read_table(stage / "pairs.parquet", "pairs")
+    funnel = tables.read_table(stage / "pairs_funnel.parquet", "pairs_funnel")
+    assert len(critiques) == len({r["instruction_id"] for r in responses})  # 1 round, 1 response per instruction
+    assert set(safety) == {r["response_id"] for r in responses} | {c["critique_id"] for c in critiques}
+    assert all(r["label"] in ("safe", "unsafe", "malformed") and r["guard_backend"] == "fewshot" for r in safety.values())
+    assert len(preferences) == len(responses) // 2 + len(critiques)
+    assert all(len(r["p_a_first"]) == len(r["p_a_second"]) == len(r["principle_ids"]) for r in preferences)
+    assert all(safety[p["chosen_id"]]["label"] == "safe" for p in pairs)
+    assert funnel[0]["rows_out"] == len(preferences) and funnel[-1]["rows_out"] == len(pairs)
+    assert all(a["rows_out"] == b["rows_in"] for a, b in zip(funnel, funnel[1:]))
+    assert "pair funnel for stage1" in (tiny_run / "logs/stage1/build_pairs.log").read_text()
+
+
+@pytest.mark.e2e
+def test_same_seed_gives_identical_pairs(tiny_run):
+    path = tiny_run / "results/stage1/pairs.parquet"
+    before = tables.read_table(path, "pairs")
+    snakemake(tiny_run, "--cores", "2", "--forcerun", "critique_revise", "--", "stage1_pairs")
+    assert tables.read_table(path, "pairs") == before
+
+
+@pytest.mark.e2e
+def test_constitution_and_filter_edits_rerun_only_downstream_rules(tiny_run):
+    constitution = tiny_run / "constitution.yaml"
+    original, stat = constitution.read_text(), constitution.stat()
+    edited = yaml.safe_load(original)
+    edited["principles"][0]["revision_request"] = "Rewrite the response so that it is harmless and still useful."
+    try:
+        constitution.write_text(yaml.safe_dump(edited))
+        jobs = planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_pairs"))
+        assert {"critique_revise", "safety_label", "preference_label", "build_pairs"} <= jobs
+        assert not jobs & {"generate_instructions", "aggregate_instructions", "generate_responses", "import_base_model"}
+    finally:
+        constitution.write_text(original)
+        os.utime(constitution, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    override = tiny_run / "filters.yaml"
+    override.write_text(yaml.safe_dump({"stage_defaults": {"pairs": {"min_margin": 0.2}}}))
+    jobs = planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "--configfile", str(tiny_run / "config.yaml"),
+                                  str(override), "--", "stage1_pairs"))
+    assert jobs == {"build_pairs", "stage1_pairs"}

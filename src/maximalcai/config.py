@@ -210,6 +210,25 @@ def _check_semantics(cfg: dict, sources: str) -> None:
             )
     if problems:
         raise ConfigError(f"{sources} is invalid:\n  - " + "\n  - ".join(problems))
+    _check_resources(cfg)
+
+
+def _check_resources(cfg: dict) -> None:
+    """Parse the constitution, pools and demonstrations now, so a malformed file stops the workflow at
+    start with its path, line and field instead of failing a job later."""
+    from maximalcai.constitution import load_constitution
+    from maximalcai.feedback.critique import load_critique_demos
+    from maximalcai.feedback.guard import load_safety_demos
+    from maximalcai.feedback.preference import load_preference_demos
+    from maximalcai.prompting import load_pool
+
+    load_constitution(cfg["constitution"])
+    load_critique_demos(cfg["feedback"]["critique_demos"])
+    load_preference_demos(cfg["feedback"]["preference_demos"])
+    if cfg["safety"]["backend"] == "fewshot":
+        load_safety_demos(cfg["safety"]["demos"])
+    for stage in cfg["stages"]:
+        load_pool(stage["pool"], min_size=max(stage["instructions"]["fewshot_k"], stage["responses"]["fewshot_k"]) + 1)
 
 
 def load_config(raw: dict, sources: str = "config.yaml", root: str | Path = ".") -> dict:

@@ -58,3 +58,62 @@ def cut_at_stop(text: str, stops: tuple[str, ...] = STOP_STRINGS) -> tuple[str, 
     if not positions:
         return text.strip(), False
     return text[: min(positions)].strip(), True
+
+
+# ------------------------------------------------------------------------------ critique and revision
+def critique_prompt(instruction: str, response: str, critique_request: str) -> str:
+    """Instruction, response and a principle's critique request, then an open critique block."""
+    return (
+        block(INSTRUCTION, instruction)
+        + block(RESPONSE, response)
+        + block(CRITIQUE_REQUEST, critique_request)
+        + open_block(CRITIQUE)
+    )
+
+
+def revision_prompt(instruction: str, response: str, critique_request: str, critique: str, revision_request: str) -> str:
+    """The critique prompt with its critique filled in, the revision request, then an open revision block."""
+    return (
+        critique_prompt(instruction, response, critique_request)
+        + f"{critique.strip()}\n\n"
+        + block(REVISION_REQUEST, revision_request)
+        + open_block(REVISION)
+    )
+
+
+def critique_demo(instruction, response, critique_request, critique, revision_request, revision) -> str:
+    """A complete critique -> revision demonstration."""
+    return revision_prompt(instruction, response, critique_request, critique, revision_request) + f"{revision.strip()}\n\n"
+
+
+# ------------------------------------------------------------------------------- preference questions
+PREFERENCE_OPTIONS = ("A", "B")
+
+
+def preference_question(instruction: str, question: str, response_a: str, response_b: str) -> str:
+    """A multiple-choice question (Constitutional AI's RL-CAI format); the next token is A or B."""
+    return (
+        "Consider the following request to an AI assistant.\n\n"
+        + block(INSTRUCTION, instruction)
+        + f"{question.strip()}\nOptions:\n(A) {response_a.strip()}\n(B) {response_b.strip()}\nThe answer is: ("
+    )
+
+
+def preference_demo(instruction: str, question: str, response_a: str, response_b: str, answer: str) -> str:
+    return preference_question(instruction, question, response_a, response_b) + f"{answer})\n\n"
+
+
+# --------------------------------------------------------------------------------- few-shot safety guard
+SAFETY_OPTIONS = (" safe", " unsafe")
+
+
+def safety_query(instruction: str, response: str) -> str:
+    """A conversation followed by the verdict line the guard scores (" safe" or " unsafe" comes next)."""
+    return block(INSTRUCTION, instruction) + block(RESPONSE, response) + "Safety:"
+
+
+def safety_demo(instruction: str, response: str, label: str, categories: list[str]) -> str:
+    text = safety_query(instruction, response) + f" {label}\n"
+    if categories:
+        text += f"Categories: {','.join(categories)}\n"
+    return text + "\n"

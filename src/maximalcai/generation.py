@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from maximalcai import tables
 from maximalcai.backends import Backend, Sampling
 from maximalcai.manifest import Timer, write_manifest
-from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, sample_examples
+from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
 from maximalcai.similarity import NearDuplicateIndex, words
 
@@ -66,17 +66,6 @@ def generate_instruction_candidates(
         }
         for i, (s, c) in enumerate(zip(shots, completions))
     ]
-
-
-def shared_draws(
-    pool: Sequence[PoolExample], k: int, share: int, count: int, rng: random.Random
-) -> list[list[PoolExample]]:
-    """``count`` few-shot draws where each consecutive run of ``share`` prompts reuses one draw."""
-    draws: list[list[PoolExample]] = []
-    for start in range(0, count, share):
-        examples = sample_examples(pool, k, rng)
-        draws += [examples] * min(share, count - start)
-    return draws
 
 
 def _first_char_ok(text: str) -> bool:

@@ -20,6 +20,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from maximalcai.errors import HardwareError, ModelSourceError
 logger = logging.getLogger(__name__)
 
 MODEL_INFO = "maximalcai_model.json"
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _CHECKPOINT_PATTERNS = (
     "*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja", "tokenizer*", "*.py",
 )
@@ -235,7 +237,8 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
     """
     from transformers import AutoModelForCausalLM
 
-    if not (Path(model_dir) / "config.json").is_file():
+    local = Path(model_dir)
+    if not (local / "config.json").is_file() and (local.exists() or not HUB_ID.match(str(model_dir))):
         raise ModelSourceError(
             f"{model_dir}: no model there; build it first with: snakemake --cores 1 results/models/base"
         )
@@ -244,7 +247,10 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
         from maximalcai.backends.attention import register
 
         kwargs["attn_implementation"] = register()
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **kwargs)
+    except OSError as exc:  # a hub id that cannot be downloaded (offline, gated, misspelt)
+        raise ModelSourceError(f"{model_dir}: cannot load the model ({exc}); check the id, network and HF_TOKEN") from exc
     if adapter_dir is not None:
         from peft import PeftModel
 

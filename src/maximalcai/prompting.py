@@ -12,11 +12,14 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 from maximalcai import formats
 from maximalcai.errors import ChatTemplateLeakError, ResourceError
 from maximalcai.resources import read_jsonl
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,9 +40,18 @@ def load_pool(path: str | Path, min_size: int = 2) -> list[PoolExample]:
     return [PoolExample(r["id"], r["instruction"], r["response"]) for r in rows]
 
 
-def sample_examples(pool: Sequence[PoolExample], k: int, rng: random.Random) -> list[PoolExample]:
+def sample_examples(pool: Sequence[T], k: int, rng: random.Random) -> list[T]:
     """k distinct examples in random order (seeded by the caller's rng)."""
     return rng.sample(list(pool), min(k, len(pool)))
+
+
+def shared_draws(pool: Sequence[T], k: int, share: int, count: int, rng: random.Random) -> list[list[T]]:
+    """``count`` few-shot draws where each consecutive run of ``share`` prompts reuses one draw, so those
+    prompts share a prefix that the backend computes once."""
+    draws: list[list[T]] = []
+    for start in range(0, count, share):
+        draws += [sample_examples(pool, k, rng)] * min(share, count - start)
+    return draws
 
 
 def fewshot_instructions(examples: Sequence[PoolExample]) -> str:

@@ -39,11 +39,22 @@ def rouge_l(a: str | list[str], b: str | list[str]) -> float:
     return 2 * lcs / (len(wa) + len(wb))
 
 
-class NearDuplicateIndex:
-    """Texts accepted so far; ``closest`` finds the most similar one above a threshold."""
+def lcs_containment(candidate: list[str], reference: list[str]) -> float:
+    """Share of the candidate's words that appear, in order, in the reference (LCS / len(candidate))."""
+    return _lcs_length(candidate, reference) / len(candidate) if candidate and reference else 0.0
 
-    def __init__(self, threshold: float) -> None:
+
+class NearDuplicateIndex:
+    """Texts accepted so far; ``closest`` finds the most similar one above a threshold.
+
+    ``measure="f1"``: ROUGE-L F1 (near-duplicates). ``measure="containment"``: how much of a new text lies,
+    in order, inside an indexed one (copies and excerpts); texts shorter than ``min_words`` never match.
+    """
+
+    def __init__(self, threshold: float, measure: str = "f1", min_words: int = 5) -> None:
         self.threshold = threshold
+        self.measure = measure
+        self.min_words = min_words
         self._entries: list[tuple[str, list[str], Counter]] = []
 
     def add(self, key: str, text: str) -> None:
@@ -54,16 +65,20 @@ class NearDuplicateIndex:
         """(key, score) of the most similar accepted text whose ROUGE-L F1 exceeds the threshold, else None."""
         tokens = words(text)
         counts = Counter(tokens)
+        containment = self.measure == "containment"
+        if containment and len(tokens) < self.min_words:
+            return None
         best: tuple[str, float] | None = None
         for key, other, other_counts in self._entries:
-            total = len(tokens) + len(other)
+            total = len(tokens) if containment else len(tokens) + len(other)
             if not total:
                 continue
-            # LCS <= multiset overlap, so 2*overlap/total bounds ROUGE-L F1 from above.
-            bound = 2 * sum((counts & other_counts).values()) / total
+            # LCS <= multiset overlap, which bounds both measures from above and skips most LCS computations.
+            overlap = sum((counts & other_counts).values())
+            bound = overlap / total if containment else 2 * overlap / total
             if bound <= self.threshold or (best and bound <= best[1]):
                 continue
-            score = rouge_l(tokens, other)
+            score = lcs_containment(tokens, other) if containment else rouge_l(tokens, other)
             if score > self.threshold and (best is None or score > best[1]):
                 best = (key, score)
         return best

@@ -123,7 +123,7 @@ class TransformersBackend(Backend):
         )
 
     @staticmethod
-    def _batches(prefixes: list[str], sizes: list[int], batch_size: int) -> list[list[int]]:
+    def _batches(prefixes: list, sizes: list[int], batch_size: int) -> list[list[int]]:
         """Row indices grouped by shared prefix (first-appearance order, longest suffix first), then
         chunked, so each batch holds few distinct prefixes."""
         first_seen = {prefix: i for i, prefix in reversed(list(enumerate(prefixes)))}
@@ -283,9 +283,10 @@ class TransformersBackend(Backend):
     def _continuation_logprobs(self, prompts: list[Prompt], options: list[list[str]]) -> list[list[float]]:
         """Summed log-probability of each option after its prompt.
 
-        When every option of a prompt is a single token, one pass over the prompt scores them all from the
-        last position's distribution; otherwise each option is appended to its own row. Rows sharing a
-        prefix share its computation, as in generation.
+        When every option of a prompt is a single token, one pass over the prompt scores them all from its
+        last position, and prompts sharing a prefix (the demonstrations) share its computation. Otherwise
+        the whole prompt becomes the shared prefix of its option rows, so it is computed once and each
+        option costs only its own tokens.
         """
         import torch
 
@@ -296,27 +297,28 @@ class TransformersBackend(Backend):
                 if not tokens:
                     raise ValueError(f"option {option!r} tokenizes to nothing")
         prefix_ids, rest_ids = self._encode(prefixes, suffixes)
-        # rows: (prompt index, option index or None for "all single-token options", token ids, option length)
-        rows: list[tuple[int, int | None, list[int], int]] = []
-        for p, rest in enumerate(rest_ids):
+        # rows: (prompt index, option index or None for "all single-token options", shared ids, own ids, option length)
+        rows: list[tuple[int, int | None, list[int], list[int], int]] = []
+        for p, (shared, rest) in enumerate(zip(prefix_ids, rest_ids)):
             if all(len(ids) == 1 for ids in option_ids[p]):
-                rows.append((p, None, rest, 0))
+                rows.append((p, None, shared, rest, 0))
             else:
-                rows += [(p, o, rest + ids, len(ids)) for o, ids in enumerate(option_ids[p])]
+                whole = shared + rest  # the last prompt token stays in the row: its logits score the option's first token
+                rows += [(p, o, whole[:-1], whole[-1:] + ids, len(ids)) for o, ids in enumerate(option_ids[p])]
         scores = [[0.0] * len(opts) for opts in options]
-        row_prefixes = [prefixes[r[0]] for r in rows]
-        for batch in self._batches(row_prefixes, [len(r[2]) for r in rows], self.scoring_batch_size):
+        keys = [("prompt", r[0]) if r[1] is not None else ("prefix", prefixes[r[0]]) for r in rows]
+        for batch in self._batches(keys, [len(r[3]) for r in rows], self.scoring_batch_size):
             chunk = [rows[i] for i in batch]
-            keep = max(r[3] for r in chunk) + 1
+            keep = max(r[4] for r in chunk) + 1
             with torch.inference_mode():
-                out = self._prefill([prefix_ids[r[0]] for r in chunk], [r[2] for r in chunk], keep=keep)[0]
+                out = self._prefill([r[2] for r in chunk], [r[3] for r in chunk], keep=keep)[0]
             logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # [rows, keep, vocab]; position j predicts j+1
-            for i, (p, o, ids, n) in enumerate(chunk):
+            for i, (p, o, _, own, n) in enumerate(chunk):
                 if o is None:
                     last = logprobs[i, -1]
                     scores[p] = [float(last[t[0]]) for t in option_ids[p]]
                 else:
-                    targets = torch.tensor(ids[-n:], device=logprobs.device)
+                    targets = torch.tensor(own[-n:], device=logprobs.device)
                     predicted = logprobs[i, keep - 1 - n : keep - 1]  # the n positions before each option token
                     scores[p][o] = float(predicted.gather(-1, targets[:, None]).sum())
         return scores

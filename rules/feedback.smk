@@ -1,0 +1,110 @@
+# Constitutional feedback: critiques and revisions, safety labels, AI preference labels, filtered pairs.
+# Each step is its own table, so editing one principle reruns critiques and what follows (never the
+# instruction or response generation), and editing the pair filters reruns only build_pairs onward.
+
+
+rule critique_revise:
+    input:
+        unpack(generator),
+        responses="results/{stage}/responses.parquet",
+        constitution=config["constitution"],
+        demos=config["feedback"]["critique_demos"],
+    output:
+        table="results/{stage}/critiques.parquet",
+        manifest="results/{stage}/manifests/critiques.json",
+    params:
+        settings=settings("critique"),
+        seed=config["seed"],
+    log:
+        "logs/{stage}/critique_revise.log",
+    benchmark:
+        "results/benchmarks/{stage}/critique_revise.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=6000,
+        runtime=120,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/critique_revise.py"
+
+
+rule safety_label:
+    input:
+        base=BASE_MODEL,
+        responses="results/{stage}/responses.parquet",
+        critiques="results/{stage}/critiques.parquet",
+        demos=config["safety"]["demos"],
+    output:
+        table="results/{stage}/safety.parquet",
+        manifest="results/{stage}/manifests/safety.json",
+    params:
+        safety=config["safety"],
+        seed=config["seed"],
+    log:
+        "logs/{stage}/safety_label.log",
+    benchmark:
+        "results/benchmarks/{stage}/safety_label.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/safety_label.py"
+
+
+rule preference_label:
+    input:
+        unpack(generator),
+        responses="results/{stage}/responses.parquet",
+        critiques="results/{stage}/critiques.parquet",
+        constitution=config["constitution"],
+        demos=config["feedback"]["preference_demos"],
+    output:
+        table="results/{stage}/preferences.parquet",
+        manifest="results/{stage}/manifests/preferences.json",
+    params:
+        settings=settings("preference"),
+        labeller=config["feedback"]["labeller"],
+        seed=config["seed"],
+    log:
+        "logs/{stage}/preference_label.log",
+    benchmark:
+        "results/benchmarks/{stage}/preference_label.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/preference_label.py"
+
+
+rule build_pairs:
+    input:
+        responses="results/{stage}/responses.parquet",
+        critiques="results/{stage}/critiques.parquet",
+        safety="results/{stage}/safety.parquet",
+        preferences="results/{stage}/preferences.parquet",
+        pool=lambda wc: stage_config(config, wc.stage)["pool"],
+        critique_demos=config["feedback"]["critique_demos"],
+    output:
+        table="results/{stage}/pairs.parquet",
+        funnel="results/{stage}/pairs_funnel.parquet",
+        manifest="results/{stage}/manifests/pairs.json",
+    params:
+        settings=settings("pairs"),
+        seed=config["seed"],
+    log:
+        "logs/{stage}/build_pairs.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/build_pairs.py"

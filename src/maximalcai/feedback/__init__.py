@@ -1,0 +1,1 @@
+"""Constitutional feedback: critique and revision (SL-CAI), safety labels, AI preference labels (RL-CAI)."""

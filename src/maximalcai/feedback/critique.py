@@ -1,0 +1,125 @@
+"""Critique -> revision (SL-CAI) by a base or stage model, completion-style.
+
+For each critiqued response and each round, a principle is drawn (seeded), the model writes a critique
+after few-shot demonstrations, then a revision; round r revises round r-1's revision. Every round is a
+row of ``critiques.parquet``. Prompts are plain strings in the project's format, checked for chat-template
+tokens like every base-model prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from maximalcai import formats, tables
+from maximalcai.backends import Backend, Sampling
+from maximalcai.constitution import Constitution, load_constitution, sample_principles
+from maximalcai.manifest import Timer, write_manifest
+from maximalcai.prompting import shared_draws
+from maximalcai.reproducibility import derive_seed
+from maximalcai.resources import read_jsonl
+
+logger = logging.getLogger(__name__)
+
+DEMO_FIELDS = ("instruction", "response", "critique_request", "critique", "revision_request", "revision")
+
+
+def load_critique_demos(path: str | Path) -> list[dict[str, Any]]:
+    return read_jsonl(path, {field: str for field in DEMO_FIELDS}, "critique demonstrations")
+
+
+def demo_prefix(demos: Sequence[dict[str, Any]]) -> str:
+    return "".join(formats.critique_demo(*(d[f] for f in DEMO_FIELDS)) for d in demos)
+
+
+def critique_and_revise(
+    backend: Backend,
+    responses: Sequence[dict[str, Any]],
+    constitution: Constitution,
+    demos: Sequence[dict[str, Any]],
+    stage: str,
+    settings: dict[str, Any],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """All rounds of critique and revision for the first ``responses_per_instruction`` candidates."""
+    targets = [r for r in responses if r["candidate_index"] < settings["responses_per_instruction"]]
+    current = {r["response_id"]: r["response"] for r in targets}
+    critique_sampling = Sampling.from_config(settings["critique_sampling"])
+    revision_sampling = Sampling.from_config(settings["revision_sampling"])
+    sampling_json = tables.canonical_json(
+        {"critique": critique_sampling.as_dict(), "revision": revision_sampling.as_dict()}
+    )
+    rows: list[dict[str, Any]] = []
+    for round_ in range(1, settings["rounds"] + 1):
+        rng = random.Random(derive_seed(seed, stage, "critique", round_))
+        principles = [
+            sample_principles(constitution, 1, random.Random(derive_seed(seed, stage, r["response_id"], round_)))[0]
+            for r in targets
+        ]
+        draws = shared_draws(demos, settings["fewshot_k"], settings["fewshot_share"], len(targets), rng)
+        prefixes = [demo_prefix(d) for d in draws]
+        inputs = [current[r["response_id"]] for r in targets]
+        round_seed = derive_seed(seed, stage, "critique", round_, "sampling")
+        critiques = backend.generate(
+            [(pre, formats.critique_prompt(r["instruction"], text, p.critique_request))
+             for pre, r, text, p in zip(prefixes, targets, inputs, principles)],
+            critique_sampling, derive_seed(round_seed, "critique"),
+        )
+        revisions = backend.generate(
+            [(pre, formats.revision_prompt(r["instruction"], text, p.critique_request, c.text, p.revision_request))
+             for pre, r, text, p, c in zip(prefixes, targets, inputs, principles, critiques)],
+            revision_sampling, derive_seed(round_seed, "revision"),
+        )
+        for r, text, p, c, v, d in zip(targets, inputs, principles, critiques, revisions, draws):
+            rows.append({
+                "critique_id": f"{r['response_id']}-k{round_}",
+                "response_id": r["response_id"],
+                "instruction_id": r["instruction_id"],
+                "stage": stage,
+                "round": round_,
+                "principle_id": p.id,
+                "input": text,
+                "critique": c.text,
+                "revision": v.text,
+                "critique_finish_reason": c.finish_reason,
+                "revision_finish_reason": v.finish_reason,
+                "generator": backend.model_name,
+                "fewshot_ids": [demo["id"] for demo in d],
+                "seed": round_seed,
+                "sampling": sampling_json,
+                "constitution_hash": constitution.sha256,
+            })
+            if v.text:  # an empty revision leaves the text as it was for the next round
+                current[r["response_id"]] = v.text
+    return rows
+
+
+def final_revisions(critiques: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """response_id -> the row of its last round."""
+    last: dict[str, dict[str, Any]] = {}
+    for row in critiques:
+        if row["round"] >= last.get(row["response_id"], {"round": 0})["round"]:
+            last[row["response_id"]] = row
+    return last
+
+
+def run_critique_revise(
+    cfg: dict, settings: dict, stage: str, responses_path: str, constitution_path: str, demos_path: str,
+    model_dir: str, adapter_dir: str | None, table: str, manifest: str,
+) -> None:
+    from maximalcai.backends import open_backend
+
+    constitution = load_constitution(constitution_path)
+    demos = load_critique_demos(demos_path)
+    responses = tables.read_table(responses_path, "responses")
+    with Timer() as timer:
+        backend = open_backend(cfg, model_dir, adapter_dir)
+        rows = critique_and_revise(backend, responses, constitution, demos, stage, settings, cfg["seed"])
+    tables.write_table(rows, table, "critiques")
+    empty = sum(1 for r in rows if not r["revision"])
+    logger.info("%d critique rounds, %d empty revisions, %s", len(rows), empty, backend.meter.as_dict())
+    write_manifest(manifest, cfg, {"rule": "critique_revise", "stage": stage, "rows": len(rows),
+                                   "empty_revisions": empty, "seconds": round(timer.seconds, 2),
+                                   **backend.meter.as_dict()})

@@ -1,0 +1,74 @@
+"""constitution.yaml: the shipped one is valid; broken ones name the file, the principle and the field."""
+
+import random
+
+import pytest
+import yaml
+
+from maximalcai.constitution import load_constitution, sample_principles
+from maximalcai.errors import ConstitutionError
+
+from conftest import REPO
+
+
+def test_the_shipped_constitution_is_hhh_and_large_enough():
+    constitution = load_constitution(REPO / "constitution.yaml")
+    assert len(constitution.principles) >= 16
+    assert {p.category for p in constitution.principles} == {"helpful", "harmless", "honest"}
+    assert len({p.id for p in constitution.principles}) == len(constitution.principles)
+    assert len(constitution.sha256) == 64
+
+
+def write(tmp_path, data):
+    path = tmp_path / "constitution.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def principle(pid="p1", category="helpful", **overrides):
+    base = {"id": pid, "category": category, "critique_request": "Find what is wrong here.",
+            "revision_request": "Rewrite it to fix that.", "preference_question": "Which response is better?"}
+    return {**base, **overrides}
+
+
+def three():
+    return [principle("a", "helpful"), principle("b", "harmless"), principle("c", "honest")]
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda ps: ps[1].pop("revision_request"), r"principle 'b' \(#2\).*'revision_request' is a required property"),
+    (lambda ps: ps[0].update(category="polite"), r"principle 'a' \(#1\), field 'category': unknown category 'polite'"),
+    (lambda ps: ps[2].update(preference_question="Pick the better one."), r"principle 'c' \(#3\), field 'preference_question': must be a question"),
+    (lambda ps: ps[2].update(id="a"), r"principle 'a' \(#3\), field 'id': duplicate id"),
+    (lambda ps: ps[2].update(category="helpful"), r"categories \['honest'\] have no principle"),
+])
+def test_errors_name_the_principle_and_the_field(tmp_path, mutate, message):
+    principles = three()
+    mutate(principles)
+    path = write(tmp_path, {"principles": principles})
+    with pytest.raises(ConstitutionError, match=message) as err:
+        load_constitution(path)
+    assert str(path) in str(err.value)
+
+
+def test_an_empty_list_and_a_missing_file_are_errors(tmp_path):
+    with pytest.raises(ConstitutionError, match="the list is empty"):
+        load_constitution(write(tmp_path, {"principles": []}))
+    with pytest.raises(ConstitutionError, match="constitution file not found"):
+        load_constitution(tmp_path / "nope.yaml")
+
+
+def test_hash_ignores_comments_and_changes_with_content(tmp_path):
+    path = write(tmp_path, {"principles": three()})
+    first = load_constitution(path).sha256
+    path.write_text("# a comment\n" + path.read_text())
+    assert load_constitution(path).sha256 == first
+    principles = three()
+    principles[0]["revision_request"] = "Rewrite it differently."
+    assert load_constitution(write(tmp_path, {"principles": principles})).sha256 != first
+
+
+def test_sampling_principles_is_seeded():
+    constitution = load_constitution(REPO / "constitution.yaml")
+    draw = lambda: [p.id for p in sample_principles(constitution, 3, random.Random(5))]  # noqa: E731
+    assert draw() == draw() and len(set(draw())) == 3
