@@ -25,6 +25,7 @@ configfile: "config.yaml"
 
 
 from maximalcai.config import load_config, stage_ids
+from maximalcai.training import check_hardware
 
 config.update(
     load_config(
@@ -33,6 +34,10 @@ config.update(
         root=workflow.basedir,
     )
 )
+# GPU-only options on a machine without CUDA stop the run here, before any job. Dry runs and cluster
+# submission hosts skip it: the jobs themselves run on the GPU nodes, where the check runs again.
+if workflow.local_exec and not workflow.dryrun:
+    check_hardware(config)
 
 
 wildcard_constraints:
@@ -45,6 +50,7 @@ include: "rules/common.smk"
 include: "rules/model.smk"
 include: "rules/generation.smk"
 include: "rules/feedback.smk"
+include: "rules/training.smk"
 
 
 rule all:

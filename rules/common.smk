@@ -14,6 +14,8 @@ GPU = (
 )
 # For --use-conda: the dependency set of this config's hardware (the library itself comes from src/).
 CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.yaml"
+# Model jobs ask the scheduler for one GPU on GPU configs (profiles/slurm maps it to a gres request).
+GPU_PER_JOB = 1 if GPU else 0
 
 
 def settings(section):
@@ -58,6 +60,18 @@ def shard_files(table, kind):
         return [pattern.format(stage=wildcards.stage, table=table, i=i) for i in range(n)]
 
     return files
+
+
+def training_inputs(wildcards):
+    """The previous stage's adapter (continued by this stage) and, for the SFT warm-up, its source tables."""
+    inputs = {}
+    previous = previous_stage(wildcards.stage)
+    if previous:
+        inputs["previous_adapter"] = f"results/{previous}/adapter"
+    if stage_config(config, wildcards.stage)["training"]["sft_warmup"]["enabled"]:
+        for table in ("critiques", "safety", "responses"):
+            inputs[table] = f"results/{wildcards.stage}/{table}.parquet"
+    return inputs
 
 
 def stage_datasets(stage):

@@ -1,0 +1,32 @@
+# DPO on a LoRA adapter. Stage N+1 continues stage N's adapter (its frozen copy is the DPO reference).
+# Checkpoints live in results/{stage}/checkpoints/, deliberately not a declared output: Snakemake deletes
+# the outputs of a killed job, and a rerun must find the checkpoints to resume from.
+
+
+rule train_dpo:
+    input:
+        unpack(training_inputs),
+        base=BASE_MODEL,
+        pairs="results/{stage}/pairs.parquet",
+    output:
+        adapter=directory("results/{stage}/adapter"),
+        log_table="results/{stage}/training_log.parquet",
+        manifest="results/{stage}/manifests/training.json",
+    params:
+        settings=settings("training"),
+        hardware=config["training"],
+        seed=config["seed"],
+        checkpoints="results/{stage}/checkpoints",
+    log:
+        "logs/{stage}/train_dpo.log",
+    benchmark:
+        "results/benchmarks/{stage}/train_dpo.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=GPU_PER_JOB,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/train_dpo.py"

@@ -1,0 +1,395 @@
+"""One stage of DPO on a LoRA adapter, resumable, with a per-step log and a model card.
+
+- Stage 1 trains a fresh adapter on the base model; its DPO reference is the base with the adapter
+  disabled (no second model in memory).
+- Stage N+1 continues stage N's adapter. Disabling the adapter would make the *base* the reference, which
+  is wrong here: the reference must be stage N's model. The trainer is given the PEFT model with stage N's
+  adapter loaded as trainable, and TRL keeps a frozen copy of it as a second adapter named ``ref`` that
+  computes the reference log-probabilities (tests/test_training.py checks they equal stage N's).
+- An optional SFT warm-up (SL-CAI) first fine-tunes the adapter on the final revisions labelled safe;
+  DPO then uses the warmed-up adapter as its reference.
+- Checkpoints go to ``results/<stage>/checkpoints/`` (not a declared output, so Snakemake never deletes it
+  when a job is killed). A rerun resumes from the last checkpoint if its fingerprint (pairs, settings,
+  base model, previous adapter) matches, and starts over otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from maximalcai import formats, tables
+from maximalcai.errors import TableError
+from maximalcai.manifest import Timer, package_versions, write_manifest
+from maximalcai.models import read_model_info
+from maximalcai.reproducibility import seed_everything
+
+logger = logging.getLogger(__name__)
+
+LOG_KEYS = {
+    "loss": "loss", "rewards/chosen": "rewards_chosen", "rewards/rejected": "rewards_rejected",
+    "rewards/margins": "rewards_margins", "rewards/accuracies": "rewards_accuracies",
+    "learning_rate": "learning_rate", "grad_norm": "grad_norm",
+}
+FINGERPRINT = "fingerprint.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dir_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(Path(path).rglob("*")):
+        if file.is_file():
+            digest.update(file.name.encode())
+            digest.update(file_sha256(file).encode())
+    return digest.hexdigest()
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """TRL needs a pad token, and pad == eos would mask the real EOS (TRL issues 1152, 3091): prefer an
+    existing dedicated pad-like special token when the tokenizer has none or reuses EOS."""
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    for token in ("<pad>", "<|pad|>", "<|fim_pad|>", "<|finetune_right_pad_id|>", "[PAD]"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id not in (None, tokenizer.unk_token_id, tokenizer.eos_token_id):
+            tokenizer.pad_token = token
+            return
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    logger.warning("pad token %r equals EOS or UNK; TRL pads by length, but check EOS handling for this tokenizer",
+                   tokenizer.pad_token)
+
+
+def score_only_completions_on_cpu() -> bool:
+    """Make TRL's fused LM head score only completion tokens on a CPU, as it does on Triton devices.
+
+    TRL 1.15/1.16 projects *every* position (prompt and padding included) through the LM head unless Triton
+    is available, to keep tile shapes static for compiled backends such as Neuron. Eager CPU execution has no
+    such constraint, and with a 262k-token vocabulary (Gemma 3) the projection was 71% of a DPO step: scoring
+    only the completion tokens halves the step time with identical log-probabilities
+    (docs/KNOWN_BUGS_AND_FIXES.md, tests/test_training.py). Returns whether the patch is in place.
+    """
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        logger.warning("TRL no longer has trainer.utils._use_triton; CPU DPO scores every position (slower)")
+        return False
+    if getattr(original, "maximalcai_cpu_compact", False):
+        return True
+
+    def compact_on_cpu(device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact_on_cpu.maximalcai_cpu_compact = True
+    trl_utils._use_triton = compact_on_cpu
+    return True
+
+
+def lora_config(lora: dict[str, Any]):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=lora["target_modules"],
+        bias="none", task_type="CAUSAL_LM",
+    )
+
+
+def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg: dict, backend: str):
+    """(model, tokenizer, peft_config-or-None): the model to train and how its adapter is created."""
+    import torch
+
+    from maximalcai.models import load_tokenizer
+
+    lora = settings["lora"]
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel  # GPU only: imported on this path alone
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=base_dir, max_seq_length=settings["max_length"], dtype=None,
+            load_in_4bit=cfg["training"]["load_in_4bit"],
+        )
+        if previous_adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, previous_adapter, is_trainable=True)
+        else:
+            model = FastLanguageModel.get_peft_model(
+                model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                target_modules=lora["target_modules"], bias="none", random_state=cfg["seed"],
+                use_gradient_checkpointing="unsloth" if cfg["training"]["gradient_checkpointing"] else False,
+            )
+        ensure_pad_token(tokenizer)
+        return model, tokenizer, None
+
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(base_dir, padding_side="right")
+    ensure_pad_token(tokenizer)
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if cfg["training"]["load_in_4bit"]:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
+        from transformers import BitsAndBytesConfig
+
+        kwargs = {"dtype": torch.bfloat16, "quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)}
+    model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
+    if cfg["training"]["load_in_4bit"]:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, cfg["training"]["gradient_checkpointing"])
+    if previous_adapter:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, previous_adapter, is_trainable=True), tokenizer, None
+    return model, tokenizer, lora_config(lora)
+
+
+def trainer_args(config_class, settings: dict, cfg: dict, output_dir: Path, device: str, **extra):
+    return config_class(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings["batch_size"],
+        gradient_accumulation_steps=settings["grad_accum"],
+        num_train_epochs=settings["epochs"],
+        max_steps=settings["max_steps"],
+        learning_rate=extra.pop("learning_rate", settings["learning_rate"]),
+        lr_scheduler_type=settings["lr_scheduler"],
+        warmup_steps=settings["warmup_ratio"],
+        weight_decay=settings["weight_decay"],
+        max_length=settings["max_length"],
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=cfg["training"]["save_steps"],
+        save_total_limit=2,
+        seed=cfg["seed"],
+        data_seed=cfg["seed"],
+        report_to="none",
+        use_cpu=device == "cpu",
+        bf16=device == "cuda",  # TRL defaults to bf16=True, which on a CPU means bf16 autocast and noisy rewards
+        fp16=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        **({"gradient_checkpointing": True} if cfg["training"]["gradient_checkpointing"] else {}),
+        **extra,
+    )
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def prepare_checkpoints(folder: Path, fingerprint: dict) -> str | None:
+    """The checkpoint to resume from, or None after clearing checkpoints made for other inputs."""
+    stamp = folder / FINGERPRINT
+    if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint):
+        logger.info("checkpoints in %s were made for other inputs or settings; starting over", folder)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+    resume = last_checkpoint(folder)
+    if resume:
+        logger.info("resuming from %s", resume)
+    return resume
+
+
+def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
+    rows = []
+    for entry in history:
+        if "loss" not in entry or "train_runtime" in entry:
+            continue
+        row = {"phase": phase, "step": int(entry["step"]), "epoch": entry.get("epoch")}
+        row.update({column: entry.get(key) for key, column in LOG_KEYS.items()})
+        rows.append({k: (float(v) if isinstance(v, (int, float)) and k not in ("phase", "step") else v) for k, v in row.items()})
+    return rows
+
+
+def sft_examples(critiques: Sequence[dict], safety: Sequence[dict], instructions: dict[str, str]) -> list[dict[str, str]]:
+    """SL-CAI data: the final revision of each critiqued response, when it is non-empty and labelled safe."""
+    from maximalcai.feedback.critique import final_revisions
+
+    labels = {r["text_id"]: r["label"] for r in safety}
+    return [
+        {"prompt": formats.prompt(instructions[row["instruction_id"]]), "completion": row["revision"]}
+        for row in final_revisions(critiques).values()
+        if row["revision"].strip() and labels.get(row["critique_id"]) == "safe"
+    ]
+
+
+def run_phase(trainer_class, config_class, model, tokenizer, peft_config, dataset, settings, cfg, folder, device,
+              phase: str, stop_after: int | None = None, **extra):
+    """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows)."""
+    args = trainer_args(config_class, settings, cfg, folder, device, **extra)
+    kwargs = {"peft_config": peft_config} if peft_config is not None else {}
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs)
+    if stop_after is not None:  # tests: simulate a job killed after `stop_after` optimizer steps
+        from transformers import TrainerCallback
+
+        class Kill(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step >= stop_after:
+                    raise KeyboardInterrupt(f"killed after step {state.global_step}")
+
+        trainer.add_callback(Kill())
+    trainer.train(resume_from_checkpoint=last_checkpoint(folder))
+    return trainer.model, log_rows(trainer.state.log_history, phase)
+
+
+def train_stage(
+    cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, previous_adapter: str | None,
+    out_dir: str, checkpoint_dir: str, critiques_path: str | None = None, safety_path: str | None = None,
+    responses_path: str | None = None, stop_after: int | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from maximalcai.models import resolve_device
+    from maximalcai.training import resolve_training_backend
+
+    backend = resolve_training_backend(cfg["training"]["backend"])
+    device = resolve_device(cfg["hardware"]["device"])
+    pairs = [p for p in tables.read_table(pairs_path, "pairs") if p["split"] == "train"]
+    if not pairs:
+        raise TableError(f"{pairs_path}: no pairs with split=train; see the pair funnel next to it")
+    seed_everything(cfg["seed"], cfg["deterministic"])
+    fingerprint = {
+        "pairs_sha256": file_sha256(pairs_path), "settings": settings, "seed": cfg["seed"], "backend": backend,
+        "base_model": read_model_info(base_dir),
+        "previous_adapter": dir_sha256(previous_adapter) if previous_adapter else None,
+    }
+    checkpoints = Path(checkpoint_dir)
+    sft = settings["sft_warmup"]["enabled"]
+    prepare_checkpoints(checkpoints, fingerprint)
+    if device == "cpu":
+        score_only_completions_on_cpu()
+    model, tokenizer, peft_config = load_policy(base_dir, previous_adapter, settings, cfg, backend)
+    if backend == "unsloth":
+        from unsloth import PatchDPOTrainer
+
+        PatchDPOTrainer()
+    rows: list[dict[str, Any]] = []
+    sft_count = 0
+    if sft:
+        from trl import SFTConfig, SFTTrainer
+
+        instructions = {r["instruction_id"]: r["instruction"] for r in tables.read_table(responses_path, "responses")}
+        examples = sft_examples(tables.read_table(critiques_path, "critiques", require_rows=False),
+                                tables.read_table(safety_path, "safety"), instructions)
+        sft_count = len(examples)
+        if examples:
+            sft_settings = {**settings, "epochs": settings["sft_warmup"]["epochs"], "max_steps": -1}
+            model, sft_rows = run_phase(
+                SFTTrainer, SFTConfig, model, tokenizer, peft_config, Dataset.from_list(examples), sft_settings, cfg,
+                checkpoints / "sft", device, "sft", learning_rate=settings["sft_warmup"]["learning_rate"],
+            )
+            rows += sft_rows
+            peft_config = None  # DPO continues the warmed-up adapter; TRL keeps its frozen copy as the reference
+        else:
+            logger.warning("SFT warm-up enabled but no safe, non-empty final revision exists; skipping it")
+    dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    with Timer() as timer:
+        model, dpo_rows = run_phase(
+            DPOTrainer, DPOConfig, model, tokenizer, peft_config, dataset, settings, cfg, checkpoints / "dpo", device,
+            "dpo", stop_after=stop_after, beta=settings["beta"], loss_type=[settings["loss_type"]],
+            disable_dropout=True,
+        )
+    rows += dpo_rows
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, selected_adapters=["default"])
+    tokenizer.save_pretrained(tmp)
+    summary = {
+        "stage": stage, "backend": backend, "device": device, "train_pairs": len(pairs), "sft_examples": sft_count,
+        "steps": max((r["step"] for r in dpo_rows), default=0), "dpo_seconds": round(timer.seconds, 2),
+        "steps_per_s": round(max((r["step"] for r in dpo_rows), default=0) / timer.seconds, 4) if timer.seconds else None,
+        "final": dpo_rows[-1] if dpo_rows else {}, "previous_adapter": previous_adapter,
+        "reference": "previous stage's adapter (frozen copy)" if previous_adapter or sft else "base model (adapter disabled)",
+    }
+    (tmp / "README.md").write_text(model_card(cfg, settings, stage, base_dir, pairs_path, summary))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return rows, summary
+
+
+def model_card(cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, summary: dict) -> str:
+    from maximalcai.manifest import constitution_hash
+
+    info = read_model_info(base_dir)
+    final = summary["final"]
+    lines = [
+        "---",
+        "library_name: peft",
+        f"base_model: {info.get('hub_id') or info.get('name')}",
+        "tags: [dpo, lora, constitutional-ai, maximalcai]",
+        "---",
+        f"# maximalcai {stage} adapter",
+        "",
+        f"A LoRA adapter trained with DPO by [maximalcai](https://github.com/) (progressive Constitutional AI) on "
+        f"top of the base model `{info.get('name')}` ({info.get('source')}).",
+        "",
+        "## Data",
+        f"- pairs: `{pairs_path}` (sha256 `{file_sha256(pairs_path)[:16]}...`), {summary['train_pairs']} training pairs",
+        f"- constitution: `{cfg['constitution']}` (content sha256 `{constitution_hash(cfg['constitution'])}`)",
+        f"- previous stage adapter: `{summary['previous_adapter']}`" if summary["previous_adapter"] else "- trained from the base model",
+        f"- DPO reference: {summary['reference']}",
+        f"- SFT warm-up examples: {summary['sft_examples']}" if settings["sft_warmup"]["enabled"] else "- no SFT warm-up",
+        "",
+        "## Hyperparameters",
+        "```json",
+        json.dumps({k: settings[k] for k in sorted(settings)}, indent=2),
+        "```",
+        f"backend: {summary['backend']} on {summary['device']}, seed {cfg['seed']}",
+        "",
+        "## Training",
+        f"{summary['steps']} optimizer steps in {summary['dpo_seconds']} s; last step: loss "
+        f"{_fmt(final.get('loss'))}, reward margin {_fmt(final.get('rewards_margins'))}, "
+        f"accuracy {_fmt(final.get('rewards_accuracies'))}.",
+        "",
+        "## Use",
+        "Prompts use the project's plain format (no chat template):",
+        "```",
+        formats.prompt("<your instruction>"),
+        "```",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "from peft import PeftModel",
+        f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained('{base_dir}'), '<this directory>')",
+        "```",
+        "",
+        f"Packages: {json.dumps({k: v for k, v in package_versions().items() if v})}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def run_train_dpo(
+    cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, previous_adapter: str | None,
+    critiques_path: str, safety_path: str, responses_path: str, adapter_dir: str, log_table: str,
+    checkpoint_dir: str, manifest: str,
+) -> None:
+    with Timer() as timer:
+        rows, summary = train_stage(
+            cfg, settings, stage, base_dir, pairs_path, previous_adapter, adapter_dir, checkpoint_dir,
+            critiques_path, safety_path, responses_path,
+        )
+    tables.write_table(rows, log_table, "training_log")
+    logger.info("trained %s: %s", stage, summary)
+    write_manifest(manifest, cfg, {"rule": "train_dpo", **summary, "seconds": round(timer.seconds, 2)})

@@ -1,0 +1,214 @@
+"""DPO on LoRA with the tiny random model: outputs, resume after a kill, the stage-N reference, SFT warm-up."""
+
+import copy
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from maximalcai import tables
+from maximalcai.errors import HardwareError
+from maximalcai.training import check_hardware
+from maximalcai.training.dpo import (
+    load_policy,
+    prepare_checkpoints,
+    score_only_completions_on_cpu,
+    train_stage,
+    trainer_args,
+)
+
+
+def pair(i, split="train"):
+    return {
+        "pair_id": f"p{i}", "stage": "stage1", "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
+        "chosen": f"A helpful answer number {i}.", "rejected": f"no {i} no no", "instruction_id": f"i{i}",
+        "chosen_id": f"c{i}", "rejected_id": f"r{i}", "comparison_id": f"k{i}", "kind": "responses",
+        "principle_ids": ["helpfulness"], "soft_label": 0.7, "margin": 0.2, "chosen_safety": "safe",
+        "rejected_safety": "safe", "safety_swapped": False, "split": split, "constitution_hash": "h",
+    }
+
+
+@pytest.fixture()
+def pairs_path(tmp_path):
+    path = tmp_path / "pairs.parquet"
+    tables.write_table([pair(i) for i in range(8)] + [pair(8, "heldout")], path, "pairs")
+    return str(path)
+
+
+@pytest.fixture()
+def train_cfg(default_config):
+    cfg = copy.deepcopy(default_config)
+    cfg["hardware"] = {"device": "cpu", "dtype": "float32"}
+    cfg["training"].update(backend="trl", save_steps=2)
+    settings = copy.deepcopy(cfg["stages"][0]["training"])
+    settings.update(epochs=1, batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-3, warmup_ratio=0.0)
+    return cfg, settings
+
+
+def adapter_tensors(folder):
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+    cfg, settings = train_cfg
+    rows, summary = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None,
+                                str(tmp_path / "adapter"), str(tmp_path / "ckpt"))
+    adapter = tmp_path / "adapter"
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= {p.name for p in adapter.iterdir()}
+    assert not (adapter / "ref").exists()
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == settings["lora"]["r"]
+    card = (adapter / "README.md").read_text()
+    assert "tiny-gemma3" in card and '"beta": 0.1' in card and "content sha256" in card
+    assert summary["train_pairs"] == 8 and summary["steps"] == 4 and summary["reference"].startswith("base")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(r["phase"] == "dpo" for r in rows)
+    assert all(r["rewards_margins"] is not None and r["loss"] is not None for r in rows)
+    tables.to_arrow(rows, "training_log")
+
+
+def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+    cfg, settings = train_cfg
+    train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "a"), str(tmp_path / "ca"))
+    with pytest.raises(KeyboardInterrupt):
+        train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "b"),
+                    str(tmp_path / "cb"), stop_after=3)
+    assert (tmp_path / "cb/dpo/checkpoint-2").is_dir() and not (tmp_path / "b").exists()
+    rows, _ = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "b"), str(tmp_path / "cb"))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the history of the resumed run covers every step
+    a, b = adapter_tensors(tmp_path / "a"), adapter_tensors(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_checkpoints_for_other_inputs_are_discarded(tmp_path):
+    folder = tmp_path / "ckpt"
+    (folder / "checkpoint-4").mkdir(parents=True)
+    (folder / "fingerprint.json").write_text(json.dumps({"pairs_sha256": "old"}))
+    assert prepare_checkpoints(folder, {"pairs_sha256": "new"}) is None
+    assert not (folder / "checkpoint-4").exists()
+    (folder / "checkpoint-2").mkdir()
+    assert prepare_checkpoints(folder, {"pairs_sha256": "new"}).endswith("checkpoint-2")
+
+
+def completion_logps(model, batch):
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    labels = batch["input_ids"][:, 1:]
+    mask = batch["completion_mask"][:, 1:].bool()
+    logps = torch.log_softmax(logits, -1).gather(-1, labels[..., None]).squeeze(-1)
+    return (logps * mask).sum(-1)
+
+
+def test_stage2_reference_is_the_frozen_stage1_model(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+    from datasets import Dataset
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+    from trl.trainer.utils import use_adapter
+
+    cfg, settings = train_cfg
+    stage1 = tmp_path / "stage1"
+    train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(stage1), str(tmp_path / "c1"))
+
+    model, tokenizer, peft_config = load_policy(str(tiny_model_dir), str(stage1), settings, cfg, "trl")
+    assert peft_config is None  # stage 2 continues stage 1's adapter
+    rows = [{k: pair(i)[k] for k in ("prompt", "chosen", "rejected")} for i in range(4)]
+    args = DPOConfig(output_dir=str(tmp_path / "t"), per_device_train_batch_size=2, max_steps=2, learning_rate=1e-2,
+                     use_cpu=True, bf16=False, report_to="none", save_strategy="no", max_length=64, seed=42)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    assert set(trainer.model.peft_config) == {"default", "ref"}
+    trainer.train()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    policy = trainer.model
+    with use_adapter(policy, adapter_name="ref"):
+        reference = completion_logps(policy, batch)
+    trained = completion_logps(policy, batch)
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    base_logps = completion_logps(base, batch)
+    stage1_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), stage1)
+    stage1_logps = completion_logps(stage1_model.merge_and_unload(), batch)
+
+    torch.testing.assert_close(reference, stage1_logps, rtol=0, atol=1e-3)
+    assert not torch.allclose(reference, base_logps, atol=1e-3)  # the adapter-disabled model would be wrong
+    assert not torch.allclose(trained, reference, atol=1e-3)  # training moved the policy away from its reference
+
+
+def test_stage2_training_saves_only_the_trained_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+    cfg, settings = train_cfg
+    train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "s1"), str(tmp_path / "c1"))
+    _, summary = train_stage(cfg, settings, "stage2", str(tiny_model_dir), pairs_path, str(tmp_path / "s1"),
+                             str(tmp_path / "s2"), str(tmp_path / "c2"))
+    assert summary["reference"].startswith("previous stage")
+    assert not (tmp_path / "s2" / "ref").exists()
+    assert adapter_tensors(tmp_path / "s2").keys() == adapter_tensors(tmp_path / "s1").keys()
+
+
+def test_sft_warmup_runs_before_dpo(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+    cfg, settings = train_cfg
+    settings["sft_warmup"] = {"enabled": True, "epochs": 1, "learning_rate": 1e-3}
+    responses = [{"response_id": f"i{i}-r0", "instruction_id": f"i{i}", "stage": "stage1", "instruction": f"Q{i}?",
+                  "candidate_index": 0, "response": "x", "finish_reason": "stop", "num_tokens": 1, "generator": "g",
+                  "fewshot_ids": ["a"], "seed": 1, "sampling": "{}"} for i in range(4)]
+    critiques = [{"critique_id": f"i{i}-r0-k1", "response_id": f"i{i}-r0", "instruction_id": f"i{i}", "stage": "stage1",
+                  "round": 1, "principle_id": "helpfulness", "input": "x", "critique": "c", "revision": f"Better answer {i}.",
+                  "critique_finish_reason": "stop", "revision_finish_reason": "stop", "generator": "g", "fewshot_ids": ["a"],
+                  "seed": 1, "sampling": "{}", "constitution_hash": "h"} for i in range(4)]
+    safety = [{"text_id": f"i{i}-r0-k1", "kind": "revision", "instruction_id": f"i{i}", "stage": "stage1",
+               "label": "safe" if i < 3 else "unsafe", "categories": [], "p_unsafe": 0.1, "raw_output": None,
+               "guard_backend": "fewshot", "guard_model": "m"} for i in range(4)]
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("responses", "critiques", "safety")}
+    for name, rows in (("responses", responses), ("critiques", critiques), ("safety", safety)):
+        tables.write_table(rows, paths[name], name)
+    rows, summary = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "a"),
+                                str(tmp_path / "c"), str(paths["critiques"]), str(paths["safety"]), str(paths["responses"]))
+    assert summary["sft_examples"] == 3  # the unsafe revision is not imitated
+    phases = [r["phase"] for r in rows]
+    assert phases[0] == "sft" and phases[-1] == "dpo" and phases.index("dpo") == phases.count("sft")
+    assert summary["reference"].startswith("previous stage")  # DPO's reference is the warmed-up adapter
+
+
+def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir):
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    add_fused_lm_head(model)
+    ids = torch.randint(10, 500, (2, 20))
+    labels = ids.clone()
+    labels[:, :8] = -100  # the prompt
+    labels[1, 15:] = -100  # padding
+    original = trl_utils._use_triton
+    try:
+        full = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
+        assert score_only_completions_on_cpu()
+        compact = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
+    finally:
+        trl_utils._use_triton = original
+    torch.testing.assert_close(full, compact, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("training", "backend", "unsloth", "training.backend asks for unsloth"),
+    ("training", "load_in_4bit", True, "training.load_in_4bit asks for 4-bit QLoRA"),
+    ("generation", "backend", "vllm", "generation.backend asks for vLLM generation"),
+    ("hardware", "device", "cuda", "hardware.device asks for CUDA"),
+])
+def test_gpu_only_options_fail_clearly_without_cuda(default_config, section, key, value, message):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg = copy.deepcopy(default_config)
+    cfg[section][key] = value
+    with pytest.raises(HardwareError, match=message):
+        check_hardware(cfg)
+
+
+def test_cpu_training_runs_in_float32(tmp_path, train_cfg):
+    from trl import DPOConfig
+
+    cfg, settings = train_cfg
+    args = trainer_args(DPOConfig, settings, cfg, tmp_path, "cpu", beta=0.1)
+    assert args.bf16 is False and args.use_cpu is True  # TRL's own default would be bf16 autocast
+    assert args.warmup_steps == settings["warmup_ratio"] and args.seed == cfg["seed"]
