@@ -51,12 +51,17 @@ include: "rules/model.smk"
 include: "rules/generation.smk"
 include: "rules/feedback.smk"
 include: "rules/training.smk"
+include: "rules/evaluation.smk"
+include: "rules/report.smk"
+
+
+report: "report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
-        stage_pairs(STAGES[-1]),
+        stage_model(STAGES[-1]),
 
 
 for _stage in STAGES:
@@ -72,3 +77,9 @@ for _stage in STAGES:
             f"{_stage}_pairs"
         input:
             stage_pairs(_stage),
+
+    rule:
+        name:
+            f"{_stage}_model"
+        input:
+            stage_model(_stage),

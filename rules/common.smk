@@ -16,6 +16,7 @@ GPU = (
 CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.yaml"
 # Model jobs ask the scheduler for one GPU on GPU configs (profiles/slurm maps it to a gres request).
 GPU_PER_JOB = 1 if GPU else 0
+REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
 
 
 def settings(section):
@@ -72,6 +73,38 @@ def training_inputs(wildcards):
         for table in ("critiques", "safety", "responses"):
             inputs[table] = f"results/{wildcards.stage}/{table}.parquet"
     return inputs
+
+
+def eval_model(wildcards):
+    """The model an eval run loads: the base, plus the stage's adapter for a stage model."""
+    inputs = {"base": BASE_MODEL}
+    if wildcards.model != "base":
+        inputs["adapter"] = f"results/{wildcards.model}/adapter"
+    return inputs
+
+
+def evaluation_inputs(wildcards):
+    """A stage's evaluation: its generations and those of the base and the previous stage, and adapters."""
+    models = ["base", wildcards.stage]
+    previous = previous_stage(wildcards.stage)
+    if previous:
+        models.append(previous)
+    inputs = {}
+    for model in models:
+        inputs[f"generations_{model}"] = f"results/eval/{model}/generations.parquet"
+        inputs[f"safety_{model}"] = f"results/eval/{model}/safety.parquet"
+        if model != "base":
+            inputs[f"adapter_{model}"] = f"results/{model}/adapter"
+    return inputs
+
+
+def stage_model(stage):
+    """What `stageK_model` yields: the adapter, its evaluation and the report figures."""
+    return [
+        f"results/{stage}/adapter",
+        f"results/{stage}/eval/metrics.json",
+        *[f"results/{stage}/report/{name}" for name in REPORT_FILES],
+    ]
 
 
 def stage_datasets(stage):

@@ -108,3 +108,20 @@ def test_scoring_with_shared_prefixes_matches_plain_prompts(tiny_backend):
     shared = tiny_backend.continuation_logprobs(split, options)
     for a, b in zip(plain, shared):
         assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_lm_head_stays_one_matrix_product_without_gradients(tiny_model_dir):
+    """Regression: a sliced (non-contiguous) hidden state fed to a gradient-free LM head made torch.matmul
+    broadcast the whole [vocab, hidden] weight per row (bmm) - 10x slower generation with merged adapters."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from maximalcai.models import load_model
+
+    model = load_model(tiny_model_dir, torch.float32, "cpu")
+    assert not any(p.requires_grad for p in model.parameters())
+    hidden = torch.randn(4, 7, model.config.hidden_size)[:, -1:, :]
+    assert not hidden.is_contiguous()
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.get_output_embeddings()(hidden)
+    ops = {event.key for event in prof.key_averages()}
+    assert "aten::bmm" not in ops and "aten::mm" in ops

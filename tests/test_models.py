@@ -9,7 +9,9 @@ from maximalcai.errors import HardwareError, ModelSourceError
 
 
 def test_import_from_a_local_checkpoint(tmp_path, tiny_model_dir):
+    source_info = (tiny_model_dir / models.MODEL_INFO).read_text()
     info = models.import_base_model({"source": "local", "path": str(tiny_model_dir), "name": None}, tmp_path / "base")
+    assert (tiny_model_dir / models.MODEL_INFO).read_text() == source_info  # files are hard-linked: source untouched
     assert (tmp_path / "base" / "model.safetensors").is_file()
     assert info["name"] == tiny_model_dir.name and info["has_chat_template"] is False
     assert json.loads((tmp_path / "base" / models.MODEL_INFO).read_text()) == info

@@ -68,7 +68,7 @@ def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("e2e"))
-    snakemake(workdir, "--cores", "2", "stage1_pairs")
+    snakemake(workdir, "--cores", "2", "stage1_model")
     return workdir
 
 
@@ -97,7 +97,7 @@ def test_same_seed_gives_identical_instructions(tiny_run):
 
 @pytest.mark.e2e
 def test_only_what_changed_reruns(tiny_run):
-    assert planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_pairs")) == set()
+    assert planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_model")) == set()  # a second run has nothing to do
 
     # response sampling changed: responses rerun, instructions do not
     override = tiny_run / "override.yaml"
@@ -175,3 +175,29 @@ def test_constitution_and_filter_edits_rerun_only_downstream_rules(tiny_run):
     jobs = planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "--configfile", str(tiny_run / "config.yaml"),
                                   str(override), "--", "stage1_pairs"))
     assert jobs == {"build_pairs", "stage1_pairs"}
+
+
+@pytest.mark.e2e
+def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
+    import json
+
+    stage = tiny_run / "results/stage1"
+    assert (stage / "adapter/adapter_model.safetensors").is_file() and (stage / "adapter/README.md").is_file()
+    log = tables.read_table(stage / "training_log.parquet", "training_log")
+    assert log and all(r["phase"] == "dpo" for r in log)
+    metrics = json.loads((stage / "eval/metrics.json").read_text())
+    assert metrics["models"] == ["stage1", "base"] and metrics["prompts"] == {"helpful": 4, "redteam": 3, "borderline": 3}
+    compared = {c["metric"] for c in metrics["comparisons"]}
+    assert {"ifeval_strict", "stop_rate", "unsafe_rate", "over_refusal_rate", "win", "preference_accuracy"} <= compared
+    for c in metrics["comparisons"]:
+        assert c["verdict"] in ("better", "worse", "no measurable difference")
+        assert c["ci_low"] <= c["estimate"] <= c["ci_high"]
+    scores = tables.read_table(stage / "eval/per_prompt.parquet", "eval_scores")
+    assert {r["model"] for r in scores} == {"stage1", "base"}
+    for name in ("training.svg", "funnel.svg", "eval.svg", "examples.html"):
+        assert (stage / "report" / name).stat().st_size > 1000
+
+    report = tiny_run / "report.html"
+    snakemake(tiny_run, "--cores", "1", "--report", str(report), "stage1_model")
+    page = report.read_text()
+    assert len(page) > 100_000 and "stage1" in page and "funnel" in page

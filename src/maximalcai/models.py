@@ -135,7 +135,9 @@ def import_base_model(base_cfg: dict[str, Any], out_dir: str | Path) -> dict[str
                 info.update(convert_gguf(path, tmp))
             elif (path / "config.json").is_file():
                 shutil.rmtree(tmp)
-                shutil.copytree(path, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".git"))
+                # Files are hard-linked when possible: never write into one afterwards (it would write the
+                # source); our own info file is therefore not carried over but written fresh below.
+                shutil.copytree(path, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".git", MODEL_INFO))
             else:
                 raise ModelSourceError(
                     f"base_model.path: '{path}' is neither a .gguf file nor a checkpoint directory with "
@@ -259,7 +261,19 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
         model = PeftModel.from_pretrained(model, adapter_dir)
         if merge:
             model = model.merge_and_unload()
+    model.requires_grad_(False)
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(_contiguous_input)
     return model.to(device).eval()
+
+
+def _contiguous_input(module, args):
+    """The LM head receives ``hidden[:, -k:, :]``, a non-contiguous view. Without gradients, torch.matmul
+    will not fold such a 3-D input into one matrix product; it broadcasts the [vocab, hidden] weight over
+    the batch instead, copying it once per row (5.4 GB for 16 rows of Gemma 3's 262k vocabulary, 10x slower
+    generation). A contiguous input (a few kB) keeps it one ``mm`` (docs/KNOWN_BUGS_AND_FIXES.md)."""
+    return (args[0].contiguous(), *args[1:])
 
 
 def require_cuda(feature: str, key: str) -> None:

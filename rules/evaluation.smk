@@ -1,0 +1,86 @@
+# Evaluation on held-out prompts. Each model (the base, base + stage K's adapter) answers the eval sets
+# once (results/eval/{model}/); each stage's evaluation compares it with the base and the previous stage.
+
+
+rule eval_generate:
+    input:
+        unpack(eval_model),
+        helpful=config["evaluation"]["helpful"],
+        redteam=config["evaluation"]["redteam"],
+        borderline=config["evaluation"]["borderline"],
+    output:
+        table="results/eval/{model}/generations.parquet",
+        manifest="results/eval/{model}/manifests/generations.json",
+    params:
+        sampling=config["evaluation"]["sampling"],
+        max_prompts=config["evaluation"]["max_prompts"],
+        seed=config["seed"],
+    log:
+        "logs/eval/{model}/eval_generate.log",
+    benchmark:
+        "results/benchmarks/eval/{model}-eval_generate.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=GPU_PER_JOB,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/eval_generate.py"
+
+
+rule eval_safety:
+    input:
+        base=BASE_MODEL,
+        generations="results/eval/{model}/generations.parquet",
+    output:
+        table="results/eval/{model}/safety.parquet",
+        manifest="results/eval/{model}/manifests/safety.json",
+    params:
+        safety=config["safety"],
+        seed=config["seed"],
+    log:
+        "logs/eval/{model}/eval_safety.log",
+    benchmark:
+        "results/benchmarks/eval/{model}-eval_safety.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=6000,
+        runtime=60,
+        gpu=GPU_PER_JOB,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/eval_safety.py"
+
+
+rule evaluate:
+    input:
+        unpack(evaluation_inputs),
+        base=BASE_MODEL,
+        pairs="results/{stage}/pairs.parquet",
+        constitution=config["constitution"],
+        demos=config["feedback"]["preference_demos"],
+    output:
+        metrics="results/{stage}/eval/metrics.json",
+        table="results/{stage}/eval/per_prompt.parquet",
+        manifest="results/{stage}/manifests/evaluation.json",
+    params:
+        evaluation=config["evaluation"],
+        labeller=config["feedback"]["labeller"],
+        previous=lambda wc: previous_stage(wc.stage),
+        seed=config["seed"],
+    log:
+        "logs/{stage}/evaluate.log",
+    benchmark:
+        "results/benchmarks/{stage}/evaluate.tsv"
+    threads: compute_threads
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=GPU_PER_JOB,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/evaluate.py"

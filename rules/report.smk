@@ -1,0 +1,45 @@
+# Figures and pages for `snakemake --report results/report.html stageK_model`.
+
+
+rule stage_report:
+    input:
+        training_log="results/{stage}/training_log.parquet",
+        funnel="results/{stage}/pairs_funnel.parquet",
+        metrics="results/{stage}/eval/metrics.json",
+        stage_generations="results/eval/{stage}/generations.parquet",
+        base_generations="results/eval/base/generations.parquet",
+    output:
+        training=report(
+            "results/{stage}/report/training.svg",
+            caption="../report/training.rst",
+            category="{stage}",
+            subcategory="Training",
+        ),
+        funnel=report(
+            "results/{stage}/report/funnel.svg",
+            caption="../report/funnel.rst",
+            category="{stage}",
+            subcategory="Data",
+        ),
+        eval=report(
+            "results/{stage}/report/eval.svg",
+            caption="../report/eval.rst",
+            category="{stage}",
+            subcategory="Evaluation",
+        ),
+        examples=report(
+            "results/{stage}/report/examples.html",
+            caption="../report/examples.rst",
+            category="{stage}",
+            subcategory="Evaluation",
+        ),
+    log:
+        "logs/{stage}/stage_report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/stage_report.py"

@@ -1,0 +1,184 @@
+"""Figures and pages for ``snakemake --report``: training curves, the pair funnel, eval metrics with
+intervals, example generations, and the metrics of every stage side by side.
+
+SVGs are written without timestamps or random ids, so the same inputs give the same files.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+COLORS = {"base": "#7f7f7f", "previous": "#9ecae1"}
+STAGE_COLOR = "#d62728"
+VERDICT_MARK = {"better": "▲ better", "worse": "▼ worse", "no measurable difference": "= no measurable difference"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.hashsalt": "maximalcai", "svg.fonttype": "none", "font.size": 9})
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=Path(path).suffix.lstrip("."), metadata={"Date": None}, bbox_inches="tight")
+    fig.clf()
+
+
+def plot_training(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for phase, style in (("sft", "--"), ("dpo", "-")):
+        steps = [r for r in rows if r["phase"] == phase]
+        if not steps:
+            continue
+        x = [r["step"] for r in steps]
+        axes[0].plot(x, [r["loss"] for r in steps], style, marker="o", ms=3, label=f"{phase} loss")
+        if phase == "dpo":
+            axes[1].plot(x, [r["rewards_margins"] for r in steps], "-", marker="o", ms=3, label="reward margin")
+            axes[1].plot(x, [r["rewards_chosen"] for r in steps], ":", label="reward (chosen)")
+            axes[1].plot(x, [r["rewards_rejected"] for r in steps], ":", label="reward (rejected)")
+            axes[1].plot(x, [r["rewards_accuracies"] for r in steps], "-", alpha=0.4, label="reward accuracy")
+    axes[0].set(title="loss", xlabel="optimizer step")
+    axes[1].set(title="DPO implicit rewards", xlabel="optimizer step")
+    axes[1].axhline(0, color="black", lw=0.5)
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_funnel(rows: Sequence[dict[str, Any]], path: str | Path, title: str) -> None:
+    plt = _pyplot()
+    rows = list(rows)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1))
+    labels = [f"{r['step']}. {r['filter']}" for r in rows]
+    ax.barh(labels, [r["rows_out"] for r in rows], color="#4c72b0")
+    ax.barh(labels, [r["dropped"] for r in rows], left=[r["rows_out"] for r in rows], color="#dd8452", label="dropped")
+    for y, r in enumerate(rows):
+        ax.text(r["rows_in"] + 0.3, y, f"{r['rows_in']} → {r['rows_out']}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="rows", title=title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
+    """One row per metric: each model's mean with its interval; the verdicts against each baseline."""
+    plt = _pyplot()
+    stage = metrics["stage"]
+    summary = [s for s in metrics["summary"] if not s["metric"].startswith(("win_vs_", "preference_accuracy_vs_"))]
+    names = sorted({s["metric"] for s in summary})
+    rates = [c for c in metrics["comparisons"] if c["kind"] == "rate against 0.5"]
+    rows = names + [f"{c['metric']} vs {c['baseline']}" for c in rates]
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.2))
+    models = metrics["models"]
+    offsets = {m: (i - (len(models) - 1) / 2) * 0.22 for i, m in enumerate(models)}
+    for y, name in enumerate(names):
+        for s in (s for s in summary if s["metric"] == name):
+            if s["mean"] is None:
+                continue
+            color = STAGE_COLOR if s["model"] == stage else COLORS["base"] if s["model"] == "base" else COLORS["previous"]
+            low, high = s["ci_low"], s["ci_high"]
+            ax.errorbar(s["mean"], y + offsets[s["model"]], xerr=[[s["mean"] - low], [high - s["mean"]]], fmt="o",
+                        color=color, ms=4, capsize=2, label=s["model"])
+    for y, c in enumerate(rates, start=len(names)):
+        ax.errorbar(c["estimate"], y, xerr=[[c["estimate"] - c["ci_low"]], [c["ci_high"] - c["estimate"]]], fmt="s",
+                    color=STAGE_COLOR, ms=4, capsize=2)
+        ax.axvline(0.5, color="black", lw=0.3, ls=":")
+    verdicts = {(c["metric"], c["baseline"]): c["verdict"] for c in metrics["comparisons"]}
+    labels = []
+    for name in names:
+        marks = [f"{b}: {VERDICT_MARK[verdicts[(name, b)]].split()[0]}" for b in metrics["baselines"] if (name, b) in verdicts]
+        labels.append(f"{name}  ({', '.join(marks)})" if marks else name)
+    labels += [f"{c['metric']} vs {c['baseline']}  ({VERDICT_MARK[c['verdict']].split()[0]})" for c in rates]
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    handles, legend_labels = ax.get_legend_handles_labels()
+    unique = dict(zip(legend_labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+    ax.set(xlabel=f"mean with {int(metrics['confidence'] * 100)}% bootstrap interval",
+           title=f"{stage}: held-out evaluation (▲ better, ▼ worse, = no measurable difference)")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def examples_html(stage_rows: Sequence[dict], base_rows: Sequence[dict], path: str | Path, per_set: int = 3) -> None:
+    base = {r["prompt_id"]: r for r in base_rows}
+    parts = [
+        "<html><head><meta charset='utf-8'><style>",
+        "body{font-family:sans-serif;font-size:13px} td,th{vertical-align:top;border:1px solid #ccc;padding:6px;"
+        "white-space:pre-wrap;max-width:420px} table{border-collapse:collapse}",
+        "</style></head><body>",
+        f"<h3>Example answers: base model vs {html.escape(stage_rows[0]['model'])} (greedy, zero-shot)</h3>",
+        "<table><tr><th>set</th><th>prompt</th><th>base</th><th>" + html.escape(stage_rows[0]["model"]) + "</th></tr>",
+    ]
+    shown: dict[str, int] = {}
+    for row in stage_rows:
+        if shown.get(row["set"], 0) >= per_set or row["prompt_id"] not in base:
+            continue
+        shown[row["set"]] = shown.get(row["set"], 0) + 1
+        other = base[row["prompt_id"]]
+        parts.append(
+            f"<tr><td>{html.escape(row['set'])}</td><td>{html.escape(row['prompt'])}</td>"
+            f"<td>{html.escape(other['response'])}<br><i>[{other['finish_reason']}]</i></td>"
+            f"<td>{html.escape(row['response'])}<br><i>[{row['finish_reason']}]</i></td></tr>"
+        )
+    parts.append("</table></body></html>")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(parts))
+
+
+def plot_stages(all_metrics: Sequence[dict[str, Any]], path: str | Path) -> None:
+    """Every metric across stages (the base as stage 0), with intervals: where did a stage stop helping?"""
+    plt = _pyplot()
+    series: dict[str, dict[int, tuple[float, float, float]]] = {}
+    for number, metrics in enumerate(all_metrics, start=1):
+        for s in metrics["summary"]:
+            if s["mean"] is None or s["metric"].startswith(("win_vs_", "preference_accuracy_vs_")):
+                continue
+            x = 0 if s["model"] == "base" else number if s["model"] == metrics["stage"] else None
+            if x is not None:
+                series.setdefault(s["metric"], {})[x] = (s["mean"], s["ci_low"], s["ci_high"])
+        for c in metrics["comparisons"]:
+            if c["kind"] == "rate against 0.5" and c["baseline"] == "base":
+                series.setdefault(f"{c['metric']} vs base", {})[number] = (c["estimate"], c["ci_low"], c["ci_high"])
+    names = sorted(series)
+    cols = 3
+    rows = max(1, math.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        points = sorted(series[name].items())
+        xs = [x for x, _ in points]
+        means = [v[0] for _, v in points]
+        ax.errorbar(xs, means, yerr=[[m - v[1] for m, (_, v) in zip(means, points)], [v[2] - m for m, (_, v) in zip(means, points)]],
+                    fmt="-o", ms=4, capsize=2, color=STAGE_COLOR)
+        ax.set_xticks(xs, ["base" if x == 0 else f"stage{x}" for x in xs], fontsize=7)
+        ax.set_title(name, fontsize=9)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle("Metrics across stages (mean and bootstrap interval)")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def run_stage_report(stage: str, training_log: str, funnel: str, metrics: str, stage_generations: str,
+                     base_generations: str, outputs: dict[str, str]) -> None:
+    from maximalcai import tables
+
+    plot_training(tables.read_table(training_log, "training_log"), outputs["training"], f"{stage}: training")
+    plot_funnel(tables.read_table(funnel, "pairs_funnel"), outputs["funnel"], f"{stage}: from responses to pairs")
+    plot_eval(json.loads(Path(metrics).read_text()), outputs["eval"])
+    examples_html(tables.read_table(stage_generations, "eval_generations"),
+                  tables.read_table(base_generations, "eval_generations"), outputs["examples"])

@@ -1,0 +1,14 @@
+"""Rule stage_report: a stage's training curves, pair funnel, eval figure and example answers."""
+from maximalcai.report import run_stage_report
+from maximalcai.runlog import rule_log
+
+with rule_log(snakemake.log[0]):
+    run_stage_report(
+        stage=snakemake.wildcards.stage,
+        training_log=snakemake.input.training_log,
+        funnel=snakemake.input.funnel,
+        metrics=snakemake.input.metrics,
+        stage_generations=snakemake.input.stage_generations,
+        base_generations=snakemake.input.base_generations,
+        outputs=dict(snakemake.output.items()),
+    )
