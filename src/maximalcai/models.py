@@ -269,11 +269,14 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
 
 
 def _contiguous_input(module, args):
-    """The LM head receives ``hidden[:, -k:, :]``, a non-contiguous view. Without gradients, torch.matmul
-    will not fold such a 3-D input into one matrix product; it broadcasts the [vocab, hidden] weight over
-    the batch instead, copying it once per row (5.4 GB for 16 rows of Gemma 3's 262k vocabulary, 10x slower
-    generation). A contiguous input (a few kB) keeps it one ``mm`` (docs/KNOWN_BUGS_AND_FIXES.md)."""
-    return (args[0].contiguous(), *args[1:])
+    """The LM head receives ``hidden[:, -k:, :]``, a strided view. Without gradients, torch.matmul folds a
+    3-D input into one matrix product only when its strides are canonical; otherwise it broadcasts the
+    [vocab, hidden] weight over the batch, copying it once per row (5.4 GB for 16 rows of Gemma 3's 262k
+    vocabulary, 10x slower). ``.contiguous()`` is not enough: for one row ([1, 1, hidden]) it is a no-op that
+    keeps the odd stride. A fresh copy (a few kB) keeps it one ``mm`` (docs/KNOWN_BUGS_AND_FIXES.md)."""
+    import torch
+
+    return (args[0].clone(memory_format=torch.contiguous_format), *args[1:])
 
 
 def require_cuda(feature: str, key: str) -> None:

@@ -151,6 +151,24 @@ class TransformersBackend(Backend):
         prefix_ids = [shared.get(p, []) for p in prefixes]
         return prefix_ids, [ids[len(pre):] for pre, ids in zip(prefix_ids, full)]
 
+    @staticmethod
+    def _whole_groups(keys: list, order: list[list[int]], batch_size: int) -> list[list[int]]:
+        """Batches of at most ``batch_size`` rows that never split the rows of one prompt's options, so each
+        prompt (their shared prefix) is computed once; a larger group is a batch of its own."""
+        groups: list[list[int]] = []
+        for index in (i for batch in order for i in batch):
+            if groups and keys[groups[-1][-1]] == keys[index] and keys[index][0] == "prompt":
+                groups[-1].append(index)
+            else:
+                groups.append([index])
+        batches: list[list[int]] = []
+        for group in groups:
+            if batches and len(batches[-1]) + len(group) <= batch_size:
+                batches[-1] += group
+            else:
+                batches.append(list(group))
+        return batches
+
     def _prefill(self, prefix_ids: list[list[int]], suffix_ids: list[list[int]], keep: int):
         """Run a batch's prompts through the model with a fresh KV cache.
 
@@ -307,7 +325,7 @@ class TransformersBackend(Backend):
                 rows += [(p, o, whole[:-1], whole[-1:] + ids, len(ids)) for o, ids in enumerate(option_ids[p])]
         scores = [[0.0] * len(opts) for opts in options]
         keys = [("prompt", r[0]) if r[1] is not None else ("prefix", prefixes[r[0]]) for r in rows]
-        for batch in self._batches(keys, [len(r[3]) for r in rows], self.scoring_batch_size):
+        for batch in self._whole_groups(keys, self._batches(keys, [len(r[3]) for r in rows], len(rows)), self.scoring_batch_size):
             chunk = [rows[i] for i in batch]
             keep = max(r[4] for r in chunk) + 1
             with torch.inference_mode():
