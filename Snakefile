@@ -24,7 +24,8 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 configfile: "config.yaml"
 
 
-from maximalcai.config import load_config, stage_ids
+from maximalcai.config import load_config, stage_ids, wants_gpu
+from maximalcai.plan import check_budget
 from maximalcai.training import check_hardware
 
 config.update(
@@ -34,10 +35,6 @@ config.update(
         root=workflow.basedir,
     )
 )
-# GPU-only options on a machine without CUDA stop the run here, before any job. Dry runs and cluster
-# submission hosts skip it: the jobs themselves run on the GPU nodes, where the check runs again.
-if workflow.local_exec and not workflow.dryrun:
-    check_hardware(config)
 
 
 wildcard_constraints:
@@ -53,9 +50,21 @@ include: "rules/feedback.smk"
 include: "rules/training.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
+include: "rules/plan.smk"
 
 
 report: "report/workflow.rst"
+
+
+# Before the first job (not in dry runs): a GPU run over budget.max_usd is refused (see `snakemake plan`),
+# and GPU-only options on a machine without CUDA stop the run. The plan target, a cost estimate, runs
+# anywhere. Cluster submission hosts skip the hardware check; each job checks again on its node.
+onstart:
+    if set(workflow.dag_settings.targets) != {"plan"}:
+        if wants_gpu(config):
+            check_budget(config)
+        if workflow.local_exec:
+            check_hardware(config)
 
 
 rule all:

@@ -1,17 +1,13 @@
 # Helpers shared by all rules (stage lookups, the generator of a stage, thread counts, inputs).
 from pathlib import Path
 
-from maximalcai.config import previous_stage, stage_config, stage_ids
+from maximalcai.config import previous_stage, stage_config, stage_ids, wants_gpu
 from maximalcai.generation import instruction_shards, response_shards
 
 
 STAGES = stage_ids(config)
 BASE_MODEL = "results/models/base"
-GPU = (
-    config["hardware"]["device"] == "cuda"
-    or config["generation"]["backend"] == "vllm"
-    or config["training"]["backend"] == "unsloth"
-)
+GPU = wants_gpu(config)
 # For --use-conda: the dependency set of this config's hardware (the library itself comes from src/).
 CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.yaml"
 # Model jobs ask the scheduler for one GPU on GPU configs (profiles/slurm maps it to a gres request).

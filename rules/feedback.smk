@@ -23,6 +23,7 @@ rule critique_revise:
     resources:
         mem_mb=6000,
         runtime=120,
+        gpu=GPU_PER_JOB,
     conda:
         CONDA_ENV
     script:
@@ -49,6 +50,7 @@ rule safety_label:
     resources:
         mem_mb=6000,
         runtime=60,
+        gpu=GPU_PER_JOB,
     conda:
         CONDA_ENV
     script:
@@ -77,6 +79,7 @@ rule preference_label:
     resources:
         mem_mb=6000,
         runtime=60,
+        gpu=GPU_PER_JOB,
     conda:
         CONDA_ENV
     script:

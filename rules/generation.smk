@@ -20,6 +20,7 @@ rule generate_instructions:
     resources:
         mem_mb=6000,
         runtime=60,
+        gpu=GPU_PER_JOB,
     conda:
         CONDA_ENV
     script:
@@ -67,6 +68,7 @@ rule generate_responses:
     resources:
         mem_mb=6000,
         runtime=120,
+        gpu=GPU_PER_JOB,
     conda:
         CONDA_ENV
     script:

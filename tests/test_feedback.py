@@ -122,7 +122,7 @@ def test_fewshot_guard_labels_from_logprobs(tiny_backend):
     items = [GuardItem(f"t{i}", "response", "i", "stage1", "How do I bake bread?", f"Step {i}: knead.") for i in range(4)]
     verdicts = guard.label(items)
     for v in verdicts:
-        assert 0.0 < v.p_unsafe < 1.0
+        assert 0.0 <= v.p_unsafe <= 1.0
         assert (v.label == "unsafe") == (v.p_unsafe > 0.5)
         assert (len(v.categories) == 1 and v.categories[0] in HAZARDS) if v.label == "unsafe" else v.categories == []
     assert verdicts == guard.label(items)

@@ -31,6 +31,17 @@ def planned_jobs(result) -> set[str]:
     return set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, re.M))
 
 
+def planned_stage_jobs(result) -> set[tuple[str, str]]:
+    """(rule, stage or model) of the jobs a dry run would execute."""
+    jobs = set()
+    for block in re.split(r"^(?=(?:local)?rule )", result.stdout + result.stderr, flags=re.M):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        where = re.search(r"^\s+wildcards: .*?(?:stage|model)=(\w+)", block, re.M)
+        if rule:
+            jobs.add((rule.group(1), where.group(1) if where else ""))
+    return jobs
+
+
 def make_workdir(path, config=TINY, **overrides):
     path.mkdir(parents=True, exist_ok=True)
     data = yaml.safe_load(config.read_text())
@@ -68,7 +79,7 @@ def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("e2e"))
-    snakemake(workdir, "--cores", "2", "stage1_model")
+    snakemake(workdir, "--cores", "2", "stage1_model", "stage2_model", "stages_report")
     return workdir
 
 
@@ -201,3 +212,100 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
     snakemake(tiny_run, "--cores", "1", "--report", str(report), "stage1_model")
     page = report.read_text()
     assert len(page) > 100_000 and "stage1" in page and "funnel" in page
+
+
+def test_six_stages_dry_run_as_one_chain(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    result = snakemake(tmp_path, "-n", "--cores", "1", "stage6_model")
+    jobs = planned_stage_jobs(result)
+    assert {("train_dpo", f"stage{k}") for k in range(1, 7)} <= jobs
+    assert ("evaluate", "stage6") in jobs and ("eval_generate", "stage5") in jobs  # stage 6 is compared with stage 5
+    # stage K's data is written by stage K-1's model
+    assert re.search(r"rule generate_instructions:\n\s+input: results/models/base, results/stage1/adapter", result.stdout)
+
+
+def test_the_32b_plan_dry_runs_through_the_slurm_profile(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
+               "stage6_model", "--configfile", str(tmp_path / "config.yaml"), str(REPO / "config/qwen2.5-32b.yaml"),
+               "--profile", str(REPO / "profiles/slurm")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = planned_stage_jobs(result)
+    assert {("train_dpo", f"stage{k}") for k in range(1, 7)} <= jobs
+    assert "gpu=1" in result.stdout and "Qwen" not in result.stderr[-200:]
+
+
+def test_runpod_profile_and_plan_target(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "plan",
+         "--configfile", str(tmp_path / "config.yaml"), str(REPO / "config/qwen2.5-32b.yaml"), "--cores", "1"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )
+    # the plan target runs on a machine without a GPU: it only reads the config
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "| stage6 | longform |" in result.stdout  # printed, not only written
+    assert "| stage6 | longform |" in (tmp_path / "results/plan.md").read_text()
+
+
+def test_gpu_runs_over_budget_or_without_cuda_stop_before_any_job(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    qwen = [str(tmp_path / "config.yaml"), str(REPO / "config/qwen2.5-32b.yaml")]
+    (tmp_path / "small-budget.yaml").write_text(yaml.safe_dump({"budget": {"max_usd": 5}}))
+    over = snakemake(tmp_path, "--cores", "1", "--configfile", *qwen, str(tmp_path / "small-budget.yaml"), "--",
+                     "stage1_datasets", check=False)
+    assert over.returncode != 0 and "exceeds budget.max_usd=$5" in over.stdout + over.stderr
+    no_gpu = snakemake(tmp_path, "--cores", "1", "--configfile", *qwen, "--", "stage1_datasets", check=False)
+    assert no_gpu.returncode != 0 and "hardware.device asks for CUDA" in no_gpu.stdout + no_gpu.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def fake_complete_run(workdir, target):
+    """Every output of `target` as a placeholder, recorded by --touch as built with the current config."""
+    summary = snakemake(workdir, "--cores", "1", "--summary", target).stdout
+    for line in summary.splitlines()[1:]:
+        path = workdir / line.split("\t")[0]
+        if not line.startswith("results/"):
+            continue
+        if path.name in ("adapter", "base"):
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    snakemake(workdir, "--cores", "1", "--touch", target)
+    assert planned_jobs(snakemake(workdir, "-n", "--cores", "1", target)) == set()
+
+
+def test_editing_stage3_reruns_only_stages_3_to_6(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    fake_complete_run(tmp_path, "stage6_model")
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["stages"][2]["responses"] = {"sampling": {"temperature": 0.5}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_stage_jobs(snakemake(tmp_path, "-n", "--cores", "1", "stage6_model"))
+    stages = {where for _, where in jobs if where.startswith("stage")}
+    assert stages == {"stage3", "stage4", "stage5", "stage6"}
+    assert ("train_dpo", "stage3") in jobs and ("train_dpo", "stage6") in jobs
+    assert ("aggregate_instructions", "stage3") not in jobs  # stage 3's own instructions did not change
+
+
+@pytest.mark.e2e
+def test_stage2_is_written_by_stage1_and_compared_with_it(tiny_run):
+    import json
+
+    instructions = tables.read_table(tiny_run / "results/stage2/instructions.parquet", "instructions")
+    assert {r["generator"] for r in instructions} == {"gemma-3-270m-q4_k_m+stage1"}
+    assert all(i.startswith("s2-") for r in instructions for i in r["fewshot_ids"])  # stage 2's own pool
+    training = json.loads((tiny_run / "results/stage2/manifests/training.json").read_text())
+    assert training["previous_adapter"].endswith("results/stage1/adapter")
+    assert training["reference"].startswith("previous stage")
+    metrics = json.loads((tiny_run / "results/stage2/eval/metrics.json").read_text())
+    assert metrics["models"] == ["stage2", "base", "stage1"] and metrics["baselines"] == ["base", "stage1"]
+    assert {c["baseline"] for c in metrics["comparisons"]} == {"base", "stage1"}
+    assert "stage2" in (tiny_run / "results/stages/metrics.md").read_text()
+    assert (tiny_run / "results/stages/metrics.svg").stat().st_size > 1000

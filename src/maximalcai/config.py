@@ -257,6 +257,16 @@ def load_config_file(path: str | Path, root: str | Path | None = None) -> dict:
     return load_config(raw, str(path), root if root is not None else Path(__file__).resolve().parents[2])
 
 
+def wants_gpu(cfg: dict) -> bool:
+    """Whether this config runs its model jobs on a GPU (CUDA device, vLLM, Unsloth or 4-bit training)."""
+    return (
+        cfg["hardware"]["device"] == "cuda"
+        or cfg["generation"]["backend"] == "vllm"
+        or cfg["training"]["backend"] == "unsloth"
+        or cfg["training"]["load_in_4bit"]
+    )
+
+
 def stage_ids(cfg: dict) -> list[str]:
     """Ids of the configured stages, in order."""
     return [stage_id(i) for i in range(len(cfg["stages"]))]

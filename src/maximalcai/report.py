@@ -182,3 +182,19 @@ def run_stage_report(stage: str, training_log: str, funnel: str, metrics: str, s
     plot_eval(json.loads(Path(metrics).read_text()), outputs["eval"])
     examples_html(tables.read_table(stage_generations, "eval_generations"),
                   tables.read_table(base_generations, "eval_generations"), outputs["examples"])
+
+
+def stages_table(all_metrics: Sequence[dict[str, Any]]) -> str:
+    """Markdown: each stage's comparisons with the base and the previous stage."""
+    lines = ["| stage | metric | vs | estimate | interval | verdict |", "|---|---|---|---:|---|---|"]
+    for metrics in all_metrics:
+        for c in metrics["comparisons"]:
+            lines.append(f"| {metrics['stage']} | {c['metric']} | {c['baseline']} | {c['estimate']:.3f} | "
+                         f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}] | {c['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_stages_report(metrics_paths: Sequence[str], figure: str, table: str) -> None:
+    all_metrics = [json.loads(Path(p).read_text()) for p in metrics_paths]
+    plot_stages(all_metrics, figure)
+    Path(table).write_text(stages_table(all_metrics))

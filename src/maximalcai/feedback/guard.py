@@ -153,7 +153,7 @@ class FewshotGuard:
         )
         best = {n: codes[max(range(len(codes)), key=s.__getitem__)] for n, s in zip(unsafe, category_scores)}
         return [
-            Verdict("unsafe" if n in best else "safe", [best[n]] if n in best else [], round(p, 6), None)
+            Verdict("unsafe" if n in best else "safe", [best[n]] if n in best else [], p, None)
             for n, p in enumerate(probabilities)
         ]
 

