@@ -28,8 +28,11 @@ REVISION = "### Revision:"
 
 HEADERS = (INSTRUCTION, RESPONSE, CRITIQUE_REQUEST, CRITIQUE, REVISION_REQUEST, REVISION)
 
-# A completion ends where the model starts the next block, or after a run of blank lines.
-STOP_STRINGS = (*HEADERS, "\n\n\n")
+# A completion ends where the model starts the next block, or after a run of blank lines. Any "### "
+# starts a block in this format: a base model invents new block names ("### Answer:", "### Note:") as
+# readily as it reuses ours, so the stop string is the header mark itself, not our header names. The cost:
+# a markdown level-3 heading inside an answer ends it too.
+STOP_STRINGS = ("### ", "\n\n\n")
 
 
 def block(header: str, text: str) -> str:

@@ -74,41 +74,55 @@ def plot_funnel(rows: Sequence[dict[str, Any]], path: str | Path, title: str) ->
 
 
 def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
-    """One row per metric: each model's mean with its interval; the verdicts against each baseline."""
+    """Each metric's mean per model with its interval, and the verdicts against each baseline.
+
+    Rates (0-1) share one panel; the held-out log-likelihood margin, in nats, has its own.
+    """
     plt = _pyplot()
     stage = metrics["stage"]
     summary = [s for s in metrics["summary"] if not s["metric"].startswith(("win_vs_", "preference_accuracy_vs_"))]
-    names = sorted({s["metric"] for s in summary})
-    rates = [c for c in metrics["comparisons"] if c["kind"] == "rate against 0.5"]
-    rows = names + [f"{c['metric']} vs {c['baseline']}" for c in rates]
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.2))
+    margins = sorted({s["metric"] for s in summary if s["metric"] == "heldout_logp_margin"})
+    rates_names = sorted({s["metric"] for s in summary} - set(margins))
+    vs_chance = [c for c in metrics["comparisons"] if c["kind"] == "rate against 0.5"]
+    verdicts = {(c["metric"], c["baseline"]): c["verdict"] for c in metrics["comparisons"]}
     models = metrics["models"]
     offsets = {m: (i - (len(models) - 1) / 2) * 0.22 for i, m in enumerate(models)}
-    for y, name in enumerate(names):
-        for s in (s for s in summary if s["metric"] == name):
-            if s["mean"] is None:
-                continue
-            color = STAGE_COLOR if s["model"] == stage else COLORS["base"] if s["model"] == "base" else COLORS["previous"]
-            low, high = s["ci_low"], s["ci_high"]
-            ax.errorbar(s["mean"], y + offsets[s["model"]], xerr=[[s["mean"] - low], [high - s["mean"]]], fmt="o",
-                        color=color, ms=4, capsize=2, label=s["model"])
-    for y, c in enumerate(rates, start=len(names)):
-        ax.errorbar(c["estimate"], y, xerr=[[c["estimate"] - c["ci_low"]], [c["ci_high"] - c["estimate"]]], fmt="s",
-                    color=STAGE_COLOR, ms=4, capsize=2)
-        ax.axvline(0.5, color="black", lw=0.3, ls=":")
-    verdicts = {(c["metric"], c["baseline"]): c["verdict"] for c in metrics["comparisons"]}
-    labels = []
-    for name in names:
+
+    def label(name: str) -> str:
         marks = [f"{b}: {VERDICT_MARK[verdicts[(name, b)]].split()[0]}" for b in metrics["baselines"] if (name, b) in verdicts]
-        labels.append(f"{name}  ({', '.join(marks)})" if marks else name)
-    labels += [f"{c['metric']} vs {c['baseline']}  ({VERDICT_MARK[c['verdict']].split()[0]})" for c in rates]
-    ax.set_yticks(range(len(rows)), labels)
-    ax.invert_yaxis()
-    handles, legend_labels = ax.get_legend_handles_labels()
+        return f"{name}  ({', '.join(marks)})" if marks else name
+
+    def draw(ax, names: list[str], extra: Sequence[dict] = ()) -> None:
+        for y, name in enumerate(names):
+            for s in (s for s in summary if s["metric"] == name and s["mean"] is not None):
+                color = STAGE_COLOR if s["model"] == stage else COLORS["base"] if s["model"] == "base" else COLORS["previous"]
+                ax.errorbar(s["mean"], y + offsets[s["model"]], xerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                            fmt="o", color=color, ms=4, capsize=2, label=s["model"])
+        for y, c in enumerate(extra, start=len(names)):
+            ax.errorbar(c["estimate"], y, xerr=[[c["estimate"] - c["ci_low"]], [c["ci_high"] - c["estimate"]]], fmt="s",
+                        color=STAGE_COLOR, ms=4, capsize=2)
+        labels = [label(n) for n in names]
+        labels += [f"{c['metric']} vs {c['baseline']}  ({VERDICT_MARK[c['verdict']].split()[0]})" for c in extra]
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+
+    rows = len(rates_names) + len(vs_chance)
+    fig, axes = plt.subplots(2 if margins else 1, 1, figsize=(9, 0.42 * (rows + len(margins)) + 2.2), squeeze=False,
+                             gridspec_kw={"height_ratios": [rows, max(1, len(margins)) + 0.6] if margins else [1]})
+    draw(axes[0][0], rates_names, vs_chance)
+    axes[0][0].set_xlim(-0.05, 1.05)
+    axes[0][0].axvline(0.5, color="black", lw=0.3, ls=":")
+    axes[0][0].set(xlabel="rate (mean over prompts; win and preference accuracy against 0.5)")
+    if margins:
+        draw(axes[1][0], margins)
+        axes[1][0].axvline(0, color="black", lw=0.3, ls=":")
+        axes[1][0].set(xlabel="log p(chosen) - log p(rejected) on held-out pairs (nats)")
+    handles, legend_labels = axes[0][0].get_legend_handles_labels()
     unique = dict(zip(legend_labels, handles))
-    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
-    ax.set(xlabel=f"mean with {int(metrics['confidence'] * 100)}% bootstrap interval",
-           title=f"{stage}: held-out evaluation (▲ better, ▼ worse, = no measurable difference)")
+    axes[0][0].legend(unique.values(), unique.keys(), fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0))
+    fig.suptitle(f"{stage}: held-out evaluation, {int(metrics['confidence'] * 100)}% bootstrap intervals "
+                 "(▲ better, ▼ worse, = no measurable difference)")
+    fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
