@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from maximalcai import tables
-from maximalcai.backends import Backend, Sampling
+from maximalcai.backends import Backend, Completion, Sampling
 from maximalcai.manifest import Timer, write_manifest
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
@@ -37,6 +37,21 @@ def instruction_shards(settings: dict[str, Any]) -> int:
 def response_shards(instruction_settings: dict[str, Any], response_settings: dict[str, Any]) -> int:
     """Number of response-generation jobs: enough shards to cover the most instructions a stage can keep."""
     return math.ceil(instruction_settings["count"] / response_settings["shard_size"])
+
+
+# -------------------------------------------------------------------------------------------- provenance
+def _provenance(
+    backend: Backend, completion: Completion, shots: Sequence[PoolExample], sample_seed: int, sampling: Sampling
+) -> dict[str, Any]:
+    """The columns every generated row carries: how it ended, who wrote it, from which examples and draws."""
+    return {
+        "finish_reason": completion.finish_reason,
+        "num_tokens": completion.num_tokens,
+        "generator": backend.model_name,
+        "fewshot_ids": [e.id for e in shots],
+        "seed": sample_seed,
+        "sampling": tables.canonical_json(sampling.as_dict()),
+    }
 
 
 # ------------------------------------------------------------------------------------------ instructions
@@ -57,12 +72,7 @@ def generate_instruction_candidates(
             "stage": stage,
             "shard": shard,
             "text": c.text,
-            "finish_reason": c.finish_reason,
-            "num_tokens": c.num_tokens,
-            "generator": backend.model_name,
-            "fewshot_ids": [e.id for e in s],
-            "seed": sample_seed,
-            "sampling": tables.canonical_json(sampling.as_dict()),
+            **_provenance(backend, c, s, sample_seed, sampling),
         }
         for i, (s, c) in enumerate(zip(shots, completions))
     ]
@@ -170,12 +180,7 @@ def generate_responses(
             "instruction": ins["instruction"],
             "candidate_index": j,
             "response": c.text,
-            "finish_reason": c.finish_reason,
-            "num_tokens": c.num_tokens,
-            "generator": backend.model_name,
-            "fewshot_ids": [e.id for e in s],
-            "seed": sample_seed,
-            "sampling": tables.canonical_json(sampling.as_dict()),
+            **_provenance(backend, c, s, sample_seed, sampling),
         }
         for (ins, j, s), c in zip(jobs, completions)
     ]
