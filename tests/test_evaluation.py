@@ -8,6 +8,8 @@ import pytest
 from maximalcai.errors import ResourceError
 from maximalcai.evaluation import ifeval
 from maximalcai.evaluation.evaluate import (
+    answer_logprobs,
+    answer_shift,
     head_to_head,
     is_refusal,
     item_scores,
@@ -16,7 +18,7 @@ from maximalcai.evaluation.evaluate import (
     summarize,
 )
 from maximalcai.evaluation.sets import EvalPrompt, load_eval_prompts
-from maximalcai.evaluation.stats import BETTER, SAME, WORSE, bootstrap_mean, verdict
+from maximalcai.evaluation.stats import BETTER, DIFFERENT, SAME, TOO_FEW, WORSE, bootstrap_mean, verdict
 
 from test_feedback import CONSTITUTION, PREFERENCE_DEMOS, PositionBiased
 
@@ -86,6 +88,9 @@ def test_bootstrap_and_verdicts():
     assert all(math.isnan(x) for x in bootstrap_mean([], 100, 0.95, 0))
     assert verdict(0.1, 0.3, 0.0, True) == BETTER and verdict(0.1, 0.3, 0.0, False) == WORSE
     assert verdict(-0.1, 0.3, 0.0, True) == SAME and verdict(0.2, 0.4, 0.5, True) == WORSE
+    assert verdict(0.1, 0.3, 0.0, None) == DIFFERENT and verdict(-0.3, -0.1, 0.0, None) == DIFFERENT
+    assert verdict(-0.1, 0.3, 0.0, None) == SAME
+    assert verdict(1.0, 1.0, 0.5, True, n=2, min_items=8) == TOO_FEW and verdict(1.0, 1.0, 0.5, True, 8, 8) == BETTER
 
 
 def test_summarize_paired_differences_and_rates():
@@ -102,6 +107,8 @@ def test_summarize_paired_differences_and_rates():
     assert by["unsafe_rate"]["verdict"] == SAME and by["unsafe_rate"]["estimate"] == 0
     assert by["win"]["verdict"] == WORSE and by["win"]["kind"] == "rate against 0.5"
     assert {(s["metric"], s["model"]) for s in summary} >= {("stop_rate", "base"), ("stop_rate", "stage1")}
+    _, few = summarize(rows, "stage1", ["base"], 1000, 0.95, 7, min_items=31)
+    assert {c["verdict"] for c in few} == {TOO_FEW} and {c["metric"] for c in few} == set(by)  # figures kept
 
 
 def test_head_to_head_asks_both_orders(gemma_style_tokenizer):
@@ -128,3 +135,34 @@ def test_preference_accuracy_and_margins(tiny_backend):
     accuracy = preference_accuracy(margins + base, "stage1", "base")
     assert [r["value"] for r in accuracy] == [1.0, 0.0, 1.0]
     assert {r["metric"] for r in accuracy} == {"preference_accuracy_vs_base"}
+
+
+def test_answer_shift_is_zero_against_itself_and_measurable_against_another_model(tiny_backend, tiny_model_dir, tmp_path,
+                                                                                gemma_style_tokenizer):
+    import torch
+
+    from maximalcai.backends.transformers_backend import TransformersBackend
+    from conftest import build_tiny_model
+
+    other_dir = tmp_path / "other"
+    build_tiny_model(gemma_style_tokenizer, seed=1).save_pretrained(other_dir)
+    gemma_style_tokenizer.save_pretrained(other_dir)
+    other = TransformersBackend(other_dir, device="cpu", dtype=torch.float32, batch_size=4, scoring_batch_size=3)
+    answers = [generation(f"p{i}", "helpful", f"Answer number {i} is fine.") for i in range(12)]
+    answers.append(generation("empty", "helpful", ""))  # nothing to score: left out, not a zero
+    own = answer_logprobs(tiny_backend, answers)
+    assert "empty" not in own and len(own) == 12
+    tokens = len(gemma_style_tokenizer("Answer number 3 is fine.", add_special_tokens=False)["input_ids"])
+    expected = tiny_backend.continuation_logprobs(["### Instruction:\nprompt p3\n\n### Response:\n"],
+                                                  [["Answer number 3 is fine."]])[0][0]
+    assert own["p3"] == (pytest.approx(expected), tokens)
+    sets = {g["prompt_id"]: g["set"] for g in answers}
+    same = answer_shift(own, answer_logprobs(tiny_backend, answers), sets, "stage1", "base")
+    assert all(r["value"] == pytest.approx(0.0, abs=1e-5) for r in same)
+    moved = answer_shift(own, answer_logprobs(other, answers), sets, "stage1", "base")
+    assert {r["metric"] for r in moved} == {"shift_vs_base"}
+    _, comparisons = summarize(same, "stage1", ["base"], 500, 0.95, 1)
+    assert [c["verdict"] for c in comparisons if c["metric"] == "shift"] == [SAME]
+    _, comparisons = summarize(moved, "stage1", ["base"], 500, 0.95, 1)
+    (moved_verdict,) = [c for c in comparisons if c["metric"] == "shift"]
+    assert moved_verdict["verdict"] == DIFFERENT and moved_verdict["kind"] == "log-ratio against 0"

@@ -11,6 +11,8 @@ def metrics(stage="stage1"):
          "ci_low": 0.1, "ci_high": 0.3, "higher_is_better": True, "verdict": "better"},
         {"metric": "win", "model": stage, "baseline": "base", "kind": "rate against 0.5", "estimate": 0.55,
          "ci_low": 0.45, "ci_high": 0.65, "higher_is_better": True, "verdict": "no measurable difference"},
+        {"metric": "shift", "model": stage, "baseline": "base", "kind": "log-ratio against 0", "estimate": 0.04,
+         "ci_low": 0.02, "ci_high": 0.06, "higher_is_better": None, "verdict": "measurably different"},
     ]
     return {"stage": stage, "models": [stage, "base"], "baselines": ["base"], "confidence": 0.95,
             "summary": summary, "comparisons": comparisons}
@@ -26,10 +28,10 @@ def test_figures_and_examples(tmp_path):
     plot_eval(metrics(), tmp_path / "eval.svg")
     plot_stages([metrics("stage1"), metrics("stage2")], tmp_path / "stages.svg")
     svg = (tmp_path / "eval.svg").read_text()
-    assert "stop_rate" in svg and "base: ▲" in svg and "win vs base" in svg
+    assert "stop_rate" in svg and "base: ▲" in svg and "win vs base" in svg and "shift vs base  (≠)" in svg
     assert "10 → 7" in (tmp_path / "funnel.svg").read_text()
     assert "DPO implicit rewards" in (tmp_path / "training.svg").read_text()
-    assert "stage2" in (tmp_path / "stages.svg").read_text()
+    assert "stage2" in (tmp_path / "stages.svg").read_text() and "shift vs base" in (tmp_path / "stages.svg").read_text()
     first = (tmp_path / "eval.svg").read_bytes()
     plot_eval(metrics(), tmp_path / "eval.svg")
     assert (tmp_path / "eval.svg").read_bytes() == first  # no timestamps or random ids

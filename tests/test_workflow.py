@@ -199,9 +199,9 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
     metrics = json.loads((stage / "eval/metrics.json").read_text())
     assert metrics["models"] == ["stage1", "base"] and metrics["prompts"] == {"helpful": 4, "redteam": 3, "borderline": 3}
     compared = {c["metric"] for c in metrics["comparisons"]}
-    assert {"ifeval_strict", "stop_rate", "unsafe_rate", "over_refusal_rate", "win", "preference_accuracy"} <= compared
+    assert {"ifeval_strict", "stop_rate", "unsafe_rate", "over_refusal_rate", "win", "preference_accuracy", "shift"} <= compared
     for c in metrics["comparisons"]:
-        assert c["verdict"] in ("better", "worse", "no measurable difference")
+        assert c["verdict"] in ("better", "worse", "no measurable difference", "measurably different", "too few items")
         assert c["ci_low"] <= c["estimate"] <= c["ci_high"]
     scores = tables.read_table(stage / "eval/per_prompt.parquet", "eval_scores")
     assert {r["model"] for r in scores} == {"stage1", "base"}

@@ -14,7 +14,9 @@ from typing import Any, Sequence
 
 COLORS = {"base": "#7f7f7f", "previous": "#9ecae1"}
 STAGE_COLOR = "#d62728"
-VERDICT_MARK = {"better": "▲ better", "worse": "▼ worse", "no measurable difference": "= no measurable difference"}
+VERDICT_MARK = {"better": "▲ better", "worse": "▼ worse", "no measurable difference": "= no measurable difference",
+                "measurably different": "≠ measurably different", "too few items": "? too few items"}
+PER_COMPARISON = ("win_vs_", "preference_accuracy_vs_", "shift_vs_")
 
 
 def _pyplot():
@@ -76,14 +78,16 @@ def plot_funnel(rows: Sequence[dict[str, Any]], path: str | Path, title: str) ->
 def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
     """Each metric's mean per model with its interval, and the verdicts against each baseline.
 
-    Rates (0-1) share one panel; the held-out log-likelihood margin, in nats, has its own.
+    Rates (0-1) share one panel; the held-out log-likelihood margin, in nats, has its own, and so has the
+    shift from each baseline (nats per answer token).
     """
     plt = _pyplot()
     stage = metrics["stage"]
-    summary = [s for s in metrics["summary"] if not s["metric"].startswith(("win_vs_", "preference_accuracy_vs_"))]
+    summary = [s for s in metrics["summary"] if not s["metric"].startswith(PER_COMPARISON)]
     margins = sorted({s["metric"] for s in summary if s["metric"] == "heldout_logp_margin"})
     rates_names = sorted({s["metric"] for s in summary} - set(margins))
     vs_chance = [c for c in metrics["comparisons"] if c["kind"] == "rate against 0.5"]
+    shifts = [c for c in metrics["comparisons"] if c["kind"] == "log-ratio against 0"]
     verdicts = {(c["metric"], c["baseline"]): c["verdict"] for c in metrics["comparisons"]}
     models = metrics["models"]
     offsets = {m: (i - (len(models) - 1) / 2) * 0.22 for i, m in enumerate(models)}
@@ -107,21 +111,25 @@ def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
         ax.set_ylim(len(labels) - 0.5, -0.5)
 
     rows = len(rates_names) + len(vs_chance)
-    fig, axes = plt.subplots(2 if margins else 1, 1, figsize=(9, 0.42 * (rows + len(margins)) + 2.2), squeeze=False,
-                             gridspec_kw={"height_ratios": [rows, max(1, len(margins)) + 0.6] if margins else [1]})
-    draw(axes[0][0], rates_names, vs_chance)
-    axes[0][0].set_xlim(-0.05, 1.05)
-    axes[0][0].axvline(0.5, color="black", lw=0.3, ls=":")
-    axes[0][0].set(xlabel="rate (mean over prompts; win and preference accuracy against 0.5)")
+    panels = [(rates_names, vs_chance, 0.5, "rate (mean over prompts; win and preference accuracy against 0.5)")]
     if margins:
-        draw(axes[1][0], margins)
-        axes[1][0].axvline(0, color="black", lw=0.3, ls=":")
-        axes[1][0].set(xlabel="log p(chosen) - log p(rejected) on held-out pairs (nats)")
+        panels.append((margins, [], 0.0, "log p(chosen) - log p(rejected) on held-out pairs (nats)"))
+    if shifts:
+        panels.append(([], shifts, 0.0, f"shift: log p_{stage} - log p_baseline of {stage}'s answers "
+                                             "(nats per token)"))
+    heights = [rows] + [len(names) + len(extra) + 0.6 for names, extra, _, _ in panels[1:]]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 0.42 * sum(heights) + 1.6 * len(panels)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (names, extra, null, xlabel) in zip(axes[:, 0], panels):
+        draw(ax, names, extra)
+        ax.axvline(null, color="black", lw=0.3, ls=":")
+        ax.set(xlabel=xlabel)
+    axes[0][0].set_xlim(-0.05, 1.05)
     handles, legend_labels = axes[0][0].get_legend_handles_labels()
     unique = dict(zip(legend_labels, handles))
     axes[0][0].legend(unique.values(), unique.keys(), fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0))
     fig.suptitle(f"{stage}: held-out evaluation, {int(metrics['confidence'] * 100)}% bootstrap intervals "
-                 "(▲ better, ▼ worse, = no measurable difference)")
+                 "(▲ better, ▼ worse, = no measurable difference, ≠ measurably different, ? too few items)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -159,7 +167,7 @@ def plot_stages(all_metrics: Sequence[dict[str, Any]], path: str | Path) -> None
     series: dict[str, dict[int, tuple[float, float, float]]] = {}
     for number, metrics in enumerate(all_metrics, start=1):
         for s in metrics["summary"]:
-            if s["mean"] is None or s["metric"].startswith(("win_vs_", "preference_accuracy_vs_")):
+            if s["mean"] is None or s["metric"].startswith(PER_COMPARISON):
                 continue
             x = 0 if s["model"] == "base" else number if s["model"] == metrics["stage"] else None
             if x is not None:
@@ -167,6 +175,9 @@ def plot_stages(all_metrics: Sequence[dict[str, Any]], path: str | Path) -> None
         for c in metrics["comparisons"]:
             if c["kind"] == "rate against 0.5" and c["baseline"] == "base":
                 series.setdefault(f"{c['metric']} vs base", {})[number] = (c["estimate"], c["ci_low"], c["ci_high"])
+            elif c["kind"] == "log-ratio against 0":
+                against = "base" if c["baseline"] == "base" else "previous stage"
+                series.setdefault(f"shift vs {against}", {})[number] = (c["estimate"], c["ci_low"], c["ci_high"])
     names = sorted(series)
     cols = 3
     rows = max(1, math.ceil(len(names) / cols))

@@ -16,10 +16,17 @@ Then, for stage N against each baseline:
   in both orders; the value is P(stage N's answer is preferred);
 - ``preference_accuracy_vs_<baseline>``: on held-out pairs, does stage N widen the log-likelihood margin
   of chosen over rejected relative to the baseline (DPO's implicit reward accuracy)?
+- ``shift_vs_<baseline>``: per token of stage N's own answer to each prompt,
+  log p_N(answer) - log p_baseline(answer), in nats: how far training moved the model on these prompts.
+  It tells "this stage changed nothing" apart from "this stage changed the model, but none of the
+  quality metrics can see it". With sampled answers its mean estimates KL(stage N || baseline) >= 0; with
+  the default greedy answers it can be negative: DPO often lowers the likelihood of most text, a model's
+  own modes included (measured on the default stage 1, in fp32 as well as bf16).
 
 Each figure gets a bootstrap 95% interval. A verdict (better / worse / no measurable difference) comes
 from the interval of the paired difference (or of the rate against 0.5 for win rate and preference
-accuracy).
+accuracy); shift is "measurably different" or not, with no good direction. A comparison over fewer than
+``evaluation.min_items`` items gets "too few items" instead of a verdict.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from maximalcai import tables
+from maximalcai import formats, tables
 from maximalcai.constitution import load_constitution
 from maximalcai.evaluation import ifeval
 from maximalcai.evaluation.sets import SETS, load_eval_prompts
@@ -119,6 +126,26 @@ def pair_margins(backend, pairs: Sequence[dict], model: str) -> list[dict[str, A
     ]
 
 
+def answer_logprobs(backend, generations: Sequence[dict]) -> dict[str, tuple[float, int]]:
+    """(summed log-probability, tokens) of each non-empty answer under one model, given its zero-shot prompt."""
+    answered = [g for g in generations if g["response"]]
+    scores = backend.continuation_logprobs([formats.prompt(g["prompt"]) for g in answered], [[g["response"]] for g in answered])
+    return {
+        g["prompt_id"]: (s[0], max(1, len(backend.tokenizer(g["response"], add_special_tokens=False)["input_ids"])))
+        for g, s in zip(answered, scores)
+    }
+
+
+def answer_shift(own: dict[str, tuple[float, int]], other: dict[str, tuple[float, int]], sets: dict[str, str],
+               model: str, baseline: str) -> list[dict[str, Any]]:
+    """Per prompt: (log p_model - log p_baseline) of the model's own answer, per answer token."""
+    return [
+        {"item_id": pid, "set": sets[pid], "model": model, "metric": f"shift_vs_{baseline}",
+         "value": (own[pid][0] - other[pid][0]) / own[pid][1]}
+        for pid in sorted(own) if pid in other
+    ]
+
+
 def preference_accuracy(margins: Sequence[dict], model: str, baseline: str) -> list[dict[str, Any]]:
     ours = {r["item_id"]: r["value"] for r in margins if r["model"] == model}
     theirs = {r["item_id"]: r["value"] for r in margins if r["model"] == baseline}
@@ -130,8 +157,8 @@ def preference_accuracy(margins: Sequence[dict], model: str, baseline: str) -> l
 
 
 def summarize(rows: Sequence[dict], model: str, baselines: Sequence[str], resamples: int, confidence: float,
-              seed: int) -> tuple[list[dict], list[dict]]:
-    """(per-model summaries, stage-vs-baseline comparisons with verdicts)."""
+              seed: int, min_items: int = 1) -> tuple[list[dict], list[dict]]:
+    """(per-model summaries, stage-vs-baseline comparisons with verdicts; none below ``min_items`` items)."""
     values: dict[tuple[str, str], dict[str, float]] = {}
     for row in rows:
         values.setdefault((row["metric"], row["model"]), {})[row["item_id"]] = row["value"]
@@ -149,7 +176,16 @@ def summarize(rows: Sequence[dict], model: str, baselines: Sequence[str], resamp
             mean, low, high = bootstrap_mean(diffs, resamples, confidence, derive_seed(seed, metric, model, baseline))
             comparisons.append({"metric": metric, "model": model, "baseline": baseline, "kind": "paired difference",
                                 "n": len(common), "estimate": mean, "ci_low": low, "ci_high": high,
-                                "higher_is_better": higher, "verdict": verdict(low, high, 0.0, higher)})
+                                "higher_is_better": higher,
+                                "verdict": verdict(low, high, 0.0, higher, len(common), min_items)})
+        items = values.get((f"shift_vs_{baseline}", model), {})
+        if items:
+            mean, low, high = bootstrap_mean(list(items.values()), resamples, confidence,
+                                             derive_seed(seed, "shift", baseline))
+            comparisons.append({"metric": "shift", "model": model, "baseline": baseline,
+                                "kind": "log-ratio against 0", "n": len(items), "estimate": mean, "ci_low": low,
+                                "ci_high": high, "higher_is_better": None,
+                                "verdict": verdict(low, high, 0.0, None, len(items), min_items)})
         for metric in (f"win_vs_{baseline}", f"preference_accuracy_vs_{baseline}"):
             items = values.get((metric, model), {})
             if not items:
@@ -157,7 +193,8 @@ def summarize(rows: Sequence[dict], model: str, baselines: Sequence[str], resamp
             mean, low, high = bootstrap_mean(list(items.values()), resamples, confidence, derive_seed(seed, metric))
             comparisons.append({"metric": metric.rsplit("_vs_", 1)[0], "model": model, "baseline": baseline,
                                 "kind": "rate against 0.5", "n": len(items), "estimate": mean, "ci_low": low,
-                                "ci_high": high, "higher_is_better": True, "verdict": verdict(low, high, 0.5, True)})
+                                "ci_high": high, "higher_is_better": True,
+                                "verdict": verdict(low, high, 0.5, True, len(items), min_items)})
     return summary, comparisons
 
 
@@ -191,24 +228,34 @@ def run_evaluate(
     with Timer() as timer:
         for m in models:
             rows += item_scores(prompts, generations[m], safety[m])
-        judge = open_backend(cfg, *labeller_model(cfg, base_dir, adapters.get(stage)))
+        judge_spec = labeller_model(cfg, base_dir, adapters.get(stage))
+        judge = open_backend(cfg, *judge_spec)
         for baseline in baselines:
             rows += head_to_head(judge, stage, baseline, generations, constitution, demos,
                                  evaluation["judge_principles"], derive_seed(cfg["seed"], "eval", stage, baseline))
-        if heldout:
-            margins: list[dict[str, Any]] = []
-            for m in models:
-                backend = judge if m == "base" and cfg["feedback"]["labeller"] == "base" else open_backend(
-                    cfg, base_dir, adapters.get(m))
+        # Each model is loaded once, to score the held-out pairs and the stage's own answers.
+        margins: list[dict[str, Any]] = []
+        answers: dict[str, dict[str, tuple[float, int]]] = {}
+        for m in models:
+            backend = judge if (base_dir, adapters.get(m)) == judge_spec else open_backend(cfg, base_dir, adapters.get(m))
+            answers[m] = answer_logprobs(backend, generations[stage])
+            if heldout:
                 margins += pair_margins(backend, heldout, m)
-            rows += margins
+            if backend is not judge:
+                backend.close()
+        sets = {g["prompt_id"]: g["set"] for g in generations[stage]}
+        for baseline in baselines:
+            rows += answer_shift(answers[stage], answers[baseline], sets, stage, baseline)
+        rows += margins
+        if heldout:
             for baseline in baselines:
                 rows += preference_accuracy(margins, stage, baseline)
         else:
             logger.warning("%s has no held-out pairs: preference accuracy is not measured", pairs_path)
     tables.write_table(rows, table, "eval_scores")
     summary, comparisons = summarize(rows, stage, baselines, evaluation["bootstrap_resamples"],
-                                     evaluation["confidence"], derive_seed(cfg["seed"], "bootstrap", stage))
+                                     evaluation["confidence"], derive_seed(cfg["seed"], "bootstrap", stage),
+                                     evaluation["min_items"])
     report = {
         "stage": stage, "models": models, "baselines": baselines, "judge": judge.model_name,
         "guard": cfg["safety"]["backend"], "confidence": evaluation["confidence"],

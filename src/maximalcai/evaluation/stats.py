@@ -2,7 +2,9 @@
 
 Every figure is a mean over prompts (or held-out pairs) with a percentile bootstrap interval. Comparing a
 stage with a baseline on the same prompts uses the paired difference; a verdict is "better" or "worse"
-only when the interval excludes no difference, in the metric's good direction.
+only when the interval excludes no difference, in the metric's good direction. A metric with no good
+direction (how far a stage moved from its baseline) is "measurably different" when its interval
+excludes zero.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-BETTER, WORSE, SAME = "better", "worse", "no measurable difference"
+BETTER, WORSE, SAME, DIFFERENT = "better", "worse", "no measurable difference", "measurably different"
+TOO_FEW = "too few items"
 
 
 def bootstrap_mean(values: Sequence[float], resamples: int, confidence: float, seed: int) -> tuple[float, float, float]:
@@ -26,10 +29,19 @@ def bootstrap_mean(values: Sequence[float], resamples: int, confidence: float, s
     return float(data.mean()), float(low), float(high)
 
 
-def verdict(low: float, high: float, null: float, higher_is_better: bool) -> str:
-    """Whether an interval (of a difference, or of a rate compared with ``null``) shows a real effect."""
+def verdict(low: float, high: float, null: float, higher_is_better: bool | None, n: int | None = None,
+            min_items: int = 1) -> str:
+    """Whether an interval (of a difference, or of a rate compared with ``null``) shows a real effect.
+
+    ``higher_is_better=None`` is for a metric without a good direction: an effect is only "different".
+    An interval over fewer than ``min_items`` items gives no verdict.
+    """
+    if n is not None and n < min_items:
+        return TOO_FEW
     if np.isnan(low) or np.isnan(high):
         return SAME
+    if higher_is_better is None:
+        return DIFFERENT if low > null or high < null else SAME
     if low > null:
         return BETTER if higher_is_better else WORSE
     if high < null:
