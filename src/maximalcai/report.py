@@ -128,7 +128,7 @@ def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
     handles, legend_labels = axes[0][0].get_legend_handles_labels()
     unique = dict(zip(legend_labels, handles))
     axes[0][0].legend(unique.values(), unique.keys(), fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0))
-    fig.suptitle(f"{stage}: held-out evaluation, {int(metrics['confidence'] * 100)}% bootstrap intervals "
+    fig.suptitle(f"{stage}: held-out evaluation, {int(metrics['confidence'] * 100)}% bootstrap intervals\n"
                  "(▲ better, ▼ worse, = no measurable difference, ≠ measurably different, ? too few items)")
     fig.tight_layout()
     _save(fig, path)
