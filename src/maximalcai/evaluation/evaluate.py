@@ -178,23 +178,18 @@ def summarize(rows: Sequence[dict], model: str, baselines: Sequence[str], resamp
                                 "n": len(common), "estimate": mean, "ci_low": low, "ci_high": high,
                                 "higher_is_better": higher,
                                 "verdict": verdict(low, high, 0.0, higher, len(common), min_items)})
-        items = values.get((f"shift_vs_{baseline}", model), {})
-        if items:
-            mean, low, high = bootstrap_mean(list(items.values()), resamples, confidence,
-                                             derive_seed(seed, "shift", baseline))
-            comparisons.append({"metric": "shift", "model": model, "baseline": baseline,
-                                "kind": "log-ratio against 0", "n": len(items), "estimate": mean, "ci_low": low,
-                                "ci_high": high, "higher_is_better": None,
-                                "verdict": verdict(low, high, 0.0, None, len(items), min_items)})
-        for metric in (f"win_vs_{baseline}", f"preference_accuracy_vs_{baseline}"):
+        # Metrics measured once per stage-vs-baseline item, compared with a fixed null (no direction for shift).
+        for name, kind, null, higher in (("shift", "log-ratio against 0", 0.0, None),
+                                         ("win", "rate against 0.5", 0.5, True),
+                                         ("preference_accuracy", "rate against 0.5", 0.5, True)):
+            metric = f"{name}_vs_{baseline}"
             items = values.get((metric, model), {})
             if not items:
                 continue
             mean, low, high = bootstrap_mean(list(items.values()), resamples, confidence, derive_seed(seed, metric))
-            comparisons.append({"metric": metric.rsplit("_vs_", 1)[0], "model": model, "baseline": baseline,
-                                "kind": "rate against 0.5", "n": len(items), "estimate": mean, "ci_low": low,
-                                "ci_high": high, "higher_is_better": True,
-                                "verdict": verdict(low, high, 0.5, True, len(items), min_items)})
+            comparisons.append({"metric": name, "model": model, "baseline": baseline, "kind": kind, "n": len(items),
+                                "estimate": mean, "ci_low": low, "ci_high": high, "higher_is_better": higher,
+                                "verdict": verdict(low, high, null, higher, len(items), min_items)})
     return summary, comparisons
 
 
