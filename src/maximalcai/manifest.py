@@ -108,14 +108,19 @@ def build_manifest(config: dict | None, extra: dict | None = None) -> dict[str, 
     }
 
 
-def write_manifest(path: str | Path, config: dict | None, extra: dict | None = None) -> dict[str, Any]:
-    """Write the manifest JSON atomically and return it."""
-    manifest = build_manifest(config, extra)
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text output via a temporary file in the same folder, so a killed job leaves no half file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_manifest(path: str | Path, config: dict | None, extra: dict | None = None) -> dict[str, Any]:
+    """Write the manifest JSON atomically and return it."""
+    manifest = build_manifest(config, extra)
+    write_text_atomic(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return manifest
 
 

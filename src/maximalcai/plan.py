@@ -14,12 +14,11 @@ workflow start unless ``budget.allow_over_budget`` is true.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from maximalcai.config import stage_ids
 from maximalcai.errors import ConfigError
+from maximalcai.manifest import write_text_atomic
 
 TYPICAL_FILL = 0.6  # share of max_new_tokens a completion uses on average (stop strings end most earlier)
 EXAMPLE_TOKENS = 120  # tokens per few-shot example (instruction + response)
@@ -115,9 +114,6 @@ def check_budget(cfg: dict[str, Any]) -> dict[str, Any]:
 def run_plan(cfg: dict[str, Any], markdown: str, json_path: str) -> None:
     plan = build_plan(cfg)
     text = format_plan(plan)
-    for path, content in ((markdown, text + "\n"), (json_path, json.dumps(plan, indent=2) + "\n")):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        Path(tmp).write_text(content)
-        os.replace(tmp, path)
+    write_text_atomic(markdown, text + "\n")
+    write_text_atomic(json_path, json.dumps(plan, indent=2) + "\n")
     print(text, flush=True)

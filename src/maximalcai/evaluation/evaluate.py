@@ -34,8 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-from pathlib import Path
 from typing import Any, Sequence
 
 from maximalcai import formats, tables
@@ -44,7 +42,7 @@ from maximalcai.evaluation import ifeval
 from maximalcai.evaluation.sets import SETS, load_eval_prompts
 from maximalcai.evaluation.stats import bootstrap_mean, verdict
 from maximalcai.feedback.preference import label_preferences, labeller_model, load_preference_demos
-from maximalcai.manifest import Timer, write_manifest
+from maximalcai.manifest import Timer, write_manifest, write_text_atomic
 from maximalcai.reproducibility import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -262,9 +260,7 @@ def run_evaluate(
             "refusals are detected by phrase matching; unsafe means the guard did not label the answer safe",
         ],
     }
-    tmp = f"{metrics_path}.tmp-{os.getpid()}"
-    Path(tmp).write_text(json.dumps(_json_safe(report), indent=2) + "\n")
-    os.replace(tmp, metrics_path)
+    write_text_atomic(metrics_path, json.dumps(_json_safe(report), indent=2) + "\n")
     for c in comparisons:
         logger.info("%s vs %s: %s %.3f [%.3f, %.3f] -> %s", stage, c["baseline"], c["metric"], c["estimate"],
                     c["ci_low"], c["ci_high"], c["verdict"])
