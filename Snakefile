@@ -5,7 +5,7 @@
 #
 #   snakemake --cores 1 stage1_model                       # stage 1: data, pairs, adapter, eval
 #   snakemake --cores 1 -n stage6_model                    # dry run of all six stages
-#   snakemake --cores 1 --forcerun generate_responses results/stage1/responses.parquet
+#   snakemake --cores 1 --forcerun generate_responses -- results/stage1/responses.parquet   # regenerate one dataset
 
 import os
 import sys
@@ -26,6 +26,7 @@ configfile: "config.yaml"
 
 from maximalcai.config import load_config, stage_ids, wants_gpu
 from maximalcai.plan import check_budget
+from maximalcai.targets import check_forcerun, command_line_request
 from maximalcai.training import check_hardware
 
 config.update(
@@ -40,7 +41,7 @@ config.update(
 wildcard_constraints:
     stage="stage[0-9]+",
     shard="[0-9]+",
-    model="base|stage[0-9]+",
+    model="base|base_fewshot|stage[0-9]+",
 
 
 include: "rules/common.smk"
@@ -54,6 +55,11 @@ include: "rules/plan.smk"
 
 
 report: "report/workflow.rst"
+
+
+# `--forcerun RULE path` with no target would build every stage: stop and print the intended command.
+if (request := command_line_request()) is not None:
+    check_forcerun(*request, [rule.name for rule in workflow.rules if rule.output])
 
 
 # Before the first job (not in dry runs): a GPU run over budget.max_usd is refused (see `snakemake plan`),

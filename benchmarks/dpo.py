@@ -33,7 +33,7 @@ def pairs_file(folder: Path) -> Path:
                      "chosen": " ".join(["A clear, correct sentence about the topic."] * 4), "rejected": " ".join(["Something vague."] * 6),
                      "instruction_id": f"i{i}", "chosen_id": f"c{i}", "rejected_id": f"r{i}", "comparison_id": f"k{i}",
                      "kind": "responses", "principle_ids": ["helpfulness"], "soft_label": 0.7, "margin": 0.2,
-                     "chosen_safety": "safe", "rejected_safety": "safe", "safety_swapped": False, "split": "train",
+                     "chosen_safety": "safe", "rejected_safety": "safe", "safety_swapped": False, "decided_by": "labeller", "split": "train",
                      "constitution_hash": "h"})
     path = folder / "pairs.parquet"
     tables.write_table(rows, path, "pairs")

@@ -15,9 +15,23 @@ GPU_PER_JOB = 1 if GPU else 0
 REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
 
 
+# File paths go in as inputs, never as params; an absolute path in params would rerun a job whenever the
+# checkout moves, though nothing changed.
+PATH_KEYS = {
+    "evaluation": ("helpful", "redteam", "borderline", "fewshot_pool"),
+    "safety": ("demos",),
+    "responses": ("constraint_pool",),
+}
+
+
+def without_paths(name, values):
+    """A config section without its file paths (they are the rule's inputs)."""
+    return {k: v for k, v in values.items() if k not in PATH_KEYS.get(name, ())}
+
+
 def settings(section):
-    """Input function: the resolved settings of one section of the wildcard's stage."""
-    return lambda wildcards: stage_config(config, wildcards.stage)[section]
+    """Input function: the resolved settings of one section of the wildcard's stage (file paths left out)."""
+    return lambda wildcards: without_paths(section, stage_config(config, wildcards.stage)[section])
 
 
 def pick(section, *keys):
@@ -34,6 +48,18 @@ def generator(wildcards):
     if previous:
         inputs["adapter"] = f"results/{previous}/adapter"
     return inputs
+
+
+def constraint_pool(wildcards):
+    """The examples that verifiable instructions are prompted with, when the stage names a pool for them."""
+    path = stage_config(config, wildcards.stage)["responses"]["constraint_pool"]
+    return {"constraint_pool": path} if path else {}
+
+
+def fewshot_pools(wildcards):
+    """Every pool a stage's generator saw examples from (the copy filters compare chosen texts with them)."""
+    stage = stage_config(config, wildcards.stage)
+    return [stage["pool"]] + ([stage["responses"]["constraint_pool"]] if stage["responses"]["constraint_pool"] else [])
 
 
 def compute_threads(wildcards):
@@ -60,28 +86,39 @@ def shard_files(table, kind):
 
 
 def training_inputs(wildcards):
-    """The previous stage's adapter (continued by this stage) and, for the SFT warm-up, its source tables."""
+    """The previous stage's adapter (continued by this stage) and, for the SFT warm-up, its examples."""
     inputs = {}
     previous = previous_stage(wildcards.stage)
     if previous:
         inputs["previous_adapter"] = f"results/{previous}/adapter"
     if stage_config(config, wildcards.stage)["training"]["sft_warmup"]["enabled"]:
-        for table in ("critiques", "safety", "responses"):
-            inputs[table] = f"results/{wildcards.stage}/{table}.parquet"
+        inputs["sft"] = f"results/{wildcards.stage}/sft.parquet"
     return inputs
 
 
 def eval_model(wildcards):
-    """The model an eval run loads: the base, plus the stage's adapter for a stage model."""
+    """What an eval run loads: the base, plus the stage's adapter for a stage model, or the pool of the
+    in-context baseline (base_fewshot)."""
     inputs = {"base": BASE_MODEL}
-    if wildcards.model != "base":
+    if wildcards.model == "base_fewshot":
+        inputs["pool"] = config["evaluation"]["fewshot_pool"]
+    elif wildcards.model != "base":
         inputs["adapter"] = f"results/{wildcards.model}/adapter"
     return inputs
 
 
+def eval_fewshot(wildcards):
+    """Params: the in-context baseline's settings (nothing for the other models, so they don't rerun)."""
+    evaluation = config["evaluation"]
+    if wildcards.model != "base_fewshot":
+        return None
+    return {k: evaluation[k] for k in ("fewshot_k", "fewshot_share")}
+
+
 def evaluation_inputs(wildcards):
-    """A stage's evaluation: its generations and those of the base and the previous stage, and adapters."""
-    models = ["base", wildcards.stage]
+    """A stage's evaluation: its generations and those of the base, the in-context baseline and the
+    previous stage, and the adapters."""
+    models = ["base", "base_fewshot", wildcards.stage]
     previous = previous_stage(wildcards.stage)
     if previous:
         models.append(previous)
@@ -89,7 +126,7 @@ def evaluation_inputs(wildcards):
     for model in models:
         inputs[f"generations_{model}"] = f"results/eval/{model}/generations.parquet"
         inputs[f"safety_{model}"] = f"results/eval/{model}/safety.parquet"
-        if model != "base":
+        if model.startswith("stage"):
             inputs[f"adapter_{model}"] = f"results/{model}/adapter"
     return inputs
 

@@ -1,5 +1,6 @@
-# Evaluation on held-out prompts. Each model (the base, base + stage K's adapter) answers the eval sets
-# once (results/eval/{model}/); each stage's evaluation compares it with the base and the previous stage.
+# Evaluation on held-out prompts. Each model (the base zero-shot, the base with few-shot examples in its
+# prompt, base + stage K's adapter) answers the eval sets once (results/eval/{model}/); each stage's
+# evaluation compares it with the base, the in-context baseline and the previous stage.
 
 
 rule eval_generate:
@@ -14,6 +15,7 @@ rule eval_generate:
     params:
         sampling=config["evaluation"]["sampling"],
         max_prompts=config["evaluation"]["max_prompts"],
+        fewshot=eval_fewshot,
         seed=config["seed"],
     log:
         "logs/eval/{model}/eval_generate.log",
@@ -34,11 +36,12 @@ rule eval_safety:
     input:
         base=BASE_MODEL,
         generations="results/eval/{model}/generations.parquet",
+        demos=config["safety"]["demos"],
     output:
         table="results/eval/{model}/safety.parquet",
         manifest="results/eval/{model}/manifests/safety.json",
     params:
-        safety=config["safety"],
+        safety=without_paths("safety", config["safety"]),
         seed=config["seed"],
     log:
         "logs/eval/{model}/eval_safety.log",
@@ -60,6 +63,7 @@ rule evaluate:
         unpack(evaluation_inputs),
         base=BASE_MODEL,
         pairs="results/{stage}/pairs.parquet",
+        eval_sets=[config["evaluation"][name] for name in ("helpful", "redteam", "borderline")],
         constitution=config["constitution"],
         demos=config["feedback"]["preference_demos"],
     output:
@@ -67,7 +71,7 @@ rule evaluate:
         table="results/{stage}/eval/per_prompt.parquet",
         manifest="results/{stage}/manifests/evaluation.json",
     params:
-        evaluation=config["evaluation"],
+        evaluation=without_paths("evaluation", config["evaluation"]),
         labeller=config["feedback"]["labeller"],
         previous=lambda wc: previous_stage(wc.stage),
         seed=config["seed"],

@@ -40,7 +40,7 @@ rule safety_label:
         table="results/{stage}/safety.parquet",
         manifest="results/{stage}/manifests/safety.json",
     params:
-        safety=config["safety"],
+        safety=without_paths("safety", config["safety"]),
         seed=config["seed"],
     log:
         "logs/{stage}/safety_label.log",
@@ -92,11 +92,13 @@ rule build_pairs:
         critiques="results/{stage}/critiques.parquet",
         safety="results/{stage}/safety.parquet",
         preferences="results/{stage}/preferences.parquet",
-        pool=lambda wc: stage_config(config, wc.stage)["pool"],
+        instructions="results/{stage}/instructions.parquet",
+        pools=fewshot_pools,
         critique_demos=config["feedback"]["critique_demos"],
     output:
         table="results/{stage}/pairs.parquet",
         funnel="results/{stage}/pairs_funnel.parquet",
+        sft="results/{stage}/sft.parquet",
         manifest="results/{stage}/manifests/pairs.json",
     params:
         settings=settings("pairs"),

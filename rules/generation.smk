@@ -32,11 +32,13 @@ rule aggregate_instructions:
         shards=shard_files("instructions", "table"),
         manifests=shard_files("instructions", "manifest"),
         pool=lambda wc: stage_config(config, wc.stage)["pool"],
+        eval_sets=[config["evaluation"][name] for name in ("helpful", "redteam", "borderline")],
     output:
         table="results/{stage}/instructions.parquet",
         manifest="results/{stage}/manifests/instructions.json",
     params:
-        settings=pick("instructions", "count", "filters"),
+        settings=pick("instructions", "count", "filters", "constraints"),
+        seed=config["seed"],
     log:
         "logs/{stage}/aggregate_instructions.log",
     threads: 1
@@ -52,6 +54,7 @@ rule aggregate_instructions:
 rule generate_responses:
     input:
         unpack(generator),
+        unpack(constraint_pool),
         pool=lambda wc: stage_config(config, wc.stage)["pool"],
         instructions="results/{stage}/instructions.parquet",
     output:

@@ -8,7 +8,7 @@ rule plan:
     params:
         stages=config["stages"],
         budget=config["budget"],
-        evaluation=config["evaluation"],
+        evaluation=without_paths("evaluation", config["evaluation"]),
     log:
         "logs/plan.log",
     localrule: True

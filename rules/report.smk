@@ -6,8 +6,9 @@ rule stage_report:
         training_log="results/{stage}/training_log.parquet",
         funnel="results/{stage}/pairs_funnel.parquet",
         metrics="results/{stage}/eval/metrics.json",
-        stage_generations="results/eval/{stage}/generations.parquet",
-        base_generations="results/eval/base/generations.parquet",
+        generations_stage="results/eval/{stage}/generations.parquet",
+        generations_base="results/eval/base/generations.parquet",
+        generations_base_fewshot="results/eval/base_fewshot/generations.parquet",
     output:
         training=report(
             "results/{stage}/report/training.svg",

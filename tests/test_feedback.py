@@ -126,6 +126,9 @@ def test_fewshot_guard_labels_from_logprobs(tiny_backend):
         assert (v.label == "unsafe") == (v.p_unsafe > 0.5)
         assert (len(v.categories) == 1 and v.categories[0] in HAZARDS) if v.label == "unsafe" else v.categories == []
     assert verdicts == guard.label(items)
+    plain = FewshotGuard(tiny_backend, SAFETY_DEMOS, k=4, threshold=0.5, seed=42, categories=False).label(items)
+    assert [(v.label, v.p_unsafe) for v in plain] == [(v.label, v.p_unsafe) for v in verdicts]  # same labels
+    assert all(v.categories == [] for v in plain)
     accuracy = guard.demo_accuracy(4, 42)
     assert accuracy["demos"] == len(SAFETY_DEMOS) and 0 <= accuracy["correct"] <= len(SAFETY_DEMOS)
 

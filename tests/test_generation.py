@@ -1,12 +1,14 @@
 """Instruction and response generation: filters with a known funnel, provenance, determinism."""
 
 import copy
+import json
 import random
 
 import pytest
 
-from maximalcai import tables
+from maximalcai import tables, verifiable
 from maximalcai.generation import (
+    attach_constraints,
     filter_instructions,
     generate_instruction_candidates,
     generate_responses,
@@ -24,6 +26,7 @@ SETTINGS = {
     "count": 3, "candidates": 8, "shard_size": 4, "fewshot_k": 2, "fewshot_share": 1,
     "sampling": {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 8, "repetition_penalty": 1.0},
     "filters": {"min_words": 3, "max_words": 12, "max_similarity": 0.7, "banned_words": ["image"]},
+    "constraints": {"share": 0.0, "second_share": 0.25, "types": None},
 }
 
 
@@ -44,8 +47,10 @@ def test_filters_drop_in_order_and_the_funnel_adds_up():
         candidate(7, "Give me a recipe for tomato soup."),
         candidate(8, "Summarize the plot of Hamlet briefly."),
         candidate(9, "Translate good morning into French."),  # surplus beyond count=3
+        candidate(10, "Explain why the moon has phases in detail."),  # an eval prompt's task: kept out of training
     ]
-    kept, funnel = filter_instructions(rows, pool, SETTINGS)
+    rows.insert(7, rows.pop())
+    kept, funnel = filter_instructions(rows, pool, SETTINGS, held_out=["Explain why the moon has phases."])
     assert [r["candidate_id"][-1] for r in kept] == ["0", "7", "8"]
     drops = {f["filter"]: f["dropped"] for f in funnel if "dropped" in f}
     assert drops == {
@@ -56,9 +61,39 @@ def test_filters_drop_in_order_and_the_funnel_adds_up():
         "unfinished: hit max_new_tokens before the next block": 1,
         "starts with punctuation or a symbol": 1,
         "surplus: already kept instructions.count=3": 1,
+        "near-duplicate of a held-out eval prompt (ROUGE-L > 0.7)": 1,
     }
-    assert funnel[0]["rows"] == 10 and funnel[-1] == {"filter": "kept", "rows": 3}
+    assert funnel[0]["rows"] == 11 and funnel[-1] == {"filter": "kept", "rows": 3}
     assert funnel[0]["rows"] - sum(drops.values()) == funnel[-1]["rows"]
+
+
+def test_constraints_are_attached_to_a_share_of_instructions_in_ifevals_words():
+    rows = [{"instruction": f"Describe animal number {i}.", "task": f"Describe animal number {i}.",
+             "instruction_id_list": [], "constraint_kwargs": "[]"} for i in range(60)]
+    attach_constraints(rows, {"share": 0.5, "second_share": 0.0, "types": None}, seed=42, stage="stage1")
+    constrained = [r for r in rows if r["instruction_id_list"]]
+    assert len(constrained) == 30
+    assert len({r["instruction_id_list"][0] for r in constrained}) == len(verifiable.training_types())  # spread over types
+    for row in constrained:
+        kwargs = json.loads(row["constraint_kwargs"])
+        assert row["instruction"] == " ".join([row["task"]] + [verifiable.describe(i, k) for i, k in
+                                                               zip(row["instruction_id_list"], kwargs)])
+        assert verifiable.YES_NO not in row["instruction_id_list"]
+    again = [{**r, "instruction": r["task"], "instruction_id_list": [], "constraint_kwargs": "[]"} for r in rows]
+    attach_constraints(again, {"share": 0.5, "second_share": 0.0, "types": None}, seed=42, stage="stage1")
+    assert again == rows  # seeded
+
+
+def test_constrained_instructions_draw_examples_from_the_constraint_pool(tiny_backend):
+    pool = load_pool(POOL)
+    constraint_pool = load_pool(REPO / "resources/pools/stage1_constraints.jsonl")
+    instructions = [{"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task {i}.", "instruction_id_list": ids}
+                    for i, ids in enumerate([[], ["punctuation:no_comma"], [], ["startend:quotation"]])]
+    settings = {"per_instruction": 2, "fewshot_k": 2, "fewshot_share": 2, "sampling": SETTINGS["sampling"]}
+    rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, 42, constraint_pool)
+    for row in rows:
+        constrained = row["instruction_id"] in ("stage1-i00001", "stage1-i00003")
+        assert all(i.startswith("vc-" if constrained else "s1-") for i in row["fewshot_ids"]), row
 
 
 def test_shared_draws_reuse_one_draw_per_group():
@@ -78,7 +113,8 @@ def test_instruction_candidates_carry_provenance_and_are_deterministic(tiny_back
 
 def test_candidates_of_one_instruction_see_different_fewshot_draws(tiny_backend):
     pool = load_pool(POOL)
-    instructions = [{"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task number {i}."} for i in range(3)]
+    instructions = [{"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task number {i}.", "instruction_id_list": []}
+                    for i in range(3)]
     settings = {"per_instruction": 2, "fewshot_k": 2, "fewshot_share": 3, "sampling": SETTINGS["sampling"]}
     rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, seed=42)
     assert len(rows) == 6
@@ -115,9 +151,12 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
         for r in rows:
             r.update(text=r["text"] or "placeholder task", finish_reason="stop")
         tables.write_table(rows, path, "instruction_candidates")
-    run_aggregate_instructions(tiny_cfg, settings, "stage1", shards, manifests, str(POOL), tmp_path / "ins.parquet", tmp_path / "ins.json")
+    settings["constraints"] = {"share": 0.5, "second_share": 0.0, "types": None}
+    evals = [tiny_cfg["evaluation"][name] for name in ("helpful", "redteam", "borderline")]
+    run_aggregate_instructions(tiny_cfg, settings, "stage1", shards, manifests, str(POOL), evals, tmp_path / "ins.parquet",
+                               tmp_path / "ins.json")
     instructions = tables.read_table(tmp_path / "ins.parquet", "instructions")
-    assert len(instructions) == 4
+    assert len(instructions) == 4 and sum(bool(r["instruction_id_list"]) for r in instructions) == 2
     response_settings = {"per_instruction": 2, "shard_size": 3, "fewshot_k": 2, "fewshot_share": 2, "sampling": SETTINGS["sampling"]}
     parts = []
     for shard in range(2):

@@ -1,10 +1,15 @@
 """Pair building: every filter with hand-made rows whose funnel is known."""
 
-from maximalcai import tables
-from maximalcai.pairs import assign_split, build_pairs
+import json
+
+from maximalcai import tables, verifiable
+from maximalcai.pairs import assign_split, build_pairs, candidate_texts, sft_examples
 
 SETTINGS = {"min_margin": 0.1, "unsafe_chosen": "swap", "max_copy_similarity": 0.7, "max_similarity": 0.9,
-            "min_chars": 5, "max_chars": 200, "dedupe_by_prompt": True, "heldout_fraction": 0.0}
+            "min_chars": 5, "max_chars": 200, "dedupe_by_prompt": True, "heldout_fraction": 0.0,
+            "verifiable": {"enabled": False, "checks": [], "max_repetition": 0.2, "undecided": "labeller",
+                           "best_worst": False, "code_revisions": False},
+            "sft": {"sources": ["revisions"], "per_instruction": 1}}
 FEWSHOT = ["Red, blue and yellow are the three traditional primary colors."]
 
 
@@ -33,7 +38,7 @@ def tables_for(cases):
         for j, (text, label) in enumerate([(a, a_safe), (b, b_safe)]):
             rid = f"{iid}-r{j}"
             responses.append({"response_id": rid, "instruction_id": iid, "instruction": instruction,
-                              "candidate_index": j, "response": text})
+                              "candidate_index": j, "response": text, "finish_reason": "eos"})
             safety.append({"text_id": rid, "label": label})
         preferences.append({"comparison_id": f"{iid}-r0-vs-r1", "instruction_id": iid, "stage": "stage1",
                             "kind": "responses", "a_id": f"{iid}-r0", "b_id": f"{iid}-r1", "principle_ids": ["p"],
@@ -78,3 +83,103 @@ def test_split_is_seeded_and_keeps_a_training_pair():
     two = [{"pair_id": "a", "split": "train"}, {"pair_id": "b", "split": "train"}]
     assign_split(two, 0.9, 1, "stage1")
     assert sorted(p["split"] for p in two) == ["heldout", "train"]
+
+
+VERIFIABLE = {"enabled": True, "checks": ["not_empty", "stops", "no_loop", "constraint"], "max_repetition": 0.2,
+              "undecided": "labeller", "best_worst": False, "code_revisions": False}
+LOOP = "It is a place of beauty and beauty. " * 8
+
+
+def verifiable_tables():
+    """Four instructions, two with an IFEval constraint; candidate 0 vs 1 each."""
+    cases = [  # (instruction, constraint ids, kwargs, a (text, finish), b (text, finish), labeller P(a))
+        ("Name a color.", [], [], ("Blue.", "eos"), (LOOP, "length"), 0.3),  # b loops: a wins despite the labeller
+        ("Describe rain.", ["change_case:english_lowercase"], [{}],
+         ("Rain falls softly.", "eos"), ("rain falls softly.", "eos"), 0.9),  # only b meets the constraint
+        ("Say hi.", [], [], ("Hi there.", "eos"), ("Hello!", "eos"), 0.8),  # checks tie: the labeller decides
+        ("Say bye.", [], [], ("Bye now.", "eos"), ("", "eos"), 0.2),  # b is empty
+    ]
+    responses, safety, preferences, instructions = [], [], [], []
+    for n, (instruction, ids, kwargs, a, b, p) in enumerate(cases):
+        iid = f"stage1-i{n:05d}"
+        prompt = " ".join([instruction] + [verifiable.describe(i, k) for i, k in zip(ids, kwargs)])
+        instructions.append({"instruction_id": iid, "instruction": prompt, "instruction_id_list": ids,
+                             "constraint_kwargs": json.dumps(kwargs)})
+        for j, (text, finish) in enumerate((a, b)):
+            rid = f"{iid}-r{j}"
+            responses.append({"response_id": rid, "instruction_id": iid, "instruction": prompt, "candidate_index": j,
+                              "response": text, "finish_reason": finish})
+            safety.append({"text_id": rid, "label": "safe"})
+        preferences.append({"comparison_id": f"{iid}-r0-vs-r1", "instruction_id": iid, "stage": "stage1",
+                            "kind": "responses", "a_id": f"{iid}-r0", "b_id": f"{iid}-r1", "principle_ids": ["p"],
+                            "soft_label": p, "constitution_hash": "h"})
+    return responses, safety, preferences, instructions
+
+
+def test_verifiable_principles_decide_the_pairs_they_separate():
+    responses, safety, preferences, instructions = verifiable_tables()
+    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "verifiable": VERIFIABLE}
+    pairs, funnel = build_pairs(responses, [], safety, preferences, settings, 42, "stage1", (), instructions)
+    by = {p["instruction_id"][-1]: p for p in pairs}
+    assert by["0"]["chosen"] == "Blue." and by["0"]["decided_by"] == "verifiable:stops"
+    assert by["1"]["chosen"] == "rain falls softly." and by["1"]["decided_by"] == "verifiable:constraint"
+    assert by["1"]["rejected"] == "Rain falls softly."  # near-identical, but the difference is what the check wants
+    assert by["2"]["chosen"] == "Hi there." and by["2"]["decided_by"] == "labeller"
+    assert by["3"]["chosen"] == "Bye now." and by["3"]["decided_by"] == "verifiable:not_empty"
+    assert all(p["soft_label"] == 1.0 for p in pairs if p["decided_by"].startswith("verifiable"))
+    step = next(f for f in funnel if f["filter"] == "verifiable")
+    assert "1 by constraint" in step["reason"] and step["rows_in"] == step["rows_out"] == 4
+    dropped, _ = build_pairs(responses, [], safety, preferences,
+                             {**settings, "verifiable": {**VERIFIABLE, "undecided": "drop"}}, 42, "stage1", (), instructions)
+    assert "stage1-i00002" not in {p["instruction_id"] for p in dropped} and len(dropped) == 3
+    off, _ = build_pairs(responses, [], safety, preferences, {**settings, "verifiable": {**VERIFIABLE, "enabled": False}},
+                         42, "stage1", (), instructions)
+    assert {p["decided_by"] for p in off} == {"labeller"}
+    tables.to_arrow(pairs, "pairs")
+
+
+def test_sft_examples_keep_only_safe_answers_that_pass_the_checks():
+    responses, safety, preferences, instructions = verifiable_tables()
+    safety[4]["label"] = "unsafe"  # "Hi there." is labelled unsafe
+    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "verifiable": VERIFIABLE,
+                "sft": {"sources": ["responses"], "per_instruction": 1}}
+    pairs, _ = build_pairs(responses, [], safety, preferences, settings, 42, "stage1", (), instructions)
+    texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
+    rows, dropped = sft_examples(responses, [], texts, pairs, settings, FEWSHOT)
+    assert [r["completion"] for r in rows] == ["Blue.", "rain falls softly.", "Hello!", "Bye now."]
+    assert all(r["prompt"].startswith("### Instruction:\n") and r["prompt"].endswith("### Response:\n") for r in rows)
+    assert dropped["unsafe"] == 1 and dropped["checks"] == 3  # the loop, the capitalised answer, the empty one
+    unchecked, _ = sft_examples(responses, [], texts, pairs, {**settings, "verifiable": {**VERIFIABLE, "enabled": False}})
+    assert unchecked[0]["completion"] == "Blue." and len(unchecked) == 4  # the first safe candidate per instruction
+    tables.to_arrow(rows, "sft_examples")
+
+
+def test_best_vs_worst_pairs_need_no_labeller():
+    responses, safety, _, instructions = verifiable_tables()
+    safety[0]["label"] = "unsafe"  # "Blue." is unsafe: the loop is the only safe candidate left, so no pair
+    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0,
+                "verifiable": {**VERIFIABLE, "best_worst": True}}
+    pairs, funnel = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions)
+    by = {p["instruction_id"][-1]: p for p in pairs}
+    assert set(by) == {"1", "3"}  # instruction 2's candidates meet the same checks
+    assert by["1"]["chosen"] == "rain falls softly." and by["1"]["kind"] == "best_worst"
+    assert by["1"]["decided_by"] == "verifiable:constraint" and by["3"]["decided_by"] == "verifiable:not_empty"
+    assert "2 best-vs-worst pairs decided by checks" in funnel[0]["reason"]
+    tables.to_arrow(pairs, "pairs")
+
+
+def test_revisions_by_code_meet_the_constraint_no_candidate_met():
+    responses, safety, _, instructions = verifiable_tables()
+    responses[3]["response"] = "Rain is water falling from clouds."  # now neither candidate of instruction 1 is lowercase
+    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "dedupe_by_prompt": False,
+                "verifiable": {**VERIFIABLE, "code_revisions": True},
+                "sft": {"sources": ["responses", "code_revisions"], "per_instruction": 1}}
+    texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
+    assert {rid: text.text for rid, (_, text) in texts.revisions.items()} == {"stage1-i00001-r0-code": "rain falls softly."}
+    pairs, funnel = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions, texts)
+    (revision,) = [p for p in pairs if p["kind"] == "code_revision"]
+    assert (revision["chosen"], revision["rejected"]) == ("rain falls softly.", "Rain falls softly.")
+    assert revision["decided_by"] == "verifiable:constraint" and "1 code-revision pairs" in funnel[0]["reason"]
+    rows, _ = sft_examples(responses, [], texts, pairs, settings)
+    assert {r["instruction_id"]: r["source"] for r in rows}["stage1-i00001"] == "code_revision"
+    tables.to_arrow(pairs, "pairs")

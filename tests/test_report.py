@@ -5,7 +5,9 @@ from maximalcai.report import examples_html, plot_eval, plot_funnel, plot_stages
 
 def metrics(stage="stage1"):
     summary = [{"metric": m, "model": who, "n": 10, "mean": v, "ci_low": v - 0.1, "ci_high": v + 0.1}
-               for m in ("stop_rate", "unsafe_rate") for who, v in (("base", 0.3), (stage, 0.5))]
+               for m in ("stop_rate", "unsafe_rate") for who, v in (("base", 0.3), ("base_fewshot", 0.4), (stage, 0.5))]
+    summary += [{"metric": "length_tokens", "model": who, "n": 10, "mean": v, "ci_low": v - 5, "ci_high": v + 5}
+                for who, v in (("base", 120.0), (stage, 40.0))]
     comparisons = [
         {"metric": "stop_rate", "model": stage, "baseline": "base", "kind": "paired difference", "estimate": 0.2,
          "ci_low": 0.1, "ci_high": 0.3, "higher_is_better": True, "verdict": "better"},
@@ -14,7 +16,7 @@ def metrics(stage="stage1"):
         {"metric": "shift", "model": stage, "baseline": "base", "kind": "log-ratio against 0", "estimate": 0.04,
          "ci_low": 0.02, "ci_high": 0.06, "higher_is_better": None, "verdict": "measurably different"},
     ]
-    return {"stage": stage, "models": [stage, "base"], "baselines": ["base"], "confidence": 0.95,
+    return {"stage": stage, "models": [stage, "base", "base_fewshot"], "baselines": ["base", "base_fewshot"], "confidence": 0.95,
             "summary": summary, "comparisons": comparisons}
 
 
@@ -29,6 +31,7 @@ def test_figures_and_examples(tmp_path):
     plot_stages([metrics("stage1"), metrics("stage2")], tmp_path / "stages.svg")
     svg = (tmp_path / "eval.svg").read_text()
     assert "stop_rate" in svg and "base: ▲" in svg and "win vs base" in svg and "shift vs base  (≠)" in svg
+    assert "base_fewshot" in svg and "answer length (tokens generated)" in svg
     assert "10 → 7" in (tmp_path / "funnel.svg").read_text()
     assert "DPO implicit rewards" in (tmp_path / "training.svg").read_text()
     assert "stage2" in (tmp_path / "stages.svg").read_text() and "shift vs base" in (tmp_path / "stages.svg").read_text()
@@ -36,8 +39,10 @@ def test_figures_and_examples(tmp_path):
     plot_eval(metrics(), tmp_path / "eval.svg")
     assert (tmp_path / "eval.svg").read_bytes() == first  # no timestamps or random ids
 
-    rows = [{"prompt_id": "h1", "set": "helpful", "model": "stage1", "prompt": "<b>bold?</b>", "response": "ok", "finish_reason": "eos"}]
-    base = [{**rows[0], "model": "base", "response": "meh", "finish_reason": "length"}]
-    examples_html(rows, base, tmp_path / "examples.html")
+    rows = [{"prompt_id": "h1", "set": "helpful", "model": "stage1", "prompt": "<b>bold?</b>", "response": "ok",
+             "finish_reason": "eos", "num_tokens": 2}]
+    base = [{**rows[0], "model": "base", "response": "meh meh meh meh meh meh", "finish_reason": "length", "num_tokens": 96}]
+    examples_html({"stage1": rows, "base": base, "base_fewshot": []}, "stage1", tmp_path / "examples.html")
     page = (tmp_path / "examples.html").read_text()
-    assert "&lt;b&gt;bold?&lt;/b&gt;" in page and "[length]" in page and "[eos]" in page
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in page and "[length, 96 tokens, repeated 4-grams 0.67]" in page
+    assert "[eos, 2 tokens, repeated 4-grams 0.00]" in page and "<th>base_fewshot</th>" in page

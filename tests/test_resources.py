@@ -1,37 +1,105 @@
-"""The hand-written resources: sizes, ids, and eval prompts kept out of every few-shot pool."""
+"""The hand-written resources: sizes, ids, coverage of the eval sets, and eval prompts kept out of every
+few-shot pool and demonstration file."""
 
+import collections
 import json
+import subprocess
+import sys
 
+from maximalcai import verifiable
+from maximalcai.feedback.guard import HAZARDS
 from maximalcai.prompting import load_pool
 from maximalcai.similarity import NearDuplicateIndex
 
 from conftest import REPO
 
 POOLS = sorted((REPO / "resources/pools").glob("*.jsonl"))
+DEMOS = sorted((REPO / "resources/feedback").glob("*.jsonl"))
+XSTEST_KINDS = {"homonyms", "figurative_language", "safe_targets", "safe_contexts", "definitions", "historical_events",
+                "privacy_public_figures"}
 
 
-def eval_prompts():
+def rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def eval_texts():
+    """Every eval prompt's base task: the task a generated IFEval prompt was built from, else the prompt.
+
+    IFEval's constraint sentences ("Answer with less than 40 words.") are shared on purpose by the eval set
+    and the verifiable training examples, as in IFEval and Tülu 3; the tasks they are attached to are not.
+    """
     for path in sorted((REPO / "resources/eval").glob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            yield path.name, row["id"], row["prompt"]
+        for row in rows(path):
+            yield path.name, row["id"], row.get("task", row["prompt"])
 
 
 def test_pools_are_large_enough_and_valid():
     sizes = {path.name: len(load_pool(path)) for path in POOLS}
     assert sizes["stage1_explicit.jsonl"] >= 40
-    assert len(sizes) == 6 and all(n >= 12 for n in sizes.values())
+    assert len(sizes) == 7 and all(n >= 12 for n in sizes.values())
 
 
-def test_eval_prompts_never_enter_a_fewshot_pool():
+def test_eval_prompts_never_enter_a_fewshot_pool_or_demonstration():
     index = NearDuplicateIndex(0.6)
     for path in POOLS:
-        for example in load_pool(path):
-            index.add(f"{path.name}:{example.id}", example.instruction)
-    leaks = [(name, pid, index.closest(prompt)) for name, pid, prompt in eval_prompts() if index.closest(prompt)]
-    assert not leaks, f"eval prompts too close to pool instructions: {leaks}"
+        for row in rows(path):
+            index.add(f"{path.name}:{row['id']}", row.get("task", row["instruction"]))
+    for path in DEMOS:
+        for row in rows(path):
+            index.add(f"{path.name}:{row['id']}", row.get("instruction") or row["user"])
+    leaks = [(name, pid, index.closest(text)) for name, pid, text in eval_texts() if index.closest(text)]
+    assert not leaks, f"eval prompts too close to pool or demonstration instructions: {leaks}"
+
+
+def test_helpful_set_covers_every_checkable_ifeval_type():
+    helpful = rows(REPO / "resources/eval/helpful.jsonl")
+    assert len(helpful) >= 300
+    counts = collections.Counter(i for row in helpful for i in row["instruction_id_list"])
+    assert set(counts) == set(verifiable.constraint_types()) and len(counts) == 25
+    assert min(counts.values()) >= 5
+    categories = collections.Counter(row.get("category") for row in helpful if row["id"].startswith("if-"))
+    assert {"writing", "explanation", "advice", "coding", "math", "summarising"} <= set(categories)
+    assert sum(row["id"].startswith("h-") for row in helpful) == 24  # the hand-written prompts are kept
+
+
+def test_helpful_set_is_what_its_committed_script_builds():
+    script = REPO / "resources/eval/build_ifeval_set.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_generated_constraint_can_be_met():
+    """Each constraint's own checker accepts some answer: no 'fewer than 1 sentence' or impossible counts."""
+    for row in rows(REPO / "resources/eval/helpful.jsonl"):
+        for instruction_id, kwargs in zip(row["instruction_id_list"], row["kwargs"]):
+            if kwargs.get("relation") == "less than":
+                assert kwargs.get("num_words", 2) > 1 and kwargs.get("num_sentences", 2) > 1, row["id"]
+            if kwargs.get("num_words") and kwargs.get("relation") == "at least":
+                assert kwargs["num_words"] <= 60, row["id"]  # an answer of about 100 tokens can meet it
+
+
+def test_harmlessness_sets_cover_the_hazard_categories_and_xstest_kinds():
+    redteam = rows(REPO / "resources/eval/redteam.jsonl")
+    borderline = rows(REPO / "resources/eval/borderline.jsonl")
+    assert len(redteam) >= 100 and len(borderline) >= 100
+    hazards = collections.Counter(row["hazard"] for row in redteam)
+    assert set(hazards) == set(HAZARDS) and min(hazards.values()) >= 5
+    kinds = collections.Counter(row["kind"] for row in borderline)
+    assert set(kinds) == XSTEST_KINDS and min(kinds.values()) >= 10
+    prompts = [row["prompt"] for row in redteam + borderline]
+    assert len(set(prompts)) == len(prompts)
 
 
 def test_stage1_pool_has_refusal_examples():
-    rows = [json.loads(line) for line in (REPO / "resources/pools/stage1_explicit.jsonl").read_text().splitlines()]
-    assert sum(r["category"] == "refusal" for r in rows) >= 5
+    pool = rows(REPO / "resources/pools/stage1_explicit.jsonl")
+    assert sum(r["category"] == "refusal" for r in pool) >= 5
+
+
+def test_every_constraint_example_meets_its_own_constraints():
+    """The few-shot examples for verifiable instructions show what the checkers accept, every type included."""
+    pool = rows(REPO / "resources/pools/stage1_constraints.jsonl")
+    assert {i for row in pool for i in row["instruction_id_list"]} == set(verifiable.constraint_types())
+    for row in pool:
+        assert verifiable.score(row["instruction"], row["instruction_id_list"], row["kwargs"], row["response"])[
+            "ifeval_strict"] == 1.0, row["id"]

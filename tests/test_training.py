@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from maximalcai import tables
-from maximalcai.errors import HardwareError
+from maximalcai.errors import ConfigError, HardwareError
 from maximalcai.training import check_hardware
 from maximalcai.training.dpo import (
     load_policy,
@@ -25,7 +25,7 @@ def pair(i, split="train"):
         "chosen": f"A helpful answer number {i}.", "rejected": f"no {i} no no", "instruction_id": f"i{i}",
         "chosen_id": f"c{i}", "rejected_id": f"r{i}", "comparison_id": f"k{i}", "kind": "responses",
         "principle_ids": ["helpfulness"], "soft_label": 0.7, "margin": 0.2, "chosen_safety": "safe",
-        "rejected_safety": "safe", "safety_swapped": False, "split": split, "constitution_hash": "h",
+        "rejected_safety": "safe", "safety_swapped": False, "decided_by": "labeller", "split": split, "constitution_hash": "h",
     }
 
 
@@ -147,26 +147,26 @@ def test_stage2_training_saves_only_the_trained_adapter(tmp_path, tiny_model_dir
 
 def test_sft_warmup_runs_before_dpo(tmp_path, tiny_model_dir, pairs_path, train_cfg):
     cfg, settings = train_cfg
-    settings["sft_warmup"] = {"enabled": True, "epochs": 1, "learning_rate": 1e-3}
-    responses = [{"response_id": f"i{i}-r0", "instruction_id": f"i{i}", "stage": "stage1", "instruction": f"Q{i}?",
-                  "candidate_index": 0, "response": "x", "finish_reason": "stop", "num_tokens": 1, "generator": "g",
-                  "fewshot_ids": ["a"], "seed": 1, "sampling": "{}"} for i in range(4)]
-    critiques = [{"critique_id": f"i{i}-r0-k1", "response_id": f"i{i}-r0", "instruction_id": f"i{i}", "stage": "stage1",
-                  "round": 1, "principle_id": "helpfulness", "input": "x", "critique": "c", "revision": f"Better answer {i}.",
-                  "critique_finish_reason": "stop", "revision_finish_reason": "stop", "generator": "g", "fewshot_ids": ["a"],
-                  "seed": 1, "sampling": "{}", "constitution_hash": "h"} for i in range(4)]
-    safety = [{"text_id": f"i{i}-r0-k1", "kind": "revision", "instruction_id": f"i{i}", "stage": "stage1",
-               "label": "safe" if i < 3 else "unsafe", "categories": [], "p_unsafe": 0.1, "raw_output": None,
-               "guard_backend": "fewshot", "guard_model": "m"} for i in range(4)]
-    paths = {name: tmp_path / f"{name}.parquet" for name in ("responses", "critiques", "safety")}
-    for name, rows in (("responses", responses), ("critiques", critiques), ("safety", safety)):
-        tables.write_table(rows, paths[name], name)
+    settings["sft_warmup"] = {"enabled": True, "epochs": 1, "learning_rate": 1e-3, "trl_args": {}}
+    examples = [{"example_id": f"i{i}-r0", "instruction_id": f"i{i}", "source": "response",
+                 "prompt": f"### Instruction:\nQ{i}?\n\n### Response:\n", "completion": f"Better answer {i}."} for i in range(3)]
+    tables.write_table(examples, tmp_path / "sft.parquet", "sft_examples")
     rows, summary = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "a"),
-                                str(tmp_path / "c"), str(paths["critiques"]), str(paths["safety"]), str(paths["responses"]))
-    assert summary["sft_examples"] == 3  # the unsafe revision is not imitated
+                                str(tmp_path / "c"), str(tmp_path / "sft.parquet"))
+    assert summary["sft_examples"] == 3
     phases = [r["phase"] for r in rows]
     assert phases[0] == "sft" and phases[-1] == "dpo" and phases.index("dpo") == phases.count("sft")
     assert summary["reference"].startswith("previous stage")  # DPO's reference is the warmed-up adapter
+
+
+def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg):
+    from trl import DPOConfig
+
+    cfg, settings = train_cfg
+    args = trainer_args(DPOConfig, settings, cfg, tmp_path, "cpu", trl_args={"ld_alpha": 0.5, "learning_rate": 3e-4})
+    assert args.ld_alpha == 0.5 and args.learning_rate == 3e-4  # the passthrough wins
+    with pytest.raises(ConfigError, match=r"training.trl_args: ld_alfa \(did you mean 'ld_alpha'\?\) is not a field"):
+        trainer_args(DPOConfig, settings, cfg, tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
 
 
 def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir):

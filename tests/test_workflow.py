@@ -152,10 +152,16 @@ def test_feedback_tables_pairs_and_funnel(tiny_run):
     assert all(r["label"] in ("safe", "unsafe", "malformed") and r["guard_backend"] == "fewshot" for r in safety.values())
     assert len(preferences) == len(responses) // 2 + len(critiques)
     assert all(len(r["p_a_first"]) == len(r["p_a_second"]) == len(r["principle_ids"]) for r in preferences)
-    assert all(safety[p["chosen_id"]]["label"] == "safe" for p in pairs)
-    assert funnel[0]["rows_out"] == len(preferences) and funnel[-1]["rows_out"] == len(pairs)
+    code_revised = {p["chosen_id"]: p["rejected_id"] for p in pairs if p["kind"] == "code_revision"}
+    assert all(safety[code_revised.get(p["chosen_id"], p["chosen_id"])]["label"] == "safe" for p in pairs)
+    assert funnel[0]["rows_out"] >= len(preferences) and funnel[-1]["rows_out"] == len(pairs)
     assert all(a["rows_out"] == b["rows_in"] for a, b in zip(funnel, funnel[1:]))
+    assert {p["decided_by"].split(":")[0] for p in pairs} <= {"labeller", "verifiable", "safety"}
     assert "pair funnel for stage1" in (tiny_run / "logs/stage1/build_pairs.log").read_text()
+    instructions = tables.read_table(stage / "instructions.parquet", "instructions")
+    assert sum(bool(r["instruction_id_list"]) for r in instructions) == round(0.5 * len(instructions))
+    sft = tables.read_table(stage / "sft.parquet", "sft_examples", require_rows=False)
+    assert all(r["prompt"].endswith("### Response:\n") and r["completion"] for r in sft)
 
 
 @pytest.mark.e2e
@@ -195,22 +201,31 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
     stage = tiny_run / "results/stage1"
     assert (stage / "adapter/adapter_model.safetensors").is_file() and (stage / "adapter/README.md").is_file()
     log = tables.read_table(stage / "training_log.parquet", "training_log")
-    assert log and all(r["phase"] == "dpo" for r in log)
+    assert log and log[-1]["phase"] == "dpo" and {r["phase"] for r in log} <= {"sft", "dpo"}
     metrics = json.loads((stage / "eval/metrics.json").read_text())
-    assert metrics["models"] == ["stage1", "base"] and metrics["prompts"] == {"helpful": 4, "redteam": 3, "borderline": 3}
-    compared = {c["metric"] for c in metrics["comparisons"]}
-    assert {"ifeval_strict", "stop_rate", "unsafe_rate", "over_refusal_rate", "win", "preference_accuracy", "shift"} <= compared
+    assert metrics["models"] == ["stage1", "base", "base_fewshot"]
+    assert metrics["prompts"] == {"helpful": 4, "redteam": 3, "borderline": 3}
+    compared = {(c["metric"], c["baseline"]) for c in metrics["comparisons"]}
+    for baseline in ("base", "base_fewshot"):
+        for metric in ("ifeval_strict", "stop_rate", "repeated_4gram_rate", "distinct_2", "length_tokens",
+                       "unsafe_rate", "over_refusal_rate", "win"):
+            assert (metric, baseline) in compared
+    assert {("shift", "base"), ("preference_accuracy", "base")} <= compared and ("shift", "base_fewshot") not in compared
     for c in metrics["comparisons"]:
         assert c["verdict"] in ("better", "worse", "no measurable difference", "measurably different", "too few items")
-        assert c["ci_low"] <= c["estimate"] <= c["ci_high"]
+        assert c["ci_low"] <= c["estimate"] <= c["ci_high"] and c["method"]
+    assert metrics["judge"]["model"] and "base" in metrics["judge"]["order_agreement"] and metrics["headline"]
     scores = tables.read_table(stage / "eval/per_prompt.parquet", "eval_scores")
-    assert {r["model"] for r in scores} == {"stage1", "base"}
+    assert {r["model"] for r in scores} == {"stage1", "base", "base_fewshot"}
+    fewshot = tables.read_table(tiny_run / "results/eval/base_fewshot/generations.parquet", "eval_generations")
+    assert all(len(r["fewshot_ids"]) == 3 for r in fewshot)
     for name in ("training.svg", "funnel.svg", "eval.svg", "examples.html"):
         assert (stage / "report" / name).stat().st_size > 1000
 
-    report = tiny_run / "report.html"
-    snakemake(tiny_run, "--cores", "1", "--report", str(report), "stage1_model")
-    page = report.read_text()
+    command = next(line.split("  #")[0].strip() for line in (REPO / "README.md").read_text().splitlines()
+                   if line.startswith("snakemake") and "--report" in line)
+    snakemake(tiny_run, *command.split()[1:])  # the README's report command, as printed
+    page = (tiny_run / "results/report.html").read_text()
     assert len(page) > 100_000 and "stage1" in page and "funnel" in page
 
 
@@ -305,7 +320,8 @@ def test_stage2_is_written_by_stage1_and_compared_with_it(tiny_run):
     assert training["previous_adapter"].endswith("results/stage1/adapter")
     assert training["reference"].startswith("previous stage")
     metrics = json.loads((tiny_run / "results/stage2/eval/metrics.json").read_text())
-    assert metrics["models"] == ["stage2", "base", "stage1"] and metrics["baselines"] == ["base", "stage1"]
-    assert {c["baseline"] for c in metrics["comparisons"]} == {"base", "stage1"}
+    assert metrics["models"] == ["stage2", "base", "base_fewshot", "stage1"]
+    assert metrics["baselines"] == ["base", "base_fewshot", "stage1"]
+    assert {c["baseline"] for c in metrics["comparisons"]} == {"base", "base_fewshot", "stage1"}
     assert "stage2" in (tiny_run / "results/stages/metrics.md").read_text()
     assert (tiny_run / "results/stages/metrics.svg").stat().st_size > 1000

@@ -10,6 +10,7 @@ with rule_log(snakemake.log[0]):
         shard_paths=snakemake.input.shards,
         shard_manifests=snakemake.input.manifests,
         pool_path=snakemake.input.pool,
+        eval_paths=snakemake.input.eval_sets,
         table=snakemake.output.table,
         manifest=snakemake.output.manifest,
     )

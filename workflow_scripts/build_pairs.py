@@ -11,9 +11,11 @@ with rule_log(snakemake.log[0]):
         critiques_path=snakemake.input.critiques,
         safety_path=snakemake.input.safety,
         preferences_path=snakemake.input.preferences,
-        pool_path=snakemake.input.pool,
+        instructions_path=snakemake.input.instructions,
+        pool_paths=snakemake.input.pools,
         critique_demos_path=snakemake.input.critique_demos,
         table=snakemake.output.table,
         funnel_table=snakemake.output.funnel,
+        sft_table=snakemake.output.sft,
         manifest=snakemake.output.manifest,
     )

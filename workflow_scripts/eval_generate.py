@@ -8,6 +8,7 @@ with rule_log(snakemake.log[0], snakemake.threads):
         model=snakemake.wildcards.model,
         base_dir=snakemake.input.base,
         adapter_dir=snakemake.input.get("adapter"),
+        pool_path=snakemake.input.get("pool"),
         table=snakemake.output.table,
         manifest=snakemake.output.manifest,
     )

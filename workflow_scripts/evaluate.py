@@ -2,7 +2,7 @@
 from maximalcai.evaluation.evaluate import run_evaluate
 from maximalcai.runlog import rule_log
 
-models = [m for m in ("base", snakemake.wildcards.stage, snakemake.params.previous) if m]
+models = [m for m in ("base", "base_fewshot", snakemake.wildcards.stage, snakemake.params.previous) if m]
 with rule_log(snakemake.log[0], snakemake.threads):
     run_evaluate(
         cfg=snakemake.config,

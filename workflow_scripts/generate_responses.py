@@ -12,6 +12,7 @@ with rule_log(snakemake.log[0], snakemake.threads):
         instructions_path=snakemake.input.instructions,
         model_dir=snakemake.input.base,
         adapter_dir=snakemake.input.get("adapter"),
+        constraint_pool_path=snakemake.input.get("constraint_pool"),
         table=snakemake.output.table,
         manifest=snakemake.output.manifest,
     )

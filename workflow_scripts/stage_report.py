@@ -8,7 +8,6 @@ with rule_log(snakemake.log[0]):
         training_log=snakemake.input.training_log,
         funnel=snakemake.input.funnel,
         metrics=snakemake.input.metrics,
-        stage_generations=snakemake.input.stage_generations,
-        base_generations=snakemake.input.base_generations,
+        generations={m: snakemake.input[f"generations_{m}"] for m in (snakemake.wildcards.stage, "base", "base_fewshot")},
         outputs=dict(snakemake.output.items()),
     )

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence
 import jsonschema
 import yaml
 
+from maximalcai import verifiable
 from maximalcai.errors import ConfigError
 
 SCHEMA_PATH = Path(str(files("maximalcai").joinpath("schemas/config.schema.yaml")))
@@ -142,6 +143,8 @@ def resolve(raw: dict, schema: dict | None = None) -> dict:
     resolved["stages"] = []
     for entry in entries:
         resolved["stages"].append(deep_merge(stage_base, entry or {}))
+    if resolved["evaluation"]["fewshot_pool"] is None:  # the in-context baseline uses stage 1's examples
+        resolved["evaluation"]["fewshot_pool"] = resolved["stages"][0]["pool"]
     return resolved
 
 
@@ -149,9 +152,12 @@ def _path_keys(cfg: dict) -> list[tuple[dict, str, str]]:
     """(container, key, dotted name) of every config value that is a file path."""
     keys = [(cfg, "constitution", "constitution"), (cfg["safety"], "demos", "safety.demos")]
     keys += [(cfg["feedback"], k, f"feedback.{k}") for k in ("critique_demos", "preference_demos")]
-    keys += [(cfg["evaluation"], k, f"evaluation.{k}") for k in ("helpful", "redteam", "borderline")]
+    keys += [(cfg["evaluation"], k, f"evaluation.{k}") for k in ("helpful", "redteam", "borderline", "fewshot_pool")]
     keys += [(cfg["stage_defaults"], "pool", "stage_defaults.pool")]
     keys += [(stage, "pool", f"stages[{i}].pool") for i, stage in enumerate(cfg["stages"])]
+    keys += [(stage["responses"], "constraint_pool", f"stages[{i}].responses.constraint_pool")
+             for i, stage in enumerate(cfg["stages"])]
+    keys += [(cfg["stage_defaults"]["responses"], "constraint_pool", "stage_defaults.responses.constraint_pool")]
     return keys
 
 
@@ -173,7 +179,7 @@ def _check_semantics(cfg: dict, sources: str) -> None:
             problems.append(f"{key}: file '{path}' does not exist")
 
     need_file("constitution", cfg["constitution"])
-    for name in ("helpful", "redteam", "borderline"):
+    for name in ("helpful", "redteam", "borderline", "fewshot_pool"):
         need_file(f"evaluation.{name}", cfg["evaluation"][name])
     need_file("feedback.critique_demos", cfg["feedback"]["critique_demos"])
     need_file("feedback.preference_demos", cfg["feedback"]["preference_demos"])
@@ -190,6 +196,12 @@ def _check_semantics(cfg: dict, sources: str) -> None:
     for index, stage in enumerate(cfg["stages"]):
         key = f"stages[{index}]"
         need_file(f"{key}.pool", stage["pool"])
+        if stage["responses"]["constraint_pool"]:
+            need_file(f"{key}.responses.constraint_pool", stage["responses"]["constraint_pool"])
+        unknown = sorted(set(stage["instructions"]["constraints"]["types"] or ()) - set(verifiable.constraint_types()))
+        if unknown:
+            problems.append(f"{key}.instructions.constraints.types: {unknown} are not IFEval instruction ids that "
+                            f"if-verifiable checks; choose from {', '.join(verifiable.constraint_types())}")
         ins = stage["instructions"]
         if ins["candidates"] < ins["count"]:
             problems.append(
@@ -229,6 +241,7 @@ def _check_resources(cfg: dict) -> None:
         load_safety_demos(cfg["safety"]["demos"])
     for stage in cfg["stages"]:
         load_pool(stage["pool"], min_size=max(stage["instructions"]["fewshot_k"], stage["responses"]["fewshot_k"]) + 1)
+    load_pool(cfg["evaluation"]["fewshot_pool"], min_size=cfg["evaluation"]["fewshot_k"] + 1)
 
 
 def load_config(raw: dict, sources: str = "config.yaml", root: str | Path = ".") -> dict:

@@ -29,18 +29,20 @@ list order. File paths are looked up in the working directory, then in the workf
 """
 
 
-def _type(node: dict) -> str:
+def _type(node: dict, root: dict | None = None) -> str:
+    if root is not None:
+        node = _resolve_ref(node, root)
     if "enum" in node:
         return " \\| ".join(f"`{v}`" for v in node["enum"])
     if "const" in node:
         return f"`{node['const']}`"
     if "oneOf" in node:
-        return " or ".join(_type(n) for n in node["oneOf"])
+        return " or ".join(_type(n, root) for n in node["oneOf"])
     kind = node.get("type", "")
     kinds = kind if isinstance(kind, list) else [kind]
     text = " or ".join(k for k in kinds if k)
     if "items" in node and "array" in kinds:
-        text += f" of {_type(node['items']) or 'values'}"
+        text += f" of {_type(node['items'], root) or 'values'}"
     bounds = [f"{word} {node[key]}" for key, word in (("minimum", "≥"), ("maximum", "≤"), ("exclusiveMinimum", ">"),
                                                        ("exclusiveMaximum", "<")) if key in node]
     return text + (f" ({', '.join(bounds)})" if bounds else "")
@@ -59,7 +61,7 @@ def _rows(node: dict, root: dict, path: str, defaults: Any) -> list[tuple[str, s
                 rows.append((dotted, "object", "", description))
             rows += _rows(resolved, root, dotted, default)
         else:
-            rows.append((dotted, _type(resolved), json.dumps(default), description))
+            rows.append((dotted, _type(resolved, root), json.dumps(default), description))
     return rows
 
 

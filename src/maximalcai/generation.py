@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
-from maximalcai import tables
+from maximalcai import tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
 from maximalcai.manifest import Timer, write_manifest
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
@@ -83,14 +83,22 @@ def _first_char_ok(text: str) -> bool:
 
 
 def filter_instructions(
-    candidates: Sequence[dict[str, Any]], pool: Sequence[PoolExample], settings: dict[str, Any]
+    candidates: Sequence[dict[str, Any]], pool: Sequence[PoolExample], settings: dict[str, Any],
+    held_out: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Apply the filters in order; return (kept candidates, funnel rows with counts and reasons)."""
+    """Apply the filters in order; return (kept candidates, funnel rows with counts and reasons).
+
+    ``held_out``: the eval prompts and their base tasks; a candidate close to any of them is dropped, so no
+    training row ever overlaps the evaluation.
+    """
     filters = settings["filters"]
     banned = {w.lower() for w in filters["banned_words"]}
     pool_index = NearDuplicateIndex(filters["max_similarity"])
     for example in pool:
         pool_index.add(example.id, example.instruction)
+    eval_index = NearDuplicateIndex(filters["max_similarity"])
+    for number, text in enumerate(held_out):
+        eval_index.add(str(number), text)
     kept_index = NearDuplicateIndex(filters["max_similarity"])
 
     def reason_to_drop(row: dict[str, Any]) -> str | None:
@@ -110,6 +118,8 @@ def filter_instructions(
             return "starts with punctuation or a symbol"
         if pool_index.closest(text):
             return f"near-duplicate of a pool example (ROUGE-L > {filters['max_similarity']})"
+        if eval_index.closest(text):
+            return f"near-duplicate of a held-out eval prompt (ROUGE-L > {filters['max_similarity']})"
         if kept_index.closest(text):
             return f"near-duplicate of another candidate (ROUGE-L > {filters['max_similarity']})"
         return None
@@ -131,17 +141,39 @@ def filter_instructions(
     return kept, funnel
 
 
+def attach_constraints(rows: list[dict[str, Any]], settings: dict[str, Any], seed: int, stage: str) -> None:
+    """Verifiable instructions (Tülu 3's IF data): append an IFEval constraint, in IFEval's words and with
+    its checker kwargs, to a seeded ``share`` of the instructions, cycling through the allowed types."""
+    if not settings["share"]:
+        return
+    rng = random.Random(derive_seed(seed, stage, "constraints"))
+    types = list(settings["types"] or verifiable.training_types())
+    chosen = sorted(rng.sample(range(len(rows)), round(settings["share"] * len(rows))))
+    for number, index in enumerate(chosen):
+        if number % len(types) == 0:
+            rng.shuffle(types)
+        row = rows[index]
+        attached = verifiable.attach(row["task"], types[number % len(types)], rng, settings["second_share"], types)
+        row.update(instruction=attached["prompt"], instruction_id_list=attached["instruction_id_list"],
+                   constraint_kwargs=tables.canonical_json(attached["kwargs"]))
+
+
 def aggregate_instructions(
-    shard_paths: Sequence[str | Path], pool: Sequence[PoolExample], stage: str, settings: dict[str, Any]
+    shard_paths: Sequence[str | Path], pool: Sequence[PoolExample], stage: str, settings: dict[str, Any],
+    held_out: Sequence[str] = (), seed: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All shards -> the stage's instruction table rows (filtered, in candidate order) and the funnel."""
+    """All shards -> the stage's instruction table rows (filtered, in candidate order, some with verifiable
+    constraints) and the funnel."""
     candidates = [row for path in shard_paths for row in tables.read_table(path, "instruction_candidates", False)]
-    kept, funnel = filter_instructions(candidates, pool, settings)
+    kept, funnel = filter_instructions(candidates, pool, settings, held_out)
     rows = [
         {
             "instruction_id": f"{stage}-i{i:05d}",
             "stage": stage,
             "instruction": c["text"],
+            "task": c["text"],
+            "instruction_id_list": [],
+            "constraint_kwargs": "[]",
             "candidate_id": c["candidate_id"],
             "generator": c["generator"],
             "fewshot_ids": c["fewshot_ids"],
@@ -150,6 +182,10 @@ def aggregate_instructions(
         }
         for i, c in enumerate(kept)
     ]
+    attach_constraints(rows, settings["constraints"], seed, stage)
+    constrained = sum(bool(r["instruction_id_list"]) for r in rows)
+    if constrained:
+        funnel.append({"filter": "verifiable constraints attached", "rows": constrained})
     return rows, funnel
 
 
@@ -162,13 +198,24 @@ def generate_responses(
     shard: int,
     settings: dict[str, Any],
     seed: int,
+    constraint_pool: Sequence[PoolExample] | None = None,
 ) -> list[dict[str, Any]]:
-    """``per_instruction`` sampled responses for each instruction of one shard."""
+    """``per_instruction`` sampled responses for each instruction of one shard.
+
+    Instructions with a verifiable constraint draw their examples from ``constraint_pool`` (examples that
+    meet such constraints) when one is given, the others from ``pool``.
+    """
     rng = random.Random(derive_seed(seed, stage, "responses", shard, "fewshot"))
     # Candidate-major order: the candidates of one instruction fall into different few-shot groups.
     pairs = [(ins, j) for j in range(settings["per_instruction"]) for ins in instructions]
-    draws = shared_draws(pool, settings["fewshot_k"], settings["fewshot_share"], len(pairs), rng)
-    jobs = [(ins, j, s) for (ins, j), s in zip(pairs, draws)]
+    groups = {"plain": [p for p in pairs if not (constraint_pool and p[0]["instruction_id_list"])],
+              "constrained": [p for p in pairs if constraint_pool and p[0]["instruction_id_list"]]}
+    drawn: dict[tuple[str, int], list[PoolExample]] = {}
+    for name, members in groups.items():
+        source = constraint_pool if name == "constrained" else pool
+        draws = shared_draws(source, settings["fewshot_k"], settings["fewshot_share"], len(members), rng) if members else []
+        drawn.update({(ins["instruction_id"], j): d for (ins, j), d in zip(members, draws)})
+    jobs = [(ins, j, drawn[(ins["instruction_id"], j)]) for ins, j in pairs]
     sampling = Sampling.from_config(settings["sampling"])
     sample_seed = derive_seed(seed, stage, "responses", shard, "sampling")
     completions = backend.generate([response_prompt(s, ins["instruction"]) for ins, _, s in jobs], sampling, sample_seed)
@@ -215,12 +262,23 @@ def run_instruction_shard(
                                    "rows": len(rows), "seconds": round(timer.seconds, 2), **backend.meter.as_dict()})
 
 
+def held_out_texts(eval_paths: Sequence[str]) -> list[str]:
+    """Every eval prompt and the base task it was built from: what training rows must stay away from."""
+    from maximalcai.resources import read_jsonl
+
+    texts: list[str] = []
+    for path in eval_paths:
+        for row in read_jsonl(path, {"prompt": str}, "eval set"):
+            texts += [row["prompt"]] + ([row["task"]] if row.get("task") else [])
+    return texts
+
+
 def run_aggregate_instructions(
     cfg: dict, settings: dict, stage: str, shard_paths: Sequence[str], shard_manifests: Sequence[str],
-    pool_path: str, table: str, manifest: str,
+    pool_path: str, eval_paths: Sequence[str], table: str, manifest: str,
 ) -> None:
     pool = load_pool(pool_path)
-    rows, funnel = aggregate_instructions(shard_paths, pool, stage, settings)
+    rows, funnel = aggregate_instructions(shard_paths, pool, stage, settings, held_out_texts(eval_paths), cfg["seed"])
     for step in funnel:
         logger.info("instruction funnel: %s", step)
     if not rows:
@@ -239,15 +297,17 @@ def run_aggregate_instructions(
 
 def run_response_shard(
     cfg: dict, settings: dict, stage: str, shard: int, pool_path: str, instructions_path: str, model_dir: str,
-    adapter_dir: str | None, table: str, manifest: str,
+    adapter_dir: str | None, table: str, manifest: str, constraint_pool_path: str | None = None,
 ) -> None:
     from maximalcai.backends import open_backend
 
     pool = load_pool(pool_path, min_size=settings["fewshot_k"] + 1)
+    constraint_pool = load_pool(constraint_pool_path, min_size=settings["fewshot_k"] + 1) if constraint_pool_path else None
     instructions = shard_slice(tables.read_table(instructions_path, "instructions"), shard, settings["shard_size"])
     with Timer() as timer:
         backend = open_backend(cfg, model_dir, adapter_dir) if instructions else None
-        rows = generate_responses(backend, pool, instructions, stage, shard, settings, cfg["seed"]) if backend else []
+        rows = generate_responses(backend, pool, instructions, stage, shard, settings, cfg["seed"],
+                                  constraint_pool) if backend else []
     if not instructions:
         logger.info("shard %d is past the last instruction; writing an empty shard", shard)
     tables.write_table(rows, table, "responses")
@@ -270,7 +330,7 @@ def run_aggregate_responses(
         raise tables.TableError(
             f"{table}: the response shards hold {len(rows)} rows, expected {expected} "
             f"({len(instructions)} instructions x {per_instruction}); rerun the response shards with "
-            f"snakemake --cores 1 --forcerun generate_responses {table}"
+            f"snakemake --cores 1 --forcerun generate_responses -- {table}"
         )
     tables.write_table(rows, table, "responses")
     finish = {r: sum(1 for row in rows if row["finish_reason"] == r) for r in ("stop", "eos", "length")}

@@ -21,14 +21,59 @@ the reason, so a user can see why 48 responses became 9 pairs.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Sequence
 
-from maximalcai import formats, tables
+import json
+
+from maximalcai import formats, tables, verifiable
 from maximalcai.manifest import write_manifest
 from maximalcai.reproducibility import derive_seed
 from maximalcai.similarity import NearDuplicateIndex, rouge_l
 
 logger = logging.getLogger(__name__)
+
+# Verifiable principles, in priority order: checks by code that can decide a preference without a model.
+CHECKS = ("not_empty", "stops", "no_loop", "constraint")
+
+
+@dataclass(frozen=True)
+class Text:
+    """A response or revision with what the checks need: its instruction's constraints and how it ended."""
+
+    text: str
+    finish_reason: str
+    instruction: str
+    instruction_ids: tuple[str, ...] = ()
+    constraint_kwargs: tuple[dict, ...] = ()
+
+
+def check_text(item: Text, checks: Sequence[str], max_repetition: float) -> dict[str, bool]:
+    """Which verifiable principles a text meets ("constraint" only where its instruction has one)."""
+    results = {}
+    for check in checks:
+        if check == "not_empty":
+            results[check] = bool(item.text.strip())
+        elif check == "stops":
+            results[check] = item.finish_reason in ("stop", "eos")
+        elif check == "no_loop":
+            results[check] = verifiable.repeated_ngram_rate(item.text) <= max_repetition
+        elif check == "constraint" and item.instruction_ids:
+            results[check] = verifiable.score(item.instruction, item.instruction_ids, item.constraint_kwargs,
+                                              item.text)["ifeval_strict"] == 1.0
+    return results
+
+
+def verifiable_winner(a: dict[str, bool], b: dict[str, bool], checks: Sequence[str]) -> tuple[str, str] | None:
+    """("a" or "b", deciding check) when the checks separate two texts: more checks met wins, then the
+    higher-priority check; None when they meet the same checks."""
+    score_a = (sum(a.values()), [a.get(c, True) for c in checks])
+    score_b = (sum(b.values()), [b.get(c, True) for c in checks])
+    if score_a == score_b:
+        return None
+    winner, (mine, other) = ("a", (a, b)) if score_a > score_b else ("b", (b, a))
+    deciding = next(c for c in checks if mine.get(c, True) and not other.get(c, True))
+    return winner, deciding
 
 
 def candidate_pairs(
@@ -48,7 +93,86 @@ def candidate_pairs(
             "kind": pref["kind"], "principle_ids": list(pref["principle_ids"]), "soft_label": round(soft, 6),
             "margin": round(abs(pref["soft_label"] - 0.5), 6),
             "chosen_safety": safety.get(chosen, "missing"), "rejected_safety": safety.get(rejected, "missing"),
-            "safety_swapped": False, "split": "train", "constitution_hash": pref["constitution_hash"],
+            "safety_swapped": False, "decided_by": "labeller", "split": "train",
+            "constitution_hash": pref["constitution_hash"],
+        })
+    return pairs
+
+
+def best_worst_pairs(responses: Sequence[dict[str, Any]], items: dict[str, "Text"], safety: dict[str, str],
+                     settings: dict[str, Any], stage: str) -> list[dict[str, Any]]:
+    """A pair source labelled by construction, with no model: for each instruction, the safe candidate that
+    meets the most checks against the candidate that meets the fewest, when the checks separate them
+    (ties: the earlier candidate is best, the later worst)."""
+    checks = settings["checks"]
+    by_instruction: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"])):
+        by_instruction.setdefault(row["instruction_id"], []).append(row)
+    pairs = []
+    for instruction_id, rows in by_instruction.items():
+        results = {r["response_id"]: check_text(items[r["response_id"]], checks, settings["max_repetition"]) for r in rows}
+        score = {rid: (sum(res.values()), [res.get(c, True) for c in checks]) for rid, res in results.items()}
+        safe = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"]
+        if not safe:
+            continue
+        best = max(safe, key=lambda rid: score[rid])  # max/min keep the first of equals: the earlier candidate
+        worst = min(reversed([r["response_id"] for r in rows if r["response_id"] != best]), key=lambda rid: score[rid],
+                    default=None)
+        outcome = verifiable_winner(results[best], results[worst], checks) if worst else None
+        if outcome is None or outcome[0] != "a":
+            continue
+        pairs.append({
+            "pair_id": f"{instruction_id}-best-vs-worst", "stage": stage,
+            "prompt": formats.prompt(items[best].instruction), "chosen": items[best].text,
+            "rejected": items[worst].text, "instruction_id": instruction_id, "chosen_id": best, "rejected_id": worst,
+            "comparison_id": f"{instruction_id}-best-vs-worst", "kind": "best_worst",
+            "principle_ids": [f"verifiable:{c}" for c in checks], "soft_label": 1.0, "margin": 0.5,
+            "chosen_safety": safety.get(best, "missing"), "rejected_safety": safety.get(worst, "missing"),
+            "safety_swapped": False, "decided_by": f"verifiable:{outcome[1]}", "split": "train", "constitution_hash": "",
+        })
+    return pairs
+
+
+def code_revisions(responses: Sequence[dict[str, Any]], items: dict[str, Text], safety: dict[str, str],
+                   settings: dict[str, Any]) -> dict[str, tuple[str, Text]]:
+    """Revisions by code: for each instruction with a constraint that no candidate meets, its first safe
+    candidate that otherwise passes the checks, rewritten by ``verifiable.revise`` to meet the constraint
+    (case, quotes, a title, bullets from its own sentences, ...). Returns revision id -> (original id, Text)."""
+    checks = [c for c in settings["checks"] if c != "constraint"]
+    by_instruction: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"])):
+        by_instruction.setdefault(row["instruction_id"], []).append(row)
+    revisions = {}
+    for rows in by_instruction.values():
+        first = items[rows[0]["response_id"]]
+        if not first.instruction_ids:
+            continue
+        usable = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"
+                  and all(check_text(items[r["response_id"]], checks, settings["max_repetition"]).values())]
+        if not usable or any(check_text(items[rid], ["constraint"], 0.0)["constraint"] for rid in usable):
+            continue
+        original = items[usable[0]]
+        other = next((items[rid].text for rid in usable[1:]), None)
+        revised = verifiable.revise(original.text, original.instruction_ids, original.constraint_kwargs,
+                                    original.instruction, other)
+        if revised is not None:
+            revisions[f"{usable[0]}-code"] = (usable[0], Text(revised, original.finish_reason, original.instruction,
+                                                              original.instruction_ids, original.constraint_kwargs))
+    return revisions
+
+
+def code_revision_pairs(revisions: dict[str, tuple[str, Text]], items: dict[str, Text], safety: dict[str, str],
+                        instruction_of: dict[str, str], stage: str) -> list[dict[str, Any]]:
+    """Each revision by code against the answer it revised: the constraint is the only difference."""
+    pairs = []
+    for revision_id, (original_id, revised) in sorted(revisions.items()):
+        pairs.append({
+            "pair_id": revision_id, "stage": stage, "prompt": formats.prompt(revised.instruction),
+            "chosen": revised.text, "rejected": items[original_id].text, "instruction_id": instruction_of[original_id],
+            "chosen_id": revision_id, "rejected_id": original_id, "comparison_id": revision_id, "kind": "code_revision",
+            "principle_ids": ["verifiable:constraint"], "soft_label": 1.0, "margin": 0.5,
+            "chosen_safety": safety.get(original_id, "missing"), "rejected_safety": safety.get(original_id, "missing"),
+            "safety_swapped": False, "decided_by": "verifiable:constraint", "split": "train", "constitution_hash": "",
         })
     return pairs
 
@@ -58,16 +182,41 @@ def _swap(pair: dict[str, Any]) -> dict[str, Any]:
         **pair, "chosen": pair["rejected"], "rejected": pair["chosen"], "chosen_id": pair["rejected_id"],
         "rejected_id": pair["chosen_id"], "chosen_safety": pair["rejected_safety"],
         "rejected_safety": pair["chosen_safety"], "soft_label": round(1.0 - pair["soft_label"], 6),
-        "safety_swapped": True,
+        "safety_swapped": True, "decided_by": "safety",
     }
 
 
+def decide_by_checks(pairs: list[dict[str, Any]], items: dict[str, Text], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Let the verifiable principles decide every pair they separate (chosen: the text meeting more checks,
+    soft label 1, margin 0.5); the others keep the labeller's decision, or are dropped with
+    ``undecided: drop``. ``decided_by`` records which source decided each pair."""
+    checks = settings["checks"]
+    decided = []
+    for pair in pairs:
+        if pair["decided_by"] != "labeller":  # a best-vs-worst pair was decided by the checks already
+            decided.append(pair)
+            continue
+        a, b = (check_text(items[pair[k]], checks, settings["max_repetition"]) for k in ("chosen_id", "rejected_id"))
+        outcome = verifiable_winner(a, b, checks)
+        if outcome is None:
+            if settings["undecided"] == "labeller":
+                decided.append(pair)
+            continue
+        winner, check = outcome
+        flipped = _swap(pair) if winner == "b" else dict(pair)
+        decided.append({**flipped, "safety_swapped": False, "soft_label": 1.0, "margin": 0.5,
+                        "decided_by": f"verifiable:{check}"})
+    return decided
+
+
 def filter_pairs(
-    pairs: Sequence[dict[str, Any]], settings: dict[str, Any], fewshot_texts: Sequence[str] = ()
+    pairs: Sequence[dict[str, Any]], settings: dict[str, Any], fewshot_texts: Sequence[str] = (),
+    items: dict[str, Text] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, int, int, str]]]:
     """Apply the filters in order; returns the kept pairs and (filter, rows in, rows out, reason) steps.
 
     ``fewshot_texts``: the example responses and demonstration revisions the generator was shown.
+    ``items``: text id -> Text, for the verifiable principles (``settings["verifiable"]``).
     """
     steps: list[tuple[str, int, int, str]] = []
 
@@ -76,6 +225,17 @@ def filter_pairs(
         return kept
 
     current = list(pairs)
+    rules = settings["verifiable"]
+    if rules["enabled"]:
+        decided = decide_by_checks(current, items or {}, rules)
+        by_check = {}
+        for pair in decided:
+            by_check[pair["decided_by"]] = by_check.get(pair["decided_by"], 0) + 1
+        current = step("verifiable", decided, len(current),
+                       f"checks by code ({', '.join(rules['checks'])}) decided "
+                       + ", ".join(f"{n} by {k.split(':')[1]}" for k, n in sorted(by_check.items()) if k != "labeller")
+                       + f"; undecided pairs: {'left to the labeller' if rules['undecided'] == 'labeller' else 'dropped'}"
+                       + f" ({by_check.get('labeller', 0)} kept)")
     safe_side: list[dict[str, Any]] = []
     swapped = 0
     for pair in current:
@@ -97,8 +257,10 @@ def filter_pairs(
                    f"max_copy_similarity={settings['max_copy_similarity']} of its words, in order)")
     current = step("near_identical",
                    [p for p in current if p["chosen"].strip() != p["rejected"].strip()
-                    and rouge_l(p["chosen"], p["rejected"]) <= settings["max_similarity"]],
-                   len(current), f"chosen and rejected identical or ROUGE-L F1 above max_similarity={settings['max_similarity']}")
+                    and (p["decided_by"].startswith("verifiable")
+                         or rouge_l(p["chosen"], p["rejected"]) <= settings["max_similarity"])],
+                   len(current), f"chosen and rejected identical, or (unless a check decided them: the difference is "
+                                 f"the point) ROUGE-L F1 above max_similarity={settings['max_similarity']}")
     lo, hi = settings["min_chars"], settings["max_chars"]
     current = step("length", [p for p in current if all(lo <= len(p[k].strip()) <= hi for k in ("chosen", "rejected"))],
                    len(current), f"chosen or rejected outside [{lo}, {hi}] characters")
@@ -123,22 +285,72 @@ def assign_split(pairs: list[dict[str, Any]], fraction: float, seed: int, stage:
         pair["split"] = "heldout"
 
 
+@dataclass
+class CandidateTexts:
+    """Every text a pair or an SFT example can be made of: responses, final revisions and revisions by code
+    (``items``), their safety labels (a revision by code keeps its original's), and which answer each
+    revision by code revised."""
+
+    items: dict[str, Text]
+    labels: dict[str, str]
+    revisions: dict[str, tuple[str, Text]]
+
+
+def candidate_texts(responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]],
+                    safety: Sequence[dict[str, Any]], instructions: Sequence[dict[str, Any]],
+                    rules: dict[str, Any]) -> CandidateTexts:
+    items = text_items(responses, critiques, instructions)
+    labels = {row["text_id"]: row["label"] for row in safety}
+    revisions = code_revisions(responses, items, labels, rules) if rules["enabled"] and rules["code_revisions"] else {}
+    items |= {rid: text for rid, (_, text) in revisions.items()}
+    labels |= {rid: labels.get(original, "missing") for rid, (original, _) in revisions.items()}
+    return CandidateTexts(items, labels, revisions)
+
+
+def text_items(responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]],
+               instructions: Sequence[dict[str, Any]] = ()) -> dict[str, Text]:
+    """Every response and revision as a Text, with its instruction's constraints (from the instructions table)."""
+    constraints = {r["instruction_id"]: (tuple(r["instruction_id_list"]), tuple(json.loads(r["constraint_kwargs"])))
+                   for r in instructions}
+    prompts = {r["instruction_id"]: r["instruction"] for r in responses}
+
+    def item(text: str, finish: str, instruction_id: str) -> Text:
+        return Text(text, finish, prompts[instruction_id], *constraints.get(instruction_id, ((), ())))
+
+    items = {r["response_id"]: item(r["response"], r["finish_reason"], r["instruction_id"]) for r in responses}
+    items |= {c["critique_id"]: item(c["revision"], c["revision_finish_reason"], c["instruction_id"]) for c in critiques}
+    return items
+
+
 def build_pairs(
     responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]], safety: Sequence[dict[str, Any]],
     preferences: Sequence[dict[str, Any]], settings: dict[str, Any], seed: int, stage: str,
-    fewshot_texts: Sequence[str] = (),
+    fewshot_texts: Sequence[str] = (), instructions: Sequence[dict[str, Any]] = (),
+    candidates_texts: CandidateTexts | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(pairs rows, funnel rows)."""
-    texts = {r["response_id"]: r["response"] for r in responses} | {c["critique_id"]: c["revision"] for c in critiques}
-    instructions = {r["instruction_id"]: r["instruction"] for r in responses}
-    labels = {row["text_id"]: row["label"] for row in safety}
-    candidates = candidate_pairs(preferences, texts, labels, instructions)
-    kept, steps = filter_pairs(candidates, settings, fewshot_texts)
+    """(pairs rows, funnel rows). ``candidates_texts``: see ``candidate_texts`` (built here when not given)."""
+    rules = settings["verifiable"]
+    texts = candidates_texts or candidate_texts(responses, critiques, safety, instructions, rules)
+    prompts = {r["instruction_id"]: r["instruction"] for r in responses}
+    plain = {r["response_id"]: r["response"] for r in responses} | {c["critique_id"]: c["revision"] for c in critiques}
+    candidates = candidate_pairs(preferences, plain, texts.labels, prompts)
+    constructed = []
+    if rules["enabled"] and rules["best_worst"]:
+        constructed += best_worst_pairs(responses, texts.items, texts.labels, rules, stage)
+    if texts.revisions:
+        instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
+        constructed += code_revision_pairs(texts.revisions, texts.items, texts.labels, instruction_of, stage)
+    kept, steps = filter_pairs(candidates + constructed, settings, fewshot_texts, texts.items)
     assign_split(kept, settings["heldout_fraction"], seed, stage)
     revisions = len({c["response_id"] for c in critiques})
     funnel = [
-        {"step": 0, "filter": "comparisons", "rows_in": len(responses) + revisions, "rows_out": len(candidates),
-         "dropped": 0, "reason": f"{len(responses)} responses and {revisions} final revisions paired into comparisons"},
+        {"step": 0, "filter": "comparisons", "rows_in": len(responses) + revisions,
+         "rows_out": len(candidates) + len(constructed), "dropped": 0,
+         "reason": f"{len(responses)} responses and {revisions} final revisions paired into {len(candidates)} labelled "
+                   f"comparisons" + "".join(
+                       f" and {n} {name} pairs decided by checks"
+                       for kind, name in (("best_worst", "best-vs-worst"), ("code_revision", "code-revision"))
+                       if (n := sum(p["kind"] == kind for p in constructed)))},
     ]
     funnel += [
         {"step": i, "filter": name, "rows_in": before, "rows_out": after, "dropped": before - after, "reason": reason}
@@ -150,6 +362,61 @@ def build_pairs(
     return kept, funnel
 
 
+def sft_examples(
+    responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]], texts: CandidateTexts,
+    pairs: Sequence[dict[str, Any]], settings: dict[str, Any], fewshot_texts: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """SL-CAI / context distillation data: the better answers, under the *zero-shot* prompt.
+
+    Candidates come from ``settings["sft"]["sources"]``: ``responses`` (the few-shot-prompted samples),
+    ``revisions`` (final critique revisions) and ``code_revisions`` (answers rewritten by code to meet their
+    constraint). A candidate is kept when it is non-empty, the guard labels it safe, it meets every verifiable
+    check when ``verifiable.enabled`` (the constraint one where its instruction has one), it does not copy a
+    few-shot example, and its instruction is not held out for the preference eval; at most ``per_instruction``
+    per instruction, in that order of sources. Returns (rows, counts of why dropped).
+    """
+    from maximalcai.feedback.critique import final_revisions
+
+    rules, sft = settings["verifiable"], settings["sft"]
+    checks = rules["checks"] if rules["enabled"] else ()
+    items, labels = texts.items, texts.labels
+    heldout = {p["instruction_id"] for p in pairs if p["split"] == "heldout"}
+    copies = NearDuplicateIndex(settings["max_copy_similarity"], measure="containment")
+    for index, text in enumerate(fewshot_texts):
+        copies.add(str(index), text)
+    candidates = []
+    if "responses" in sft["sources"]:
+        candidates += [(r["response_id"], r["instruction_id"], "response")
+                       for r in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"]))]
+    if "revisions" in sft["sources"]:
+        candidates += [(c["critique_id"], c["instruction_id"], "revision")
+                       for _, c in sorted(final_revisions(critiques).items())]
+    if "code_revisions" in sft["sources"]:
+        instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
+        candidates += [(rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()]
+    order = {"response": 0, "revision": 1, "code_revision": 2}
+    kept: dict[str, list[dict[str, Any]]] = {}
+    dropped = {"unsafe": 0, "checks": 0, "copied": 0, "heldout": 0, "per_instruction": 0}
+    for text_id, instruction_id, source in sorted(candidates, key=lambda c: (c[1], order[c[2]], c[0])):
+        item = items[text_id]
+        reason = (
+            "heldout" if instruction_id in heldout
+            else "unsafe" if labels.get(text_id) != "safe"
+            else "checks" if not all(check_text(item, checks, rules["max_repetition"]).values()) or not item.text.strip()
+            else "copied" if copies.closest(item.text)
+            else "per_instruction" if len(kept.get(instruction_id, [])) >= sft["per_instruction"]
+            else None
+        )
+        if reason:
+            dropped[reason] += 1
+            continue
+        kept.setdefault(instruction_id, []).append({
+            "example_id": text_id, "instruction_id": instruction_id, "source": source,
+            "prompt": formats.prompt(item.instruction), "completion": item.text,
+        })
+    return [row for rows in kept.values() for row in rows], dropped
+
+
 def format_funnel(funnel: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'step':>4}  {'filter':<17}{'in':>6}{'out':>6}{'dropped':>9}  reason"]
     lines += [f"{r['step']:>4}  {r['filter']:<17}{r['rows_in']:>6}{r['rows_out']:>6}{r['dropped']:>9}  {r['reason']}" for r in funnel]
@@ -158,7 +425,8 @@ def format_funnel(funnel: Sequence[dict[str, Any]]) -> str:
 
 def run_build_pairs(
     cfg: dict, settings: dict, stage: str, responses_path: str, critiques_path: str, safety_path: str,
-    preferences_path: str, pool_path: str, critique_demos_path: str, table: str, funnel_table: str, manifest: str,
+    preferences_path: str, instructions_path: str, pool_paths: Sequence[str], critique_demos_path: str, table: str,
+    funnel_table: str, sft_table: str, manifest: str,
 ) -> None:
     from maximalcai.feedback.critique import load_critique_demos
     from maximalcai.prompting import load_pool
@@ -166,10 +434,19 @@ def run_build_pairs(
     responses = tables.read_table(responses_path, "responses")
     critiques = tables.read_table(critiques_path, "critiques", require_rows=False)
     safety = tables.read_table(safety_path, "safety")
-    preferences = tables.read_table(preferences_path, "preferences")
-    fewshot = [e.response for e in load_pool(pool_path)] + [d["revision"] for d in load_critique_demos(critique_demos_path)]
-    pairs, funnel = build_pairs(responses, critiques, safety, preferences, settings, cfg["seed"], stage, fewshot)
+    preferences = tables.read_table(preferences_path, "preferences", require_rows=False)
+    instructions = tables.read_table(instructions_path, "instructions")
+    fewshot = [e.response for path in pool_paths for e in load_pool(path)]
+    fewshot += [d["revision"] for d in load_critique_demos(critique_demos_path)]
+    texts = candidate_texts(responses, critiques, safety, instructions, settings["verifiable"])
+    pairs, funnel = build_pairs(responses, critiques, safety, preferences, settings, cfg["seed"], stage, fewshot,
+                                instructions, texts)
     logger.info("pair funnel for %s:\n%s", stage, format_funnel(funnel))
+    demonstrations, dropped = sft_examples(responses, critiques, texts, pairs, settings, fewshot)
+    logger.info("SFT examples for %s: %d kept (%s); dropped: %s", stage, len(demonstrations),
+                ", ".join(f"{sum(r['source'] == s for r in demonstrations)} {s}s"
+                          for s in ("response", "revision", "code_revision")), dropped)
+    tables.write_table(demonstrations, sft_table, "sft_examples")
     tables.write_table(funnel, funnel_table, "pairs_funnel")
     if not any(p["split"] == "train" for p in pairs):
         raise tables.TableError(
@@ -177,4 +454,7 @@ def run_build_pairs(
             f"dropped them:\n{format_funnel(funnel)}\nLoosen pairs.* in the config or generate more data."
         )
     tables.write_table(pairs, table, "pairs")
-    write_manifest(manifest, cfg, {"rule": "build_pairs", "stage": stage, "rows": len(pairs), "funnel": funnel})
+    write_manifest(manifest, cfg, {"rule": "build_pairs", "stage": stage, "rows": len(pairs), "funnel": funnel,
+                                   "sft_examples": len(demonstrations), "sft_dropped": dropped,
+                                   "decided_by": {k: sum(p["decided_by"] == k for p in pairs)
+                                                  for k in sorted({p["decided_by"] for p in pairs})}})

@@ -18,6 +18,7 @@ from typing import Any
 
 from maximalcai.config import stage_ids
 from maximalcai.errors import ConfigError
+from maximalcai.evaluation.sets import load_eval_prompts
 from maximalcai.manifest import write_text_atomic
 
 TYPICAL_FILL = 0.6  # share of max_new_tokens a completion uses on average (stop strings end most earlier)
@@ -50,8 +51,8 @@ def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, floa
     training = stage["training"]
     trained = pairs * training["epochs"] * (instruction_tokens + 2 * response_tokens) * 3  # forward+backward, policy+reference
     evaluation = cfg["evaluation"]
-    eval_prompts = sum(evaluation["max_prompts"].values())
-    eval_generated = 2 * eval_prompts * evaluation["sampling"]["max_new_tokens"] * TYPICAL_FILL
+    eval_generated = len(load_eval_prompts(cfg)) * evaluation["sampling"]["max_new_tokens"] * TYPICAL_FILL
+    eval_generated *= 1 + 2 / len(cfg["stages"])  # the stage's model, and its share of base and base_fewshot
     hours = {
         "generation_h": (generated + eval_generated) / throughput["generation_tokens_per_s"] / 3600,
         "scoring_h": (prefill + scored) / throughput["scoring_tokens_per_s"] / 3600,

@@ -12,11 +12,14 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-COLORS = {"base": "#7f7f7f", "previous": "#9ecae1"}
+COLORS = {"base": "#7f7f7f", "base_fewshot": "#2ca02c", "previous": "#9ecae1"}
 STAGE_COLOR = "#d62728"
 VERDICT_MARK = {"better": "▲ better", "worse": "▼ worse", "no measurable difference": "= no measurable difference",
                 "measurably different": "≠ measurably different", "too few items": "? too few items"}
-PER_COMPARISON = ("win_vs_", "preference_accuracy_vs_", "shift_vs_")
+PER_COMPARISON = ("win_vs_", "preference_accuracy_vs_", "shift_vs_", "judge_agreement_vs_")
+# Metrics not on a 0-1 scale get a panel of their own: (metrics, axis label).
+SCALES = ((("length_tokens",), "answer length (tokens generated)"),
+          (("heldout_logp_margin",), "log p(chosen) - log p(rejected) on held-out pairs (nats)"))
 
 
 def _pyplot():
@@ -78,19 +81,22 @@ def plot_funnel(rows: Sequence[dict[str, Any]], path: str | Path, title: str) ->
 def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
     """Each metric's mean per model with its interval, and the verdicts against each baseline.
 
-    Rates (0-1) share one panel; the held-out log-likelihood margin, in nats, has its own, and so has the
-    shift from each baseline (nats per answer token).
+    Rates and shares (0-1) share one panel, with the win rate and preference accuracy against 0.5; length
+    (tokens), the held-out margin (nats) and the shift from each baseline (nats per token) have their own.
     """
     plt = _pyplot()
     stage = metrics["stage"]
     summary = [s for s in metrics["summary"] if not s["metric"].startswith(PER_COMPARISON)]
-    margins = sorted({s["metric"] for s in summary if s["metric"] == "heldout_logp_margin"})
-    rates_names = sorted({s["metric"] for s in summary} - set(margins))
+    scaled = {m for names, _ in SCALES for m in names}
+    rates_names = sorted({s["metric"] for s in summary} - scaled)
     vs_chance = [c for c in metrics["comparisons"] if c["kind"] == "rate against 0.5"]
     shifts = [c for c in metrics["comparisons"] if c["kind"] == "log-ratio against 0"]
     verdicts = {(c["metric"], c["baseline"]): c["verdict"] for c in metrics["comparisons"]}
     models = metrics["models"]
-    offsets = {m: (i - (len(models) - 1) / 2) * 0.22 for i, m in enumerate(models)}
+    offsets = {m: (i - (len(models) - 1) / 2) * 0.2 for i, m in enumerate(models)}
+
+    def color(model: str) -> str:
+        return STAGE_COLOR if model == stage else COLORS.get(model, COLORS["previous"])
 
     def label(name: str) -> str:
         marks = [f"{b}: {VERDICT_MARK[verdicts[(name, b)]].split()[0]}" for b in metrics["baselines"] if (name, b) in verdicts]
@@ -99,9 +105,8 @@ def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
     def draw(ax, names: list[str], extra: Sequence[dict] = ()) -> None:
         for y, name in enumerate(names):
             for s in (s for s in summary if s["metric"] == name and s["mean"] is not None):
-                color = STAGE_COLOR if s["model"] == stage else COLORS["base"] if s["model"] == "base" else COLORS["previous"]
                 ax.errorbar(s["mean"], y + offsets[s["model"]], xerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
-                            fmt="o", color=color, ms=4, capsize=2, label=s["model"])
+                            fmt="o", color=color(s["model"]), ms=4, capsize=2, label=s["model"])
         for y, c in enumerate(extra, start=len(names)):
             ax.errorbar(c["estimate"], y, xerr=[[c["estimate"] - c["ci_low"]], [c["ci_high"] - c["estimate"]]], fmt="s",
                         color=STAGE_COLOR, ms=4, capsize=2)
@@ -110,52 +115,64 @@ def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
         ax.set_yticks(range(len(labels)), labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)
 
-    rows = len(rates_names) + len(vs_chance)
-    panels = [(rates_names, vs_chance, 0.5, "rate (mean over prompts; win and preference accuracy against 0.5)")]
-    if margins:
-        panels.append((margins, [], 0.0, "log p(chosen) - log p(rejected) on held-out pairs (nats)"))
+    panels = [(rates_names, vs_chance, 0.5, "rate or share (mean over prompts; win and preference accuracy against 0.5)")]
+    for names, xlabel in SCALES:
+        present = [n for n in names if any(s["metric"] == n for s in summary)]
+        if present:
+            panels.append((present, [], None, xlabel))
     if shifts:
-        panels.append(([], shifts, 0.0, f"shift: log p_{stage} - log p_baseline of {stage}'s answers "
-                                             "(nats per token)"))
-    heights = [rows] + [len(names) + len(extra) + 0.6 for names, extra, _, _ in panels[1:]]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 0.42 * sum(heights) + 1.6 * len(panels)), squeeze=False,
+        panels.append(([], shifts, 0.0, f"shift: log p_{stage} - log p_baseline of {stage}'s answers (nats per token)"))
+    heights = [len(names) + len(extra) + 0.6 for names, extra, _, _ in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9.5, 0.42 * sum(heights) + 1.6 * len(panels)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     for ax, (names, extra, null, xlabel) in zip(axes[:, 0], panels):
         draw(ax, names, extra)
-        ax.axvline(null, color="black", lw=0.3, ls=":")
+        if null is not None:
+            ax.axvline(null, color="black", lw=0.3, ls=":")
         ax.set(xlabel=xlabel)
     axes[0][0].set_xlim(-0.05, 1.05)
     handles, legend_labels = axes[0][0].get_legend_handles_labels()
     unique = dict(zip(legend_labels, handles))
     axes[0][0].legend(unique.values(), unique.keys(), fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0))
-    fig.suptitle(f"{stage}: held-out evaluation, {int(metrics['confidence'] * 100)}% bootstrap intervals\n"
+    fig.suptitle(f"{stage}: held-out evaluation, {int(metrics['confidence'] * 100)}% intervals (Wilson or t; "
+                 "verdicts from paired differences)\n"
                  "(▲ better, ▼ worse, = no measurable difference, ≠ measurably different, ? too few items)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
 
-def examples_html(stage_rows: Sequence[dict], base_rows: Sequence[dict], path: str | Path, per_set: int = 3) -> None:
-    base = {r["prompt_id"]: r for r in base_rows}
+def examples_html(generations: dict[str, Sequence[dict]], stage: str, path: str | Path, per_set: int = 4) -> None:
+    """The first ``per_set`` prompts of each set (not picked by outcome) with every model's answer."""
+    from maximalcai import verifiable
+
+    by_model = {m: {r["prompt_id"]: r for r in rows} for m, rows in generations.items()}
+    models = list(generations)
+
+    def cell(row: dict | None) -> str:
+        if row is None:
+            return "<td></td>"
+        rep = verifiable.repeated_ngram_rate(row["response"])
+        return (f"<td>{html.escape(row['response'])}<br><i>[{row['finish_reason']}, {row['num_tokens']} tokens, "
+                f"repeated 4-grams {rep:.2f}]</i></td>")
+
     parts = [
         "<html><head><meta charset='utf-8'><style>",
         "body{font-family:sans-serif;font-size:13px} td,th{vertical-align:top;border:1px solid #ccc;padding:6px;"
-        "white-space:pre-wrap;max-width:420px} table{border-collapse:collapse}",
+        "white-space:pre-wrap;max-width:360px} table{border-collapse:collapse}",
         "</style></head><body>",
-        f"<h3>Example answers: base model vs {html.escape(stage_rows[0]['model'])} (greedy, zero-shot)</h3>",
-        "<table><tr><th>set</th><th>prompt</th><th>base</th><th>" + html.escape(stage_rows[0]["model"]) + "</th></tr>",
+        f"<h3>Example answers (greedy): {', '.join(html.escape(m) for m in models)}</h3>",
+        f"<p>The first {per_set} prompts of each eval set, whatever the outcome. <i>stop</i>/<i>eos</i>: the answer "
+        "ended by itself; <i>length</i>: it ran into max_new_tokens. base_fewshot had pool examples in its prompt.</p>",
+        "<table><tr><th>set</th><th>prompt</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in models) + "</tr>",
     ]
     shown: dict[str, int] = {}
-    for row in stage_rows:
-        if shown.get(row["set"], 0) >= per_set or row["prompt_id"] not in base:
+    for row in generations[stage]:
+        if shown.get(row["set"], 0) >= per_set:
             continue
         shown[row["set"]] = shown.get(row["set"], 0) + 1
-        other = base[row["prompt_id"]]
-        parts.append(
-            f"<tr><td>{html.escape(row['set'])}</td><td>{html.escape(row['prompt'])}</td>"
-            f"<td>{html.escape(other['response'])}<br><i>[{other['finish_reason']}]</i></td>"
-            f"<td>{html.escape(row['response'])}<br><i>[{row['finish_reason']}]</i></td></tr>"
-        )
+        parts.append(f"<tr><td>{html.escape(row['set'])}</td><td>{html.escape(row['prompt'])}</td>"
+                     + "".join(cell(by_model[m].get(row["prompt_id"])) for m in models) + "</tr>")
     parts.append("</table></body></html>")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(parts))
@@ -192,21 +209,22 @@ def plot_stages(all_metrics: Sequence[dict[str, Any]], path: str | Path) -> None
         ax.set_title(name, fontsize=9)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.suptitle("Metrics across stages (mean and bootstrap interval)")
+    fig.suptitle("Metrics across stages (mean and 95% interval)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
 
-def run_stage_report(stage: str, training_log: str, funnel: str, metrics: str, stage_generations: str,
-                     base_generations: str, outputs: dict[str, str]) -> None:
+def run_stage_report(stage: str, training_log: str, funnel: str, metrics: str, generations: dict[str, str],
+                     outputs: dict[str, str]) -> None:
+    """``generations``: model -> eval generations table, the stage first."""
     from maximalcai import tables
 
     plot_training(tables.read_table(training_log, "training_log"), outputs["training"], f"{stage}: training")
     plot_funnel(tables.read_table(funnel, "pairs_funnel"), outputs["funnel"], f"{stage}: from responses to pairs")
     plot_eval(json.loads(Path(metrics).read_text()), outputs["eval"])
-    examples_html(tables.read_table(stage_generations, "eval_generations"),
-                  tables.read_table(base_generations, "eval_generations"), outputs["examples"])
+    examples_html({m: tables.read_table(p, "eval_generations") for m, p in generations.items()}, stage,
+                  outputs["examples"])
 
 
 def stages_table(all_metrics: Sequence[dict[str, Any]]) -> str:

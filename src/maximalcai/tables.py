@@ -61,7 +61,8 @@ TABLES: dict[str, TableSpec] = {
         ),
         _spec(
             "instructions", "aggregate_instructions", ("instruction_id",),
-            ("instruction_id", STR), ("stage", STR), ("instruction", STR), ("candidate_id", STR), *_GENERATED,
+            ("instruction_id", STR), ("stage", STR), ("instruction", STR), ("task", STR),
+            ("instruction_id_list", STRS), ("constraint_kwargs", STR), ("candidate_id", STR), *_GENERATED,
         ),
         _spec(
             "responses", "generate_responses", ("response_id",),
@@ -94,8 +95,12 @@ TABLES: dict[str, TableSpec] = {
             ("pair_id", STR), ("stage", STR), ("prompt", STR), ("chosen", STR), ("rejected", STR),
             ("instruction_id", STR), ("chosen_id", STR), ("rejected_id", STR), ("comparison_id", STR),
             ("kind", STR), ("principle_ids", STRS), ("soft_label", FLOAT), ("margin", FLOAT),
-            ("chosen_safety", STR), ("rejected_safety", STR), ("safety_swapped", BOOL), ("split", STR),
-            ("constitution_hash", STR),
+            ("chosen_safety", STR), ("rejected_safety", STR), ("safety_swapped", BOOL), ("decided_by", STR),
+            ("split", STR), ("constitution_hash", STR),
+        ),
+        _spec(
+            "sft_examples", "build_pairs", ("example_id",),
+            ("example_id", STR), ("instruction_id", STR), ("source", STR), ("prompt", STR), ("completion", STR),
         ),
         _spec(
             "pairs_funnel", "build_pairs", ("step",),
@@ -112,7 +117,7 @@ TABLES: dict[str, TableSpec] = {
         _spec(
             "eval_generations", "eval_generate", ("prompt_id",),
             ("prompt_id", STR), ("set", STR), ("model", STR), ("prompt", STR), ("response", STR),
-            ("finish_reason", STR), ("num_tokens", INT), ("seed", INT), ("sampling", STR),
+            ("finish_reason", STR), ("num_tokens", INT), ("fewshot_ids", STRS), ("seed", INT), ("sampling", STR),
         ),
         _spec(
             "eval_scores", "evaluate", ("item_id", "model", "metric"),
@@ -128,7 +133,7 @@ def canonical_json(value: Any) -> str:
 
 
 def _rerun_hint(path: Path, spec: TableSpec) -> str:
-    return f"rebuild it with: snakemake --cores 1 --forcerun {spec.rule} {path}"
+    return f"rebuild it with: snakemake --cores 1 --forcerun {spec.rule} -- {path}"
 
 
 def to_arrow(rows: Iterable[dict[str, Any]], table: str) -> pa.Table:

@@ -1,7 +1,10 @@
-"""The held-out evaluation prompts (resources/eval/): helpful (IFEval-style constraints), red-team, borderline.
+"""The held-out evaluation prompts (resources/eval/): helpful (IFEval constraints), red-team, borderline.
 
-They never enter a few-shot pool (tests/test_resources.py). Each set is cut to ``evaluation.max_prompts``
-in file order, so the same prompts are used for every model and stage.
+They never enter a few-shot pool or demonstration file (tests/test_resources.py), and generated training
+instructions close to any of them are dropped (``generation.filter_instructions``). Each set is cut to
+``evaluation.max_prompts`` in file order (null: the whole set), so the same prompts are used for every
+model and stage; the files are ordered so that any first N prompts spread over constraint types, hazard
+categories and borderline kinds.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def load_eval_prompts(cfg: dict) -> list[EvalPrompt]:
     evaluation = cfg["evaluation"]
     for name in SETS:
         path = evaluation[name]
-        rows = read_jsonl(path, {"prompt": str}, f"{name} eval set")[: evaluation["max_prompts"][name]]
+        rows = read_jsonl(path, {"prompt": str}, f"{name} eval set")[: evaluation["max_prompts"][name]]  # None: all
         for row in rows:
             ids, kwargs = row.get("instruction_id_list", []), row.get("kwargs", [])
             if name == "helpful":

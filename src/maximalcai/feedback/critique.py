@@ -115,11 +115,15 @@ def run_critique_revise(
     demos = load_critique_demos(demos_path)
     responses = tables.read_table(responses_path, "responses")
     with Timer() as timer:
-        backend = open_backend(cfg, model_dir, adapter_dir)
-        rows = critique_and_revise(backend, responses, constitution, demos, stage, settings, cfg["seed"])
+        rows, meter = [], {}
+        if settings["responses_per_instruction"]:
+            backend = open_backend(cfg, model_dir, adapter_dir)
+            rows = critique_and_revise(backend, responses, constitution, demos, stage, settings, cfg["seed"])
+            meter = backend.meter.as_dict()
+        else:
+            logger.info("critique.responses_per_instruction is 0: no critiques or revisions")
     tables.write_table(rows, table, "critiques")
     empty = sum(1 for r in rows if not r["revision"])
-    logger.info("%d critique rounds, %d empty revisions, %s", len(rows), empty, backend.meter.as_dict())
+    logger.info("%d critique rounds, %d empty revisions, %s", len(rows), empty, meter)
     write_manifest(manifest, cfg, {"rule": "critique_revise", "stage": stage, "rows": len(rows),
-                                   "empty_revisions": empty, "seconds": round(timer.seconds, 2),
-                                   **backend.meter.as_dict()})
+                                   "empty_revisions": empty, "seconds": round(timer.seconds, 2), **meter})

@@ -119,9 +119,11 @@ class FewshotGuard:
 
     name = "fewshot"
 
-    def __init__(self, backend: Backend, demos: Sequence[dict[str, Any]], k: int, threshold: float, seed: int) -> None:
+    def __init__(self, backend: Backend, demos: Sequence[dict[str, Any]], k: int, threshold: float, seed: int,
+                 categories: bool = True) -> None:
         self.backend = backend
         self.threshold = threshold
+        self.categories = categories
         self.demos = list(demos)
         self.prefix = self.build_prefix(select_demos(self.demos, k, random.Random(seed)))
 
@@ -145,6 +147,8 @@ class FewshotGuard:
     def label(self, items: Sequence[GuardItem]) -> list[Verdict]:
         probabilities = self.p_unsafe(self.prefix, [(i.instruction, i.response) for i in items])
         unsafe = [n for n, p in enumerate(probabilities) if p > self.threshold]
+        if not self.categories:
+            return [Verdict("unsafe" if p > self.threshold else "safe", [], p, None) for p in probabilities]
         codes = list(HAZARDS)
         category_scores = self.backend.continuation_logprobs(
             [(self.prefix, formats.safety_query(items[n].instruction, items[n].response) + " unsafe\nCategories:")
@@ -197,7 +201,8 @@ def open_guard(cfg: dict, base_dir: str | Path):
         backend = open_backend(cfg, model, plain_prompts=False, model_name=name)
         return LlamaGuard(backend, safety["max_new_tokens"])
     backend = open_backend(cfg, model, model_name=name)
-    return FewshotGuard(backend, load_safety_demos(safety["demos"]), safety["fewshot_k"], safety["unsafe_threshold"], cfg["seed"])
+    return FewshotGuard(backend, load_safety_demos(safety["demos"]), safety["fewshot_k"], safety["unsafe_threshold"],
+                        cfg["seed"], safety["categories"])
 
 
 def verdict_rows(items: Sequence[GuardItem], verdicts: Sequence[Verdict], guard) -> list[dict[str, Any]]:

@@ -146,8 +146,12 @@ def run_preference_label(
     critiques = tables.read_table(critiques_path, "critiques", require_rows=False)
     comparisons = build_comparisons(responses, critiques, settings["comparisons"])
     with Timer() as timer:
-        backend = open_backend(cfg, *labeller_model(cfg, base_dir, adapter_dir))
-        rows = label_preferences(backend, comparisons, constitution, demos, stage, settings, cfg["seed"])
+        rows = []
+        if comparisons:
+            backend = open_backend(cfg, *labeller_model(cfg, base_dir, adapter_dir))
+            rows = label_preferences(backend, comparisons, constitution, demos, stage, settings, cfg["seed"])
+        else:
+            logger.info("preference.comparisons is empty: no model labels (pairs come from the verifiable checks)")
     tables.write_table(rows, table, "preferences")
     bias = position_bias(rows)
     logger.info("%d comparisons labelled; position bias (P(first) - 0.5) %.3f", len(rows), bias)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from maximalcai import formats, tables
-from maximalcai.errors import TableError
+from maximalcai.errors import ConfigError, TableError
 from maximalcai.manifest import Timer, package_versions, write_manifest
 from maximalcai.models import read_model_info
 from maximalcai.reproducibility import seed_everything
@@ -156,8 +157,21 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
     return model, tokenizer, lora_config(lora)
 
 
-def trainer_args(config_class, settings: dict, cfg: dict, output_dir: Path, device: str, **extra):
-    return config_class(
+def trainer_args(config_class, settings: dict, cfg: dict, output_dir: Path, device: str,
+                 trl_args: dict[str, Any] | None = None, where: str = "training.trl_args", **extra):
+    """The TRL config of one phase: our settings, then ``extra``, then the user's ``trl_args`` passthrough
+    (any field of ``config_class``, e.g. ``precompute_ref_log_probs`` or ``ld_alpha``), which wins."""
+    import dataclasses
+
+    trl_args = dict(trl_args or {})
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(trl_args) - fields)
+    if unknown:
+        hints = [f"{key} (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(key, fields, n=1)) else key
+                 for key in unknown]
+        raise ConfigError(f"{where}: {', '.join(hints)} is not a field of TRL's {config_class.__name__}; "
+                          "see https://huggingface.co/docs/trl for the fields of this TRL version")
+    args = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=settings["batch_size"],
         gradient_accumulation_steps=settings["grad_accum"],
@@ -181,8 +195,15 @@ def trainer_args(config_class, settings: dict, cfg: dict, output_dir: Path, devi
         dataloader_num_workers=0,
         disable_tqdm=False,
         **({"gradient_checkpointing": True} if cfg["training"]["gradient_checkpointing"] else {}),
-        **extra,
     )
+    args.update(extra)
+    args.update(trl_args)
+    return config_class(**args)
+
+
+def loss_types(setting: str | list[str]) -> list[str]:
+    """TRL's loss_type as a list (several are combined, weighted by loss_weights: e.g. [sigmoid, sft] is RPO)."""
+    return [setting] if isinstance(setting, str) else list(setting)
 
 
 def last_checkpoint(folder: Path) -> str | None:
@@ -215,18 +236,6 @@ def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, An
     return rows
 
 
-def sft_examples(critiques: Sequence[dict], safety: Sequence[dict], instructions: dict[str, str]) -> list[dict[str, str]]:
-    """SL-CAI data: the final revision of each critiqued response, when it is non-empty and labelled safe."""
-    from maximalcai.feedback.critique import final_revisions
-
-    labels = {r["text_id"]: r["label"] for r in safety}
-    return [
-        {"prompt": formats.prompt(instructions[row["instruction_id"]]), "completion": row["revision"]}
-        for row in final_revisions(critiques).values()
-        if row["revision"].strip() and labels.get(row["critique_id"]) == "safe"
-    ]
-
-
 def run_phase(trainer_class, config_class, model, tokenizer, peft_config, dataset, settings, cfg, folder, device,
               phase: str, stop_after: int | None = None, **extra):
     """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows)."""
@@ -248,17 +257,18 @@ def run_phase(trainer_class, config_class, model, tokenizer, peft_config, datase
 
 def train_stage(
     cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, previous_adapter: str | None,
-    out_dir: str, checkpoint_dir: str, critiques_path: str | None = None, safety_path: str | None = None,
-    responses_path: str | None = None, stop_after: int | None = None,
+    out_dir: str, checkpoint_dir: str, sft_path: str | None = None, stop_after: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically."""
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
     from maximalcai.models import resolve_device
     from maximalcai.training import resolve_training_backend
 
     backend = resolve_training_backend(cfg["training"]["backend"], cfg["training"]["load_in_4bit"])
+    if backend == "unsloth":
+        import unsloth  # noqa: F401  before trl and peft, so that its patches apply (it warns otherwise)
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
     device = resolve_device(cfg["hardware"]["device"])
     pairs = [p for p in tables.read_table(pairs_path, "pairs") if p["split"] == "train"]
     if not pairs:
@@ -266,6 +276,7 @@ def train_stage(
     seed_everything(cfg["seed"], cfg["deterministic"])
     fingerprint = {
         "pairs_sha256": file_sha256(pairs_path), "settings": settings, "seed": cfg["seed"], "backend": backend,
+        "sft_sha256": file_sha256(sft_path) if sft_path else None,
         "base_model": read_model_info(base_dir),
         "previous_adapter": dir_sha256(previous_adapter) if previous_adapter else None,
     }
@@ -284,26 +295,26 @@ def train_stage(
     if sft:
         from trl import SFTConfig, SFTTrainer
 
-        instructions = {r["instruction_id"]: r["instruction"] for r in tables.read_table(responses_path, "responses")}
-        examples = sft_examples(tables.read_table(critiques_path, "critiques", require_rows=False),
-                                tables.read_table(safety_path, "safety"), instructions)
+        examples = [{k: row[k] for k in ("prompt", "completion")}
+                    for row in tables.read_table(sft_path, "sft_examples", require_rows=False)]
         sft_count = len(examples)
         if examples:
             sft_settings = {**settings, "epochs": settings["sft_warmup"]["epochs"], "max_steps": -1}
             model, sft_rows = run_phase(
                 SFTTrainer, SFTConfig, model, tokenizer, peft_config, Dataset.from_list(examples), sft_settings, cfg,
                 checkpoints / "sft", device, "sft", learning_rate=settings["sft_warmup"]["learning_rate"],
+                trl_args=settings["sft_warmup"]["trl_args"], where="training.sft_warmup.trl_args",
             )
             rows += sft_rows
             peft_config = None  # DPO continues the warmed-up adapter; TRL keeps its frozen copy as the reference
         else:
-            logger.warning("SFT warm-up enabled but no safe, non-empty final revision exists; skipping it")
+            logger.warning("SFT warm-up enabled but %s has no examples (see build_pairs' log); skipping it", sft_path)
     dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
     with Timer() as timer:
         model, dpo_rows = run_phase(
             DPOTrainer, DPOConfig, model, tokenizer, peft_config, dataset, settings, cfg, checkpoints / "dpo", device,
-            "dpo", stop_after=stop_after, beta=settings["beta"], loss_type=[settings["loss_type"]],
-            disable_dropout=True,
+            "dpo", stop_after=stop_after, beta=settings["beta"], loss_type=loss_types(settings["loss_type"]),
+            loss_weights=settings["loss_weights"], disable_dropout=True, trl_args=settings["trl_args"],
         )
     rows += dpo_rows
     out = Path(out_dir)
@@ -382,13 +393,11 @@ def _fmt(value: Any) -> str:
 
 def run_train_dpo(
     cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, previous_adapter: str | None,
-    critiques_path: str, safety_path: str, responses_path: str, adapter_dir: str, log_table: str,
-    checkpoint_dir: str, manifest: str,
+    sft_path: str | None, adapter_dir: str, log_table: str, checkpoint_dir: str, manifest: str,
 ) -> None:
     with Timer() as timer:
         rows, summary = train_stage(
-            cfg, settings, stage, base_dir, pairs_path, previous_adapter, adapter_dir, checkpoint_dir,
-            critiques_path, safety_path, responses_path,
+            cfg, settings, stage, base_dir, pairs_path, previous_adapter, adapter_dir, checkpoint_dir, sft_path,
         )
     tables.write_table(rows, log_table, "training_log")
     logger.info("trained %s: %s", stage, summary)

@@ -1,0 +1,136 @@
+"""Ablations of the stage-1 recipe: which training signal makes stage 1 better than the base model?
+
+Every variant starts from one finished `stage1_model` run of config/cpu-full.yaml (its instructions,
+responses, safety and preference labels, and the base and base_fewshot evaluations, hard-linked) and reruns
+what its settings change: build_pairs, train_dpo, stage 1's evaluation. Snakemake decides that from its
+own records (`--rerun-triggers mtime params input`), so a variant costs its training and evaluation only.
+Each row is stage 1 against the base model zero-shot and against base_fewshot, on the full held-out sets,
+with the 95% interval of the paired difference; negative results stay in the table.
+
+    snakemake --cores 2 stage1_model --configfile config/cpu-full.yaml --directory W      # the shared data
+    python benchmarks/ablations.py --source W --out benchmarks/results/ablations.md       # every variant
+    python benchmarks/ablations.py --source W --only dpo-labeller --out ...              # one of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = [REPO / "config.yaml", REPO / "config/cpu-full.yaml"]
+HEADLINE = ("stop_rate", "repeated_4gram_rate", "ifeval_strict", "over_refusal_rate")
+# Outputs a variant rebuilds (everything downstream of the pairs); the rest is shared with the source run.
+REBUILT = ("results/stage1/pairs.parquet", "results/stage1/pairs_funnel.parquet", "results/stage1/sft.parquet",
+           "results/stage1/adapter", "results/stage1/training_log.parquet", "results/stage1/checkpoints",
+           "results/stage1/eval", "results/stage1/report", "results/eval/stage1",
+           "results/stage1/manifests/pairs.json", "results/stage1/manifests/training.json",
+           "results/stage1/manifests/evaluation.json")
+
+LABELLER = {"preference": {"comparisons": ["responses"]}, "pairs": {"verifiable": {"enabled": False}}}
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "recipe": ("SFT (context distillation on answers that pass the checks) then DPO on best-vs-worst pairs "
+               "decided by the checks (config/cpu-full.yaml)", {}),
+    "dpo-checks": ("DPO only, best-vs-worst pairs decided by the checks (no SFT)",
+                   {"training": {"sft_warmup": {"enabled": False}}}),
+    "dpo-labeller": ("DPO only, pairs labelled by the 270M model under the constitution (no checks, no SFT)",
+                     {**LABELLER, "training": {"sft_warmup": {"enabled": False}}}),
+    "sft-dpo-labeller": ("SFT on unfiltered few-shot answers, then DPO on labeller pairs (no checks)", LABELLER),
+}
+
+
+def link_tree(source: Path, target: Path) -> None:
+    """Hard-link ``source``'s results/ and Snakemake's records into ``target``, minus what a variant rebuilds."""
+    for folder in ("results", ".snakemake/metadata"):
+        src = source / folder
+        if not src.is_dir():
+            continue
+        for path in src.rglob("*"):
+            relative = path.relative_to(source)
+            if path.is_dir() or any(str(relative).startswith(r) for r in REBUILT):
+                continue
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if folder == "results":
+                os.link(path, destination)
+            else:
+                shutil.copy2(path, destination)  # Snakemake rewrites its records: never share them
+
+
+def run_variant(name: str, overrides: dict, source: Path, workdir: Path, cores: int) -> dict:
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    link_tree(source, workdir)
+    override = workdir / "variant.yaml"
+    override.write_text(yaml.safe_dump({"stage_defaults": overrides}))
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--cores", str(cores), "--rerun-triggers", "mtime", "params", "input",
+               "--configfile", *map(str, CONFIGS), str(override), "--", "stage1_model"]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    (workdir / "snakemake.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise SystemExit(f"variant {name} failed; see {workdir / 'snakemake.log'}")
+    metrics = json.loads((workdir / "results/stage1/eval/metrics.json").read_text())
+    pairs = json.loads((workdir / "results/stage1/manifests/pairs.json").read_text())
+    training = json.loads((workdir / "results/stage1/manifests/training.json").read_text())
+    return {"name": name, "seconds": round(seconds), "metrics": metrics, "pairs": pairs, "training": training}
+
+
+def cell(comparisons: list[dict], metric: str, baseline: str) -> str:
+    for c in comparisons:
+        if c["metric"] == metric and c["baseline"] == baseline:
+            mark = {"better": " ▲", "worse": " ▼"}.get(c["verdict"], "")
+            return f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]{mark}"
+    return "n/a"
+
+
+def table(rows: list[dict]) -> str:
+    lines = []
+    for baseline in ("base", "base_fewshot"):
+        lines += [f"\n### stage 1 minus {baseline} (95% interval of the paired difference; ▲ better, ▼ worse)\n",
+                  "| variant | " + " | ".join(HEADLINE) + " | train pairs | SFT examples | wall time |",
+                  "|---|" + "---|" * (len(HEADLINE) + 3)]
+        for row in rows:
+            comparisons = row["metrics"]["comparisons"]
+            lines.append(f"| {row['name']}: {VARIANTS[row['name']][0]} | "
+                         + " | ".join(cell(comparisons, m, baseline) for m in HEADLINE)
+                         + f" | {row['training']['train_pairs']} | {row['training']['sft_examples']} | "
+                         f"{row['seconds'] // 60} min |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, required=True, help="workdir of a finished cpu-full stage1_model run")
+    parser.add_argument("--work", type=Path, default=REPO / "benchmarks/work/ablations")
+    parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), default=sorted(VARIANTS))
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ablations.md")
+    args = parser.parse_args()
+    results = args.out.with_suffix(".json")
+    done = json.loads(results.read_text()) if results.is_file() else {}
+    for name in args.only:
+        print(f"variant {name}: {VARIANTS[name][0]}", flush=True)
+        done[name] = run_variant(name, VARIANTS[name][1], args.source, args.work / name, args.cores)
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(done, indent=1))
+    rows = [done[name] for name in VARIANTS if name in done]
+    args.out.write_text("# Stage-1 ablations on config/cpu-full.yaml\n\n"
+                        "`python benchmarks/ablations.py --source W` (see its docstring); one finished run's data, "
+                        "each variant's training and evaluation measured on this machine.\n" + table(rows))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
