@@ -8,6 +8,7 @@ with rule_log(snakemake.log[0]):
         training_log=snakemake.input.training_log,
         funnel=snakemake.input.funnel,
         metrics=snakemake.input.metrics,
-        generations={m: snakemake.input[f"generations_{m}"] for m in (snakemake.wildcards.stage, "base", "base_fewshot")},
+        generations={snakemake.wildcards.stage: snakemake.input.generations_stage,
+                     "base": snakemake.input.generations_base, "base_fewshot": snakemake.input.generations_base_fewshot},
         outputs=dict(snakemake.output.items()),
     )

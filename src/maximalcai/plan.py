@@ -47,7 +47,11 @@ def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, floa
     comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * ("revision" in pref["comparisons"])
     scored = ((responses + critiqued) * (GUARD_PROMPT_TOKENS + response_tokens)
               + comparisons * pref["principles_per_comparison"] * 2 * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens))
-    pairs = comparisons * (1 - stage["pairs"]["heldout_fraction"]) * 0.5  # about half survive the filters (measured: 30-40%)
+    pairs = comparisons * 0.5  # about half survive the filters (measured: 30-40%)
+    checks = stage["pairs"]["verifiable"]
+    if checks["enabled"]:  # best vs worst of n where the checks separate them; code-revised answers vs originals
+        pairs += ins["count"] * 0.5 * checks["best_worst"] + ins["count"] * ins["constraints"]["share"] * 0.5 * checks["code_revisions"]
+    pairs *= 1 - stage["pairs"]["heldout_fraction"]
     training = stage["training"]
     trained = pairs * training["epochs"] * (instruction_tokens + 2 * response_tokens) * 3  # forward+backward, policy+reference
     evaluation = cfg["evaluation"]
