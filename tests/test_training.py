@@ -43,6 +43,7 @@ def train_cfg(default_config):
     cfg["training"].update(backend="trl", save_steps=2)
     settings = copy.deepcopy(cfg["stages"][0]["training"])
     settings.update(epochs=1, batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-3, warmup_ratio=0.0)
+    settings["sft_warmup"]["enabled"] = False  # DPO alone unless a test turns the warm-up on
     return cfg, settings
 
 

@@ -282,6 +282,8 @@ def train_stage(
     }
     checkpoints = Path(checkpoint_dir)
     sft = settings["sft_warmup"]["enabled"]
+    if sft and not sft_path:
+        raise ValueError("training.sft_warmup is enabled but no SFT table was given (results/<stage>/sft.parquet)")
     prepare_checkpoints(checkpoints, fingerprint)
     if device == "cpu":
         score_only_completions_on_cpu()
