@@ -147,7 +147,9 @@ def main() -> None:
     rows = [done[name] for name in VARIANTS if name in done]
     args.out.write_text("# Stage-1 ablations on config/cpu-full.yaml\n\n"
                         "`python benchmarks/ablations.py --source W` (see its docstring); one finished run's data, "
-                        "each variant's training and evaluation measured on this machine.\n" + table(rows))
+                        "each variant's training and evaluation measured on this machine. Earlier runs that built "
+                        "the recipe, and the default config's SFT-epochs comparison, are in docs/RECIPE.md; "
+                        "rows not yet run (`--only NAME`) are missing, not lost.\n" + table(rows))
     print(table(rows))
 
 

@@ -30,7 +30,7 @@ def test_default_config_resolves_with_defaults(default_config):
     assert default_config["seed"] == 42
     assert stage_ids(default_config)[0] == "stage1"
     stage = stage_config(default_config, "stage1")
-    assert stage["instructions"]["count"] == 24  # from config.yaml's stage_defaults
+    assert stage["instructions"]["count"] == 32  # from config.yaml's stage_defaults
     assert stage["critique"]["rounds"] == 1  # from the schema default
     assert stage["pool"].endswith("resources/pools/stage1_explicit.jsonl")
 
