@@ -83,6 +83,12 @@ def _dotted(path: Iterable[Any]) -> str:
     return out or "(top level)"
 
 
+def did_you_mean(key: str, allowed) -> str:
+    """`` (did you mean 'x'?)`` for the closest allowed name, or nothing."""
+    hint = difflib.get_close_matches(key, allowed, n=1)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
+
+
 def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
     where = _dotted(error.absolute_path)
     if error.validator == "additionalProperties":
@@ -90,13 +96,8 @@ def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
         unknown = sorted(set(error.instance) - set(allowed))
         parts = []
         for key in unknown:
-            hint = difflib.get_close_matches(key, allowed, n=1)
             full = f"{where}.{key}" if where != "(top level)" else key
-            parts.append(
-                f"{full}: unknown key"
-                + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                + f"; allowed here: {', '.join(allowed)}"
-            )
+            parts.append(f"{full}: unknown key{did_you_mean(key, allowed)}; allowed here: {', '.join(allowed)}")
         return "\n  - ".join(parts)
     if error.validator == "enum":
         return f"{where}: {error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import logging
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from maximalcai import formats, tables
+from maximalcai.config import did_you_mean
 from maximalcai.errors import ConfigError, TableError
 from maximalcai.manifest import Timer, package_versions, write_manifest
 from maximalcai.models import read_model_info
@@ -167,8 +167,7 @@ def trainer_args(config_class, settings: dict, cfg: dict, output_dir: Path, devi
     fields = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(trl_args) - fields)
     if unknown:
-        hints = [f"{key} (did you mean '{close[0]}'?)" if (close := difflib.get_close_matches(key, fields, n=1)) else key
-                 for key in unknown]
+        hints = [key + did_you_mean(key, fields) for key in unknown]
         raise ConfigError(f"{where}: {', '.join(hints)} is not a field of TRL's {config_class.__name__}; "
                           "see https://huggingface.co/docs/trl for the fields of this TRL version")
     args = dict(
