@@ -4,6 +4,7 @@
 # All logic lives in src/maximalcai/ (see docs/ARCHITECTURE.md).
 #
 #   snakemake --cores 1 stage1_model                       # stage 1: data, pairs, adapter, eval
+#   snakemake --cores 1 stage1_export                      # its merged model, GGUF, Modelfile and card
 #   snakemake --cores 1 -n stage6_model                    # dry run of all six stages
 #   snakemake --cores 1 --forcerun generate_responses -- results/stage1/responses.parquet   # regenerate one dataset
 
@@ -51,6 +52,7 @@ include: "rules/feedback.smk"
 include: "rules/training.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
+include: "rules/export.smk"
 include: "rules/plan.smk"
 
 
@@ -98,3 +100,9 @@ for _stage in STAGES:
             f"{_stage}_model"
         input:
             stage_model(_stage),
+
+    rule:
+        name:
+            f"{_stage}_export"
+        input:
+            f"results/{_stage}/export",

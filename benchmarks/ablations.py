@@ -10,6 +10,7 @@ with the 95% interval of the paired difference; negative results stay in the tab
     snakemake --cores 2 stage1_model --configfile config/cpu-full.yaml --directory W      # the shared data
     python benchmarks/ablations.py --source W --out benchmarks/results/ablations.md       # every variant
     python benchmarks/ablations.py --source W --only dpo-labeller --out ...              # one of them
+    python benchmarks/ablations.py --source W --only recipe --recorded recipe-variants=W2  # a variant run by hand
 
 The `recipe` row is the source run itself (its wall time is the sum of its jobs, data included); the other
 rows' times are their retraining and re-evaluation only.
@@ -47,7 +48,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "dpo-labeller": ("DPO only, pairs labelled by the 270M model under the constitution (no checks, no SFT)",
                      {**LABELLER, "training": {"sft_warmup": {"enabled": False}}}),
     "sft-dpo-labeller": ("SFT on unfiltered few-shot answers, then DPO on labeller pairs (no checks)", LABELLER),
+    "recipe-variants": ("the recipe, plus constraint variants - answers to unconstrained instructions put under "
+                        "3 new constraints each and rewritten by code to meet them - as SFT examples",
+                        {"pairs": {"sft": {"sources": ["responses", "code_revisions", "constraint_variants"],
+                                           "variants_per_instruction": 3}}}),
 }
+# The jobs a variant reruns, by benchmark file: a recorded variant's time is theirs.
+REBUILT_JOBS = ("stage1/build_pairs", "stage1/train_dpo", "eval/stage1-", "stage1/evaluate", "stage1/stage_report")
 
 
 def link_tree(source: Path, target: Path) -> None:
@@ -101,6 +108,19 @@ def source_row(source: Path) -> dict:
             "pairs": read("results/stage1/manifests/pairs.json"), "training": read("results/stage1/manifests/training.json")}
 
 
+def recorded_row(name: str, workdir: Path) -> dict:
+    """A variant run by hand in ``workdir`` (a copy of the source run with the variant's settings, rerun with
+    ``snakemake ... --rerun-triggers mtime params stage1_model``): its figures, and the time of the jobs it reran."""
+    seconds = 0.0
+    for tsv in (workdir / "results/benchmarks").rglob("*.tsv"):
+        if any(job in str(tsv) for job in REBUILT_JOBS):
+            lines = tsv.read_text().splitlines()
+            seconds += float(lines[1].split("\t")[0]) if len(lines) > 1 else 0.0
+    read = lambda path: json.loads((workdir / path).read_text())  # noqa: E731
+    return {"name": name, "seconds": round(seconds), "metrics": read("results/stage1/eval/metrics.json"),
+            "pairs": read("results/stage1/manifests/pairs.json"), "training": read("results/stage1/manifests/training.json")}
+
+
 def cell(comparisons: list[dict], metric: str, baseline: str) -> str:
     for c in comparisons:
         if c["metric"] == metric and c["baseline"] == baseline:
@@ -132,11 +152,20 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--rerun-recipe", action="store_true",
                         help="retrain the recipe row too (default: read it from the source run)")
+    parser.add_argument("--recorded", nargs="*", default=[], metavar="NAME=WORKDIR",
+                        help="read these variants from workdirs where they were already run (no retraining)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ablations.md")
     args = parser.parse_args()
     results = args.out.with_suffix(".json")
     done = json.loads(results.read_text()) if results.is_file() else {}
-    for name in args.only:
+    recorded = dict(item.split("=", 1) for item in args.recorded)
+    for name, workdir in recorded.items():
+        if name not in VARIANTS:
+            raise SystemExit(f"--recorded {name}: not a variant; variants: {', '.join(VARIANTS)}")
+        done[name] = recorded_row(name, Path(workdir))
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(done, indent=1))
+    for name in [n for n in args.only if n not in recorded]:
         print(f"variant {name}: {VARIANTS[name][0]}", flush=True)
         if name == "recipe" and not args.rerun_recipe:
             done[name] = source_row(args.source)  # the source run is the recipe (its whole run's time)
@@ -149,7 +178,9 @@ def main() -> None:
                         "`python benchmarks/ablations.py --source W` (see its docstring); one finished run's data, "
                         "each variant's training and evaluation measured on this machine. Earlier runs that built "
                         "the recipe, and the default config's SFT-epochs comparison, are in docs/RECIPE.md; "
-                        "rows not yet run (`--only NAME`) are missing, not lost.\n" + table(rows))
+                        "rows not yet run (`--only NAME`) are missing, not lost. Wall time: the `recipe` row's is "
+                        "its whole run, data included; the other rows' are their retraining and evaluation only "
+                        "(docs/RECIPE.md says which ran beside other work).\n" + table(rows))
     print(table(rows))
 
 

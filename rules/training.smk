@@ -17,6 +17,7 @@ rule train_dpo:
         hardware=config["training"],
         seed=config["seed"],
         checkpoints="results/{stage}/checkpoints",
+        runs="results/{stage}/runs",
     log:
         "logs/{stage}/train_dpo.log",
     benchmark:

@@ -72,7 +72,7 @@ def allowed(target: str):
     training and evaluation and the baselines' evaluations; a file under results/stageK/ is like the target
     of its kind; ``plan`` plans only itself; ``all`` and ``stages_report`` anything.
     """
-    match = re.fullmatch(r"stage(\d+)_(datasets|pairs|model)", target) or re.fullmatch(
+    match = re.fullmatch(r"stage(\d+)_(datasets|pairs|model|export)", target) or re.fullmatch(
         r"results/stage(\d+)/(instructions|responses|pairs|adapter)\b.*", target)
     if target == "plan":
         return lambda rule, where: rule == "plan"

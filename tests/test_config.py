@@ -108,3 +108,14 @@ def test_per_use_sampling_defaults_come_from_the_schema():
 
 def test_deep_merge_replaces_lists_and_scalars():
     assert deep_merge({"a": {"b": 1, "c": [1, 2]}}, {"a": {"c": [3]}}) == {"a": {"b": 1, "c": [3]}}
+
+
+def test_files_in_the_working_directory_keep_relative_paths(tmp_path, monkeypatch):
+    """Snakemake reruns a job whose set of input paths changed: absolute paths would rerun everything after
+    the project folder is moved. Files found in the working directory stay relative; others are absolute."""
+    (tmp_path / "constitution.yaml").write_text((REPO / "constitution.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    cfg = load(raw_default())
+    assert cfg["constitution"] == "constitution.yaml"  # found in the working directory
+    assert cfg["evaluation"]["helpful"] == str(REPO / "resources/eval/helpful.jsonl")  # found in the workflow's
+    assert load(copy.deepcopy(cfg)) == cfg

@@ -3,7 +3,7 @@
 import json
 
 from maximalcai import tables, verifiable
-from maximalcai.pairs import assign_split, build_pairs, candidate_texts, sft_examples
+from maximalcai.pairs import assign_split, build_pairs, candidate_texts, constraint_variants, sft_examples
 
 SETTINGS = {"min_margin": 0.1, "unsafe_chosen": "swap", "max_copy_similarity": 0.7, "max_similarity": 0.9,
             "min_chars": 5, "max_chars": 200, "dedupe_by_prompt": True, "heldout_fraction": 0.0,
@@ -103,8 +103,8 @@ def verifiable_tables():
     for n, (instruction, ids, kwargs, a, b, p) in enumerate(cases):
         iid = f"stage1-i{n:05d}"
         prompt = " ".join([instruction] + [verifiable.describe(i, k) for i, k in zip(ids, kwargs)])
-        instructions.append({"instruction_id": iid, "instruction": prompt, "instruction_id_list": ids,
-                             "constraint_kwargs": json.dumps(kwargs)})
+        instructions.append({"instruction_id": iid, "instruction": prompt, "task": instruction,
+                             "instruction_id_list": ids, "constraint_kwargs": json.dumps(kwargs)})
         for j, (text, finish) in enumerate((a, b)):
             rid = f"{iid}-r{j}"
             responses.append({"response_id": rid, "instruction_id": iid, "instruction": prompt, "candidate_index": j,
@@ -183,3 +183,30 @@ def test_revisions_by_code_meet_the_constraint_no_candidate_met():
     rows, _ = sft_examples(responses, [], texts, pairs, settings)
     assert {r["instruction_id"]: r["source"] for r in rows}["stage1-i00001"] == "code_revision"
     tables.to_arrow(pairs, "pairs")
+
+
+def test_constraint_variants_put_answers_under_new_constraints_that_code_meets():
+    responses, safety, _, instructions = verifiable_tables()
+    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "verifiable": VERIFIABLE,
+                "sft": {"sources": ["responses", "constraint_variants"], "per_instruction": 1,
+                        "variants_per_instruction": 2}}
+    texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
+    variants = constraint_variants(responses, texts.items, texts.labels, VERIFIABLE, 2, seed=42)
+    # the first candidate that stops and does not loop ("Blue.", not the loop) of each instruction without a
+    # constraint (not "Describe rain.", which has one), under two new prompts each
+    assert sorted(variants) == [f"stage1-i0000{n}-r0-variant{k}" for n in (0, 2, 3) for k in (0, 1)]
+    for original, variant in variants.values():
+        assert variant.instruction.startswith(texts.items[original].instruction + " ")  # a constraint attached
+        assert len(variant.instruction_ids) == 1 and variant.text != texts.items[original].text
+        assert verifiable.score(variant.instruction, variant.instruction_ids, variant.constraint_kwargs,
+                                variant.text)["ifeval_strict"] == 1.0  # IFEval's own checker passes it
+
+    pairs, _ = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions)
+    rows, _ = sft_examples(responses, [], texts, pairs, settings, FEWSHOT, seed=42)
+    assert {r["example_id"] for r in rows if r["source"] == "constraint_variant"} == set(variants)
+    assert sum(r["source"] == "response" for r in rows) == 4  # variants do not count against per_instruction
+    assert not any("variant" in p["chosen_id"] for p in pairs)  # SFT only
+    assert sft_examples(responses, [], texts, pairs, settings, FEWSHOT, seed=42)[0] == rows  # seeded
+    other, _ = sft_examples(responses, [], texts, pairs, settings, FEWSHOT, seed=7)
+    assert [r["prompt"] for r in other] != [r["prompt"] for r in rows]
+    tables.to_arrow(rows, "sft_examples")

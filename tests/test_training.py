@@ -51,10 +51,12 @@ def adapter_tensors(folder):
     return load_file(str(folder / "adapter_model.safetensors"))
 
 
-def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pairs_path, train_cfg, caplog):
     cfg, settings = train_cfg
-    rows, summary = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None,
-                                str(tmp_path / "adapter"), str(tmp_path / "ckpt"))
+    with caplog.at_level("INFO", logger="maximalcai.progress"):
+        rows, summary = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None,
+                                    str(tmp_path / "adapter"), str(tmp_path / "ckpt"))
+    assert any(r.getMessage().startswith("dpo training: 4/4 steps (100%)") for r in caplog.records)
     adapter = tmp_path / "adapter"
     assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= {p.name for p in adapter.iterdir()}
     assert not (adapter / "ref").exists()
@@ -146,18 +148,26 @@ def test_stage2_training_saves_only_the_trained_adapter(tmp_path, tiny_model_dir
     assert adapter_tensors(tmp_path / "s2").keys() == adapter_tensors(tmp_path / "s1").keys()
 
 
-def test_sft_warmup_runs_before_dpo(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     cfg, settings = train_cfg
+    cfg["training"]["report_to"] = ["tensorboard"]
     settings["sft_warmup"] = {"enabled": True, "epochs": 1, "learning_rate": 1e-3, "trl_args": {}}
     examples = [{"example_id": f"i{i}-r0", "instruction_id": f"i{i}", "source": "response",
                  "prompt": f"### Instruction:\nQ{i}?\n\n### Response:\n", "completion": f"Better answer {i}."} for i in range(3)]
     tables.write_table(examples, tmp_path / "sft.parquet", "sft_examples")
     rows, summary = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "a"),
-                                str(tmp_path / "c"), str(tmp_path / "sft.parquet"))
+                                str(tmp_path / "c"), str(tmp_path / "sft.parquet"), runs_dir=str(tmp_path / "runs"))
     assert summary["sft_examples"] == 3
     phases = [r["phase"] for r in rows]
     assert phases[0] == "sft" and phases[-1] == "dpo" and phases.index("dpo") == phases.count("sft")
     assert summary["reference"].startswith("previous stage")  # DPO's reference is the warmed-up adapter
+    for phase in ("sft", "dpo"):  # the event files hold the same losses as the training log
+        events = EventAccumulator(str(tmp_path / "runs" / phase)).Reload()
+        losses = [e.value for e in events.Scalars("train/loss")]
+        assert losses == pytest.approx([r["loss"] for r in rows if r["phase"] == phase], rel=1e-5)
+    assert "train/rewards/margins" in EventAccumulator(str(tmp_path / "runs/dpo")).Reload().Tags()["scalars"]
 
 
 def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg):

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -79,7 +80,7 @@ def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("e2e"))
-    snakemake(workdir, "--cores", "2", "stage1_model", "stage2_model", "stages_report")
+    snakemake(workdir, "--cores", "2", "stage1_model", "stage2_model", "stages_report", "stage1_export")
     return workdir
 
 
@@ -325,3 +326,77 @@ def test_stage2_is_written_by_stage1_and_compared_with_it(tiny_run):
     assert {c["baseline"] for c in metrics["comparisons"]} == {"base", "base_fewshot", "stage1"}
     assert "stage2" in (tiny_run / "results/stages/metrics.md").read_text()
     assert (tiny_run / "results/stages/metrics.svg").stat().st_size > 1000
+
+
+def greedy_answers(model, tokenizer, prompts, max_new_tokens):
+    """Answers of an exported model, prompted through its chat template, cut where the workflow cuts."""
+    from maximalcai import formats
+
+    answers = []
+    for prompt in prompts:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                            return_tensors="pt", return_dict=True)
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, tokenizer=tokenizer)
+        answers.append(formats.cut_at_stop(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))[0])
+    return answers
+
+
+@pytest.mark.e2e
+def test_stage1_export_answers_as_the_workflow_does(tiny_run):
+    import json
+
+    import torch
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    export = tiny_run / "results/stage1/export"
+    assert {"model.safetensors", "generation_config.json", "model-f16.gguf", "Modelfile", "README.md"} <= {
+        p.name for p in export.iterdir()}
+    assert ModelCard.load(export / "README.md").data.base_model == "google/gemma-3-270m"
+    assert json.loads((tiny_run / "results/stage1/manifests/export.json").read_text())["gguf"] == ["model-f16.gguf"]
+    generations = [g for g in tables.read_table(tiny_run / "results/eval/stage1/generations.parquet", "eval_generations")
+                   if g["set"] == "helpful"]
+    prompts, expected = [g["prompt"] for g in generations], [g["response"] for g in generations]
+    tokenizer = AutoTokenizer.from_pretrained(export)
+    merged = AutoModelForCausalLM.from_pretrained(export, dtype=torch.float32)
+    assert greedy_answers(merged, tokenizer, prompts, 32) == expected  # the tiny config's eval: greedy, 32 tokens
+    gguf = AutoModelForCausalLM.from_pretrained(export, gguf_file="model-f16.gguf", dtype=torch.float32)
+    assert greedy_answers(gguf, tokenizer, prompts, 32) == expected  # the GGUF holds the same model
+    assert (tiny_run / "results/stage1/runs/dpo").is_dir()  # training.report_to: tensorboard
+
+
+@pytest.mark.e2e
+@pytest.mark.llama_cpp
+def test_the_gguf_answers_in_llama_cpp_as_the_workflow_does(tiny_run):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (docs/EXPORT.md)")
+    from maximalcai import formats
+
+    model = llama_cpp.Llama(str(tiny_run / "results/stage1/export/model-f16.gguf"), n_ctx=1024, seed=0, verbose=False)
+    generations = [g for g in tables.read_table(tiny_run / "results/eval/stage1/generations.parquet", "eval_generations")
+                   if g["set"] == "helpful"]
+    for g in generations:
+        out = model.create_completion(formats.prompt(g["prompt"]), max_tokens=32, temperature=0.0,
+                                      stop=list(formats.STOP_STRINGS))
+        assert out["choices"][0]["text"].strip() == g["response"]
+
+
+@pytest.mark.e2e
+def test_the_readmes_maximalcai_commands_run_as_printed(tiny_run):
+    import json
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "maximalcai"
+    commands = [line.split("  #")[0].strip() for line in (REPO / "README.md").read_text().splitlines()
+                if line.startswith("maximalcai ")]
+    assert {c.split()[1] for c in commands} == {"chat", "generate", "push"}
+    for command in commands:
+        argv = [str(script), *shlex.split(command)[1:]]
+        result = subprocess.run(argv, cwd=tiny_run, input="Name a color.\nAnd another?\n/quit\n", capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        if "generate" in command:
+            assert json.loads(result.stdout)["model"] == "gemma-3-270m-q4_k_m+stage1"
+        elif "push" in command:
+            assert json.loads(result.stdout)["splits"]["train"] > 0 and (tiny_run / "shared/dataset").is_dir()
+        else:
+            assert result.stdout.count("assistant> ") == 2

@@ -14,5 +14,6 @@ with rule_log(snakemake.log[0], snakemake.threads):
         adapter_dir=snakemake.output.adapter,
         log_table=snakemake.output.log_table,
         checkpoint_dir=snakemake.params.checkpoints,
+        runs_dir=snakemake.params.runs,
         manifest=snakemake.output.manifest,
     )

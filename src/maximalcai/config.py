@@ -163,13 +163,18 @@ def _path_keys(cfg: dict) -> list[tuple[dict, str, str]]:
 
 
 def resolve_paths(cfg: dict, roots: Sequence[Path]) -> None:
-    """Make file paths absolute: a relative path is looked up in each root in turn (the working directory,
-    then the workflow directory), so the workflow runs from anywhere with ``--directory``."""
+    """Find file paths: a relative path is looked up in each root in turn (the working directory, then the
+    workflow directory), so the workflow runs from anywhere with ``--directory``. A file found under the
+    working directory keeps its relative path: Snakemake records the set of input paths, so an absolute one
+    would rerun every job after the project folder is moved or copied (docs/KNOWN_BUGS_AND_FIXES.md)."""
     for container, key, _ in _path_keys(cfg):
         value = container[key]
         if value and not Path(value).is_absolute():
             found = [root / value for root in roots if (root / value).exists()]
-            container[key] = str((found[0] if found else roots[0] / value).resolve())
+            if found and found[0].resolve().is_relative_to(Path.cwd().resolve()):
+                container[key] = str(found[0].resolve().relative_to(Path.cwd().resolve()))
+            else:
+                container[key] = str((found[0] if found else roots[0] / value).resolve())
 
 
 def _check_semantics(cfg: dict, sources: str) -> None:
@@ -248,8 +253,8 @@ def _check_resources(cfg: dict) -> None:
 def load_config(raw: dict, sources: str = "config.yaml", root: str | Path = ".") -> dict:
     """Validate a raw config (as Snakemake loaded it) and return the resolved config.
 
-    Relative file paths are resolved against the working directory, then against ``root`` (the
-    workflow directory), and returned absolute.
+    Relative file paths are looked up in the working directory, then in ``root`` (the workflow directory):
+    see ``resolve_paths``.
     """
     schema = load_schema()
     validate_against_schema(raw, sources, schema)
@@ -269,6 +274,26 @@ def load_config_file(path: str | Path, root: str | Path | None = None) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     return load_config(raw, str(path), root if root is not None else Path(__file__).resolve().parents[2])
+
+
+def load_workflow_config(configfile: str | Path = "config.yaml", root: str | Path | None = None) -> dict:
+    """The config a ``snakemake --configfile FILE`` run sees: ``config.yaml`` (the working directory's, else the
+    workflow's), with FILE merged over it as Snakemake merges it (mappings merge, lists replace)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    path = Path(configfile)
+    if not path.is_file():
+        raise ConfigError(f"{path.resolve()}: config file not found; name the workflow's config with --configfile "
+                          "and run from the workflow's folder")
+    base = next((p for p in (Path("config.yaml"), root / "config.yaml") if p.is_file()), None)
+    if base is None or base.resolve() == path.resolve():
+        return load_config_file(path, root)
+    raw = {}
+    for source in (base, path):
+        try:
+            raw = deep_merge(raw, yaml.safe_load(source.read_text()) or {})
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
+    return load_config(raw, f"{base}, {path}", root)
 
 
 def wants_gpu(cfg: dict) -> bool:

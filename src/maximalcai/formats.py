@@ -55,6 +55,17 @@ def prompt(instruction: str) -> str:
     return block(INSTRUCTION, instruction) + open_block(RESPONSE)
 
 
+def conversation(messages: list[dict[str, str]]) -> str:
+    """A chat as one instruction, in the stage-3 multi-turn format: the earlier turns under "Earlier in this
+    conversation:", then the last user message. ``messages``: {"role": "user" | "assistant", "content"}, ending
+    with the user's turn; a single user message is the instruction itself."""
+    if not messages or messages[-1]["role"] != "user":
+        raise ValueError("a conversation must end with the user's message")
+    earlier = [f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content'].strip()}" for m in messages[:-1]]
+    last = messages[-1]["content"].strip()
+    return "Earlier in this conversation:\n" + "\n".join(earlier) + f"\n\nUser: {last}" if earlier else last
+
+
 def cut_at_stop(text: str, stops: tuple[str, ...] = STOP_STRINGS) -> tuple[str, bool]:
     """Cut a raw completion at the earliest stop string. Returns (stripped text, whether a stop was hit)."""
     positions = [i for i in (text.find(s) for s in stops) if i >= 0]

@@ -15,7 +15,6 @@ docs/BASE_MODEL_TRUTH.md).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from maximalcai.errors import HardwareError, ModelSourceError
+from maximalcai.reproducibility import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +75,6 @@ def resolve_dtype(setting: str, device: str):
 
 
 # ------------------------------------------------------------------------------------------------ import
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
     """Dequantize a GGUF with transformers and save a dense safetensors checkpoint + tokenizer."""
     import torch
@@ -97,7 +89,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
         model.hf_quantizer.remove_quantization_config(model)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    return {"gguf_file": name, "gguf_sha256": _sha256(gguf_path), "parameters": model.num_parameters()}
+    return {"gguf_file": name, "gguf_sha256": file_sha256(gguf_path), "parameters": model.num_parameters()}
 
 
 def _link_or_copy(src: str, dst: str) -> str:

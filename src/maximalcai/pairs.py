@@ -20,11 +20,11 @@ the reason, so a user can see why 48 responses became 9 pairs.
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any, Sequence
-
-import json
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.manifest import write_manifest
@@ -46,6 +46,7 @@ class Text:
     instruction: str
     instruction_ids: tuple[str, ...] = ()
     constraint_kwargs: tuple[dict, ...] = ()
+    task: str = ""  # the instruction without its constraints (the generated task)
 
 
 def check_text(item: Text, checks: Sequence[str], max_repetition: float) -> dict[str, bool]:
@@ -175,6 +176,44 @@ def code_revision_pairs(revisions: dict[str, tuple[str, Text]], items: dict[str,
             "safety_swapped": False, "decided_by": "verifiable:constraint", "split": "train", "constitution_hash": "",
         })
     return pairs
+
+
+def constraint_variants(responses: Sequence[dict[str, Any]], items: dict[str, Text], safety: dict[str, str],
+                        settings: dict[str, Any], count: int, seed: int) -> dict[str, tuple[str, Text]]:
+    """Verifiable SFT data made by code (as Tülu 3 builds its instruction-following data, without a model):
+    for each instruction without a constraint, its first safe candidate that stops, does not loop and is not
+    empty, under up to ``count`` new prompts - the instruction with one constraint that code can meet attached
+    (``verifiable.REVISERS``, distinct types in a seeded order) - rewritten by ``verifiable.revise`` and accepted
+    only when IFEval's checker passes it. Answers to constrained instructions are not used: they often echo or
+    half-follow their own constraint, which would contradict the new one. Returns variant id -> (original id,
+    Text under the new prompt)."""
+    checks = [c for c in CHECKS if c != "constraint"]
+    revisable = [t for t in verifiable.training_types() if t in verifiable.REVISERS]
+    by_instruction: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"])):
+        by_instruction.setdefault(row["instruction_id"], []).append(row)
+    variants = {}
+    for instruction_id, rows in by_instruction.items():
+        usable = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"
+                  and all(check_text(items[r["response_id"]], checks, settings["max_repetition"]).values())]
+        if not usable or count == 0 or items[usable[0]].instruction_ids:
+            continue
+        original = items[usable[0]]
+        other = next((items[rid].text for rid in usable[1:]), None)
+        rng = random.Random(derive_seed(seed, "constraint_variants", instruction_id))
+        made = 0
+        for constraint in rng.sample(revisable, len(revisable)):
+            if made == count:
+                break
+            attached = verifiable.attach(original.task, constraint, rng)
+            revised = verifiable.revise(original.text, attached["instruction_id_list"], attached["kwargs"],
+                                        attached["prompt"], other)
+            if revised is not None:
+                variants[f"{usable[0]}-variant{made}"] = (usable[0], Text(
+                    revised, original.finish_reason, attached["prompt"], tuple(attached["instruction_id_list"]),
+                    tuple(attached["kwargs"]), original.task))
+                made += 1
+    return variants
 
 
 def _swap(pair: dict[str, Any]) -> dict[str, Any]:
@@ -310,12 +349,13 @@ def candidate_texts(responses: Sequence[dict[str, Any]], critiques: Sequence[dic
 def text_items(responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]],
                instructions: Sequence[dict[str, Any]] = ()) -> dict[str, Text]:
     """Every response and revision as a Text, with its instruction's constraints (from the instructions table)."""
-    constraints = {r["instruction_id"]: (tuple(r["instruction_id_list"]), tuple(json.loads(r["constraint_kwargs"])))
-                   for r in instructions}
+    constraints = {r["instruction_id"]: (tuple(r["instruction_id_list"]), tuple(json.loads(r["constraint_kwargs"])),
+                                         r.get("task") or r["instruction"]) for r in instructions}
     prompts = {r["instruction_id"]: r["instruction"] for r in responses}
 
     def item(text: str, finish: str, instruction_id: str) -> Text:
-        return Text(text, finish, prompts[instruction_id], *constraints.get(instruction_id, ((), ())))
+        return Text(text, finish, prompts[instruction_id],
+                    *constraints.get(instruction_id, ((), (), prompts[instruction_id])))
 
     items = {r["response_id"]: item(r["response"], r["finish_reason"], r["instruction_id"]) for r in responses}
     items |= {c["critique_id"]: item(c["revision"], c["revision_finish_reason"], c["instruction_id"]) for c in critiques}
@@ -364,22 +404,24 @@ def build_pairs(
 
 def sft_examples(
     responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]], texts: CandidateTexts,
-    pairs: Sequence[dict[str, Any]], settings: dict[str, Any], fewshot_texts: Sequence[str] = (),
+    pairs: Sequence[dict[str, Any]], settings: dict[str, Any], fewshot_texts: Sequence[str] = (), seed: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """SL-CAI / context distillation data: the better answers, under the *zero-shot* prompt.
 
     Candidates come from ``settings["sft"]["sources"]``: ``responses`` (the few-shot-prompted samples),
-    ``revisions`` (final critique revisions) and ``code_revisions`` (answers rewritten by code to meet their
-    constraint). A candidate is kept when it is non-empty, the guard labels it safe, it meets every verifiable
-    check when ``verifiable.enabled`` (the constraint one where its instruction has one), it does not copy a
-    few-shot example, and its instruction is not held out for the preference eval; at most ``per_instruction``
-    per instruction, in that order of sources. Returns (rows, counts of why dropped).
+    ``revisions`` (final critique revisions), ``code_revisions`` (answers rewritten by code to meet their
+    constraint) and ``constraint_variants`` (answers rewritten by code to meet a newly attached constraint,
+    under that new prompt: ``variants_per_instruction`` each, see ``constraint_variants``). A candidate is kept
+    when it is non-empty, the guard labels it safe, it meets every verifiable check when ``verifiable.enabled``
+    (the constraint one where its prompt has one), it does not copy a few-shot example, and its instruction is
+    not held out for the preference eval; at most ``per_instruction`` per instruction, in that order of sources
+    (constraint variants, each under its own prompt, are not counted). Returns (rows, counts of why dropped).
     """
     from maximalcai.feedback.critique import final_revisions
 
     rules, sft = settings["verifiable"], settings["sft"]
     checks = rules["checks"] if rules["enabled"] else ()
-    items, labels = texts.items, texts.labels
+    items, labels = dict(texts.items), dict(texts.labels)
     heldout = {p["instruction_id"] for p in pairs if p["split"] == "heldout"}
     copies = NearDuplicateIndex(settings["max_copy_similarity"], measure="containment")
     for index, text in enumerate(fewshot_texts):
@@ -394,7 +436,13 @@ def sft_examples(
     if "code_revisions" in sft["sources"]:
         instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
         candidates += [(rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()]
-    order = {"response": 0, "revision": 1, "code_revision": 2}
+    if "constraint_variants" in sft["sources"]:
+        instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
+        variants = constraint_variants(responses, items, labels, rules, sft["variants_per_instruction"], seed)
+        items |= {vid: text for vid, (_, text) in variants.items()}
+        labels |= {vid: labels.get(original, "missing") for vid, (original, _) in variants.items()}
+        candidates += [(vid, instruction_of[original], "constraint_variant") for vid, (original, _) in variants.items()]
+    order = {"response": 0, "revision": 1, "code_revision": 2, "constraint_variant": 3}
     kept: dict[str, list[dict[str, Any]]] = {}
     dropped = {"unsafe": 0, "checks": 0, "copied": 0, "heldout": 0, "per_instruction": 0}
     for text_id, instruction_id, source in sorted(candidates, key=lambda c: (c[1], order[c[2]], c[0])):
@@ -404,7 +452,8 @@ def sft_examples(
             else "unsafe" if labels.get(text_id) != "safe"
             else "checks" if not all(check_text(item, checks, rules["max_repetition"]).values()) or not item.text.strip()
             else "copied" if copies.closest(item.text)
-            else "per_instruction" if len(kept.get(instruction_id, [])) >= sft["per_instruction"]
+            else "per_instruction" if source != "constraint_variant"
+            and sum(r["source"] != "constraint_variant" for r in kept.get(instruction_id, [])) >= sft["per_instruction"]
             else None
         )
         if reason:
@@ -442,10 +491,10 @@ def run_build_pairs(
     pairs, funnel = build_pairs(responses, critiques, safety, preferences, settings, cfg["seed"], stage, fewshot,
                                 instructions, texts)
     logger.info("pair funnel for %s:\n%s", stage, format_funnel(funnel))
-    demonstrations, dropped = sft_examples(responses, critiques, texts, pairs, settings, fewshot)
+    demonstrations, dropped = sft_examples(responses, critiques, texts, pairs, settings, fewshot, cfg["seed"])
     logger.info("SFT examples for %s: %d kept (%s); dropped: %s", stage, len(demonstrations),
                 ", ".join(f"{sum(r['source'] == s for r in demonstrations)} {s}s"
-                          for s in ("response", "revision", "code_revision")), dropped)
+                          for s in ("response", "revision", "code_revision", "constraint_variant")), dropped)
     tables.write_table(demonstrations, sft_table, "sft_examples")
     tables.write_table(funnel, funnel_table, "pairs_funnel")
     if not any(p["split"] == "train" for p in pairs):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +18,15 @@ def derive_seed(seed: int, *parts: object) -> int:
     """A 31-bit seed derived from ``seed`` and the parts naming a unit of work (stable across runs)."""
     text = "/".join([str(seed), *map(str, parts)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes (read in 1 MiB blocks): provenance of inputs, downloads and checkpoints."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

@@ -1,7 +1,8 @@
 """Logging for rule jobs: everything (our logger, library warnings, tracebacks) goes to the rule's log file.
 
 Workflow scripts wrap their one library call in ``with rule_log(snakemake.log[0]):``. A MaximalcaiError is
-logged as a one-paragraph message (no stack trace) and re-raised so the job fails.
+logged as a one-paragraph message (no stack trace) and re-raised so the job fails. Progress lines
+(``maximalcai.progress``) also go to the terminal when Snakemake runs in one, prefixed with the job.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def rule_log(path: str | Path | None, threads: int | None = None) -> Iterator[lo
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+        console = None
+        if sys.__stderr__ is not None and sys.__stderr__.isatty():  # Snakemake in a terminal: progress there too
+            console = logging.StreamHandler(sys.__stderr__)
+            job = str(Path(path).with_suffix("")).removeprefix("logs/")
+            console.setFormatter(logging.Formatter(f"  [{job}] %(message)s"))
+            console.addFilter(lambda record: record.name == "maximalcai.progress")
+            root.addHandler(console)
         with contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
             try:
                 yield logger
@@ -47,4 +55,6 @@ def rule_log(path: str | Path | None, threads: int | None = None) -> Iterator[lo
                 raise
             finally:
                 root.removeHandler(handler)
+                if console is not None:
+                    root.removeHandler(console)
                 sys.stdout.flush()

@@ -15,6 +15,7 @@ from pathlib import Path
 from maximalcai import formats
 from maximalcai.backends.base import Backend, Completion, Prompt, Sampling
 from maximalcai.backends.sampling import sample
+from maximalcai.progress import Progress
 from maximalcai.reproducibility import derive_seed
 
 
@@ -212,6 +213,7 @@ class TransformersBackend(Backend):
         prefixes, suffixes = self._split(prompts)
         batches = self._batches(prefixes, [len(s) for s in suffixes], self.batch_size)
         results: list[Completion | None] = [None] * len(prompts)
+        progress = Progress(f"generate ({self.model_name})", len(prompts))
         for number, batch in enumerate(batches):
             start = time.perf_counter()
             completions = self.decode(
@@ -222,6 +224,7 @@ class TransformersBackend(Backend):
                 results[index] = completion
             tokens = sum(c.num_tokens for c in completions)
             self.meter.record(tokens, time.perf_counter() - start, len(batch), f"batch {number + 1}/{len(batches)}")
+            progress.update(len(batch), tokens)
         return [r for r in results if r is not None]
 
     def decode(
@@ -324,6 +327,7 @@ class TransformersBackend(Backend):
                 rows += [(p, o, whole[:-1], whole[-1:] + ids, len(ids)) for o, ids in enumerate(option_ids[p])]
         scores = [[0.0] * len(opts) for opts in options]
         keys = [("prompt", r[0]) if r[1] is not None else ("prefix", prefixes[r[0]]) for r in rows]
+        progress = Progress(f"score ({self.model_name})", len(rows), "option rows")
         for batch in self._whole_groups(keys, self._batches(keys, [len(r[3]) for r in rows], len(rows)), self.scoring_batch_size):
             chunk = [rows[i] for i in batch]
             keep = max(r[4] for r in chunk) + 1
@@ -338,6 +342,7 @@ class TransformersBackend(Backend):
                     targets = torch.tensor(own[-n:], device=logprobs.device)
                     predicted = logprobs[i, keep - 1 - n : keep - 1]  # the n positions before each option token
                     scores[p][o] = float(predicted.gather(-1, targets[:, None]).sum())
+            progress.update(len(chunk))
         return scores
 
     def close(self) -> None:

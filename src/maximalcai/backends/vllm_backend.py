@@ -20,9 +20,17 @@ from typing import Any, Sequence
 from maximalcai import formats
 from maximalcai.backends.base import Backend, Completion, Prompt, Sampling, prompt_text
 from maximalcai.errors import HardwareError
+from maximalcai.progress import LogLines
 from maximalcai.reproducibility import derive_seed
 
 logger = logging.getLogger(__name__)
+
+
+def log_progress(*args, **kwargs):
+    """vLLM's progress bar (its ``use_tqdm`` takes a tqdm factory), drawn as plain lines in the rule's log."""
+    from tqdm import tqdm
+
+    return tqdm(*args, **{**kwargs, "file": LogLines(), "dynamic_ncols": False, "ncols": 100})
 
 _ENGINES: dict[tuple, Any] = {}
 _LORA_IDS: dict[str, int] = {}
@@ -102,7 +110,7 @@ class VLLMBackend(Backend):
             for i in range(len(prompts))
         ]
         start = time.perf_counter()
-        outputs = self.llm.generate(requests, params, lora_request=self.lora, use_tqdm=False)
+        outputs = self.llm.generate(requests, params, lora_request=self.lora, use_tqdm=log_progress)
         completions = [completion_from_output(o.outputs[0], stop) for o in outputs]
         self.meter.record(sum(c.num_tokens for c in completions), time.perf_counter() - start, len(completions), "vllm")
         return completions
@@ -118,7 +126,7 @@ class VLLMBackend(Backend):
                 rows.append((p, o, base + ids, len(ids)))
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=r[2]) for r in rows], params,
-                                    lora_request=self.lora, use_tqdm=False)
+                                    lora_request=self.lora, use_tqdm=log_progress)
         scores = [[0.0] * len(opts) for opts in options]
         for (p, o, ids, n), output in zip(rows, outputs):
             scores[p][o] = option_logprob(output.prompt_logprobs, ids, n)

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +29,8 @@ from maximalcai.config import did_you_mean
 from maximalcai.errors import ConfigError, TableError
 from maximalcai.manifest import Timer, package_versions, write_manifest
 from maximalcai.models import read_model_info
-from maximalcai.reproducibility import seed_everything
+from maximalcai.progress import trainer_callback
+from maximalcai.reproducibility import file_sha256, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +40,6 @@ LOG_KEYS = {
     "learning_rate": "learning_rate", "grad_norm": "grad_norm",
 }
 FINGERPRINT = "fingerprint.json"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dir_sha256(path: str | Path) -> str:
@@ -187,12 +181,12 @@ def trainer_args(config_class, settings: dict, cfg: dict, output_dir: Path, devi
         save_total_limit=2,
         seed=cfg["seed"],
         data_seed=cfg["seed"],
-        report_to="none",
+        report_to=[r for r in cfg["training"]["report_to"] if r != "tensorboard"] or "none",  # see tracker_callbacks
         use_cpu=device == "cpu",
         bf16=device == "cuda",  # TRL defaults to bf16=True, which on a CPU means bf16 autocast and noisy rewards
         fp16=False,
         dataloader_num_workers=0,
-        disable_tqdm=False,
+        disable_tqdm=not sys.stderr.isatty(),  # in a rule's log: plain lines (progress.trainer_callback), no bars
         **({"gradient_checkpointing": True} if cfg["training"]["gradient_checkpointing"] else {}),
     )
     args.update(extra)
@@ -235,12 +229,29 @@ def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, An
     return rows
 
 
+def tracker_callbacks(cfg: dict, runs_dir: str | Path | None, phase: str) -> list:
+    """TensorBoard, when ``training.report_to`` names it: event files in ``runs_dir/phase`` (transformers' own
+    callback would write them under the checkpoint folder). The other trackers go through TRL's report_to."""
+    if "tensorboard" not in cfg["training"]["report_to"] or runs_dir is None:
+        return []
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ConfigError("training.report_to: tensorboard needs the tensorboard package; install it with "
+                          "pip install tensorboard, or remove it from report_to") from exc
+    from transformers.integrations import TensorBoardCallback
+
+    return [TensorBoardCallback(SummaryWriter(log_dir=str(Path(runs_dir) / phase)))]
+
+
 def run_phase(trainer_class, config_class, model, tokenizer, peft_config, dataset, settings, cfg, folder, device,
-              phase: str, stop_after: int | None = None, **extra):
+              phase: str, stop_after: int | None = None, runs_dir: str | Path | None = None, **extra):
     """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows)."""
     args = trainer_args(config_class, settings, cfg, folder, device, **extra)
     kwargs = {"peft_config": peft_config} if peft_config is not None else {}
-    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, **kwargs)
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(cfg, runs_dir, phase)],
+                            **kwargs)
     if stop_after is not None:  # tests: simulate a job killed after `stop_after` optimizer steps
         from transformers import TrainerCallback
 
@@ -257,8 +268,10 @@ def run_phase(trainer_class, config_class, model, tokenizer, peft_config, datase
 def train_stage(
     cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, previous_adapter: str | None,
     out_dir: str, checkpoint_dir: str, sft_path: str | None = None, stop_after: int | None = None,
+    runs_dir: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically."""
+    """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically.
+    ``runs_dir``: where tracker event files go (``training.report_to``)."""
     from maximalcai.models import resolve_device
     from maximalcai.training import resolve_training_backend
 
@@ -303,7 +316,7 @@ def train_stage(
             sft_settings = {**settings, "epochs": settings["sft_warmup"]["epochs"], "max_steps": -1}
             model, sft_rows = run_phase(
                 SFTTrainer, SFTConfig, model, tokenizer, peft_config, Dataset.from_list(examples), sft_settings, cfg,
-                checkpoints / "sft", device, "sft", learning_rate=settings["sft_warmup"]["learning_rate"],
+                checkpoints / "sft", device, "sft", runs_dir=runs_dir, learning_rate=settings["sft_warmup"]["learning_rate"],
                 trl_args=settings["sft_warmup"]["trl_args"], where="training.sft_warmup.trl_args",
             )
             rows += sft_rows
@@ -314,7 +327,7 @@ def train_stage(
     with Timer() as timer:
         model, dpo_rows = run_phase(
             DPOTrainer, DPOConfig, model, tokenizer, peft_config, dataset, settings, cfg, checkpoints / "dpo", device,
-            "dpo", stop_after=stop_after, beta=settings["beta"], loss_type=loss_types(settings["loss_type"]),
+            "dpo", stop_after=stop_after, runs_dir=runs_dir, beta=settings["beta"], loss_type=loss_types(settings["loss_type"]),
             loss_weights=settings["loss_weights"], disable_dropout=True, trl_args=settings["trl_args"],
         )
     rows += dpo_rows
@@ -395,10 +408,12 @@ def _fmt(value: Any) -> str:
 def run_train_dpo(
     cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, previous_adapter: str | None,
     sft_path: str | None, adapter_dir: str, log_table: str, checkpoint_dir: str, manifest: str,
+    runs_dir: str | None = None,
 ) -> None:
     with Timer() as timer:
         rows, summary = train_stage(
             cfg, settings, stage, base_dir, pairs_path, previous_adapter, adapter_dir, checkpoint_dir, sft_path,
+            runs_dir=runs_dir,
         )
     tables.write_table(rows, log_table, "training_log")
     logger.info("trained %s: %s", stage, summary)

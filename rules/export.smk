@@ -1,0 +1,27 @@
+# A trained stage as a model others can run: merged safetensors + chat template, GGUF, Modelfile, card.
+
+
+rule export_model:
+    input:
+        base=BASE_MODEL,
+        adapter="results/{stage}/adapter",
+        metrics="results/{stage}/eval/metrics.json",
+        training="results/{stage}/manifests/training.json",
+    output:
+        export=directory("results/{stage}/export"),
+        manifest="results/{stage}/manifests/export.json",
+    params:
+        export=config["export"],
+        sampling=config["evaluation"]["sampling"],
+    log:
+        "logs/{stage}/export_model.log",
+    benchmark:
+        "results/benchmarks/{stage}/export_model.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../workflow_scripts/export_model.py"

