@@ -350,18 +350,18 @@ def test_stage1_export_answers_as_the_workflow_does(tiny_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     export = tiny_run / "results/stage1/export"
-    assert {"model.safetensors", "generation_config.json", "model-f16.gguf", "Modelfile", "README.md"} <= {
+    assert {"model.safetensors", "generation_config.json", "model-f32.gguf", "Modelfile", "README.md"} <= {
         p.name for p in export.iterdir()}
     assert ModelCard.load(export / "README.md").data.base_model == "google/gemma-3-270m"
-    assert json.loads((tiny_run / "results/stage1/manifests/export.json").read_text())["gguf"] == ["model-f16.gguf"]
+    assert json.loads((tiny_run / "results/stage1/manifests/export.json").read_text())["gguf"] == ["model-f32.gguf"]
     generations = [g for g in tables.read_table(tiny_run / "results/eval/stage1/generations.parquet", "eval_generations")
                    if g["set"] == "helpful"]
     prompts, expected = [g["prompt"] for g in generations], [g["response"] for g in generations]
     tokenizer = AutoTokenizer.from_pretrained(export)
     merged = AutoModelForCausalLM.from_pretrained(export, dtype=torch.float32)
     assert greedy_answers(merged, tokenizer, prompts, 32) == expected  # the tiny config's eval: greedy, 32 tokens
-    gguf = AutoModelForCausalLM.from_pretrained(export, gguf_file="model-f16.gguf", dtype=torch.float32)
-    assert greedy_answers(gguf, tokenizer, prompts, 32) == expected  # the GGUF holds the same model
+    gguf = AutoModelForCausalLM.from_pretrained(export, gguf_file="model-f32.gguf", dtype=torch.float32)
+    assert greedy_answers(gguf, tokenizer, prompts, 32) == expected  # the GGUF holds the same weights
     assert (tiny_run / "results/stage1/runs/dpo").is_dir()  # training.report_to: tensorboard
 
 
@@ -371,7 +371,7 @@ def test_the_gguf_answers_in_llama_cpp_as_the_workflow_does(tiny_run):
     llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (docs/EXPORT.md)")
     from maximalcai import formats
 
-    model = llama_cpp.Llama(str(tiny_run / "results/stage1/export/model-f16.gguf"), n_ctx=1024, seed=0, verbose=False)
+    model = llama_cpp.Llama(str(tiny_run / "results/stage1/export/model-f32.gguf"), n_ctx=1024, seed=0, verbose=False)
     generations = [g for g in tables.read_table(tiny_run / "results/eval/stage1/generations.parquet", "eval_generations")
                    if g["set"] == "helpful"]
     for g in generations:
