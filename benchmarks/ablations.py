@@ -91,29 +91,19 @@ def run_variant(name: str, overrides: dict, source: Path, workdir: Path, cores: 
     (workdir / "snakemake.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         raise SystemExit(f"variant {name} failed; see {workdir / 'snakemake.log'}")
-    metrics = json.loads((workdir / "results/stage1/eval/metrics.json").read_text())
-    pairs = json.loads((workdir / "results/stage1/manifests/pairs.json").read_text())
-    training = json.loads((workdir / "results/stage1/manifests/training.json").read_text())
-    return {"name": name, "seconds": round(seconds), "metrics": metrics, "pairs": pairs, "training": training}
+    return {**recorded_row(name, workdir, jobs=()), "seconds": round(seconds)}  # its figures; its measured wall time
 
 
-def source_row(source: Path) -> dict:
-    """The recipe's own row: the source run's figures, its wall time the sum of its jobs' benchmark files."""
-    seconds = 0.0
-    for tsv in (source / "results/benchmarks").rglob("*.tsv"):
-        lines = tsv.read_text().splitlines()
-        seconds += float(lines[1].split("\t")[0]) if len(lines) > 1 else 0.0
-    read = lambda path: json.loads((source / path).read_text())  # noqa: E731
-    return {"name": "recipe", "seconds": round(seconds), "metrics": read("results/stage1/eval/metrics.json"),
-            "pairs": read("results/stage1/manifests/pairs.json"), "training": read("results/stage1/manifests/training.json")}
+def recorded_row(name: str, workdir: Path, jobs: tuple[str, ...] | None = None) -> dict:
+    """A finished run's row: its figures, and its time as the sum of its jobs' benchmark files (``jobs``: only
+    the files whose path names one of them).
 
-
-def recorded_row(name: str, workdir: Path) -> dict:
-    """A variant run by hand in ``workdir`` (a copy of the source run with the variant's settings, rerun with
-    ``snakemake ... --rerun-triggers mtime params stage1_model``): its figures, and the time of the jobs it reran."""
+    The source run is the recipe (``jobs=None``: its whole run, data included). A variant run by hand in a copy
+    of the source run with the variant's settings (``snakemake ... --rerun-triggers mtime params stage1_model``)
+    is read with ``jobs=REBUILT_JOBS``: the jobs it reran."""
     seconds = 0.0
     for tsv in (workdir / "results/benchmarks").rglob("*.tsv"):
-        if any(job in str(tsv) for job in REBUILT_JOBS):
+        if jobs is None or any(job in str(tsv) for job in jobs):
             lines = tsv.read_text().splitlines()
             seconds += float(lines[1].split("\t")[0]) if len(lines) > 1 else 0.0
     read = lambda path: json.loads((workdir / path).read_text())  # noqa: E731
@@ -162,13 +152,13 @@ def main() -> None:
     for name, workdir in recorded.items():
         if name not in VARIANTS:
             raise SystemExit(f"--recorded {name}: not a variant; variants: {', '.join(VARIANTS)}")
-        done[name] = recorded_row(name, Path(workdir))
+        done[name] = recorded_row(name, Path(workdir), REBUILT_JOBS)
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(done, indent=1))
     for name in [n for n in args.only if n not in recorded]:
         print(f"variant {name}: {VARIANTS[name][0]}", flush=True)
         if name == "recipe" and not args.rerun_recipe:
-            done[name] = source_row(args.source)  # the source run is the recipe (its whole run's time)
+            done[name] = recorded_row(name, args.source)  # the source run is the recipe (its whole run's time)
         else:
             done[name] = run_variant(name, VARIANTS[name][1], args.source, args.work / name, args.cores)
         results.parent.mkdir(parents=True, exist_ok=True)

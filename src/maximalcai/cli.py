@@ -33,10 +33,15 @@ class CommandError(MaximalcaiError):
     """A command-line mistake, with the fix in its message."""
 
 
-def model_dirs(cfg: dict, stage: str | None, model: str | None, adapter: str | None) -> tuple[str, str | None]:
-    """(base model directory, adapter directory or None) for ``--stage``, ``--model base`` or ``--adapter``."""
+def check_stage(cfg: dict, stage: str) -> None:
     from maximalcai.config import stage_ids
 
+    if stage not in stage_ids(cfg):
+        raise CommandError(f"--stage {stage}: not a stage of this config; its stages: {', '.join(stage_ids(cfg))}")
+
+
+def model_dirs(cfg: dict, stage: str | None, model: str | None, adapter: str | None) -> tuple[str, str | None]:
+    """(base model directory, adapter directory or None) for ``--stage``, ``--model base`` or ``--adapter``."""
     if sum(x is not None for x in (stage, model, adapter)) != 1:
         raise CommandError("name one model: --stage stageK (a trained stage), --model base, or --adapter DIR")
     if not (Path(BASE_DIR) / "config.json").is_file():
@@ -47,9 +52,7 @@ def model_dirs(cfg: dict, stage: str | None, model: str | None, adapter: str | N
             raise CommandError(f"--model {model}: only 'base' is a model name; a trained stage is --stage stageK")
         return BASE_DIR, None
     if stage is not None:
-        stages = stage_ids(cfg)
-        if stage not in stages:
-            raise CommandError(f"--stage {stage}: not a stage of this config; its stages: {', '.join(stages)}")
+        check_stage(cfg, stage)
         adapter = f"results/{stage}/adapter"
         if not (Path(adapter) / "adapter_config.json").is_file():
             raise CommandError(f"{stage} has not been trained yet ({adapter} is missing); train it with: "
@@ -190,11 +193,9 @@ def chat(cfg: dict, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int
 
 
 def push(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
-    from maximalcai.config import stage_ids
     from maximalcai.publish import publish
 
-    if args.stage not in stage_ids(cfg):
-        raise CommandError(f"--stage {args.stage}: not a stage of this config; its stages: {', '.join(stage_ids(cfg))}")
+    check_stage(cfg, args.stage)
     done = publish(cfg, args.stage, args.what, args.dataset_repo, args.model_repo, args.local, private=not args.public)
     out.write(json.dumps(done, indent=2) + "\n")
     return 0

@@ -100,15 +100,29 @@ def candidate_pairs(
     return pairs
 
 
+def candidates_by_instruction(responses: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each instruction's candidate responses, in candidate order."""
+    by_instruction: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"])):
+        by_instruction.setdefault(row["instruction_id"], []).append(row)
+    return by_instruction
+
+
+def usable_answers(rows: Sequence[dict[str, Any]], items: dict[str, "Text"], safety: dict[str, str],
+                   checks: Sequence[str], max_repetition: float) -> list[str]:
+    """Ids of the candidates, in order, that the guard labels safe and that meet ``checks``: what code may
+    rewrite into a revision or a constraint variant."""
+    return [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"
+            and all(check_text(items[r["response_id"]], checks, max_repetition).values())]
+
+
 def best_worst_pairs(responses: Sequence[dict[str, Any]], items: dict[str, "Text"], safety: dict[str, str],
                      settings: dict[str, Any], stage: str) -> list[dict[str, Any]]:
     """A pair source labelled by construction, with no model: for each instruction, the safe candidate that
     meets the most checks against the candidate that meets the fewest, when the checks separate them
     (ties: the earlier candidate is best, the later worst)."""
     checks = settings["checks"]
-    by_instruction: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"])):
-        by_instruction.setdefault(row["instruction_id"], []).append(row)
+    by_instruction = candidates_by_instruction(responses)
     pairs = []
     for instruction_id, rows in by_instruction.items():
         results = {r["response_id"]: check_text(items[r["response_id"]], checks, settings["max_repetition"]) for r in rows}
@@ -140,16 +154,13 @@ def code_revisions(responses: Sequence[dict[str, Any]], items: dict[str, Text], 
     candidate that otherwise passes the checks, rewritten by ``verifiable.revise`` to meet the constraint
     (case, quotes, a title, bullets from its own sentences, ...). Returns revision id -> (original id, Text)."""
     checks = [c for c in settings["checks"] if c != "constraint"]
-    by_instruction: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"])):
-        by_instruction.setdefault(row["instruction_id"], []).append(row)
+    by_instruction = candidates_by_instruction(responses)
     revisions = {}
     for rows in by_instruction.values():
         first = items[rows[0]["response_id"]]
         if not first.instruction_ids:
             continue
-        usable = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"
-                  and all(check_text(items[r["response_id"]], checks, settings["max_repetition"]).values())]
+        usable = usable_answers(rows, items, safety, checks, settings["max_repetition"])
         if not usable or any(check_text(items[rid], ["constraint"], 0.0)["constraint"] for rid in usable):
             continue
         original = items[usable[0]]
@@ -189,13 +200,10 @@ def constraint_variants(responses: Sequence[dict[str, Any]], items: dict[str, Te
     Text under the new prompt)."""
     checks = [c for c in CHECKS if c != "constraint"]
     revisable = [t for t in verifiable.training_types() if t in verifiable.REVISERS]
-    by_instruction: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"])):
-        by_instruction.setdefault(row["instruction_id"], []).append(row)
+    by_instruction = candidates_by_instruction(responses)
     variants = {}
     for instruction_id, rows in by_instruction.items():
-        usable = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"
-                  and all(check_text(items[r["response_id"]], checks, settings["max_repetition"]).values())]
+        usable = usable_answers(rows, items, safety, checks, settings["max_repetition"])
         if not usable or count == 0 or items[usable[0]].instruction_ids:
             continue
         original = items[usable[0]]
@@ -433,11 +441,10 @@ def sft_examples(
     if "revisions" in sft["sources"]:
         candidates += [(c["critique_id"], c["instruction_id"], "revision")
                        for _, c in sorted(final_revisions(critiques).items())]
+    instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
     if "code_revisions" in sft["sources"]:
-        instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
         candidates += [(rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()]
     if "constraint_variants" in sft["sources"]:
-        instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
         variants = constraint_variants(responses, items, labels, rules, sft["variants_per_instruction"], seed)
         items |= {vid: text for vid, (_, text) in variants.items()}
         labels |= {vid: labels.get(original, "missing") for vid, (original, _) in variants.items()}
