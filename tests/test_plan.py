@@ -52,3 +52,52 @@ def test_budget_guard_refuses_and_can_be_overridden():
         check_budget(cfg)
     cfg["budget"]["allow_over_budget"] = True
     assert check_budget(cfg)["total_usd"] > 10
+
+
+def test_plan_counts_the_sft_warmup_by_source():
+    cfg = qwen_config()
+    with_revisions = build_plan(cfg)["stages"][0]
+    off = copy.deepcopy(cfg)
+    for stage in off["stages"]:
+        stage["training"]["sft_warmup"]["enabled"] = False
+    without = build_plan(off)["stages"][0]
+    more = copy.deepcopy(cfg)
+    for stage in more["stages"]:
+        stage["pairs"]["sft"]["sources"] = ["revisions", "responses"]
+    both = build_plan(more)["stages"][0]
+    assert without["training_tokens"] < with_revisions["training_tokens"] < both["training_tokens"]
+    assert without["training_h"] < with_revisions["training_h"] < both["training_h"]
+    faster = copy.deepcopy(cfg)
+    faster["budget"]["throughput"]["sft_tokens_per_s"] *= 2
+    assert build_plan(faster)["stages"][0]["training_h"] < with_revisions["training_h"]
+
+
+def test_the_32b_throughput_table_is_what_the_results_file_gives():
+    """benchmarks/README.md's table is printed by the command it shows, from the committed measurements."""
+    import subprocess
+    import sys
+
+    readme = (REPO / "benchmarks/README.md").read_text()
+    command = "python benchmarks/gpu_throughput.py --report benchmarks/results/gpu_throughput.json"
+    assert command in readme
+    out = subprocess.run([sys.executable, *command.split()[1:]], cwd=REPO, capture_output=True, text=True, check=True)
+    table = out.stdout.strip().splitlines()
+    assert len(table) == 6 and all(line in readme for line in table)
+    measured = {"scoring_tokens_per_s": 2262, "training_tokens_per_s": 288, "sft_tokens_per_s": 253}
+    throughput = qwen_config()["budget"]["throughput"]
+    for key, value in measured.items():  # the config carries the scaled measurement, rounded
+        assert f"`{key}`) |" in out.stdout and abs(throughput[key] - value) <= 5
+
+
+def test_the_throughput_script_dry_runs_on_a_cpu(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "throughput.json"
+    subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--device", "cpu", "--shrink", "40", "--layers",
+                    "1", "2", "--out", str(out)], cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
+    run = json.loads(out.read_text())["runs"][-1]
+    assert set(run["depths"]) == {"1", "2"} and run["warmup"] is not None
+    assert set(run["fits"]) == {"scoring", "generation", "sft", "dpo"}
+    assert all(len(run["depths"][d]["dpo_step_s"]) == run["lengths"]["steps"] for d in run["depths"])

@@ -28,6 +28,21 @@ GUARD_PROMPT_TOKENS = 450  # Llama Guard 3 prompt (category list) without the co
 PREFERENCE_PROMPT_TOKENS = 250  # question, options and the few-shot demonstrations per comparison, excluding texts
 
 
+def sft_examples(stage: dict[str, Any]) -> float:
+    """Supervised warm-up examples of a stage, by source (0 when the warm-up is off)."""
+    if not stage["training"]["sft_warmup"]["enabled"]:
+        return 0.0
+    ins, cri, sft = stage["instructions"], stage["critique"], stage["pairs"]["sft"]
+    count, constrained = ins["count"], ins["count"] * ins["constraints"]["share"]
+    per_source = {
+        "responses": count,
+        "revisions": count * min(cri["responses_per_instruction"], stage["responses"]["per_instruction"]) * cri["rounds"],
+        "code_revisions": constrained * 0.5,  # about half of the constrained answers fail a check and get revised
+        "constraint_variants": (count - constrained) * sft["variants_per_instruction"],
+    }
+    return sum(per_source[source] for source in sft["sources"])
+
+
 def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
     """Token counts and GPU hours of one stage."""
     throughput = cfg["budget"]["throughput"]
@@ -53,19 +68,22 @@ def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, floa
         pairs += ins["count"] * 0.5 * checks["best_worst"] + ins["count"] * ins["constraints"]["share"] * 0.5 * checks["code_revisions"]
     pairs *= 1 - stage["pairs"]["heldout_fraction"]
     training = stage["training"]
-    trained = pairs * training["epochs"] * (instruction_tokens + 2 * response_tokens) * 3  # forward+backward, policy+reference
+    # DPO reads prompt+chosen and prompt+rejected; training_tokens_per_s counts those tokens per second of a
+    # step that includes the backward pass and the reference model's forward pass (benchmarks/gpu_throughput.py)
+    trained = pairs * training["epochs"] * 2 * (instruction_tokens + response_tokens)
+    sft_trained = sft_examples(stage) * training["sft_warmup"]["epochs"] * (instruction_tokens + response_tokens)
     evaluation = cfg["evaluation"]
     eval_generated = len(load_eval_prompts(cfg)) * evaluation["sampling"]["max_new_tokens"] * TYPICAL_FILL
     eval_generated *= 1 + 2 / len(cfg["stages"])  # the stage's model, and its share of base and base_fewshot
     hours = {
         "generation_h": (generated + eval_generated) / throughput["generation_tokens_per_s"] / 3600,
         "scoring_h": (prefill + scored) / throughput["scoring_tokens_per_s"] / 3600,
-        "training_h": trained / throughput["training_tokens_per_s"] / 3600,
+        "training_h": (trained / throughput["training_tokens_per_s"] + sft_trained / throughput["sft_tokens_per_s"]) / 3600,
         "overhead_h": throughput["overhead_hours_per_stage"],
     }
     return {
         "generated_tokens": round(generated + eval_generated), "scored_tokens": round(prefill + scored),
-        "training_tokens": round(trained), "pairs": round(pairs), **{k: round(v, 2) for k, v in hours.items()},
+        "training_tokens": round(trained + sft_trained), "pairs": round(pairs), **{k: round(v, 2) for k, v in hours.items()},
         "gpu_hours": round(sum(hours.values()), 2),
     }
 
