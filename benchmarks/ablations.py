@@ -33,25 +33,49 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [REPO / "config.yaml", REPO / "config/cpu-full.yaml"]
 HEADLINE = ("stop_rate", "repeated_4gram_rate", "ifeval_strict", "over_refusal_rate")
 # Outputs a variant rebuilds (everything downstream of the pairs); the rest is shared with the source run.
-REBUILT = ("results/stage1/pairs.parquet", "results/stage1/pairs_funnel.parquet", "results/stage1/sft.parquet",
-           "results/stage1/adapter", "results/stage1/training_log.parquet", "results/stage1/checkpoints",
-           "results/stage1/eval", "results/stage1/report", "results/eval/stage1",
-           "results/stage1/manifests/pairs.json", "results/stage1/manifests/training.json",
-           "results/stage1/manifests/evaluation.json")
+REBUILT = (
+    "results/stage1/pairs.parquet",
+    "results/stage1/pairs_funnel.parquet",
+    "results/stage1/sft.parquet",
+    "results/stage1/adapter",
+    "results/stage1/training_log.parquet",
+    "results/stage1/checkpoints",
+    "results/stage1/eval",
+    "results/stage1/report",
+    "results/eval/stage1",
+    "results/stage1/manifests/pairs.json",
+    "results/stage1/manifests/training.json",
+    "results/stage1/manifests/evaluation.json",
+)
 
 LABELLER = {"preference": {"comparisons": ["responses"]}, "pairs": {"verifiable": {"enabled": False}}}
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "recipe": ("SFT on few-shot answers that pass the checks and on revisions by code, then DPO on pairs "
-               "decided by the checks (config/cpu-full.yaml)", {}),
-    "dpo-checks": ("DPO only, on the same check-decided pairs (no SFT)",
-                   {"training": {"sft_warmup": {"enabled": False}}}),
-    "dpo-labeller": ("DPO only, pairs labelled by the 270M model under the constitution (no checks, no SFT)",
-                     {**LABELLER, "training": {"sft_warmup": {"enabled": False}}}),
+    "recipe": (
+        "SFT on few-shot answers that pass the checks and on revisions by code, then DPO on pairs "
+        "decided by the checks (config/cpu-full.yaml)",
+        {},
+    ),
+    "dpo-checks": (
+        "DPO only, on the same check-decided pairs (no SFT)",
+        {"training": {"sft_warmup": {"enabled": False}}},
+    ),
+    "dpo-labeller": (
+        "DPO only, pairs labelled by the 270M model under the constitution (no checks, no SFT)",
+        {**LABELLER, "training": {"sft_warmup": {"enabled": False}}},
+    ),
     "sft-dpo-labeller": ("SFT on unfiltered few-shot answers, then DPO on labeller pairs (no checks)", LABELLER),
-    "recipe-variants": ("the recipe, plus constraint variants - answers to unconstrained instructions put under "
-                        "3 new constraints each and rewritten by code to meet them - as SFT examples",
-                        {"pairs": {"sft": {"sources": ["responses", "code_revisions", "constraint_variants"],
-                                           "variants_per_instruction": 3}}}),
+    "recipe-variants": (
+        "the recipe, plus constraint variants - answers to unconstrained instructions put under "
+        "3 new constraints each and rewritten by code to meet them - as SFT examples",
+        {
+            "pairs": {
+                "sft": {
+                    "sources": ["responses", "code_revisions", "constraint_variants"],
+                    "variants_per_instruction": 3,
+                }
+            }
+        },
+    ),
 }
 # The jobs a variant reruns, by benchmark file: a recorded variant's time is theirs.
 REBUILT_JOBS = ("stage1/build_pairs", "stage1/train_dpo", "eval/stage1-", "stage1/evaluate", "stage1/stage_report")
@@ -82,9 +106,26 @@ def run_variant(name: str, overrides: dict, source: Path, workdir: Path, cores: 
     link_tree(source, workdir)
     override = workdir / "variant.yaml"
     override.write_text(yaml.safe_dump({"stage_defaults": overrides}))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--cores", str(cores), "--rerun-triggers", "mtime", "params", "input",
-               "--configfile", *map(str, CONFIGS), str(override), "--", "stage1_model"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        str(cores),
+        "--rerun-triggers",
+        "mtime",
+        "params",
+        "input",
+        "--configfile",
+        *map(str, CONFIGS),
+        str(override),
+        "--",
+        "stage1_model",
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -107,8 +148,13 @@ def recorded_row(name: str, workdir: Path, jobs: tuple[str, ...] | None = None) 
             lines = tsv.read_text().splitlines()
             seconds += float(lines[1].split("\t")[0]) if len(lines) > 1 else 0.0
     read = lambda path: json.loads((workdir / path).read_text())  # noqa: E731
-    return {"name": name, "seconds": round(seconds), "metrics": read("results/stage1/eval/metrics.json"),
-            "pairs": read("results/stage1/manifests/pairs.json"), "training": read("results/stage1/manifests/training.json")}
+    return {
+        "name": name,
+        "seconds": round(seconds),
+        "metrics": read("results/stage1/eval/metrics.json"),
+        "pairs": read("results/stage1/manifests/pairs.json"),
+        "training": read("results/stage1/manifests/training.json"),
+    }
 
 
 def cell(comparisons: list[dict], metric: str, baseline: str) -> str:
@@ -122,15 +168,19 @@ def cell(comparisons: list[dict], metric: str, baseline: str) -> str:
 def table(rows: list[dict]) -> str:
     lines = []
     for baseline in ("base", "base_fewshot"):
-        lines += [f"\n### stage 1 minus {baseline} (95% interval of the paired difference; ▲ better, ▼ worse)\n",
-                  "| variant | " + " | ".join(HEADLINE) + " | train pairs | SFT examples | wall time |",
-                  "|---|" + "---|" * (len(HEADLINE) + 3)]
+        lines += [
+            f"\n### stage 1 minus {baseline} (95% interval of the paired difference; ▲ better, ▼ worse)\n",
+            "| variant | " + " | ".join(HEADLINE) + " | train pairs | SFT examples | wall time |",
+            "|---|" + "---|" * (len(HEADLINE) + 3),
+        ]
         for row in rows:
             comparisons = row["metrics"]["comparisons"]
-            lines.append(f"| {row['name']}: {VARIANTS[row['name']][0]} | "
-                         + " | ".join(cell(comparisons, m, baseline) for m in HEADLINE)
-                         + f" | {row['training']['train_pairs']} | {row['training']['sft_examples']} | "
-                         f"{row['seconds'] // 60} min |")
+            lines.append(
+                f"| {row['name']}: {VARIANTS[row['name']][0]} | "
+                + " | ".join(cell(comparisons, m, baseline) for m in HEADLINE)
+                + f" | {row['training']['train_pairs']} | {row['training']['sft_examples']} | "
+                f"{row['seconds'] // 60} min |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -140,10 +190,16 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks/work/ablations")
     parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), default=sorted(VARIANTS))
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--rerun-recipe", action="store_true",
-                        help="retrain the recipe row too (default: read it from the source run)")
-    parser.add_argument("--recorded", nargs="*", default=[], metavar="NAME=WORKDIR",
-                        help="read these variants from workdirs where they were already run (no retraining)")
+    parser.add_argument(
+        "--rerun-recipe", action="store_true", help="retrain the recipe row too (default: read it from the source run)"
+    )
+    parser.add_argument(
+        "--recorded",
+        nargs="*",
+        default=[],
+        metavar="NAME=WORKDIR",
+        help="read these variants from workdirs where they were already run (no retraining)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ablations.md")
     args = parser.parse_args()
     results = args.out.with_suffix(".json")
@@ -164,13 +220,15 @@ def main() -> None:
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(done, indent=1))
     rows = [done[name] for name in VARIANTS if name in done]
-    args.out.write_text("# Stage-1 ablations on config/cpu-full.yaml\n\n"
-                        "`python benchmarks/ablations.py --source W` (see its docstring); one finished run's data, "
-                        "each variant's training and evaluation measured on this machine. Earlier runs that built "
-                        "the recipe, and the default config's SFT-epochs comparison, are in docs/RECIPE.md; "
-                        "rows not yet run (`--only NAME`) are missing, not lost. Wall time: the `recipe` row's is "
-                        "its whole run, data included; the other rows' are their retraining and evaluation only "
-                        "(docs/RECIPE.md says which ran beside other work).\n" + table(rows))
+    args.out.write_text(
+        "# Stage-1 ablations on config/cpu-full.yaml\n\n"
+        "`python benchmarks/ablations.py --source W` (see its docstring); one finished run's data, "
+        "each variant's training and evaluation measured on this machine. Earlier runs that built "
+        "the recipe, and the default config's SFT-epochs comparison, are in docs/RECIPE.md; "
+        "rows not yet run (`--only NAME`) are missing, not lost. Wall time: the `recipe` row's is "
+        "its whole run, data included; the other rows' are their retraining and evaluation only "
+        "(docs/RECIPE.md says which ran beside other work).\n" + table(rows)
+    )
     print(table(rows))
 
 

@@ -29,12 +29,29 @@ def pairs_file(folder: Path) -> Path:
         return real
     rows = []
     for i in range(16):
-        rows.append({"pair_id": f"p{i}", "stage": "stage1", "prompt": f"### Instruction:\nExplain topic {i} in a few sentences.\n\n### Response:\n",
-                     "chosen": " ".join(["A clear, correct sentence about the topic."] * 4), "rejected": " ".join(["Something vague."] * 6),
-                     "instruction_id": f"i{i}", "chosen_id": f"c{i}", "rejected_id": f"r{i}", "comparison_id": f"k{i}",
-                     "kind": "responses", "principle_ids": ["helpfulness"], "soft_label": 0.7, "margin": 0.2,
-                     "chosen_safety": "safe", "rejected_safety": "safe", "safety_swapped": False, "decided_by": "labeller", "split": "train",
-                     "constitution_hash": "h"})
+        rows.append(
+            {
+                "pair_id": f"p{i}",
+                "stage": "stage1",
+                "prompt": f"### Instruction:\nExplain topic {i} in a few sentences.\n\n### Response:\n",
+                "chosen": " ".join(["A clear, correct sentence about the topic."] * 4),
+                "rejected": " ".join(["Something vague."] * 6),
+                "instruction_id": f"i{i}",
+                "chosen_id": f"c{i}",
+                "rejected_id": f"r{i}",
+                "comparison_id": f"k{i}",
+                "kind": "responses",
+                "principle_ids": ["helpfulness"],
+                "soft_label": 0.7,
+                "margin": 0.2,
+                "chosen_safety": "safe",
+                "rejected_safety": "safe",
+                "safety_swapped": False,
+                "decided_by": "labeller",
+                "split": "train",
+                "constitution_hash": "h",
+            }
+        )
     path = folder / "pairs.parquet"
     tables.write_table(rows, path, "pairs")
     return path
@@ -55,13 +72,32 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
     settings = copy.deepcopy(cfg["stages"][0]["training"])
     cfg["training"]["save_steps"] = 10_000
     start = time.perf_counter()
-    rows, summary = dpo.train_stage(cfg, settings, "stage1", str(REPO / "results/models/base"), pairs, None,
-                                    f"{work}/adapter", f"{work}/checkpoints")
+    rows, summary = dpo.train_stage(
+        cfg,
+        settings,
+        "stage1",
+        str(REPO / "results/models/base"),
+        pairs,
+        None,
+        f"{work}/adapter",
+        f"{work}/checkpoints",
+    )
     seconds = time.perf_counter() - start
-    print(json.dumps({"variant": variant, "threads": threads, "train_pairs": summary["train_pairs"], "steps": summary["steps"],
-                      "dpo_seconds": summary["dpo_seconds"], "steps_per_s": summary["steps_per_s"],
-                      "wall_seconds_with_load": round(seconds, 1), "compact": getattr(trl_utils._use_triton, "maximalcai_cpu_compact", False),
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(
+        json.dumps(
+            {
+                "variant": variant,
+                "threads": threads,
+                "train_pairs": summary["train_pairs"],
+                "steps": summary["steps"],
+                "dpo_seconds": summary["dpo_seconds"],
+                "steps_per_s": summary["steps_per_s"],
+                "wall_seconds_with_load": round(seconds, 1),
+                "compact": getattr(trl_utils._use_triton, "maximalcai_cpu_compact", False),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -82,12 +118,19 @@ def main() -> None:
         for threads in args.threads:
             for variant in ("all positions (TRL default on CPU)", "completion tokens only (maximalcai)"):
                 work = Path(tmp) / f"{threads}-{len(results)}"
-                out = subprocess.run([sys.executable, __file__, "--child", variant, str(threads), str(pairs), str(work)],
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", variant, str(threads), str(pairs), str(work)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 results.append(result)
-                print(f"threads={threads} {variant:38s} {result['steps']} steps in {result['dpo_seconds']} s "
-                      f"({result['steps_per_s']} steps/s), peak RSS {result['peak_rss_mb']} MB", flush=True)
+                print(
+                    f"threads={threads} {variant:38s} {result['steps']} steps in {result['dpo_seconds']} s "
+                    f"({result['steps_per_s']} steps/s), peak RSS {result['peak_rss_mb']} MB",
+                    flush=True,
+                )
         for threads in args.threads:
             base, ours = [r for r in results if r["threads"] == threads]
             ours["speedup_vs_trl_default"] = round(ours["steps_per_s"] / base["steps_per_s"], 2)

@@ -73,10 +73,17 @@ def hf_generate(model_dir, plain_prompts, sampling, batch_size):
     for i in range(0, len(plain_prompts), batch_size):
         enc = tokenizer(plain_prompts[i : i + batch_size], return_tensors="pt", padding=True)
         with torch.inference_mode():
-            out = model.generate(**enc, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                                 max_new_tokens=sampling.max_new_tokens, stop_strings=list(formats.STOP_STRINGS),
-                                 tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id)
-        new = out[:, enc["input_ids"].shape[1]:]
+            out = model.generate(
+                **enc,
+                do_sample=True,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_new_tokens=sampling.max_new_tokens,
+                stop_strings=list(formats.STOP_STRINGS),
+                tokenizer=tokenizer,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
         tokens += int((new != tokenizer.pad_token_id).sum())
     return tokens, time.perf_counter() - start
 
@@ -91,8 +98,13 @@ def llama_cpp(plain_prompts, sampling, threads):
     llm(plain_prompts[0], max_tokens=4)  # warm-up
     tokens, start = 0, time.perf_counter()
     for prompt in plain_prompts:
-        result = llm(prompt, max_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
-                     top_p=sampling.top_p, stop=list(formats.STOP_STRINGS))
+        result = llm(
+            prompt,
+            max_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            stop=list(formats.STOP_STRINGS),
+        )
         tokens += result["usage"]["completion_tokens"]
     return tokens, time.perf_counter() - start
 
@@ -123,25 +135,56 @@ def main() -> None:
         runs = {
             "maximalcai (shared few-shot prefix)": lambda: ours(model_dir, shared, sampling, args.batch_size),
             "maximalcai (no shared prefix)": lambda: ours(model_dir, separate, sampling, args.batch_size),
-            "transformers generate": lambda: hf_generate(model_dir, [p + s for p, s in separate], sampling, args.batch_size),
+            "transformers generate": lambda: hf_generate(
+                model_dir, [p + s for p, s in separate], sampling, args.batch_size
+            ),
         }
         if not args.skip_llama_cpp:
-            runs["llama.cpp single stream (Q4_K_M)"] = lambda: llama_cpp([p + s for p, s in separate], sampling, threads)
+            runs["llama.cpp single stream (Q4_K_M)"] = lambda: llama_cpp(
+                [p + s for p, s in separate], sampling, threads
+            )
         for name, run in runs.items():
             tokens, seconds = run()
-            results.append({"threads": threads, "engine": name, "tokens": tokens, "seconds": round(seconds, 2),
-                            "tokens_per_s": round(tokens / seconds, 1)})
-            print(f"threads={threads} {name:40s} {tokens:6d} tokens {seconds:7.1f} s {tokens / seconds:7.1f} tok/s", flush=True)
+            results.append(
+                {
+                    "threads": threads,
+                    "engine": name,
+                    "tokens": tokens,
+                    "seconds": round(seconds, 2),
+                    "tokens_per_s": round(tokens / seconds, 1),
+                }
+            )
+            print(
+                f"threads={threads} {name:40s} {tokens:6d} tokens {seconds:7.1f} s {tokens / seconds:7.1f} tok/s",
+                flush=True,
+            )
     for threads in args.threads:
         rows = [r for r in results if r["threads"] == threads]
         reference = next((r for r in rows if r["engine"].startswith("llama.cpp")), None)
         for r in rows:
             r["ratio_vs_llama_cpp"] = round(r["tokens_per_s"] / reference["tokens_per_s"], 2) if reference else None
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-               "torch": torch.__version__, "dtype": str(resolve_dtype("auto", "cpu"))}
+    machine = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "dtype": str(resolve_dtype("auto", "cpu")),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "prompts": args.prompts, "max_new_tokens": args.max_new_tokens,
-                                          "batch_size": args.batch_size, "share": args.share, "results": results}, indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "prompts": args.prompts,
+                "max_new_tokens": args.max_new_tokens,
+                "batch_size": args.batch_size,
+                "share": args.share,
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
 
 

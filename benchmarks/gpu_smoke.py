@@ -37,8 +37,15 @@ sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-CHECKS = ["generate_cpu_vs_cuda", "generate_bf16", "train_trl_bf16", "train_trl_qlora", "train_unsloth",
-          "train_unsloth_qlora", "adapter_on_cuda"]
+CHECKS = [
+    "generate_cpu_vs_cuda",
+    "generate_bf16",
+    "train_trl_bf16",
+    "train_trl_qlora",
+    "train_unsloth",
+    "train_unsloth_qlora",
+    "adapter_on_cuda",
+]
 
 
 def versions() -> dict:
@@ -46,8 +53,12 @@ def versions() -> dict:
 
     import torch
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     for name in ("transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "unsloth", "unsloth_zoo"):
         try:
             out[name] = md.version(name)
@@ -67,10 +78,19 @@ def build_models(folder: Path) -> dict[str, Path]:
     build_tiny_model(tokenizer).save_pretrained(tiny)
     torch.manual_seed(0)
     config = Gemma3TextConfig(
-        vocab_size=len(tokenizer), hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=256, sliding_window=512,
-        layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 3, max_position_embeddings=32768,
-        query_pre_attn_scalar=256, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=640,
+        intermediate_size=2048,
+        num_hidden_layers=18,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=256,
+        sliding_window=512,
+        layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 3,
+        max_position_embeddings=32768,
+        query_pre_attn_scalar=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
     Gemma3ForCausalLM(config).save_pretrained(shaped)
@@ -121,8 +141,7 @@ def check_generate_bf16(models, work, results) -> dict:
     from maximalcai.backends.base import Sampling
     from maximalcai.backends.transformers_backend import TransformersBackend
 
-    backend = TransformersBackend(models["shaped"], device=DEVICE, dtype=dtype(), batch_size=32,
-                                  scoring_batch_size=32)
+    backend = TransformersBackend(models["shaped"], device=DEVICE, dtype=dtype(), batch_size=32, scoring_batch_size=32)
     sampling = Sampling(temperature=0.9, top_p=0.95, max_new_tokens=128)
     backend.generate(PROMPTS[:8], sampling, seed=42)  # warm-up (kernels, allocator)
     sync()
@@ -136,10 +155,16 @@ def check_generate_bf16(models, work, results) -> dict:
     score_seconds = time.perf_counter() - start
     backend.close()
     finite = all(math.isfinite(v) for row in scores for v in row)
-    return {"completions": len(out), "tokens": tokens, "seconds": round(seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 1), "scoring_prompts_per_s": round(len(PROMPTS) / score_seconds, 1),
-            "logprobs_finite": finite, "peak_gib": peak_gib(),
-            "ok": len(out) == len(PROMPTS) and finite}
+    return {
+        "completions": len(out),
+        "tokens": tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": round(tokens / seconds, 1),
+        "scoring_prompts_per_s": round(len(PROMPTS) / score_seconds, 1),
+        "logprobs_finite": finite,
+        "peak_gib": peak_gib(),
+        "ok": len(out) == len(PROMPTS) and finite,
+    }
 
 
 def dtype():
@@ -153,20 +178,43 @@ def training_inputs(work: Path) -> tuple[str, str]:
 
     def pair(i):
         return {
-            "pair_id": f"p{i}", "stage": "stage1", "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
-            "chosen": f"A careful, helpful answer to question {i}.", "rejected": f"no {i} no no no",
-            "instruction_id": f"i{i}", "chosen_id": f"c{i}", "rejected_id": f"r{i}", "comparison_id": f"k{i}",
-            "kind": "responses", "principle_ids": ["helpfulness"], "soft_label": 0.7, "margin": 0.2,
-            "chosen_safety": "safe", "rejected_safety": "safe", "safety_swapped": False, "decided_by": "checks",
-            "split": "train", "constitution_hash": "h",
+            "pair_id": f"p{i}",
+            "stage": "stage1",
+            "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
+            "chosen": f"A careful, helpful answer to question {i}.",
+            "rejected": f"no {i} no no no",
+            "instruction_id": f"i{i}",
+            "chosen_id": f"c{i}",
+            "rejected_id": f"r{i}",
+            "comparison_id": f"k{i}",
+            "kind": "responses",
+            "principle_ids": ["helpfulness"],
+            "soft_label": 0.7,
+            "margin": 0.2,
+            "chosen_safety": "safe",
+            "rejected_safety": "safe",
+            "safety_swapped": False,
+            "decided_by": "checks",
+            "split": "train",
+            "constitution_hash": "h",
         }
 
     pairs, sft = work / "pairs.parquet", work / "sft.parquet"
     tables.write_table([pair(i) for i in range(64)], pairs, "pairs")
-    tables.write_table([{"example_id": f"i{i}-r0", "instruction_id": f"i{i}", "source": "response",
-                         "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
-                         "completion": f"A careful, helpful answer to question {i}."} for i in range(32)],
-                       sft, "sft_examples")
+    tables.write_table(
+        [
+            {
+                "example_id": f"i{i}-r0",
+                "instruction_id": f"i{i}",
+                "source": "response",
+                "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
+                "completion": f"A careful, helpful answer to question {i}.",
+            }
+            for i in range(32)
+        ],
+        sft,
+        "sft_examples",
+    )
     return str(pairs), str(sft)
 
 
@@ -189,19 +237,37 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    rows, summary = train_stage(cfg, settings, "stage1", str(models["shaped"]), pairs, None,
-                                str(work / f"adapter-{name}"), str(work / f"ckpt-{name}"), sft)
+    rows, summary = train_stage(
+        cfg,
+        settings,
+        "stage1",
+        str(models["shaped"]),
+        pairs,
+        None,
+        str(work / f"adapter-{name}"),
+        str(work / f"ckpt-{name}"),
+        sft,
+    )
     seconds = time.perf_counter() - start
     losses = [r["loss"] for r in rows if r["loss"] is not None]
     adapter = work / f"adapter-{name}"
-    return {"backend": summary["backend"], "device": summary["device"], "steps": summary["steps"],
-            "sft_examples": summary["sft_examples"], "seconds": round(seconds, 2),
-            "dpo_steps_per_s": summary["steps_per_s"], "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None, "final": summary["final"],
-            "peak_gib": peak_gib(),
-            "adapter_files": sorted(p.name for p in adapter.iterdir()),
-            "ok": summary["device"] == DEVICE and bool(losses) and all(math.isfinite(v) for v in losses)
-            and (adapter / "adapter_model.safetensors").exists()}
+    return {
+        "backend": summary["backend"],
+        "device": summary["device"],
+        "steps": summary["steps"],
+        "sft_examples": summary["sft_examples"],
+        "seconds": round(seconds, 2),
+        "dpo_steps_per_s": summary["steps_per_s"],
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "final": summary["final"],
+        "peak_gib": peak_gib(),
+        "adapter_files": sorted(p.name for p in adapter.iterdir()),
+        "ok": summary["device"] == DEVICE
+        and bool(losses)
+        and all(math.isfinite(v) for v in losses)
+        and (adapter / "adapter_model.safetensors").exists(),
+    }
 
 
 def check_adapter_on_cuda(models, work, results) -> dict:
@@ -238,8 +304,11 @@ def run_check(name, models, work, results) -> dict:
         else:
             result = globals()[f"check_{name}"](models, work, results)
     except Exception as error:  # a smoke run reports every failure and goes on
-        result = {"ok": False, "error": f"{type(error).__name__}: {error}"[:2000],
-                  "traceback": traceback.format_exc()[-4000:]}
+        result = {
+            "ok": False,
+            "error": f"{type(error).__name__}: {error}"[:2000],
+            "traceback": traceback.format_exc()[-4000:],
+        }
     result["wall_s"] = round(time.perf_counter() - start, 2)
     if DEVICE == "cuda":
         torch.cuda.empty_cache()

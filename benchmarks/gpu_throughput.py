@@ -38,8 +38,14 @@ sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-QWEN32B = dict(hidden_size=5120, intermediate_size=27648, num_attention_heads=40, num_key_value_heads=8,
-               vocab_size=152064, layers=64)
+QWEN32B = dict(
+    hidden_size=5120,
+    intermediate_size=27648,
+    num_attention_heads=40,
+    num_key_value_heads=8,
+    vocab_size=152064,
+    layers=64,
+)
 
 
 def versions() -> dict:
@@ -47,8 +53,12 @@ def versions() -> dict:
 
     import torch
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     for name in ("transformers", "trl", "peft", "bitsandbytes"):
         try:
             out[name] = md.version(name)
@@ -67,10 +77,20 @@ def build_model(folder: Path, layers: int, shrink: int, device: str) -> Path:
     heads = max(1, QWEN32B["num_attention_heads"] // shrink)
     kv = max(1, QWEN32B["num_key_value_heads"] // shrink)
     config = Qwen2Config(
-        vocab_size=QWEN32B["vocab_size"] // shrink, hidden_size=heads * 128, intermediate_size=QWEN32B["intermediate_size"] // shrink,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=32768,
-        rope_theta=1000000.0, rms_norm_eps=1e-5, tie_word_embeddings=False, use_sliding_window=False,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+        vocab_size=QWEN32B["vocab_size"] // shrink,
+        hidden_size=heads * 128,
+        intermediate_size=QWEN32B["intermediate_size"] // shrink,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        use_sliding_window=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
     )
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
@@ -118,8 +138,13 @@ def time_inference(path: Path, device: str, lengths: dict) -> dict:
     from maximalcai.backends.transformers_backend import TransformersBackend
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    backend = TransformersBackend(path, device=device, dtype=dtype, batch_size=lengths["generation_batch"],
-                                  scoring_batch_size=lengths["scoring_batch"])
+    backend = TransformersBackend(
+        path,
+        device=device,
+        dtype=dtype,
+        batch_size=lengths["generation_batch"],
+        scoring_batch_size=lengths["scoring_batch"],
+    )
     tok = backend.tokenizer
     prompts = texts(tok, lengths["scoring_prompts"], lengths["scoring_tokens"])
     backend.continuation_logprobs(prompts[:4], [[" safe", " unsafe"]] * 4)  # warm-up
@@ -139,8 +164,12 @@ def time_inference(path: Path, device: str, lengths: dict) -> dict:
     generation_s = time.perf_counter() - start
     generated = sum(c.num_tokens for c in out)
     backend.close()
-    return {"scored_tokens": scored, "scoring_s": round(scoring_s, 3), "generated_tokens": generated,
-            "generation_s": round(generation_s, 3)}
+    return {
+        "scored_tokens": scored,
+        "scoring_s": round(scoring_s, 3),
+        "generated_tokens": generated,
+        "generation_s": round(generation_s, 3),
+    }
 
 
 def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: bool) -> dict:
@@ -184,6 +213,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
                 self.timer = StepTimer()
                 self.add_callback(self.timer)
                 Timed.last = self
+
         return Timed
 
     if device == "cuda":
@@ -193,25 +223,59 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
     answers = texts(tokenizer, steps * per_step * 2, lengths["response_tokens"], offset=11)
     sft_rows = [{"prompt": p, "completion": a} for p, a in zip(prompts, answers[::2])]
     SFT = timed(SFTTrainer)
-    model, _ = run_phase(SFT, SFTConfig, model, tokenizer, peft_config, Dataset.from_list(sft_rows),
-                         {**settings, "learning_rate": 2e-5}, cfg, work / "sft", device, "sft", trl_args={})
+    model, _ = run_phase(
+        SFT,
+        SFTConfig,
+        model,
+        tokenizer,
+        peft_config,
+        Dataset.from_list(sft_rows),
+        {**settings, "learning_rate": 2e-5},
+        cfg,
+        work / "sft",
+        device,
+        "sft",
+        trl_args={},
+    )
     sft_seconds = SFT.last.timer.seconds
     pairs = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in zip(prompts, answers[::2], answers[1::2])]
     DPO = timed(DPOTrainer)
-    model, rows = run_phase(DPO, DPOConfig, model, tokenizer, None, Dataset.from_list(pairs), settings, cfg,
-                            work / "dpo", device, "dpo", beta=settings["beta"], loss_type=loss_types("sigmoid"),
-                            loss_weights=None, disable_dropout=True, trl_args={})
+    model, rows = run_phase(
+        DPO,
+        DPOConfig,
+        model,
+        tokenizer,
+        None,
+        Dataset.from_list(pairs),
+        settings,
+        cfg,
+        work / "dpo",
+        device,
+        "dpo",
+        beta=settings["beta"],
+        loss_type=loss_types("sigmoid"),
+        loss_weights=None,
+        disable_dropout=True,
+        trl_args={},
+    )
     dpo_seconds = DPO.last.timer.seconds
     count = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
     sft_tokens = statistics.mean(count(r["prompt"]) + count(r["completion"]) for r in sft_rows) * per_step
-    dpo_tokens = statistics.mean(2 * count(p["prompt"]) + count(p["chosen"]) + count(p["rejected"]) for p in pairs) * per_step
+    dpo_tokens = (
+        statistics.mean(2 * count(p["prompt"]) + count(p["chosen"]) + count(p["rejected"]) for p in pairs) * per_step
+    )
     peak = round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
-    return {"sft_step_s": [round(s, 3) for s in sft_seconds], "dpo_step_s": [round(s, 3) for s in dpo_seconds],
-            "sft_tokens_per_step": round(sft_tokens), "dpo_tokens_per_step": round(dpo_tokens),
-            "final_dpo_loss": rows[-1]["loss"] if rows else None, "peak_gib": peak}
+    return {
+        "sft_step_s": [round(s, 3) for s in sft_seconds],
+        "dpo_step_s": [round(s, 3) for s in dpo_seconds],
+        "sft_tokens_per_step": round(sft_tokens),
+        "dpo_tokens_per_step": round(dpo_tokens),
+        "final_dpo_loss": rows[-1]["loss"] if rows else None,
+        "peak_gib": peak,
+    }
 
 
 def fit(depths: list[int], seconds: list[float], target: int) -> dict:
@@ -244,14 +308,26 @@ def main() -> int:
     from maximalcai.plan import TYPICAL_FILL
 
     lengths = {  # the plan's per-item sizes: response 512 * fill, instruction 96 * fill, guard prompt 450 + response
-        "scoring_prompts": 8 if small else 64, "scoring_tokens": 64 if small else 750, "scoring_batch": 8,
-        "generation_batch": 8 if small else 64, "generation_prompt_tokens": 32 if small else 200,
+        "scoring_prompts": 8 if small else 64,
+        "scoring_tokens": 64 if small else 750,
+        "scoring_batch": 8,
+        "generation_batch": 8 if small else 64,
+        "generation_prompt_tokens": 32 if small else 200,
         "generation_new_tokens": 16 if small else 256,
-        "prompt_tokens": 16 if small else round(96 * TYPICAL_FILL), "response_tokens": 32 if small else round(512 * TYPICAL_FILL),
-        "grad_accum": 1 if small else 4, "steps": 3 if small else 4,
+        "prompt_tokens": 16 if small else round(96 * TYPICAL_FILL),
+        "response_tokens": 32 if small else round(512 * TYPICAL_FILL),
+        "grad_accum": 1 if small else 4,
+        "steps": 3 if small else 4,
     }
-    run = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device, "versions": versions(),
-           "shrink": args.shrink, "lengths": lengths, "warmup": None, "depths": {}}
+    run = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "device": args.device,
+        "versions": versions(),
+        "shrink": args.shrink,
+        "lengths": lengths,
+        "warmup": None,
+        "depths": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for layers in [0] + args.layers:  # 0: a 1-layer warm-up (CUDA context, kernels), kept out of the fit
@@ -260,8 +336,9 @@ def main() -> int:
             entry = {"build_s": round(time.perf_counter() - start, 1)}
             entry.update(time_inference(path, args.device, lengths))
             if not args.no_training:
-                entry.update(time_training(path, work / f"train-{layers}", args.device, lengths,
-                                           four_bit=args.device == "cuda"))
+                entry.update(
+                    time_training(path, work / f"train-{layers}", args.device, lengths, four_bit=args.device == "cuda")
+                )
             if layers:
                 run["depths"][layers] = entry
             else:
@@ -284,12 +361,16 @@ def fits(run: dict) -> dict:
     per_token = {name: [depths[d][s] / depths[d][n] for d in sorted(depths)] for name, (s, n) in units.items()}
     for phase in ("sft", "dpo"):
         if all(f"{phase}_step_s" in e for e in depths.values()):  # the first step (allocator, kernels) is left out
-            per_token[phase] = [statistics.median(depths[d][f"{phase}_step_s"][1:]) / depths[d][f"{phase}_tokens_per_step"]
-                                for d in sorted(depths)]
+            per_token[phase] = [
+                statistics.median(depths[d][f"{phase}_step_s"][1:]) / depths[d][f"{phase}_tokens_per_step"]
+                for d in sorted(depths)
+            ]
     out = {}
     for name, seconds in per_token.items():
         result = fit(sorted(depths), seconds, QWEN32B["layers"])
-        result["tokens_per_s_at_64_layers"] = round(1 / result["at_target_s"], 1) if result["at_target_s"] > 0 else None
+        result["tokens_per_s_at_64_layers"] = (
+            round(1 / result["at_target_s"], 1) if result["at_target_s"] > 0 else None
+        )
         out[name] = result
     return out
 
@@ -297,9 +378,18 @@ def fits(run: dict) -> dict:
 # Dense bf16 tensor-core peak (TFLOP/s) and memory bandwidth (TB/s) from NVIDIA's data sheets (SXM parts).
 PEAKS = {"H100": (989.4, 3.35), "A100": (312.0, 2.039)}
 FORWARD_GFLOP_PER_TOKEN = 2 * (64 * 487.6e6 + 778.6e6) / 1e9  # 2 x (64 decoder layers + LM head) parameters
-PASSES = {"scoring": 1, "generation": 1, "sft": 3, "dpo": 4}  # forward, checkpoint recompute, input gradients; + reference
-PLAN_KEYS = {"scoring": "scoring_tokens_per_s", "generation": "generation_tokens_per_s", "sft": "sft_tokens_per_s",
-             "dpo": "training_tokens_per_s"}
+PASSES = {
+    "scoring": 1,
+    "generation": 1,
+    "sft": 3,
+    "dpo": 4,
+}  # forward, checkpoint recompute, input gradients; + reference
+PLAN_KEYS = {
+    "scoring": "scoring_tokens_per_s",
+    "generation": "generation_tokens_per_s",
+    "sft": "sft_tokens_per_s",
+    "dpo": "training_tokens_per_s",
+}
 
 
 def report(run: dict, measured_on: str = "H100", target: str = "A100") -> str:
@@ -307,8 +397,11 @@ def report(run: dict, measured_on: str = "H100", target: str = "A100") -> str:
     by the ratio of peak compute (bandwidth for decoding, which reads every weight per step)."""
     compute = PEAKS[target][0] / PEAKS[measured_on][0]
     bandwidth = PEAKS[target][1] / PEAKS[measured_on][1]
-    lines = [f"| workload (budget.throughput key) | {measured_on}, 64 layers, tokens/s | fit residuals | "
-             f"model FLOP utilisation | {target} estimate, tokens/s |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"| workload (budget.throughput key) | {measured_on}, 64 layers, tokens/s | fit residuals | "
+        f"model FLOP utilisation | {target} estimate, tokens/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, result in run["fits"].items():
         rate = result["tokens_per_s_at_64_layers"]
         if rate is None:
@@ -317,8 +410,10 @@ def report(run: dict, measured_on: str = "H100", target: str = "A100") -> str:
         mfu = rate * FORWARD_GFLOP_PER_TOKEN * PASSES[name] / (PEAKS[measured_on][0] * 1e3)
         scale, by = (bandwidth, "bandwidth") if name == "generation" else (compute, "compute")
         worst = max(abs(r) for r in result["relative_residuals"])
-        lines.append(f"| {name} (`{PLAN_KEYS[name]}`) | {rate:,.0f} | max {worst:.1%} | {mfu:.0%} | "
-                     f"{rate * scale:,.0f} (x{scale:.3f}, {by}) |")
+        lines.append(
+            f"| {name} (`{PLAN_KEYS[name]}`) | {rate:,.0f} | max {worst:.1%} | {mfu:.0%} | "
+            f"{rate * scale:,.0f} (x{scale:.3f}, {by}) |"
+        )
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Wall time and peak memory of each rule of a finished run, from Snakemake's `benchmark:` files.
 
-    snakemake --cores 1 stage1_model && python benchmarks/rule_times.py > benchmarks/results/rule_times.md
+snakemake --cores 1 stage1_model && python benchmarks/rule_times.py > benchmarks/results/rule_times.md
 """
 
 from __future__ import annotations

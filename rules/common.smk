@@ -4,7 +4,6 @@ from pathlib import Path
 from maximalcai.config import previous_stage, stage_config, stage_ids, wants_gpu
 from maximalcai.generation import instruction_shards, response_shards
 
-
 STAGES = stage_ids(config)
 BASE_MODEL = "results/models/base"
 GPU = wants_gpu(config)
@@ -36,9 +35,7 @@ def settings(section):
 
 def pick(section, *keys):
     """Input function: only the named keys of a stage section, so params hold exactly what a rule uses."""
-    return lambda wildcards: {
-        k: stage_config(config, wildcards.stage)[section][k] for k in keys
-    }
+    return lambda wildcards: {k: stage_config(config, wildcards.stage)[section][k] for k in keys}
 
 
 def generator(wildcards):

@@ -12,22 +12,22 @@ rule eval_generate:
     output:
         table="results/eval/{model}/generations.parquet",
         manifest="results/eval/{model}/manifests/generations.json",
-    params:
-        sampling=config["evaluation"]["sampling"],
-        max_prompts=config["evaluation"]["max_prompts"],
-        fewshot=eval_fewshot,
-        seed=config["seed"],
     log:
         "logs/eval/{model}/eval_generate.log",
     benchmark:
         "results/benchmarks/eval/{model}-eval_generate.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=6000,
         runtime=60,
         gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
+    params:
+        sampling=config["evaluation"]["sampling"],
+        max_prompts=config["evaluation"]["max_prompts"],
+        fewshot=eval_fewshot,
+        seed=config["seed"],
     script:
         "../workflow_scripts/eval_generate.py"
 
@@ -40,20 +40,20 @@ rule eval_safety:
     output:
         table="results/eval/{model}/safety.parquet",
         manifest="results/eval/{model}/manifests/safety.json",
-    params:
-        safety=without_paths("safety", config["safety"]),
-        seed=config["seed"],
     log:
         "logs/eval/{model}/eval_safety.log",
     benchmark:
         "results/benchmarks/eval/{model}-eval_safety.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=6000,
         runtime=60,
         gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
+    params:
+        safety=without_paths("safety", config["safety"]),
+        seed=config["seed"],
     script:
         "../workflow_scripts/eval_safety.py"
 
@@ -70,21 +70,21 @@ rule evaluate:
         metrics="results/{stage}/eval/metrics.json",
         table="results/{stage}/eval/per_prompt.parquet",
         manifest="results/{stage}/manifests/evaluation.json",
-    params:
-        evaluation=without_paths("evaluation", config["evaluation"]),
-        labeller=config["feedback"]["labeller"],
-        previous=lambda wc: previous_stage(wc.stage),
-        seed=config["seed"],
     log:
         "logs/{stage}/evaluate.log",
     benchmark:
         "results/benchmarks/{stage}/evaluate.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=8000,
         runtime=60,
         gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
+    params:
+        evaluation=without_paths("evaluation", config["evaluation"]),
+        labeller=config["feedback"]["labeller"],
+        previous=lambda wc: previous_stage(wc.stage),
+        seed=config["seed"],
     script:
         "../workflow_scripts/evaluate.py"

@@ -10,18 +10,18 @@ rule export_model:
     output:
         export=directory("results/{stage}/export"),
         manifest="results/{stage}/manifests/export.json",
-    params:
-        export=config["export"],
-        sampling=config["evaluation"]["sampling"],
     log:
         "logs/{stage}/export_model.log",
     benchmark:
         "results/benchmarks/{stage}/export_model.tsv"
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        CONDA_ENV
+    params:
+        export=config["export"],
+        sampling=config["evaluation"]["sampling"],
     script:
         "../workflow_scripts/export_model.py"

@@ -12,20 +12,20 @@ rule critique_revise:
     output:
         table="results/{stage}/critiques.parquet",
         manifest="results/{stage}/manifests/critiques.json",
-    params:
-        settings=settings("critique"),
-        seed=config["seed"],
     log:
         "logs/{stage}/critique_revise.log",
     benchmark:
         "results/benchmarks/{stage}/critique_revise.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=6000,
         runtime=120,
         gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
+    params:
+        settings=settings("critique"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/critique_revise.py"
 
@@ -39,20 +39,20 @@ rule safety_label:
     output:
         table="results/{stage}/safety.parquet",
         manifest="results/{stage}/manifests/safety.json",
-    params:
-        safety=without_paths("safety", config["safety"]),
-        seed=config["seed"],
     log:
         "logs/{stage}/safety_label.log",
     benchmark:
         "results/benchmarks/{stage}/safety_label.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=6000,
         runtime=60,
         gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
+    params:
+        safety=without_paths("safety", config["safety"]),
+        seed=config["seed"],
     script:
         "../workflow_scripts/safety_label.py"
 
@@ -67,21 +67,21 @@ rule preference_label:
     output:
         table="results/{stage}/preferences.parquet",
         manifest="results/{stage}/manifests/preferences.json",
-    params:
-        settings=settings("preference"),
-        labeller=config["feedback"]["labeller"],
-        seed=config["seed"],
     log:
         "logs/{stage}/preference_label.log",
     benchmark:
         "results/benchmarks/{stage}/preference_label.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=6000,
         runtime=60,
         gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
+    params:
+        settings=settings("preference"),
+        labeller=config["feedback"]["labeller"],
+        seed=config["seed"],
     script:
         "../workflow_scripts/preference_label.py"
 
@@ -100,16 +100,16 @@ rule build_pairs:
         funnel="results/{stage}/pairs_funnel.parquet",
         sft="results/{stage}/sft.parquet",
         manifest="results/{stage}/manifests/pairs.json",
-    params:
-        settings=settings("pairs"),
-        seed=config["seed"],
     log:
         "logs/{stage}/build_pairs.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        CONDA_ENV
+    params:
+        settings=settings("pairs"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/build_pairs.py"

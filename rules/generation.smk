@@ -9,20 +9,20 @@ rule generate_instructions:
     output:
         table="results/{stage}/shards/instructions/{shard}.parquet",
         manifest="results/{stage}/manifests/instructions-shard{shard}.json",
-    params:
-        settings=pick("instructions", "candidates", "shard_size", "fewshot_k", "fewshot_share", "sampling"),
-        seed=config["seed"],
     log:
         "logs/{stage}/generate_instructions/{shard}.log",
     benchmark:
         "results/benchmarks/{stage}/generate_instructions-{shard}.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=6000,
         runtime=60,
         gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
+    params:
+        settings=pick("instructions", "candidates", "shard_size", "fewshot_k", "fewshot_share", "sampling"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/generate_instructions.py"
 
@@ -36,17 +36,17 @@ rule aggregate_instructions:
     output:
         table="results/{stage}/instructions.parquet",
         manifest="results/{stage}/manifests/instructions.json",
-    params:
-        settings=pick("instructions", "count", "filters", "constraints"),
-        seed=config["seed"],
     log:
         "logs/{stage}/aggregate_instructions.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        CONDA_ENV
+    params:
+        settings=pick("instructions", "count", "filters", "constraints"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/aggregate_instructions.py"
 
@@ -60,20 +60,20 @@ rule generate_responses:
     output:
         table="results/{stage}/shards/responses/{shard}.parquet",
         manifest="results/{stage}/manifests/responses-shard{shard}.json",
-    params:
-        settings=settings("responses"),
-        seed=config["seed"],
     log:
         "logs/{stage}/generate_responses/{shard}.log",
     benchmark:
         "results/benchmarks/{stage}/generate_responses-{shard}.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=6000,
         runtime=120,
         gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
+    params:
+        settings=settings("responses"),
+        seed=config["seed"],
     script:
         "../workflow_scripts/generate_responses.py"
 
@@ -86,15 +86,15 @@ rule aggregate_responses:
     output:
         table="results/{stage}/responses.parquet",
         manifest="results/{stage}/manifests/responses.json",
-    params:
-        per_instruction=lambda wc: stage_config(config, wc.stage)["responses"]["per_instruction"],
     log:
         "logs/{stage}/aggregate_responses.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        CONDA_ENV
+    params:
+        per_instruction=lambda wc: stage_config(config, wc.stage)["responses"]["per_instruction"],
     script:
         "../workflow_scripts/aggregate_responses.py"

@@ -4,17 +4,17 @@
 rule import_base_model:
     output:
         directory(BASE_MODEL),
-    params:
-        source=config["base_model"],
     log:
         "logs/import_base_model.log",
     benchmark:
         "results/benchmarks/import_base_model.tsv"
+    conda:
+        CONDA_ENV
     threads: compute_threads
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        CONDA_ENV
+    params:
+        source=config["base_model"],
     script:
         "../workflow_scripts/import_base_model.py"

@@ -5,16 +5,16 @@ rule plan:
     output:
         markdown="results/plan.md",
         json="results/plan.json",
+    log:
+        "logs/plan.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: 1
     params:
         stages=config["stages"],
         budget=config["budget"],
         evaluation=without_paths("evaluation", config["evaluation"]),
-    log:
-        "logs/plan.log",
-    localrule: True
-    threads: 1
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/plan.py"
 
@@ -31,11 +31,11 @@ rule stages_report:
         table="results/stages/metrics.md",
     log:
         "logs/stages_report.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/stages_report.py"

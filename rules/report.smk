@@ -36,11 +36,11 @@ rule stage_report:
         ),
     log:
         "logs/{stage}/stage_report.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/stage_report.py"

@@ -12,22 +12,22 @@ rule train_dpo:
         adapter=directory("results/{stage}/adapter"),
         log_table="results/{stage}/training_log.parquet",
         manifest="results/{stage}/manifests/training.json",
+    log:
+        "logs/{stage}/train_dpo.log",
+    benchmark:
+        "results/benchmarks/{stage}/train_dpo.tsv"
+    conda:
+        CONDA_ENV
+    threads: compute_threads
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=GPU_PER_JOB,
     params:
         settings=settings("training"),
         hardware=config["training"],
         seed=config["seed"],
         checkpoints="results/{stage}/checkpoints",
         runs="results/{stage}/runs",
-    log:
-        "logs/{stage}/train_dpo.log",
-    benchmark:
-        "results/benchmarks/{stage}/train_dpo.tsv"
-    threads: compute_threads
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=GPU_PER_JOB,
-    conda:
-        CONDA_ENV
     script:
         "../workflow_scripts/train_dpo.py"

@@ -10,7 +10,9 @@ from maximalcai.backends.attention import register
 GREEDY = Sampling(temperature=0.0, max_new_tokens=12)
 PREFIX_A = formats.example("Name a color.", "Blue.") + formats.example("Count to three.", "One, two, three.")
 PREFIX_B = formats.example("Say hello.", "Hello!")
-TARGETS = [formats.prompt(t) for t in ("What is rain?", "Tell me a joke about a very long and winding river.", "Hi", "Why?")]
+TARGETS = [
+    formats.prompt(t) for t in ("What is rain?", "Tell me a joke about a very long and winding river.", "Hi", "Why?")
+]
 
 
 HEADER_STOP = ("### ",)
@@ -29,10 +31,14 @@ def hf_generate(backend, prompts, max_new_tokens, stop=HEADER_STOP):
         enc = backend.tokenizer([prompt], return_tensors="pt")
         with torch.inference_mode():
             out = backend.model.generate(
-                **enc, do_sample=False, max_new_tokens=max_new_tokens, stop_strings=list(stop),
-                tokenizer=backend.tokenizer, pad_token_id=backend.tokenizer.pad_token_id,
+                **enc,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                stop_strings=list(stop),
+                tokenizer=backend.tokenizer,
+                pad_token_id=backend.tokenizer.pad_token_id,
             )
-        row = out[0, enc["input_ids"].shape[1]:].tolist()
+        row = out[0, enc["input_ids"].shape[1] :].tolist()
         texts.append(formats.cut_at_stop(backend.tokenizer.decode(row, skip_special_tokens=True), stop)[0])
     return texts
 
@@ -44,9 +50,17 @@ def test_greedy_decoding_matches_transformers_generate(tiny_backend):
 
 
 def test_shared_prefixes_give_the_same_result_as_plain_prompts(tiny_backend):
-    split = [(PREFIX_A, TARGETS[0]), (PREFIX_B, TARGETS[1]), (PREFIX_A, TARGETS[2]), ("", TARGETS[3]), (PREFIX_B, TARGETS[3])]
+    split = [
+        (PREFIX_A, TARGETS[0]),
+        (PREFIX_B, TARGETS[1]),
+        (PREFIX_A, TARGETS[2]),
+        ("", TARGETS[3]),
+        (PREFIX_B, TARGETS[3]),
+    ]
     plain = [p + s for p, s in split]
-    assert [c.text for c in tiny_backend.generate(split, GREEDY, 0)] == [c.text for c in tiny_backend.generate(plain, GREEDY, 0)]
+    assert [c.text for c in tiny_backend.generate(split, GREEDY, 0)] == [
+        c.text for c in tiny_backend.generate(plain, GREEDY, 0)
+    ]
 
 
 def test_batching_does_not_change_greedy_results(tiny_backend):
@@ -84,9 +98,14 @@ def test_completion_is_cut_at_stop_strings_and_reports_why(tiny_backend):
     ids = tok("Paris.\n\n### Instruction:\nNext", add_special_tokens=False)["input_ids"]
     stopped = tiny_backend._completion(ids, None, formats.STOP_STRINGS)
     assert (stopped.text, stopped.finish_reason, stopped.num_tokens) == ("Paris.", "stop", len(ids))
-    ended = tiny_backend._completion(tok("Done.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "eos", formats.STOP_STRINGS)
+    ended = tiny_backend._completion(
+        tok("Done.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id], "eos", formats.STOP_STRINGS
+    )
     assert (ended.text, ended.finish_reason) == ("Done.", "eos")
-    assert tiny_backend._completion(tok("and so", add_special_tokens=False)["input_ids"], "length", ()).finish_reason == "length"
+    assert (
+        tiny_backend._completion(tok("and so", add_special_tokens=False)["input_ids"], "length", ()).finish_reason
+        == "length"
+    )
 
 
 def test_generation_stops_at_max_new_tokens(tiny_backend):

@@ -24,8 +24,9 @@ def workdir(tmp_path, tiny_model_dir, monkeypatch):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     peft = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     peft.save_pretrained(tmp_path / "results/stage1/adapter")
-    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text()
-                                          + "\nhardware: {device: cpu, dtype: float32}\n")
+    (tmp_path / "config.yaml").write_text(
+        (REPO / "config.yaml").read_text() + "\nhardware: {device: cpu, dtype: float32}\n"
+    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -44,18 +45,51 @@ def test_generate_gives_the_workflow_backends_answers(workdir, capsys, tiny_mode
     from maximalcai.reproducibility import derive_seed
 
     (workdir / "prompts.jsonl").write_text('{"id": "a", "prompt": "Name a color."}\n{"instruction": "Say hi."}\n')
-    code, out, err = run(["generate", "--stage", "stage1", "--prompts", "prompts.jsonl", "--prompt", "Count to three.",
-                          "--max-new-tokens", "12"], capsys)
+    code, out, err = run(
+        [
+            "generate",
+            "--stage",
+            "stage1",
+            "--prompts",
+            "prompts.jsonl",
+            "--prompt",
+            "Count to three.",
+            "--max-new-tokens",
+            "12",
+        ],
+        capsys,
+    )
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["id"] for r in rows] == ["0", "a", "prompts-2"] and rows[0]["model"] == "tiny-gemma3+stage1"
-    backend = TransformersBackend(workdir / "results/models/base", workdir / "results/stage1/adapter", device="cpu",
-                                  dtype=torch.float32, batch_size=4, scoring_batch_size=4)
-    expected = backend.generate([formats.prompt(r["prompt"]) for r in rows],
-                                Sampling(temperature=0.0, max_new_tokens=12), derive_seed(42, "eval", "generate"))
+    backend = TransformersBackend(
+        workdir / "results/models/base",
+        workdir / "results/stage1/adapter",
+        device="cpu",
+        dtype=torch.float32,
+        batch_size=4,
+        scoring_batch_size=4,
+    )
+    expected = backend.generate(
+        [formats.prompt(r["prompt"]) for r in rows],
+        Sampling(temperature=0.0, max_new_tokens=12),
+        derive_seed(42, "eval", "generate"),
+    )
     assert [r["response"] for r in rows] == [c.text for c in expected]  # what the evaluation would answer
-    code, base, _ = run(["generate", "--model", "base", "--prompt", "Count to three.", "--max-new-tokens", "12",
-                         "--out", "base.jsonl"], capsys)
+    code, base, _ = run(
+        [
+            "generate",
+            "--model",
+            "base",
+            "--prompt",
+            "Count to three.",
+            "--max-new-tokens",
+            "12",
+            "--out",
+            "base.jsonl",
+        ],
+        capsys,
+    )
     assert code == 0 and base == "" and json.loads((workdir / "base.jsonl").read_text())["model"] == "tiny-gemma3"
 
 
@@ -74,9 +108,15 @@ def test_chat_streams_and_keeps_the_history(workdir, capsys, monkeypatch):
     assert out.count("assistant> ") == 3 and "(history cleared)" in out
     first_answer = out.split("assistant> ")[1].split("\n")[0].strip()
     assert seen[0] == formats.prompt("What is rain?")
-    assert seen[1] == formats.prompt(formats.conversation([
-        {"role": "user", "content": "What is rain?"}, {"role": "assistant", "content": first_answer},
-        {"role": "user", "content": "Why?"}]))
+    assert seen[1] == formats.prompt(
+        formats.conversation(
+            [
+                {"role": "user", "content": "What is rain?"},
+                {"role": "assistant", "content": first_answer},
+                {"role": "user", "content": "Why?"},
+            ]
+        )
+    )
     assert seen[2] == formats.prompt("Hello.")  # after /reset
 
 
@@ -86,26 +126,32 @@ def test_streamed_answer_is_cut_at_the_stop_strings(tiny_model_dir):
 
     model = models.load_model(tiny_model_dir, __import__("torch").float32, "cpu")
     tokenizer = models.load_tokenizer(tiny_model_dir)
-    pieces = list(cli.stream_answer(model, tokenizer, formats.prompt("Name a color."), Sampling(temperature=0.0,
-                                                                                              max_new_tokens=40), 0))
+    pieces = list(
+        cli.stream_answer(
+            model, tokenizer, formats.prompt("Name a color."), Sampling(temperature=0.0, max_new_tokens=40), 0
+        )
+    )
     text = "".join(pieces)
     assert not any(stop in text for stop in formats.STOP_STRINGS)
     ids = tokenizer(formats.prompt("Name a color."), return_tensors="pt")
     full = model.generate(**ids, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    raw = tokenizer.decode(full[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    raw = tokenizer.decode(full[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     assert text == formats.cut_at_stop(raw)[0]  # the same greedy answer, cut where the workflow cuts
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["generate", "--stage", "stage2", "--prompt", "x"], "snakemake --cores 1 stage2_model"),
-    (["generate", "--stage", "stage9", "--prompt", "x"], "not a stage of this config"),
-    (["generate", "--model", "stage1", "--prompt", "x"], "a trained stage is --stage stageK"),
-    (["generate", "--adapter", "nowhere", "--prompt", "x"], "results/stage1/adapter"),
-    (["generate", "--prompt", "x"], "name one model"),
-    (["generate", "--stage", "stage1"], "no prompts"),
-    (["generate", "--stage", "stage1", "--prompts", "bad.jsonl"], "bad.jsonl:1: not a JSON object"),
-    (["chat", "--stage", "stage1", "--configfile", "missing.yaml"], "config file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "--stage", "stage2", "--prompt", "x"], "snakemake --cores 1 stage2_model"),
+        (["generate", "--stage", "stage9", "--prompt", "x"], "not a stage of this config"),
+        (["generate", "--model", "stage1", "--prompt", "x"], "a trained stage is --stage stageK"),
+        (["generate", "--adapter", "nowhere", "--prompt", "x"], "results/stage1/adapter"),
+        (["generate", "--prompt", "x"], "name one model"),
+        (["generate", "--stage", "stage1"], "no prompts"),
+        (["generate", "--stage", "stage1", "--prompts", "bad.jsonl"], "bad.jsonl:1: not a JSON object"),
+        (["chat", "--stage", "stage1", "--configfile", "missing.yaml"], "config file not found"),
+    ],
+)
 def test_mistakes_name_the_fix(workdir, capsys, argv, message):
     (workdir / "bad.jsonl").write_text("not json\n")
     code, _, err = run(argv, capsys)

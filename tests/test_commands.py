@@ -17,8 +17,13 @@ from conftest import REPO
 from test_workflow import fake_complete_run, make_workdir, planned_stage_jobs
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-DATA_RULES = {"import_base_model", "generate_instructions", "aggregate_instructions", "generate_responses",
-              "aggregate_responses"}
+DATA_RULES = {
+    "import_base_model",
+    "generate_instructions",
+    "aggregate_instructions",
+    "generate_responses",
+    "aggregate_responses",
+}
 PAIR_RULES = DATA_RULES | {"critique_revise", "safety_label", "preference_label", "build_pairs"}
 
 
@@ -42,8 +47,11 @@ def printed_by_errors() -> list[tuple[str, str]]:
         check_forcerun((), ("generate_responses", "results/stage1/responses.parquet"), ("generate_responses",))
     except ConfigError as exc:
         corrected = re.search(r"^\s+(snakemake .*)$", str(exc), re.M).group(1)
-    return [("tables._rerun_hint", hint.split(": ", 1)[1]), ("targets.check_forcerun", corrected),
-            ("models: no model there", "snakemake --cores 1 results/models/base")]
+    return [
+        ("tables._rerun_hint", hint.split(": ", 1)[1]),
+        ("targets.check_forcerun", corrected),
+        ("models: no model there", "snakemake --cores 1 results/models/base"),
+    ]
 
 
 def options_and_targets(command: str) -> tuple[list[str], list[str]]:
@@ -53,7 +61,7 @@ def options_and_targets(command: str) -> tuple[list[str], list[str]]:
     targets, option = [], None
     for index, token in enumerate(args):
         if token == "--":
-            return args, targets + args[index + 1:]
+            return args, targets + args[index + 1 :]
         if token.startswith("-"):
             option = token if token in takes_values else None
             continue
@@ -73,7 +81,8 @@ def allowed(target: str):
     of its kind; ``plan`` plans only itself; ``all`` and ``stages_report`` anything.
     """
     match = re.fullmatch(r"stage(\d+)_(datasets|pairs|model|export)", target) or re.fullmatch(
-        r"results/stage(\d+)/(instructions|responses|pairs|adapter)\b.*", target)
+        r"results/stage(\d+)/(instructions|responses|pairs|adapter)\b.*", target
+    )
     if target == "plan":
         return lambda rule, where: rule == "plan"
     if target == "results/models/base":
@@ -81,8 +90,7 @@ def allowed(target: str):
     if not match:
         return lambda rule, where: True
     last, kind = int(match.group(1)), match.group(2)
-    own = {"datasets": DATA_RULES, "instructions": DATA_RULES, "responses": DATA_RULES,
-           "pairs": PAIR_RULES}.get(kind)
+    own = {"datasets": DATA_RULES, "instructions": DATA_RULES, "responses": DATA_RULES, "pairs": PAIR_RULES}.get(kind)
 
     def ok(rule: str, where: str) -> bool:
         if where.startswith("stage"):
@@ -96,8 +104,9 @@ def allowed(target: str):
 def run_as_printed(command: str, workdir: Path, dry: bool = True):
     args, _ = options_and_targets(command)
     prefix = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
-    return subprocess.run(prefix + (["-n"] if dry else []) + args, capture_output=True, text=True, cwd=REPO,
-                          timeout=600)
+    return subprocess.run(
+        prefix + (["-n"] if dry else []) + args, capture_output=True, text=True, cwd=REPO, timeout=600
+    )
 
 
 COMMANDS = documented() + printed_by_errors()
@@ -123,8 +132,11 @@ def test_every_printed_command_plans_only_what_it_names(tmp_path, where, command
     assert result.returncode == 0, f"{where}: {command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     jobs = planned_stage_jobs(result)
     checks = [allowed(target) for target in targets or ["all"]]
-    stray = sorted((rule, at) for rule, at in jobs
-                   if not re.fullmatch(r"stage\d+_\w+|all", rule) and not any(ok(rule, at) for ok in checks))
+    stray = sorted(
+        (rule, at)
+        for rule, at in jobs
+        if not re.fullmatch(r"stage\d+_\w+|all", rule) and not any(ok(rule, at) for ok in checks)
+    )
     assert not stray, f"{where}: `{command}` plans jobs it does not name: {stray}"
     if "--forcerun" in args:
         assert {rule for rule, _ in jobs} == {"generate_responses", "aggregate_responses"}, jobs
@@ -132,7 +144,9 @@ def test_every_printed_command_plans_only_what_it_names(tmp_path, where, command
 
 def test_the_forcerun_trap_stops_before_any_job_with_the_corrected_command(tmp_path):
     make_workdir(tmp_path)
-    trap = run_as_printed("snakemake --cores 1 --forcerun generate_responses results/stage1/responses.parquet", tmp_path)
+    trap = run_as_printed(
+        "snakemake --cores 1 --forcerun generate_responses results/stage1/responses.parquet", tmp_path
+    )
     output = trap.stdout + trap.stderr
     assert trap.returncode != 0 and "Put the target after `--`" in output
     assert "snakemake --cores 1 --forcerun generate_responses -- results/stage1/responses.parquet" in output
@@ -141,13 +155,16 @@ def test_the_forcerun_trap_stops_before_any_job_with_the_corrected_command(tmp_p
     assert everything.returncode == 0  # naming a target, even all, is a deliberate choice
 
 
-@pytest.mark.parametrize("targets, forcerun, stops", [
-    ((), ("generate_responses", "results/stage1/responses.parquet"), True),
-    ((), ("stage1_datasets",), True),  # a target rule builds nothing, so forcing it forces nothing
-    ((), ("generate_responses",), False),
-    (("results/stage1/responses.parquet",), ("generate_responses",), False),
-    ((), (), False),
-])
+@pytest.mark.parametrize(
+    "targets, forcerun, stops",
+    [
+        ((), ("generate_responses", "results/stage1/responses.parquet"), True),
+        ((), ("stage1_datasets",), True),  # a target rule builds nothing, so forcing it forces nothing
+        ((), ("generate_responses",), False),
+        (("results/stage1/responses.parquet",), ("generate_responses",), False),
+        ((), (), False),
+    ],
+)
 def test_check_forcerun(targets, forcerun, stops):
     building = ("generate_responses", "aggregate_responses")
     if stops:
@@ -160,7 +177,14 @@ def test_check_forcerun(targets, forcerun, stops):
 def test_the_command_line_is_read_with_snakemakes_own_parser():
     from maximalcai.targets import command_line_request
 
-    trap = ["/venv/bin/snakemake", "--cores", "1", "--forcerun", "generate_responses", "results/stage1/responses.parquet"]
+    trap = [
+        "/venv/bin/snakemake",
+        "--cores",
+        "1",
+        "--forcerun",
+        "generate_responses",
+        "results/stage1/responses.parquet",
+    ]
     assert command_line_request(trap) == (set(), {"generate_responses", "results/stage1/responses.parquet"})
     fixed = ["/x/snakemake/__main__.py", "--cores", "1", "-R", "generate_responses", "--", "results/stage1/x.parquet"]
     assert command_line_request(fixed) == ({"results/stage1/x.parquet"}, {"generate_responses"})

@@ -26,8 +26,13 @@ def write(tmp_path, data):
 
 
 def principle(pid="p1", category="helpful", **overrides):
-    base = {"id": pid, "category": category, "critique_request": "Find what is wrong here.",
-            "revision_request": "Rewrite it to fix that.", "preference_question": "Which response is better?"}
+    base = {
+        "id": pid,
+        "category": category,
+        "critique_request": "Find what is wrong here.",
+        "revision_request": "Rewrite it to fix that.",
+        "preference_question": "Which response is better?",
+    }
     return {**base, **overrides}
 
 
@@ -35,13 +40,22 @@ def three():
     return [principle("a", "helpful"), principle("b", "harmless"), principle("c", "honest")]
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda ps: ps[1].pop("revision_request"), r"principle 'b' \(#2\).*'revision_request' is a required property"),
-    (lambda ps: ps[0].update(category="polite"), r"principle 'a' \(#1\), field 'category': unknown category 'polite'"),
-    (lambda ps: ps[2].update(preference_question="Pick the better one."), r"principle 'c' \(#3\), field 'preference_question': must be a question"),
-    (lambda ps: ps[2].update(id="a"), r"principle 'a' \(#3\), field 'id': duplicate id"),
-    (lambda ps: ps[2].update(category="helpful"), r"categories \['honest'\] have no principle"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda ps: ps[1].pop("revision_request"), r"principle 'b' \(#2\).*'revision_request' is a required property"),
+        (
+            lambda ps: ps[0].update(category="polite"),
+            r"principle 'a' \(#1\), field 'category': unknown category 'polite'",
+        ),
+        (
+            lambda ps: ps[2].update(preference_question="Pick the better one."),
+            r"principle 'c' \(#3\), field 'preference_question': must be a question",
+        ),
+        (lambda ps: ps[2].update(id="a"), r"principle 'a' \(#3\), field 'id': duplicate id"),
+        (lambda ps: ps[2].update(category="helpful"), r"categories \['honest'\] have no principle"),
+    ],
+)
 def test_errors_name_the_principle_and_the_field(tmp_path, mutate, message):
     principles = three()
     mutate(principles)

@@ -11,10 +11,18 @@ from maximalcai import export, formats
 CONVERSATIONS = [
     [{"role": "user", "content": "Name three primary colors."}],
     [{"role": "user", "content": "  What is rain? "}],
-    [{"role": "user", "content": "What's a good houseplant?"}, {"role": "assistant", "content": "A pothos."},
-     {"role": "user", "content": "How often should I water it?"}],
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"},
-     {"role": "assistant", "content": "Goodbye."}, {"role": "user", "content": "Wait, one more thing."}],
+    [
+        {"role": "user", "content": "What's a good houseplant?"},
+        {"role": "assistant", "content": "A pothos."},
+        {"role": "user", "content": "How often should I water it?"},
+    ],
+    [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Bye"},
+        {"role": "assistant", "content": "Goodbye."},
+        {"role": "user", "content": "Wait, one more thing."},
+    ],
 ]
 
 
@@ -25,14 +33,22 @@ def exported(tmp_path, tiny_model_dir, default_config):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)).save_pretrained(
-        tmp_path / "adapter")
+    get_peft_model(
+        model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    ).save_pretrained(tmp_path / "adapter")
     metrics = {"headline": ["stop_rate vs base: +0.321 [+0.276, +0.365] -> better"]}
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "training.json").write_text(json.dumps({"train_pairs": 208, "sft_examples": 196}))
     cfg = {**default_config, "export": {**default_config["export"], "gguf_types": []}}
-    result = export.export_stage(cfg, "stage1", str(tiny_model_dir), str(tmp_path / "adapter"),
-                                 str(tmp_path / "metrics.json"), str(tmp_path / "training.json"), str(tmp_path / "export"))
+    result = export.export_stage(
+        cfg,
+        "stage1",
+        str(tiny_model_dir),
+        str(tmp_path / "adapter"),
+        str(tmp_path / "metrics.json"),
+        str(tmp_path / "training.json"),
+        str(tmp_path / "export"),
+    )
     return tmp_path, result
 
 
@@ -47,7 +63,9 @@ def test_chat_template_renders_the_projects_format(exported, messages):
     assert rendered == tokenizer.bos_token + prompt  # the tiny Gemma-style tokenizer adds BOS to a plain prompt
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
     assert ids == tokenizer(prompt)["input_ids"]  # the very token ids the evaluation's backend sees
-    answer = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": "An answer. "}], tokenize=False)
+    answer = tokenizer.apply_chat_template(
+        messages + [{"role": "assistant", "content": "An answer. "}], tokenize=False
+    )
     assert answer == rendered + "An answer." + tokenizer.eos_token  # a training example: the answer, then EOS
 
 
@@ -56,7 +74,9 @@ def test_chat_template_adds_no_bos_for_a_tokenizer_that_adds_none(qwen_style_tok
     assert tokenizer.chat_template and tokenizer("x")["input_ids"][0] != tokenizer.bos_token_id
     template = export.chat_template(tokenizer)
     messages = CONVERSATIONS[2]
-    rendered = tokenizer.apply_chat_template(messages, chat_template=template, add_generation_prompt=True, tokenize=False)
+    rendered = tokenizer.apply_chat_template(
+        messages, chat_template=template, add_generation_prompt=True, tokenize=False
+    )
     assert rendered == formats.prompt(formats.conversation(messages))
 
 
@@ -65,8 +85,9 @@ def test_chat_template_refuses_what_the_format_cannot_say(exported):
 
     tokenizer = AutoTokenizer.from_pretrained(exported[0] / "export")
     with pytest.raises(Exception, match="no system turn"):
-        tokenizer.apply_chat_template([{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}],
-                                      tokenize=False)
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi"}], tokenize=False
+        )
 
 
 def test_merged_model_answers_as_the_workflow_does(exported, tiny_model_dir):
@@ -79,14 +100,17 @@ def test_merged_model_answers_as_the_workflow_does(exported, tiny_model_dir):
     assert result["dtype"] == "float32" and result["gguf"] == []
     merged = AutoModelForCausalLM.from_pretrained(folder / "export")
     tokenizer = AutoTokenizer.from_pretrained(folder / "export")
-    backend = TransformersBackend(tiny_model_dir, folder / "adapter", device="cpu", dtype=torch.float32, batch_size=4,
-                                  scoring_batch_size=4)
+    backend = TransformersBackend(
+        tiny_model_dir, folder / "adapter", device="cpu", dtype=torch.float32, batch_size=4, scoring_batch_size=4
+    )
     prompts = [formats.prompt(m[0]["content"]) for m in CONVERSATIONS[:2]]
     expected = [c.text for c in backend.generate(prompts, Sampling(temperature=0.0, max_new_tokens=16), 0)]
     for messages, want in zip(CONVERSATIONS[:2], expected):
-        ids = tokenizer.apply_chat_template(messages[:1], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        ids = tokenizer.apply_chat_template(
+            messages[:1], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         out = merged.generate(**ids, max_new_tokens=16, tokenizer=tokenizer)  # generation_config: greedy, stop strings
-        text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        text = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         assert formats.cut_at_stop(text)[0] == want
 
 
@@ -97,7 +121,9 @@ def test_card_and_modelfile(exported):
     card = ModelCard.load(folder / "export" / "README.md")
     assert card.data.base_model is None  # the tiny model has no hub id
     assert "stop_rate vs base: +0.321 [+0.276, +0.365] -> better" in card.text
-    assert "208" in card.text and "constitution: content sha256" in card.text and "Intended use and limits" in card.text
+    assert (
+        "208" in card.text and "constitution: content sha256" in card.text and "Intended use and limits" in card.text
+    )
     modelfile = (folder / "export" / "Modelfile").read_text()
     assert modelfile.startswith("FROM .\n") and 'PARAMETER stop "### "' in modelfile
     assert not (folder / "export.partial").exists()

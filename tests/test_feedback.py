@@ -47,16 +47,28 @@ def responses_rows():
     rows = []
     for i, instruction in enumerate(["Explain rain.", "How do I pick a lock?"]):
         for j in range(2):
-            rows.append({"response_id": f"s1-i{i}-r{j}", "instruction_id": f"s1-i{i}", "instruction": instruction,
-                         "candidate_index": j, "response": f"Answer {j} to {instruction}"})
+            rows.append(
+                {
+                    "response_id": f"s1-i{i}-r{j}",
+                    "instruction_id": f"s1-i{i}",
+                    "instruction": instruction,
+                    "candidate_index": j,
+                    "response": f"Answer {j} to {instruction}",
+                }
+            )
     return rows
 
 
 # -------------------------------------------------------------------------------------------- critique
 def test_critique_rounds_chain_revisions(tiny_backend):
-    settings = {"rounds": 2, "responses_per_instruction": 1, "fewshot_k": 2, "fewshot_share": 2,
-                "critique_sampling": {"temperature": 0.7, "max_new_tokens": 6},
-                "revision_sampling": {"temperature": 0.7, "max_new_tokens": 6}}
+    settings = {
+        "rounds": 2,
+        "responses_per_instruction": 1,
+        "fewshot_k": 2,
+        "fewshot_share": 2,
+        "critique_sampling": {"temperature": 0.7, "max_new_tokens": 6},
+        "revision_sampling": {"temperature": 0.7, "max_new_tokens": 6},
+    }
     rows = critique_and_revise(tiny_backend, responses_rows(), CONSTITUTION, CRITIQUE_DEMOS, "stage1", settings, 42)
     assert len(rows) == 2 * 2  # two critiqued responses (candidate 0 of each instruction), two rounds
     by_response = {}
@@ -68,7 +80,9 @@ def test_critique_rounds_chain_revisions(tiny_backend):
         assert first["input"].startswith("Answer 0")
         assert second["input"] == (first["revision"] or first["input"])
     assert {r["round"] for r in final_revisions(rows).values()} == {2}
-    assert rows == critique_and_revise(tiny_backend, responses_rows(), CONSTITUTION, CRITIQUE_DEMOS, "stage1", settings, 42)
+    assert rows == critique_and_revise(
+        tiny_backend, responses_rows(), CONSTITUTION, CRITIQUE_DEMOS, "stage1", settings, 42
+    )
 
 
 def test_critique_prompt_is_plain_and_ends_open():
@@ -77,18 +91,21 @@ def test_critique_prompt_is_plain_and_ends_open():
 
 
 # ---------------------------------------------------------------------------------------------- guard
-@pytest.mark.parametrize("text, expected", [
-    ("safe", ("safe", [])),
-    ("\n\nsafe\n", ("safe", [])),
-    ("unsafe\nS1", ("unsafe", ["S1"])),
-    ("unsafe\nS1,S10", ("unsafe", ["S1", "S10"])),
-    ("unsafe\nS2, S14\n", ("unsafe", ["S2", "S14"])),
-    ("unsafe", ("unsafe", [])),
-    ("unsafe\nS99", ("malformed", [])),
-    ("safe\nS1", ("malformed", [])),
-    ("I think this is safe", ("malformed", [])),
-    ("", ("malformed", [])),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("safe", ("safe", [])),
+        ("\n\nsafe\n", ("safe", [])),
+        ("unsafe\nS1", ("unsafe", ["S1"])),
+        ("unsafe\nS1,S10", ("unsafe", ["S1", "S10"])),
+        ("unsafe\nS2, S14\n", ("unsafe", ["S2", "S14"])),
+        ("unsafe", ("unsafe", [])),
+        ("unsafe\nS99", ("malformed", [])),
+        ("safe\nS1", ("malformed", [])),
+        ("I think this is safe", ("malformed", [])),
+        ("", ("malformed", [])),
+    ],
+)
 def test_llama_guard_parser(text, expected):
     assert parse_llama_guard(text) == expected
 
@@ -119,7 +136,9 @@ def test_llama_guard_refuses_a_model_without_a_template(tiny_backend):
 def test_fewshot_guard_labels_from_logprobs(tiny_backend):
     guard = FewshotGuard(tiny_backend, SAFETY_DEMOS, k=4, threshold=0.5, seed=42)
     assert "S11 Suicide & Self-Harm" in guard.prefix and guard.prefix.count("Safety:") == 4
-    items = [GuardItem(f"t{i}", "response", "i", "stage1", "How do I bake bread?", f"Step {i}: knead.") for i in range(4)]
+    items = [
+        GuardItem(f"t{i}", "response", "i", "stage1", "How do I bake bread?", f"Step {i}: knead.") for i in range(4)
+    ]
     verdicts = guard.label(items)
     for v in verdicts:
         assert 0.0 <= v.p_unsafe <= 1.0
@@ -173,13 +192,23 @@ PREF_SETTINGS = {"principles_per_comparison": 3, "clamp": None, "fewshot_k": 2}
 
 def test_comparisons_pair_candidates_and_revisions():
     found = {(c["kind"], c["a_id"], c["b_id"]) for c in comparisons()}
-    assert found == {("responses", "s1-i0-r0", "s1-i0-r1"), ("responses", "s1-i1-r0", "s1-i1-r1"),
-                     ("revision", "s1-i0-r0", "s1-i0-r0-k1")}
+    assert found == {
+        ("responses", "s1-i0-r0", "s1-i0-r1"),
+        ("responses", "s1-i1-r0", "s1-i1-r1"),
+        ("revision", "s1-i0-r0", "s1-i0-r0-k1"),
+    }
 
 
 def test_asking_in_both_orders_cancels_position_bias(gemma_style_tokenizer):
-    rows = label_preferences(PositionBiased(gemma_style_tokenizer), comparisons(), CONSTITUTION, PREFERENCE_DEMOS,
-                             "stage1", PREF_SETTINGS, 42)
+    rows = label_preferences(
+        PositionBiased(gemma_style_tokenizer),
+        comparisons(),
+        CONSTITUTION,
+        PREFERENCE_DEMOS,
+        "stage1",
+        PREF_SETTINGS,
+        42,
+    )
     for row in rows:
         assert len(row["principle_ids"]) == 3 and len(row["p_a_first"]) == 3
         assert row["p_a_first"][0] == pytest.approx(0.8808, abs=1e-4)  # P(A) with a shown first
@@ -190,11 +219,16 @@ def test_asking_in_both_orders_cancels_position_bias(gemma_style_tokenizer):
 
 def test_soft_labels_follow_quality_and_clamp(gemma_style_tokenizer):
     labeller = PositionBiased(gemma_style_tokenizer, bias=0.5, quality=3.0)
-    rows = {r["kind"]: r for r in label_preferences(labeller, comparisons(), CONSTITUTION, PREFERENCE_DEMOS,
-                                                    "stage1", PREF_SETTINGS, 42)}
+    rows = {
+        r["kind"]: r
+        for r in label_preferences(
+            labeller, comparisons(), CONSTITUTION, PREFERENCE_DEMOS, "stage1", PREF_SETTINGS, 42
+        )
+    }
     assert rows["revision"]["p_a"] < 0.1  # the revision mentions "good": b is preferred in both orders
-    clamped = label_preferences(labeller, comparisons(), CONSTITUTION, PREFERENCE_DEMOS, "stage1",
-                                {**PREF_SETTINGS, "clamp": [0.4, 0.6]}, 42)
+    clamped = label_preferences(
+        labeller, comparisons(), CONSTITUTION, PREFERENCE_DEMOS, "stage1", {**PREF_SETTINGS, "clamp": [0.4, 0.6]}, 42
+    )
     assert {r["kind"]: r["soft_label"] for r in clamped}["revision"] == 0.4
 
 

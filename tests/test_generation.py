@@ -23,7 +23,11 @@ from conftest import REPO
 
 POOL = REPO / "resources/pools/stage1_explicit.jsonl"
 SETTINGS = {
-    "count": 3, "candidates": 8, "shard_size": 4, "fewshot_k": 2, "fewshot_share": 1,
+    "count": 3,
+    "candidates": 8,
+    "shard_size": 4,
+    "fewshot_k": 2,
+    "fewshot_share": 1,
     "sampling": {"temperature": 1.0, "top_p": 0.95, "top_k": 0, "max_new_tokens": 8, "repetition_penalty": 1.0},
     "filters": {"min_words": 3, "max_words": 12, "max_similarity": 0.7, "banned_words": ["image"]},
     "constraints": {"share": 0.0, "second_share": 0.25, "types": None},
@@ -68,16 +72,26 @@ def test_filters_drop_in_order_and_the_funnel_adds_up():
 
 
 def test_constraints_are_attached_to_a_share_of_instructions_in_ifevals_words():
-    rows = [{"instruction": f"Describe animal number {i}.", "task": f"Describe animal number {i}.",
-             "instruction_id_list": [], "constraint_kwargs": "[]"} for i in range(60)]
+    rows = [
+        {
+            "instruction": f"Describe animal number {i}.",
+            "task": f"Describe animal number {i}.",
+            "instruction_id_list": [],
+            "constraint_kwargs": "[]",
+        }
+        for i in range(60)
+    ]
     attach_constraints(rows, {"share": 0.5, "second_share": 0.0, "types": None}, seed=42, stage="stage1")
     constrained = [r for r in rows if r["instruction_id_list"]]
     assert len(constrained) == 30
-    assert len({r["instruction_id_list"][0] for r in constrained}) == len(verifiable.training_types())  # spread over types
+    assert len({r["instruction_id_list"][0] for r in constrained}) == len(
+        verifiable.training_types()
+    )  # spread over types
     for row in constrained:
         kwargs = json.loads(row["constraint_kwargs"])
-        assert row["instruction"] == " ".join([row["task"]] + [verifiable.describe(i, k) for i, k in
-                                                               zip(row["instruction_id_list"], kwargs)])
+        assert row["instruction"] == " ".join(
+            [row["task"]] + [verifiable.describe(i, k) for i, k in zip(row["instruction_id_list"], kwargs)]
+        )
         assert verifiable.YES_NO not in row["instruction_id_list"]
     again = [{**r, "instruction": r["task"], "instruction_id_list": [], "constraint_kwargs": "[]"} for r in rows]
     attach_constraints(again, {"share": 0.5, "second_share": 0.0, "types": None}, seed=42, stage="stage1")
@@ -87,8 +101,10 @@ def test_constraints_are_attached_to_a_share_of_instructions_in_ifevals_words():
 def test_constrained_instructions_draw_examples_from_the_constraint_pool(tiny_backend):
     pool = load_pool(POOL)
     constraint_pool = load_pool(REPO / "resources/pools/stage1_constraints.jsonl")
-    instructions = [{"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task {i}.", "instruction_id_list": ids}
-                    for i, ids in enumerate([[], ["punctuation:no_comma"], [], ["startend:quotation"]])]
+    instructions = [
+        {"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task {i}.", "instruction_id_list": ids}
+        for i, ids in enumerate([[], ["punctuation:no_comma"], [], ["startend:quotation"]])
+    ]
     settings = {"per_instruction": 2, "fewshot_k": 2, "fewshot_share": 2, "sampling": SETTINGS["sampling"]}
     rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, 42, constraint_pool)
     for row in rows:
@@ -113,8 +129,10 @@ def test_instruction_candidates_carry_provenance_and_are_deterministic(tiny_back
 
 def test_candidates_of_one_instruction_see_different_fewshot_draws(tiny_backend):
     pool = load_pool(POOL)
-    instructions = [{"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task number {i}.", "instruction_id_list": []}
-                    for i in range(3)]
+    instructions = [
+        {"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task number {i}.", "instruction_id_list": []}
+        for i in range(3)
+    ]
     settings = {"per_instruction": 2, "fewshot_k": 2, "fewshot_share": 3, "sampling": SETTINGS["sampling"]}
     rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, seed=42)
     assert len(rows) == 6
@@ -136,12 +154,18 @@ def tiny_cfg(default_config):
 def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_model_dir):
     import json
 
-    settings = {**SETTINGS, "count": 4, "filters": {**SETTINGS["filters"], "min_words": 1, "max_words": 50, "max_similarity": 1.0, "banned_words": []}}
+    settings = {
+        **SETTINGS,
+        "count": 4,
+        "filters": {**SETTINGS["filters"], "min_words": 1, "max_words": 50, "max_similarity": 1.0, "banned_words": []},
+    }
     shards, manifests = [], []
     for shard in range(2):
         shards.append(tmp_path / f"shard{shard}.parquet")
         manifests.append(tmp_path / f"shard{shard}.json")
-        run_instruction_shard(tiny_cfg, settings, "stage1", shard, str(POOL), tiny_model_dir, None, shards[-1], manifests[-1])
+        run_instruction_shard(
+            tiny_cfg, settings, "stage1", shard, str(POOL), tiny_model_dir, None, shards[-1], manifests[-1]
+        )
     manifest = json.loads(manifests[0].read_text())
     assert manifest["generated_tokens"] > 0 and manifest["packages"]["torch"] and manifest["config"]["seed"] == 42
     assert manifest["constitution"]["sha256"]
@@ -153,15 +177,49 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
         tables.write_table(rows, path, "instruction_candidates")
     settings["constraints"] = {"share": 0.5, "second_share": 0.0, "types": None}
     evals = [tiny_cfg["evaluation"][name] for name in ("helpful", "redteam", "borderline")]
-    run_aggregate_instructions(tiny_cfg, settings, "stage1", shards, manifests, str(POOL), evals, tmp_path / "ins.parquet",
-                               tmp_path / "ins.json")
+    run_aggregate_instructions(
+        tiny_cfg,
+        settings,
+        "stage1",
+        shards,
+        manifests,
+        str(POOL),
+        evals,
+        tmp_path / "ins.parquet",
+        tmp_path / "ins.json",
+    )
     instructions = tables.read_table(tmp_path / "ins.parquet", "instructions")
     assert len(instructions) == 4 and sum(bool(r["instruction_id_list"]) for r in instructions) == 2
-    response_settings = {"per_instruction": 2, "shard_size": 3, "fewshot_k": 2, "fewshot_share": 2, "sampling": SETTINGS["sampling"]}
+    response_settings = {
+        "per_instruction": 2,
+        "shard_size": 3,
+        "fewshot_k": 2,
+        "fewshot_share": 2,
+        "sampling": SETTINGS["sampling"],
+    }
     parts = []
     for shard in range(2):
         parts.append((tmp_path / f"r{shard}.parquet", tmp_path / f"r{shard}.json"))
-        run_response_shard(tiny_cfg, response_settings, "stage1", shard, str(POOL), tmp_path / "ins.parquet", tiny_model_dir, None, *parts[-1])
-    run_aggregate_responses(tiny_cfg, "stage1", [p for p, _ in parts], [m for _, m in parts], tmp_path / "ins.parquet", 2, tmp_path / "resp.parquet", tmp_path / "resp.json")
+        run_response_shard(
+            tiny_cfg,
+            response_settings,
+            "stage1",
+            shard,
+            str(POOL),
+            tmp_path / "ins.parquet",
+            tiny_model_dir,
+            None,
+            *parts[-1],
+        )
+    run_aggregate_responses(
+        tiny_cfg,
+        "stage1",
+        [p for p, _ in parts],
+        [m for _, m in parts],
+        tmp_path / "ins.parquet",
+        2,
+        tmp_path / "resp.parquet",
+        tmp_path / "resp.json",
+    )
     assert len(tables.read_table(tmp_path / "resp.parquet", "responses")) == 8
     assert json.loads((tmp_path / "resp.json").read_text())["generation"]["shards"] == 2

@@ -34,7 +34,9 @@ def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
     with pytest.raises(ModelSourceError, match="neither a .gguf file nor a checkpoint directory"):
         models.import_base_model({"source": "local", "path": str(tmp_path), "name": None}, tmp_path / "base")
     with pytest.raises(ModelSourceError, match="cannot import 'no_such_gguf_pkg'"):
-        models.import_base_model({"source": "gguf_package", "gguf_package": "no_such_gguf_pkg", "name": None}, tmp_path / "b")
+        models.import_base_model(
+            {"source": "gguf_package", "gguf_package": "no_such_gguf_pkg", "name": None}, tmp_path / "b"
+        )
 
     def offline(**kwargs):
         raise OSError("network unreachable")
@@ -43,7 +45,9 @@ def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(ModelSourceError, match="could not download 'Qwen/Qwen2.5-32B'.*use source: local"):
-        models.import_base_model({"source": "hub", "hub_id": "Qwen/Qwen2.5-32B", "revision": None, "name": None}, tmp_path / "c")
+        models.import_base_model(
+            {"source": "hub", "hub_id": "Qwen/Qwen2.5-32B", "revision": None, "name": None}, tmp_path / "c"
+        )
     assert not (tmp_path / "c").exists() and not (tmp_path / ".c.partial").exists()
     with pytest.raises(ModelSourceError, match="no model there"):
         models.load_model(tmp_path / "nothing", None, "cpu")

@@ -5,11 +5,25 @@ import json
 from maximalcai import tables, verifiable
 from maximalcai.pairs import assign_split, build_pairs, candidate_texts, constraint_variants, sft_examples
 
-SETTINGS = {"min_margin": 0.1, "unsafe_chosen": "swap", "max_copy_similarity": 0.7, "max_similarity": 0.9,
-            "min_chars": 5, "max_chars": 200, "dedupe_by_prompt": True, "heldout_fraction": 0.0,
-            "verifiable": {"enabled": False, "checks": [], "max_repetition": 0.2, "undecided": "labeller",
-                           "best_worst": False, "code_revisions": False},
-            "sft": {"sources": ["revisions"], "per_instruction": 1}}
+SETTINGS = {
+    "min_margin": 0.1,
+    "unsafe_chosen": "swap",
+    "max_copy_similarity": 0.7,
+    "max_similarity": 0.9,
+    "min_chars": 5,
+    "max_chars": 200,
+    "dedupe_by_prompt": True,
+    "heldout_fraction": 0.0,
+    "verifiable": {
+        "enabled": False,
+        "checks": [],
+        "max_repetition": 0.2,
+        "undecided": "labeller",
+        "best_worst": False,
+        "code_revisions": False,
+    },
+    "sft": {"sources": ["revisions"], "per_instruction": 1},
+}
 FEWSHOT = ["Red, blue and yellow are the three traditional primary colors."]
 
 
@@ -37,12 +51,30 @@ def tables_for(cases):
         iid = f"stage1-i{n:05d}"
         for j, (text, label) in enumerate([(a, a_safe), (b, b_safe)]):
             rid = f"{iid}-r{j}"
-            responses.append({"response_id": rid, "instruction_id": iid, "instruction": instruction,
-                              "candidate_index": j, "response": text, "finish_reason": "eos"})
+            responses.append(
+                {
+                    "response_id": rid,
+                    "instruction_id": iid,
+                    "instruction": instruction,
+                    "candidate_index": j,
+                    "response": text,
+                    "finish_reason": "eos",
+                }
+            )
             safety.append({"text_id": rid, "label": label})
-        preferences.append({"comparison_id": f"{iid}-r0-vs-r1", "instruction_id": iid, "stage": "stage1",
-                            "kind": "responses", "a_id": f"{iid}-r0", "b_id": f"{iid}-r1", "principle_ids": ["p"],
-                            "soft_label": p, "constitution_hash": "h"})
+        preferences.append(
+            {
+                "comparison_id": f"{iid}-r0-vs-r1",
+                "instruction_id": iid,
+                "stage": "stage1",
+                "kind": "responses",
+                "a_id": f"{iid}-r0",
+                "b_id": f"{iid}-r1",
+                "principle_ids": ["p"],
+                "soft_label": p,
+                "constitution_hash": "h",
+            }
+        )
     return responses, safety, preferences
 
 
@@ -50,8 +82,14 @@ def test_funnel_is_known_and_adds_up():
     responses, safety, preferences = tables_for(CASES)
     pairs, funnel = build_pairs(responses, [], safety, preferences, SETTINGS, 42, "stage1", FEWSHOT)
     assert [(f["filter"], f["rows_in"], f["rows_out"]) for f in funnel] == [
-        ("comparisons", 20, 10), ("safety", 10, 8), ("min_margin", 8, 7), ("copied", 7, 6),
-        ("near_identical", 6, 5), ("length", 5, 4), ("dedupe_by_prompt", 4, 3), ("split", 3, 3),
+        ("comparisons", 20, 10),
+        ("safety", 10, 8),
+        ("min_margin", 8, 7),
+        ("copied", 7, 6),
+        ("near_identical", 6, 5),
+        ("length", 5, 4),
+        ("dedupe_by_prompt", 4, 3),
+        ("split", 3, 3),
     ]
     for row in funnel[1:]:  # step 0 turns texts into comparisons; every later step only drops
         assert row["rows_in"] - row["rows_out"] == row["dropped"]
@@ -85,8 +123,14 @@ def test_split_is_seeded_and_keeps_a_training_pair():
     assert sorted(p["split"] for p in two) == ["heldout", "train"]
 
 
-VERIFIABLE = {"enabled": True, "checks": ["not_empty", "stops", "no_loop", "constraint"], "max_repetition": 0.2,
-              "undecided": "labeller", "best_worst": False, "code_revisions": False}
+VERIFIABLE = {
+    "enabled": True,
+    "checks": ["not_empty", "stops", "no_loop", "constraint"],
+    "max_repetition": 0.2,
+    "undecided": "labeller",
+    "best_worst": False,
+    "code_revisions": False,
+}
 LOOP = "It is a place of beauty and beauty. " * 8
 
 
@@ -94,8 +138,14 @@ def verifiable_tables():
     """Four instructions, two with an IFEval constraint; candidate 0 vs 1 each."""
     cases = [  # (instruction, constraint ids, kwargs, a (text, finish), b (text, finish), labeller P(a))
         ("Name a color.", [], [], ("Blue.", "eos"), (LOOP, "length"), 0.3),  # b loops: a wins despite the labeller
-        ("Describe rain.", ["change_case:english_lowercase"], [{}],
-         ("Rain falls softly.", "eos"), ("rain falls softly.", "eos"), 0.9),  # only b meets the constraint
+        (
+            "Describe rain.",
+            ["change_case:english_lowercase"],
+            [{}],
+            ("Rain falls softly.", "eos"),
+            ("rain falls softly.", "eos"),
+            0.9,
+        ),  # only b meets the constraint
         ("Say hi.", [], [], ("Hi there.", "eos"), ("Hello!", "eos"), 0.8),  # checks tie: the labeller decides
         ("Say bye.", [], [], ("Bye now.", "eos"), ("", "eos"), 0.2),  # b is empty
     ]
@@ -103,16 +153,41 @@ def verifiable_tables():
     for n, (instruction, ids, kwargs, a, b, p) in enumerate(cases):
         iid = f"stage1-i{n:05d}"
         prompt = " ".join([instruction] + [verifiable.describe(i, k) for i, k in zip(ids, kwargs)])
-        instructions.append({"instruction_id": iid, "instruction": prompt, "task": instruction,
-                             "instruction_id_list": ids, "constraint_kwargs": json.dumps(kwargs)})
+        instructions.append(
+            {
+                "instruction_id": iid,
+                "instruction": prompt,
+                "task": instruction,
+                "instruction_id_list": ids,
+                "constraint_kwargs": json.dumps(kwargs),
+            }
+        )
         for j, (text, finish) in enumerate((a, b)):
             rid = f"{iid}-r{j}"
-            responses.append({"response_id": rid, "instruction_id": iid, "instruction": prompt, "candidate_index": j,
-                              "response": text, "finish_reason": finish})
+            responses.append(
+                {
+                    "response_id": rid,
+                    "instruction_id": iid,
+                    "instruction": prompt,
+                    "candidate_index": j,
+                    "response": text,
+                    "finish_reason": finish,
+                }
+            )
             safety.append({"text_id": rid, "label": "safe"})
-        preferences.append({"comparison_id": f"{iid}-r0-vs-r1", "instruction_id": iid, "stage": "stage1",
-                            "kind": "responses", "a_id": f"{iid}-r0", "b_id": f"{iid}-r1", "principle_ids": ["p"],
-                            "soft_label": p, "constitution_hash": "h"})
+        preferences.append(
+            {
+                "comparison_id": f"{iid}-r0-vs-r1",
+                "instruction_id": iid,
+                "stage": "stage1",
+                "kind": "responses",
+                "a_id": f"{iid}-r0",
+                "b_id": f"{iid}-r1",
+                "principle_ids": ["p"],
+                "soft_label": p,
+                "constitution_hash": "h",
+            }
+        )
     return responses, safety, preferences, instructions
 
 
@@ -129,11 +204,29 @@ def test_verifiable_principles_decide_the_pairs_they_separate():
     assert all(p["soft_label"] == 1.0 for p in pairs if p["decided_by"].startswith("verifiable"))
     step = next(f for f in funnel if f["filter"] == "verifiable")
     assert "1 by constraint" in step["reason"] and step["rows_in"] == step["rows_out"] == 4
-    dropped, _ = build_pairs(responses, [], safety, preferences,
-                             {**settings, "verifiable": {**VERIFIABLE, "undecided": "drop"}}, 42, "stage1", (), instructions)
+    dropped, _ = build_pairs(
+        responses,
+        [],
+        safety,
+        preferences,
+        {**settings, "verifiable": {**VERIFIABLE, "undecided": "drop"}},
+        42,
+        "stage1",
+        (),
+        instructions,
+    )
     assert "stage1-i00002" not in {p["instruction_id"] for p in dropped} and len(dropped) == 3
-    off, _ = build_pairs(responses, [], safety, preferences, {**settings, "verifiable": {**VERIFIABLE, "enabled": False}},
-                         42, "stage1", (), instructions)
+    off, _ = build_pairs(
+        responses,
+        [],
+        safety,
+        preferences,
+        {**settings, "verifiable": {**VERIFIABLE, "enabled": False}},
+        42,
+        "stage1",
+        (),
+        instructions,
+    )
     assert {p["decided_by"] for p in off} == {"labeller"}
     tables.to_arrow(pairs, "pairs")
 
@@ -141,15 +234,23 @@ def test_verifiable_principles_decide_the_pairs_they_separate():
 def test_sft_examples_keep_only_safe_answers_that_pass_the_checks():
     responses, safety, preferences, instructions = verifiable_tables()
     safety[4]["label"] = "unsafe"  # "Hi there." is labelled unsafe
-    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "verifiable": VERIFIABLE,
-                "sft": {"sources": ["responses"], "per_instruction": 1}}
+    settings = {
+        **SETTINGS,
+        "min_chars": 0,
+        "max_chars": 2000,
+        "min_margin": 0.0,
+        "verifiable": VERIFIABLE,
+        "sft": {"sources": ["responses"], "per_instruction": 1},
+    }
     pairs, _ = build_pairs(responses, [], safety, preferences, settings, 42, "stage1", (), instructions)
     texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
     rows, dropped = sft_examples(responses, [], texts, pairs, settings, FEWSHOT)
     assert [r["completion"] for r in rows] == ["Blue.", "rain falls softly.", "Hello!", "Bye now."]
     assert all(r["prompt"].startswith("### Instruction:\n") and r["prompt"].endswith("### Response:\n") for r in rows)
     assert dropped["unsafe"] == 1 and dropped["checks"] == 3  # the loop, the capitalised answer, the empty one
-    unchecked, _ = sft_examples(responses, [], texts, pairs, {**settings, "verifiable": {**VERIFIABLE, "enabled": False}})
+    unchecked, _ = sft_examples(
+        responses, [], texts, pairs, {**settings, "verifiable": {**VERIFIABLE, "enabled": False}}
+    )
     assert unchecked[0]["completion"] == "Blue." and len(unchecked) == 4  # the first safe candidate per instruction
     tables.to_arrow(rows, "sft_examples")
 
@@ -157,8 +258,13 @@ def test_sft_examples_keep_only_safe_answers_that_pass_the_checks():
 def test_best_vs_worst_pairs_need_no_labeller():
     responses, safety, _, instructions = verifiable_tables()
     safety[0]["label"] = "unsafe"  # "Blue." is unsafe: the loop is the only safe candidate left, so no pair
-    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0,
-                "verifiable": {**VERIFIABLE, "best_worst": True}}
+    settings = {
+        **SETTINGS,
+        "min_chars": 0,
+        "max_chars": 2000,
+        "min_margin": 0.0,
+        "verifiable": {**VERIFIABLE, "best_worst": True},
+    }
     pairs, funnel = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions)
     by = {p["instruction_id"][-1]: p for p in pairs}
     assert set(by) == {"1", "3"}  # instruction 2's candidates meet the same checks
@@ -170,12 +276,22 @@ def test_best_vs_worst_pairs_need_no_labeller():
 
 def test_revisions_by_code_meet_the_constraint_no_candidate_met():
     responses, safety, _, instructions = verifiable_tables()
-    responses[3]["response"] = "Rain is water falling from clouds."  # now neither candidate of instruction 1 is lowercase
-    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "dedupe_by_prompt": False,
-                "verifiable": {**VERIFIABLE, "code_revisions": True},
-                "sft": {"sources": ["responses", "code_revisions"], "per_instruction": 1}}
+    responses[3]["response"] = (
+        "Rain is water falling from clouds."  # now neither candidate of instruction 1 is lowercase
+    )
+    settings = {
+        **SETTINGS,
+        "min_chars": 0,
+        "max_chars": 2000,
+        "min_margin": 0.0,
+        "dedupe_by_prompt": False,
+        "verifiable": {**VERIFIABLE, "code_revisions": True},
+        "sft": {"sources": ["responses", "code_revisions"], "per_instruction": 1},
+    }
     texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
-    assert {rid: text.text for rid, (_, text) in texts.revisions.items()} == {"stage1-i00001-r0-code": "rain falls softly."}
+    assert {rid: text.text for rid, (_, text) in texts.revisions.items()} == {
+        "stage1-i00001-r0-code": "rain falls softly."
+    }
     pairs, funnel = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions, texts)
     (revision,) = [p for p in pairs if p["kind"] == "code_revision"]
     assert (revision["chosen"], revision["rejected"]) == ("rain falls softly.", "Rain falls softly.")
@@ -187,9 +303,14 @@ def test_revisions_by_code_meet_the_constraint_no_candidate_met():
 
 def test_constraint_variants_put_answers_under_new_constraints_that_code_meets():
     responses, safety, _, instructions = verifiable_tables()
-    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "verifiable": VERIFIABLE,
-                "sft": {"sources": ["responses", "constraint_variants"], "per_instruction": 1,
-                        "variants_per_instruction": 2}}
+    settings = {
+        **SETTINGS,
+        "min_chars": 0,
+        "max_chars": 2000,
+        "min_margin": 0.0,
+        "verifiable": VERIFIABLE,
+        "sft": {"sources": ["responses", "constraint_variants"], "per_instruction": 1, "variants_per_instruction": 2},
+    }
     texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
     variants = constraint_variants(responses, texts.items, texts.labels, VERIFIABLE, 2, seed=42)
     # the first candidate that stops and does not loop ("Blue.", not the loop) of each instruction without a
@@ -198,8 +319,12 @@ def test_constraint_variants_put_answers_under_new_constraints_that_code_meets()
     for original, variant in variants.values():
         assert variant.instruction.startswith(texts.items[original].instruction + " ")  # a constraint attached
         assert len(variant.instruction_ids) == 1 and variant.text != texts.items[original].text
-        assert verifiable.score(variant.instruction, variant.instruction_ids, variant.constraint_kwargs,
-                                variant.text)["ifeval_strict"] == 1.0  # IFEval's own checker passes it
+        assert (
+            verifiable.score(variant.instruction, variant.instruction_ids, variant.constraint_kwargs, variant.text)[
+                "ifeval_strict"
+            ]
+            == 1.0
+        )  # IFEval's own checker passes it
 
     pairs, _ = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions)
     rows, _ = sft_examples(responses, [], texts, pairs, settings, FEWSHOT, seed=42)

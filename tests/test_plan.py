@@ -24,7 +24,9 @@ def test_plan_covers_every_stage_and_adds_up():
     plan = build_plan(cfg)
     assert [s["stage"] for s in plan["stages"]] == [f"stage{i}" for i in range(1, 7)]
     for s in plan["stages"]:
-        assert s["gpu_hours"] == pytest.approx(s["generation_h"] + s["scoring_h"] + s["training_h"] + s["overhead_h"], abs=0.02)
+        assert s["gpu_hours"] == pytest.approx(
+            s["generation_h"] + s["scoring_h"] + s["training_h"] + s["overhead_h"], abs=0.02
+        )
         assert s["usd"] == pytest.approx(s["gpu_hours"] * 1.79, abs=0.02)
     assert plan["total_gpu_hours"] == pytest.approx(sum(s["gpu_hours"] for s in plan["stages"]), abs=0.05)
     longform = plan["stages"][5]
@@ -95,8 +97,26 @@ def test_the_throughput_script_dry_runs_on_a_cpu(tmp_path):
     import sys
 
     out = tmp_path / "throughput.json"
-    subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--device", "cpu", "--shrink", "40", "--layers",
-                    "1", "2", "--out", str(out)], cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/gpu_throughput.py",
+            "--device",
+            "cpu",
+            "--shrink",
+            "40",
+            "--layers",
+            "1",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     run = json.loads(out.read_text())["runs"][-1]
     assert set(run["depths"]) == {"1", "2"} and run["warmup"] is not None
     assert set(run["fits"]) == {"scoring", "generation", "sft", "dpo"}

@@ -14,8 +14,10 @@ def test_progress_lines_count_rate_and_eta(caplog, monkeypatch):
         bar.update(50, tokens=500)  # t=11: within `every`, not logged
         bar.update(150, tokens=1500)  # t=30: the last one is always logged
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["generate (m): 100/300 rows (33%), 1,000 tokens at 100.0 tok/s, elapsed 0:10, ETA 0:20",
-                     "generate (m): 300/300 rows (100%), 3,000 tokens at 100.0 tok/s, elapsed 0:30"]
+    assert lines == [
+        "generate (m): 100/300 rows (33%), 1,000 tokens at 100.0 tok/s, elapsed 0:10, ETA 0:20",
+        "generate (m): 300/300 rows (100%), 3,000 tokens at 100.0 tok/s, elapsed 0:30",
+    ]
 
 
 def test_a_resumed_job_sets_its_pace_on_new_items_only(monkeypatch):

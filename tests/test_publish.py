@@ -20,8 +20,9 @@ def stage_dir(tmp_path, tiny_model_dir, monkeypatch):
 
     stage = tmp_path / "results/stage1"
     stage.mkdir(parents=True)
-    tables.write_table([pair(i) for i in range(8)] + [pair(8, "heldout"), pair(9, "heldout")],
-                       stage / "pairs.parquet", "pairs")
+    tables.write_table(
+        [pair(i) for i in range(8)] + [pair(8, "heldout"), pair(9, "heldout")], stage / "pairs.parquet", "pairs"
+    )
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(stage / "adapter")
     (stage / "adapter/README.md").write_text("---\nlibrary_name: peft\n---\n# adapter card\n")
@@ -48,11 +49,14 @@ def test_local_push_writes_a_dataset_dict_that_round_trips_and_trl_loads(stage_d
     assert (stage_dir / "shared/model/adapter_config.json").is_file()
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)  # TRL's own DPO data loading on the splits
-    trainer = DPOTrainer(model=model, args=DPOConfig(output_dir=str(stage_dir / "dpo"), use_cpu=True, bf16=False,
-                                                     max_length=64, report_to="none"),
-                         train_dataset=data["train"], eval_dataset=data["test"],
-                         processing_class=AutoTokenizer.from_pretrained(tiny_model_dir),
-                         peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    trainer = DPOTrainer(
+        model=model,
+        args=DPOConfig(output_dir=str(stage_dir / "dpo"), use_cpu=True, bf16=False, max_length=64, report_to="none"),
+        train_dataset=data["train"],
+        eval_dataset=data["test"],
+        processing_class=AutoTokenizer.from_pretrained(tiny_model_dir),
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+    )
     assert len(trainer.train_dataset) == 8 and len(trainer.eval_dataset) == 2
     assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(trainer.train_dataset.column_names)  # tokenized by TRL
 
@@ -75,22 +79,35 @@ def test_push_uploads_dataset_and_model_with_the_token_from_the_environment(stag
 
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     monkeypatch.setattr(huggingface_hub, "HfApi", Hub)
-    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub",
-                        lambda self, repo, **kw: calls.append(("push_to_hub", repo, sorted(self), kw["private"])))
-    monkeypatch.setattr(huggingface_hub.DatasetCard, "push_to_hub", lambda self, repo, **kw: calls.append(("card", repo)))
+    monkeypatch.setattr(
+        datasets.DatasetDict,
+        "push_to_hub",
+        lambda self, repo, **kw: calls.append(("push_to_hub", repo, sorted(self), kw["private"])),
+    )
+    monkeypatch.setattr(
+        huggingface_hub.DatasetCard, "push_to_hub", lambda self, repo, **kw: calls.append(("card", repo))
+    )
     assert cli.main(["push", "--stage", "stage1", "--dataset-repo", "me/pairs", "--model-repo", "me/model"]) == 0
-    assert calls == [("token", "hf_test"), ("create_repo", "me/pairs", "dataset", True),
-                     ("push_to_hub", "me/pairs", ["test", "train"], True), ("card", "me/pairs"),
-                     ("create_repo", "me/model", None, True), ("upload_folder", "results/stage1/adapter", "me/model")]
+    assert calls == [
+        ("token", "hf_test"),
+        ("create_repo", "me/pairs", "dataset", True),
+        ("push_to_hub", "me/pairs", ["test", "train"], True),
+        ("card", "me/pairs"),
+        ("create_repo", "me/model", None, True),
+        ("upload_folder", "results/stage1/adapter", "me/model"),
+    ]
     assert json.loads(capsys.readouterr().out)["model"] == "https://huggingface.co/me/model"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["push", "--stage", "stage1", "--dataset-repo", "me/pairs"], "no Hugging Face token"),
-    (["push", "--stage", "stage1"], "--dataset-repo USER/NAME"),
-    (["push", "--stage", "stage1", "--what", "merged", "--local", "x"], "snakemake --cores 1 stage1_export"),
-    (["push", "--stage", "stage7", "--local", "x"], "not a stage of this config"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["push", "--stage", "stage1", "--dataset-repo", "me/pairs"], "no Hugging Face token"),
+        (["push", "--stage", "stage1"], "--dataset-repo USER/NAME"),
+        (["push", "--stage", "stage1", "--what", "merged", "--local", "x"], "snakemake --cores 1 stage1_export"),
+        (["push", "--stage", "stage7", "--local", "x"], "not a stage of this config"),
+    ],
+)
 def test_push_mistakes_name_the_fix(stage_dir, monkeypatch, capsys, argv, message):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(stage_dir / "hf"))  # no stored login either

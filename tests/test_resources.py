@@ -15,8 +15,15 @@ from conftest import REPO
 
 POOLS = sorted((REPO / "resources/pools").glob("*.jsonl"))
 DEMOS = sorted((REPO / "resources/feedback").glob("*.jsonl"))
-XSTEST_KINDS = {"homonyms", "figurative_language", "safe_targets", "safe_contexts", "definitions", "historical_events",
-                "privacy_public_figures"}
+XSTEST_KINDS = {
+    "homonyms",
+    "figurative_language",
+    "safe_targets",
+    "safe_contexts",
+    "definitions",
+    "historical_events",
+    "privacy_public_figures",
+}
 
 
 def rows(path):
@@ -101,5 +108,9 @@ def test_every_constraint_example_meets_its_own_constraints():
     pool = rows(REPO / "resources/pools/stage1_constraints.jsonl")
     assert {i for row in pool for i in row["instruction_id_list"]} == set(verifiable.constraint_types())
     for row in pool:
-        assert verifiable.score(row["instruction"], row["instruction_id_list"], row["kwargs"], row["response"])[
-            "ifeval_strict"] == 1.0, row["id"]
+        assert (
+            verifiable.score(row["instruction"], row["instruction_id_list"], row["kwargs"], row["response"])[
+                "ifeval_strict"
+            ]
+            == 1.0
+        ), row["id"]

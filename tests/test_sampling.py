@@ -22,10 +22,16 @@ def dense(ids, probs, vocab):
     return out / out.sum(-1, keepdim=True)
 
 
-@pytest.mark.parametrize("temperature, top_k, top_p, width", [
-    (1.0, 0, 0.95, 1024), (0.7, 0, 0.9, 1024), (1.0, 20, 0.8, 1024), (1.3, 0, 1.0, 1024),
-    (1.0, 0, 0.95, 8),  # candidates too few for the nucleus: exercises the full-vocabulary fallback
-])
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p, width",
+    [
+        (1.0, 0, 0.95, 1024),
+        (0.7, 0, 0.9, 1024),
+        (1.0, 20, 0.8, 1024),
+        (1.3, 0, 1.0, 1024),
+        (1.0, 0, 0.95, 8),  # candidates too few for the nucleus: exercises the full-vocabulary fallback
+    ],
+)
 def test_nucleus_matches_transformers(temperature, top_k, top_p, width):
     torch.manual_seed(0)
     scores = torch.randn(6, 3000) * torch.tensor([[0.5], [1], [2], [4], [8], [0.1]])

@@ -8,8 +8,20 @@ import pytest
 from scipy import stats as scipy_stats
 
 from maximalcai.evaluation.stats import (
-    BETTER, DIFFERENT, NEWCOMBE, PAIRED_T, SAME, TOO_FEW, WILSON, WORSE, newcombe_paired, paired_difference,
-    rate_or_mean, student_t, verdict, wilson,
+    BETTER,
+    DIFFERENT,
+    NEWCOMBE,
+    PAIRED_T,
+    SAME,
+    TOO_FEW,
+    WILSON,
+    WORSE,
+    newcombe_paired,
+    paired_difference,
+    rate_or_mean,
+    student_t,
+    verdict,
+    wilson,
 )
 
 LEVEL = 0.93  # nominal 95% intervals must cover the truth at least this often
@@ -58,7 +70,9 @@ def lengths(rng, size, loop_share):
 
 CONTINUOUS = {
     "normal": lambda rng, n: rng.normal(0.3, 1.0, (REPLICATIONS, n)),
-    "repetition difference": lambda rng, n: repetition_rates(rng, (REPLICATIONS, n)) - repetition_rates(rng, (REPLICATIONS, n)),
+    "repetition difference": lambda rng, n: (
+        repetition_rates(rng, (REPLICATIONS, n)) - repetition_rates(rng, (REPLICATIONS, n))
+    ),
     "length difference": lambda rng, n: lengths(rng, (REPLICATIONS, n), 0.6) - lengths(rng, (REPLICATIONS, n), 0.2),
     "share of instructions": lambda rng, n: rng.beta(2, 5, (REPLICATIONS, n)),
 }

@@ -46,7 +46,9 @@ def test_duplicate_keys_are_refused(tmp_path):
 
 def test_missing_corrupt_empty_and_foreign_files_name_the_path_and_the_fix(tmp_path):
     missing = tmp_path / "missing.parquet"
-    with pytest.raises(TableError, match=r"missing.parquet: table 'pairs_funnel' is missing; .*--forcerun build_pairs"):
+    with pytest.raises(
+        TableError, match=r"missing.parquet: table 'pairs_funnel' is missing; .*--forcerun build_pairs"
+    ):
         read_table(missing, "pairs_funnel")
 
     corrupt = tmp_path / "corrupt.parquet"

@@ -21,11 +21,25 @@ from maximalcai.training.dpo import (
 
 def pair(i, split="train"):
     return {
-        "pair_id": f"p{i}", "stage": "stage1", "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
-        "chosen": f"A helpful answer number {i}.", "rejected": f"no {i} no no", "instruction_id": f"i{i}",
-        "chosen_id": f"c{i}", "rejected_id": f"r{i}", "comparison_id": f"k{i}", "kind": "responses",
-        "principle_ids": ["helpfulness"], "soft_label": 0.7, "margin": 0.2, "chosen_safety": "safe",
-        "rejected_safety": "safe", "safety_swapped": False, "decided_by": "labeller", "split": split, "constitution_hash": "h",
+        "pair_id": f"p{i}",
+        "stage": "stage1",
+        "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
+        "chosen": f"A helpful answer number {i}.",
+        "rejected": f"no {i} no no",
+        "instruction_id": f"i{i}",
+        "chosen_id": f"c{i}",
+        "rejected_id": f"r{i}",
+        "comparison_id": f"k{i}",
+        "kind": "responses",
+        "principle_ids": ["helpfulness"],
+        "soft_label": 0.7,
+        "margin": 0.2,
+        "chosen_safety": "safe",
+        "rejected_safety": "safe",
+        "safety_swapped": False,
+        "decided_by": "labeller",
+        "split": split,
+        "constitution_hash": "h",
     }
 
 
@@ -54,8 +68,16 @@ def adapter_tensors(folder):
 def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pairs_path, train_cfg, caplog):
     cfg, settings = train_cfg
     with caplog.at_level("INFO", logger="maximalcai.progress"):
-        rows, summary = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None,
-                                    str(tmp_path / "adapter"), str(tmp_path / "ckpt"))
+        rows, summary = train_stage(
+            cfg,
+            settings,
+            "stage1",
+            str(tiny_model_dir),
+            pairs_path,
+            None,
+            str(tmp_path / "adapter"),
+            str(tmp_path / "ckpt"),
+        )
     assert any(r.getMessage().startswith("dpo training: 4/4 steps (100%)") for r in caplog.records)
     adapter = tmp_path / "adapter"
     assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= {p.name for p in adapter.iterdir()}
@@ -71,12 +93,25 @@ def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pa
 
 def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg):
     cfg, settings = train_cfg
-    train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "a"), str(tmp_path / "ca"))
+    train_stage(
+        cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "a"), str(tmp_path / "ca")
+    )
     with pytest.raises(KeyboardInterrupt):
-        train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "b"),
-                    str(tmp_path / "cb"), stop_after=3)
+        train_stage(
+            cfg,
+            settings,
+            "stage1",
+            str(tiny_model_dir),
+            pairs_path,
+            None,
+            str(tmp_path / "b"),
+            str(tmp_path / "cb"),
+            stop_after=3,
+        )
     assert (tmp_path / "cb/dpo/checkpoint-2").is_dir() and not (tmp_path / "b").exists()
-    rows, _ = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "b"), str(tmp_path / "cb"))
+    rows, _ = train_stage(
+        cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "b"), str(tmp_path / "cb")
+    )
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the history of the resumed run covers every step
     a, b = adapter_tensors(tmp_path / "a"), adapter_tensors(tmp_path / "b")
     assert a.keys() == b.keys()
@@ -117,8 +152,18 @@ def test_stage2_reference_is_the_frozen_stage1_model(tmp_path, tiny_model_dir, p
     model, tokenizer, peft_config = load_policy(str(tiny_model_dir), str(stage1), settings, cfg, "trl")
     assert peft_config is None  # stage 2 continues stage 1's adapter
     rows = [{k: pair(i)[k] for k in ("prompt", "chosen", "rejected")} for i in range(4)]
-    args = DPOConfig(output_dir=str(tmp_path / "t"), per_device_train_batch_size=2, max_steps=2, learning_rate=1e-2,
-                     use_cpu=True, bf16=False, report_to="none", save_strategy="no", max_length=64, seed=42)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "t"),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        learning_rate=1e-2,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        max_length=64,
+        seed=42,
+    )
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
     assert set(trainer.model.peft_config) == {"default", "ref"}
     trainer.train()
@@ -130,7 +175,9 @@ def test_stage2_reference_is_the_frozen_stage1_model(tmp_path, tiny_model_dir, p
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     base_logps = completion_logps(base, batch)
-    stage1_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), stage1)
+    stage1_model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32), stage1
+    )
     stage1_logps = completion_logps(stage1_model.merge_and_unload(), batch)
 
     torch.testing.assert_close(reference, stage1_logps, rtol=0, atol=1e-3)
@@ -140,9 +187,19 @@ def test_stage2_reference_is_the_frozen_stage1_model(tmp_path, tiny_model_dir, p
 
 def test_stage2_training_saves_only_the_trained_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg):
     cfg, settings = train_cfg
-    train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "s1"), str(tmp_path / "c1"))
-    _, summary = train_stage(cfg, settings, "stage2", str(tiny_model_dir), pairs_path, str(tmp_path / "s1"),
-                             str(tmp_path / "s2"), str(tmp_path / "c2"))
+    train_stage(
+        cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "s1"), str(tmp_path / "c1")
+    )
+    _, summary = train_stage(
+        cfg,
+        settings,
+        "stage2",
+        str(tiny_model_dir),
+        pairs_path,
+        str(tmp_path / "s1"),
+        str(tmp_path / "s2"),
+        str(tmp_path / "c2"),
+    )
     assert summary["reference"].startswith("previous stage")
     assert not (tmp_path / "s2" / "ref").exists()
     assert adapter_tensors(tmp_path / "s2").keys() == adapter_tensors(tmp_path / "s1").keys()
@@ -154,11 +211,29 @@ def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_
     cfg, settings = train_cfg
     cfg["training"]["report_to"] = ["tensorboard"]
     settings["sft_warmup"] = {"enabled": True, "epochs": 1, "learning_rate": 1e-3, "trl_args": {}}
-    examples = [{"example_id": f"i{i}-r0", "instruction_id": f"i{i}", "source": "response",
-                 "prompt": f"### Instruction:\nQ{i}?\n\n### Response:\n", "completion": f"Better answer {i}."} for i in range(3)]
+    examples = [
+        {
+            "example_id": f"i{i}-r0",
+            "instruction_id": f"i{i}",
+            "source": "response",
+            "prompt": f"### Instruction:\nQ{i}?\n\n### Response:\n",
+            "completion": f"Better answer {i}.",
+        }
+        for i in range(3)
+    ]
     tables.write_table(examples, tmp_path / "sft.parquet", "sft_examples")
-    rows, summary = train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "a"),
-                                str(tmp_path / "c"), str(tmp_path / "sft.parquet"), runs_dir=str(tmp_path / "runs"))
+    rows, summary = train_stage(
+        cfg,
+        settings,
+        "stage1",
+        str(tiny_model_dir),
+        pairs_path,
+        None,
+        str(tmp_path / "a"),
+        str(tmp_path / "c"),
+        str(tmp_path / "sft.parquet"),
+        runs_dir=str(tmp_path / "runs"),
+    )
     assert summary["sft_examples"] == 3
     phases = [r["phase"] for r in rows]
     assert phases[0] == "sft" and phases[-1] == "dpo" and phases.index("dpo") == phases.count("sft")
@@ -201,12 +276,15 @@ def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir):
     torch.testing.assert_close(full, compact, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("training", "backend", "unsloth", "training.backend asks for unsloth"),
-    ("training", "load_in_4bit", True, "training.load_in_4bit asks for 4-bit QLoRA"),
-    ("generation", "backend", "vllm", "generation.backend asks for vLLM generation"),
-    ("hardware", "device", "cuda", "hardware.device asks for CUDA"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("training", "backend", "unsloth", "training.backend asks for unsloth"),
+        ("training", "load_in_4bit", True, "training.load_in_4bit asks for 4-bit QLoRA"),
+        ("generation", "backend", "vllm", "generation.backend asks for vLLM generation"),
+        ("hardware", "device", "cuda", "hardware.device asks for CUDA"),
+    ],
+)
 def test_gpu_only_options_fail_clearly_without_cuda(default_config, section, key, value, message):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -109,12 +109,24 @@ def test_same_seed_gives_identical_instructions(tiny_run):
 
 @pytest.mark.e2e
 def test_only_what_changed_reruns(tiny_run):
-    assert planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_model")) == set()  # a second run has nothing to do
+    assert (
+        planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_model")) == set()
+    )  # a second run has nothing to do
 
     # response sampling changed: responses rerun, instructions do not
     override = tiny_run / "override.yaml"
     override.write_text(yaml.safe_dump({"stage_defaults": {"responses": {"sampling": {"temperature": 0.5}}}}))
-    result = snakemake(tiny_run, "-n", "--cores", "1", "--configfile", str(tiny_run / "config.yaml"), str(override), "--", "stage1_datasets")
+    result = snakemake(
+        tiny_run,
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        str(tiny_run / "config.yaml"),
+        str(override),
+        "--",
+        "stage1_datasets",
+    )
     jobs = planned_jobs(result)
     assert "generate_responses" in jobs and "aggregate_responses" in jobs
     assert not jobs & {"generate_instructions", "aggregate_instructions", "import_base_model"}, result.stdout
@@ -150,7 +162,9 @@ def test_feedback_tables_pairs_and_funnel(tiny_run):
     funnel = tables.read_table(stage / "pairs_funnel.parquet", "pairs_funnel")
     assert len(critiques) == len({r["instruction_id"] for r in responses})  # 1 round, 1 response per instruction
     assert set(safety) == {r["response_id"] for r in responses} | {c["critique_id"] for c in critiques}
-    assert all(r["label"] in ("safe", "unsafe", "malformed") and r["guard_backend"] == "fewshot" for r in safety.values())
+    assert all(
+        r["label"] in ("safe", "unsafe", "malformed") and r["guard_backend"] == "fewshot" for r in safety.values()
+    )
     assert len(preferences) == len(responses) // 2 + len(critiques)
     assert all(len(r["p_a_first"]) == len(r["p_a_second"]) == len(r["principle_ids"]) for r in preferences)
     code_revised = {p["chosen_id"]: p["rejected_id"] for p in pairs if p["kind"] == "code_revision"}
@@ -183,15 +197,31 @@ def test_constitution_and_filter_edits_rerun_only_downstream_rules(tiny_run):
         constitution.write_text(yaml.safe_dump(edited))
         jobs = planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "stage1_pairs"))
         assert {"critique_revise", "safety_label", "preference_label", "build_pairs"} <= jobs
-        assert not jobs & {"generate_instructions", "aggregate_instructions", "generate_responses", "import_base_model"}
+        assert not jobs & {
+            "generate_instructions",
+            "aggregate_instructions",
+            "generate_responses",
+            "import_base_model",
+        }
     finally:
         constitution.write_text(original)
         os.utime(constitution, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
     override = tiny_run / "filters.yaml"
     override.write_text(yaml.safe_dump({"stage_defaults": {"pairs": {"min_margin": 0.2}}}))
-    jobs = planned_jobs(snakemake(tiny_run, "-n", "--cores", "1", "--configfile", str(tiny_run / "config.yaml"),
-                                  str(override), "--", "stage1_pairs"))
+    jobs = planned_jobs(
+        snakemake(
+            tiny_run,
+            "-n",
+            "--cores",
+            "1",
+            "--configfile",
+            str(tiny_run / "config.yaml"),
+            str(override),
+            "--",
+            "stage1_pairs",
+        )
+    )
     assert jobs == {"build_pairs", "stage1_pairs"}
 
 
@@ -208,10 +238,21 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
     assert metrics["prompts"] == {"helpful": 4, "redteam": 3, "borderline": 3}
     compared = {(c["metric"], c["baseline"]) for c in metrics["comparisons"]}
     for baseline in ("base", "base_fewshot"):
-        for metric in ("ifeval_strict", "stop_rate", "repeated_4gram_rate", "distinct_2", "length_tokens",
-                       "unsafe_rate", "over_refusal_rate", "win"):
+        for metric in (
+            "ifeval_strict",
+            "stop_rate",
+            "repeated_4gram_rate",
+            "distinct_2",
+            "length_tokens",
+            "unsafe_rate",
+            "over_refusal_rate",
+            "win",
+        ):
             assert (metric, baseline) in compared
-    assert {("shift", "base"), ("preference_accuracy", "base")} <= compared and ("shift", "base_fewshot") not in compared
+    assert {("shift", "base"), ("preference_accuracy", "base")} <= compared and (
+        "shift",
+        "base_fewshot",
+    ) not in compared
     for c in metrics["comparisons"]:
         assert c["verdict"] in ("better", "worse", "no measurable difference", "measurably different", "too few items")
         assert c["ci_low"] <= c["estimate"] <= c["ci_high"] and c["method"]
@@ -223,8 +264,11 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
     for name in ("training.svg", "funnel.svg", "eval.svg", "examples.html"):
         assert (stage / "report" / name).stat().st_size > 1000
 
-    command = next(line.split("  #")[0].strip() for line in (REPO / "README.md").read_text().splitlines()
-                   if line.startswith("snakemake") and "--report" in line)
+    command = next(
+        line.split("  #")[0].strip()
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("snakemake") and "--report" in line
+    )
     snakemake(tiny_run, *command.split()[1:])  # the README's report command, as printed
     page = (tiny_run / "results/report.html").read_text()
     assert len(page) > 100_000 and "stage1" in page and "funnel" in page
@@ -237,14 +281,29 @@ def test_six_stages_dry_run_as_one_chain(tmp_path):
     assert {("train_dpo", f"stage{k}") for k in range(1, 7)} <= jobs
     assert ("evaluate", "stage6") in jobs and ("eval_generate", "stage5") in jobs  # stage 6 is compared with stage 5
     # stage K's data is written by stage K-1's model
-    assert re.search(r"rule generate_instructions:\n\s+input: results/models/base, results/stage1/adapter", result.stdout)
+    assert re.search(
+        r"rule generate_instructions:\n\s+input: results/models/base, results/stage1/adapter", result.stdout
+    )
 
 
 def test_the_32b_plan_dry_runs_through_the_slurm_profile(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "-n",
-               "stage6_model", "--configfile", str(tmp_path / "config.yaml"), str(REPO / "config/qwen2.5-32b.yaml"),
-               "--profile", str(REPO / "profiles/slurm")]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "-n",
+        "stage6_model",
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        str(REPO / "config/qwen2.5-32b.yaml"),
+        "--profile",
+        str(REPO / "profiles/slurm"),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = planned_stage_jobs(result)
@@ -255,9 +314,25 @@ def test_the_32b_plan_dry_runs_through_the_slurm_profile(tmp_path):
 def test_runpod_profile_and_plan_target(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "plan",
-         "--configfile", str(tmp_path / "config.yaml"), str(REPO / "config/qwen2.5-32b.yaml"), "--cores", "1"],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "plan",
+            "--configfile",
+            str(tmp_path / "config.yaml"),
+            str(REPO / "config/qwen2.5-32b.yaml"),
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
     )
     # the plan target runs on a machine without a GPU: it only reads the config
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -273,8 +348,17 @@ def test_gpu_runs_over_budget_or_without_cuda_stop_before_any_job(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     qwen = [str(tmp_path / "config.yaml"), str(REPO / "config/qwen2.5-32b.yaml")]
     (tmp_path / "small-budget.yaml").write_text(yaml.safe_dump({"budget": {"max_usd": 5}}))
-    over = snakemake(tmp_path, "--cores", "1", "--configfile", *qwen, str(tmp_path / "small-budget.yaml"), "--",
-                     "stage1_datasets", check=False)
+    over = snakemake(
+        tmp_path,
+        "--cores",
+        "1",
+        "--configfile",
+        *qwen,
+        str(tmp_path / "small-budget.yaml"),
+        "--",
+        "stage1_datasets",
+        check=False,
+    )
     assert over.returncode != 0 and "exceeds budget.max_usd=$5" in over.stdout + over.stderr
     no_gpu = snakemake(tmp_path, "--cores", "1", "--configfile", *qwen, "--", "stage1_datasets", check=False)
     assert no_gpu.returncode != 0 and "hardware.device asks for CUDA" in no_gpu.stdout + no_gpu.stderr
@@ -334,10 +418,13 @@ def greedy_answers(model, tokenizer, prompts, max_new_tokens):
 
     answers = []
     for prompt in prompts:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         out = model.generate(**ids, max_new_tokens=max_new_tokens, tokenizer=tokenizer)
-        answers.append(formats.cut_at_stop(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))[0])
+        answers.append(
+            formats.cut_at_stop(tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True))[0]
+        )
     return answers
 
 
@@ -351,11 +438,15 @@ def test_stage1_export_answers_as_the_workflow_does(tiny_run):
 
     export = tiny_run / "results/stage1/export"
     assert {"model.safetensors", "generation_config.json", "model-f32.gguf", "Modelfile", "README.md"} <= {
-        p.name for p in export.iterdir()}
+        p.name for p in export.iterdir()
+    }
     assert ModelCard.load(export / "README.md").data.base_model == "google/gemma-3-270m"
     assert json.loads((tiny_run / "results/stage1/manifests/export.json").read_text())["gguf"] == ["model-f32.gguf"]
-    generations = [g for g in tables.read_table(tiny_run / "results/eval/stage1/generations.parquet", "eval_generations")
-                   if g["set"] == "helpful"]
+    generations = [
+        g
+        for g in tables.read_table(tiny_run / "results/eval/stage1/generations.parquet", "eval_generations")
+        if g["set"] == "helpful"
+    ]
     prompts, expected = [g["prompt"] for g in generations], [g["response"] for g in generations]
     tokenizer = AutoTokenizer.from_pretrained(export)
     merged = AutoModelForCausalLM.from_pretrained(export, dtype=torch.float32)
@@ -372,11 +463,15 @@ def test_the_gguf_answers_in_llama_cpp_as_the_workflow_does(tiny_run):
     from maximalcai import formats
 
     model = llama_cpp.Llama(str(tiny_run / "results/stage1/export/model-f32.gguf"), n_ctx=1024, seed=0, verbose=False)
-    generations = [g for g in tables.read_table(tiny_run / "results/eval/stage1/generations.parquet", "eval_generations")
-                   if g["set"] == "helpful"]
+    generations = [
+        g
+        for g in tables.read_table(tiny_run / "results/eval/stage1/generations.parquet", "eval_generations")
+        if g["set"] == "helpful"
+    ]
     for g in generations:
-        out = model.create_completion(formats.prompt(g["prompt"]), max_tokens=32, temperature=0.0,
-                                      stop=list(formats.STOP_STRINGS))
+        out = model.create_completion(
+            formats.prompt(g["prompt"]), max_tokens=32, temperature=0.0, stop=list(formats.STOP_STRINGS)
+        )
         assert out["choices"][0]["text"].strip() == g["response"]
 
 
@@ -386,13 +481,22 @@ def test_the_readmes_maximalcai_commands_run_as_printed(tiny_run):
     from pathlib import Path
 
     script = Path(sys.executable).parent / "maximalcai"
-    commands = [line.split("  #")[0].strip() for line in (REPO / "README.md").read_text().splitlines()
-                if line.startswith("maximalcai ")]
+    commands = [
+        line.split("  #")[0].strip()
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith("maximalcai ")
+    ]
     assert {c.split()[1] for c in commands} == {"chat", "generate", "push"}
     for command in commands:
         argv = [str(script), *shlex.split(command)[1:]]
-        result = subprocess.run(argv, cwd=tiny_run, input="Name a color.\nAnd another?\n/quit\n", capture_output=True,
-                                text=True, timeout=600)
+        result = subprocess.run(
+            argv,
+            cwd=tiny_run,
+            input="Name a color.\nAnd another?\n/quit\n",
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         if "generate" in command:
             assert json.loads(result.stdout)["model"] == "gemma-3-270m-q4_k_m+stage1"

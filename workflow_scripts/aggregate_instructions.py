@@ -1,4 +1,5 @@
 """Rule aggregate_instructions: filter and deduplicate the candidate shards into instructions.parquet."""
+
 from maximalcai.generation import run_aggregate_instructions
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule aggregate_responses: join the response shards into responses.parquet."""
+
 from maximalcai.generation import run_aggregate_responses
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule build_pairs: filtered chosen/rejected pairs and the funnel that explains them."""
+
 from maximalcai.pairs import run_build_pairs
 from maximalcai.runlog import rule_log
 

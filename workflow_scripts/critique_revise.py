@@ -1,4 +1,5 @@
 """Rule critique_revise: SL-CAI critiques and revisions of a stage's responses by its generator."""
+
 from maximalcai.feedback.critique import run_critique_revise
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule eval_generate: one model's zero-shot answers to the held-out eval prompts."""
+
 from maximalcai.evaluation.generate import run_eval_generate
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule eval_safety: the safety guard's labels for one model's eval answers."""
+
 from maximalcai.evaluation.generate import run_eval_safety
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule evaluate: a stage against the base and the previous stage, with intervals and verdicts."""
+
 from maximalcai.evaluation.evaluate import run_evaluate
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule export_model: results/{stage}/export/ (merged model, chat template, GGUF, Modelfile, model card)."""
+
 from maximalcai.export import run_export
 from maximalcai.runlog import rule_log
 

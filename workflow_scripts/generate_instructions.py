@@ -1,4 +1,5 @@
 """Rule generate_instructions: one shard of Self-Instruct candidates from the stage's generator."""
+
 from maximalcai.generation import run_instruction_shard
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule generate_responses: candidate responses for one shard of a stage's instructions."""
+
 from maximalcai.generation import run_response_shard
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule import_base_model: materialise results/models/base/ from the configured source."""
+
 from maximalcai.models import import_base_model
 from maximalcai.runlog import rule_log
 

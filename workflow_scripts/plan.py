@@ -1,4 +1,5 @@
 """Rule plan: print and save the estimated GPU hours and dollars per stage."""
+
 from maximalcai.plan import run_plan
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule preference_label: RL-CAI soft labels from the constitution's preference questions, both orders."""
+
 from maximalcai.feedback.preference import run_preference_label
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule safety_label: safe/unsafe/malformed labels for every response and revision of a stage."""
+
 from maximalcai.feedback.guard import run_safety_label
 from maximalcai.runlog import rule_log
 

@@ -1,4 +1,5 @@
 """Rule stage_report: a stage's training curves, pair funnel, eval figure and example answers."""
+
 from maximalcai.report import run_stage_report
 from maximalcai.runlog import rule_log
 
@@ -8,7 +9,10 @@ with rule_log(snakemake.log[0]):
         training_log=snakemake.input.training_log,
         funnel=snakemake.input.funnel,
         metrics=snakemake.input.metrics,
-        generations={snakemake.wildcards.stage: snakemake.input.generations_stage,
-                     "base": snakemake.input.generations_base, "base_fewshot": snakemake.input.generations_base_fewshot},
+        generations={
+            snakemake.wildcards.stage: snakemake.input.generations_stage,
+            "base": snakemake.input.generations_base,
+            "base_fewshot": snakemake.input.generations_base_fewshot,
+        },
         outputs=dict(snakemake.output.items()),
     )

@@ -1,4 +1,5 @@
 """Rule stages_report: every metric across stages, with intervals."""
+
 from maximalcai.report import run_stages_report
 from maximalcai.runlog import rule_log
 

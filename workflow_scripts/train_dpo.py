@@ -1,4 +1,5 @@
 """Rule train_dpo: one stage of DPO on a LoRA adapter (resumable from results/{stage}/checkpoints)."""
+
 from maximalcai.runlog import rule_log
 from maximalcai.training.dpo import run_train_dpo
 

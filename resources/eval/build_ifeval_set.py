@@ -204,8 +204,16 @@ def build(handwritten: list[dict]) -> list[dict]:
             row = verifiable.attach(task, instruction_id, rng, SECOND_SHARE)
             generated.append({"category": category, "task": task, **row})
     for index, row in enumerate(generated, start=1):
-        rows.append({"id": f"if-{index:03d}", "prompt": row["prompt"], "instruction_id_list": row["instruction_id_list"],
-                     "kwargs": row["kwargs"], "category": row["category"], "task": row["task"]})
+        rows.append(
+            {
+                "id": f"if-{index:03d}",
+                "prompt": row["prompt"],
+                "instruction_id_list": row["instruction_id_list"],
+                "kwargs": row["kwargs"],
+                "category": row["category"],
+                "task": row["task"],
+            }
+        )
     return rows
 
 

@@ -45,8 +45,10 @@ def model_dirs(cfg: dict, stage: str | None, model: str | None, adapter: str | N
     if sum(x is not None for x in (stage, model, adapter)) != 1:
         raise CommandError("name one model: --stage stageK (a trained stage), --model base, or --adapter DIR")
     if not (Path(BASE_DIR) / "config.json").is_file():
-        raise CommandError(f"{Path(BASE_DIR).resolve()}: the base model is not imported here; run it from the "
-                           "workflow's folder (--directory) or build it: snakemake --cores 1 results/models/base")
+        raise CommandError(
+            f"{Path(BASE_DIR).resolve()}: the base model is not imported here; run it from the "
+            "workflow's folder (--directory) or build it: snakemake --cores 1 results/models/base"
+        )
     if model is not None:
         if model != "base":
             raise CommandError(f"--model {model}: only 'base' is a model name; a trained stage is --stage stageK")
@@ -55,12 +57,16 @@ def model_dirs(cfg: dict, stage: str | None, model: str | None, adapter: str | N
         check_stage(cfg, stage)
         adapter = f"results/{stage}/adapter"
         if not (Path(adapter) / "adapter_config.json").is_file():
-            raise CommandError(f"{stage} has not been trained yet ({adapter} is missing); train it with: "
-                               f"snakemake --cores 1 {stage}_model")
+            raise CommandError(
+                f"{stage} has not been trained yet ({adapter} is missing); train it with: "
+                f"snakemake --cores 1 {stage}_model"
+            )
         return BASE_DIR, adapter
     if not (Path(adapter) / "adapter_config.json").is_file():
-        raise CommandError(f"--adapter {adapter}: no adapter_config.json there; point it at a stage's adapter folder, "
-                           "for example results/stage1/adapter")
+        raise CommandError(
+            f"--adapter {adapter}: no adapter_config.json there; point it at a stage's adapter folder, "
+            "for example results/stage1/adapter"
+        )
     return BASE_DIR, adapter
 
 
@@ -89,8 +95,13 @@ def sampling_of(cfg: dict, args: argparse.Namespace):
     from maximalcai.backends import Sampling
 
     settings = dict(cfg["evaluation"]["sampling"])
-    settings.update({k: v for k, v in (("max_new_tokens", args.max_new_tokens), ("temperature", args.temperature))
-                     if v is not None})
+    settings.update(
+        {
+            k: v
+            for k, v in (("max_new_tokens", args.max_new_tokens), ("temperature", args.temperature))
+            if v is not None
+        }
+    )
     return Sampling.from_config(settings)
 
 
@@ -101,13 +112,26 @@ def generate(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
     base, adapter = model_dirs(cfg, args.stage, args.model, args.adapter)
     rows = read_prompts(args.prompt or [], args.prompts)
     backend = open_backend(cfg, base, adapter)
-    completions = backend.generate([formats.prompt(r["prompt"]) for r in rows], sampling_of(cfg, args),
-                                   derive_seed(cfg["seed"], "eval", "generate"))
+    completions = backend.generate(
+        [formats.prompt(r["prompt"]) for r in rows],
+        sampling_of(cfg, args),
+        derive_seed(cfg["seed"], "eval", "generate"),
+    )
     target = open(args.out, "w") if args.out else out
     try:
         for row, completion in zip(rows, completions):
-            target.write(json.dumps({**row, "model": backend.model_name, "response": completion.text,
-                                     "finish_reason": completion.finish_reason}, ensure_ascii=False) + "\n")
+            target.write(
+                json.dumps(
+                    {
+                        **row,
+                        "model": backend.model_name,
+                        "response": completion.text,
+                        "finish_reason": completion.finish_reason,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     finally:
         if args.out:
             target.close()
@@ -123,9 +147,14 @@ def stream_answer(model, tokenizer, prompt: str, sampling, seed: int) -> Iterato
     torch.manual_seed(seed)
     inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    options = dict(max_new_tokens=sampling.max_new_tokens, repetition_penalty=sampling.repetition_penalty,
-                   stop_strings=list(formats.STOP_STRINGS), tokenizer=tokenizer, streamer=streamer,
-                   pad_token_id=tokenizer.pad_token_id)
+    options = dict(
+        max_new_tokens=sampling.max_new_tokens,
+        repetition_penalty=sampling.repetition_penalty,
+        stop_strings=list(formats.STOP_STRINGS),
+        tokenizer=tokenizer,
+        streamer=streamer,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if sampling.greedy:
         options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
@@ -183,7 +212,9 @@ def chat(cfg: dict, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int
         prompt = formats.prompt(formats.conversation(messages))
         out.write("assistant> ")
         answer = ""
-        for piece in stream_answer(model, tokenizer, prompt, sampling, derive_seed(cfg["seed"], "chat", len(messages))):
+        for piece in stream_answer(
+            model, tokenizer, prompt, sampling, derive_seed(cfg["seed"], "chat", len(messages))
+        ):
             answer += piece
             out.write(piece)
             out.flush()
@@ -204,27 +235,38 @@ def push(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="maximalcai", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
-    for name, text in (("chat", "talk to a model in the terminal, answers streamed"),
-                       ("generate", "answer prompts, one JSON line per answer")):
+    for name, text in (
+        ("chat", "talk to a model in the terminal, answers streamed"),
+        ("generate", "answer prompts, one JSON line per answer"),
+    ):
         command = commands.add_parser(name, help=text, description=text)
         which = command.add_mutually_exclusive_group()
         which.add_argument("--stage", help="a trained stage, for example stage1 (its results/<stage>/adapter)")
         which.add_argument("--model", help="'base': the base model alone")
         which.add_argument("--adapter", help="a LoRA adapter folder on top of the base model")
-        command.add_argument("--configfile", default="config.yaml", help="the workflow's config (default: config.yaml)")
+        command.add_argument(
+            "--configfile", default="config.yaml", help="the workflow's config (default: config.yaml)"
+        )
         command.add_argument("--directory", "-d", default=".", help="the workflow's working directory (default: .)")
         command.add_argument("--max-new-tokens", type=int, help="default: evaluation.sampling.max_new_tokens")
         command.add_argument("--temperature", type=float, help="default: evaluation.sampling.temperature (0: greedy)")
         if name == "generate":
             command.add_argument("--prompt", action="append", help="a prompt (repeatable)")
-            command.add_argument("--prompts", help="a JSONL file of {\"prompt\": ...} objects")
+            command.add_argument("--prompts", help='a JSONL file of {"prompt": ...} objects')
             command.add_argument("--out", help="write JSONL here instead of standard output")
-    command = commands.add_parser("push", help="upload a stage's pairs and model to the Hugging Face Hub",
-                                  description="Upload a stage's pairs (a DatasetDict: train, test) and its model, with "
-                                              "cards; the token comes from HF_TOKEN. --local DIR writes them instead.")
+    command = commands.add_parser(
+        "push",
+        help="upload a stage's pairs and model to the Hugging Face Hub",
+        description="Upload a stage's pairs (a DatasetDict: train, test) and its model, with "
+        "cards; the token comes from HF_TOKEN. --local DIR writes them instead.",
+    )
     command.add_argument("--stage", required=True, help="the stage, for example stage1")
-    command.add_argument("--what", choices=("adapter", "merged"), default="adapter",
-                         help="the LoRA adapter (default) or the merged export (snakemake --cores 1 stageK_export)")
+    command.add_argument(
+        "--what",
+        choices=("adapter", "merged"),
+        default="adapter",
+        help="the LoRA adapter (default) or the merged export (snakemake --cores 1 stageK_export)",
+    )
     command.add_argument("--dataset-repo", help="USER/NAME of the dataset repo for the pairs")
     command.add_argument("--model-repo", help="USER/NAME of the model repo")
     command.add_argument("--public", action="store_true", help="create public repos (default: private)")

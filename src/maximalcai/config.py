@@ -126,9 +126,9 @@ def stage_id(index: int) -> str:
 
 def stage_number(stage: str) -> int:
     """``stage3`` -> 3."""
-    if not stage.startswith(STAGE_PREFIX) or not stage[len(STAGE_PREFIX):].isdigit():
+    if not stage.startswith(STAGE_PREFIX) or not stage[len(STAGE_PREFIX) :].isdigit():
         raise ConfigError(f"'{stage}' is not a stage id (expected stage1, stage2, ...)")
-    return int(stage[len(STAGE_PREFIX):])
+    return int(stage[len(STAGE_PREFIX) :])
 
 
 def resolve(raw: dict, schema: dict | None = None) -> dict:
@@ -136,9 +136,7 @@ def resolve(raw: dict, schema: dict | None = None) -> dict:
     schema = schema or load_schema()
     top_defaults = schema_defaults(schema, schema)
     resolved = deep_merge(top_defaults, {k: v for k, v in raw.items() if k not in ("stages", "stage_defaults")})
-    stage_base = deep_merge(
-        schema_defaults(schema["$defs"]["stage"], schema), raw.get("stage_defaults") or {}
-    )
+    stage_base = deep_merge(schema_defaults(schema["$defs"]["stage"], schema), raw.get("stage_defaults") or {})
     resolved["stage_defaults"] = stage_base
     entries = raw.get("stages") or [{}]
     resolved["stages"] = []
@@ -156,8 +154,10 @@ def _path_keys(cfg: dict) -> list[tuple[dict, str, str]]:
     keys += [(cfg["evaluation"], k, f"evaluation.{k}") for k in ("helpful", "redteam", "borderline", "fewshot_pool")]
     keys += [(cfg["stage_defaults"], "pool", "stage_defaults.pool")]
     keys += [(stage, "pool", f"stages[{i}].pool") for i, stage in enumerate(cfg["stages"])]
-    keys += [(stage["responses"], "constraint_pool", f"stages[{i}].responses.constraint_pool")
-             for i, stage in enumerate(cfg["stages"])]
+    keys += [
+        (stage["responses"], "constraint_pool", f"stages[{i}].responses.constraint_pool")
+        for i, stage in enumerate(cfg["stages"])
+    ]
     keys += [(cfg["stage_defaults"]["responses"], "constraint_pool", "stage_defaults.responses.constraint_pool")]
     return keys
 
@@ -206,8 +206,10 @@ def _check_semantics(cfg: dict, sources: str) -> None:
             need_file(f"{key}.responses.constraint_pool", stage["responses"]["constraint_pool"])
         unknown = sorted(set(stage["instructions"]["constraints"]["types"] or ()) - set(verifiable.constraint_types()))
         if unknown:
-            problems.append(f"{key}.instructions.constraints.types: {unknown} are not IFEval instruction ids that "
-                            f"if-verifiable checks; choose from {', '.join(verifiable.constraint_types())}")
+            problems.append(
+                f"{key}.instructions.constraints.types: {unknown} are not IFEval instruction ids that "
+                f"if-verifiable checks; choose from {', '.join(verifiable.constraint_types())}"
+            )
         ins = stage["instructions"]
         if ins["candidates"] < ins["count"]:
             problems.append(
@@ -282,8 +284,10 @@ def load_workflow_config(configfile: str | Path = "config.yaml", root: str | Pat
     root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
     path = Path(configfile)
     if not path.is_file():
-        raise ConfigError(f"{path.resolve()}: config file not found; name the workflow's config with --configfile "
-                          "and run from the workflow's folder")
+        raise ConfigError(
+            f"{path.resolve()}: config file not found; name the workflow's config with --configfile "
+            "and run from the workflow's folder"
+        )
     base = next((p for p in (Path("config.yaml"), root / "config.yaml") if p.is_file()), None)
     if base is None or base.resolve() == path.resolve():
         return load_config_file(path, root)
@@ -315,9 +319,7 @@ def stage_config(cfg: dict, stage: str) -> dict:
     """The resolved settings of one stage, by id."""
     number = stage_number(stage)
     if number > len(cfg["stages"]):
-        raise ConfigError(
-            f"{stage} is not configured: config has {len(cfg['stages'])} stage(s) under 'stages'"
-        )
+        raise ConfigError(f"{stage} is not configured: config has {len(cfg['stages'])} stage(s) under 'stages'")
     return cfg["stages"][number - 1]
 
 

@@ -43,8 +43,11 @@ def _type(node: dict, root: dict | None = None) -> str:
     text = " or ".join(k for k in kinds if k)
     if "items" in node and "array" in kinds:
         text += f" of {_type(node['items'], root) or 'values'}"
-    bounds = [f"{word} {node[key]}" for key, word in (("minimum", "≥"), ("maximum", "≤"), ("exclusiveMinimum", ">"),
-                                                       ("exclusiveMaximum", "<")) if key in node]
+    bounds = [
+        f"{word} {node[key]}"
+        for key, word in (("minimum", "≥"), ("maximum", "≤"), ("exclusiveMinimum", ">"), ("exclusiveMaximum", "<"))
+        if key in node
+    ]
     return text + (f" ({', '.join(bounds)})" if bounds else "")
 
 
@@ -74,7 +77,9 @@ def render() -> str:
     top = [(k, v) for k, v in sections if _resolve_ref(v, schema).get("type") != "object"]
     parts.append("## Top level\n\n| key | type | default | meaning |\n|---|---|---|---|")
     for key, node in top:
-        parts.append(f"| `{key}` | {_type(node)} | `{json.dumps(defaults.get(key))}` | {' '.join(node.get('description', '').split())} |")
+        parts.append(
+            f"| `{key}` | {_type(node)} | `{json.dumps(defaults.get(key))}` | {' '.join(node.get('description', '').split())} |"
+        )
     for key, node in sections:
         if (key, node) in top:
             continue

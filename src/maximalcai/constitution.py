@@ -73,8 +73,10 @@ def load_constitution(path: str | Path) -> Constitution:
         for error in errors:
             where = _where(data, error.absolute_path)
             if error.validator == "required":
-                lines.append(f"{where}: {error.message} (each principle needs id, category, critique_request, "
-                             "revision_request, preference_question)")
+                lines.append(
+                    f"{where}: {error.message} (each principle needs id, category, critique_request, "
+                    "revision_request, preference_question)"
+                )
             elif error.validator == "enum":
                 lines.append(f"{where}: unknown category {error.instance!r}; use one of {', '.join(CATEGORIES)}")
             elif error.validator == "minItems":
@@ -83,8 +85,10 @@ def load_constitution(path: str | Path) -> Constitution:
                 lines.append(f"{where}: {error.message}")
         raise ConstitutionError(f"{path} is invalid:\n  - " + "\n  - ".join(lines))
 
-    principles = tuple(Principle(**{k: p[k].strip() if isinstance(p[k], str) else p[k] for k in
-                                    Principle.__dataclass_fields__}) for p in data["principles"])
+    principles = tuple(
+        Principle(**{k: p[k].strip() if isinstance(p[k], str) else p[k] for k in Principle.__dataclass_fields__})
+        for p in data["principles"]
+    )
     problems = []
     seen: set[str] = set()
     for index, principle in enumerate(principles):
@@ -92,8 +96,10 @@ def load_constitution(path: str | Path) -> Constitution:
             problems.append(f"principle '{principle.id}' (#{index + 1}), field 'id': duplicate id")
         seen.add(principle.id)
         if not principle.preference_question.rstrip().endswith("?"):
-            problems.append(f"principle '{principle.id}' (#{index + 1}), field 'preference_question': "
-                            "must be a question ending with '?'")
+            problems.append(
+                f"principle '{principle.id}' (#{index + 1}), field 'preference_question': "
+                "must be a question ending with '?'"
+            )
     missing = [c for c in CATEGORIES if c not in {p.category for p in principles}]
     if missing:
         problems.append(f"categories {missing} have no principle; an HHH constitution needs all three")

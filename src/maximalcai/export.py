@@ -64,7 +64,7 @@ OLLAMA_TEMPLATE = (
     "{{- if gt (len .Messages) 1 }}\nEarlier in this conversation:{{ end }}"
     "{{- range $i, $m := .Messages }}{{- $last := eq (len (slice $.Messages $i)) 1 }}"
     "{{- if $last }}{{ if gt (len $.Messages) 1 }}\n\nUser: {{ else }}\n{{ end }}{{ $m.Content }}\n\n### Response:\n"
-    "{{- else }}\n{{ if eq $m.Role \"user\" }}User: {{ else }}Assistant: {{ end }}{{ $m.Content }}{{ end }}"
+    '{{- else }}\n{{ if eq $m.Role "user" }}User: {{ else }}Assistant: {{ end }}{{ $m.Content }}{{ end }}'
     "{{- end }}"
 )
 
@@ -107,13 +107,20 @@ def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: Path) -> dict[
     replaced = bool(tokenizer.chat_template)
     tokenizer.chat_template = chat_template(tokenizer)
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        do_sample=False, max_new_tokens=512, stop_strings=list(formats.STOP_STRINGS),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
+        max_new_tokens=512,
+        stop_strings=list(formats.STOP_STRINGS),
     )
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    return {"dtype": str(dtype).removeprefix("torch."), "replaced_chat_template": replaced,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "replaced_chat_template": replaced,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
@@ -122,8 +129,10 @@ def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
     if setting:
         script = Path(setting) / "convert_hf_to_gguf.py"
         if not script.is_file():
-            raise ModelSourceError(f"export.llama_cpp: {setting} has no convert_hf_to_gguf.py; point it at a llama.cpp "
-                                   "checkout, or set it to null to use the sources in the llama-cpp-python sdist")
+            raise ModelSourceError(
+                f"export.llama_cpp: {setting} has no convert_hf_to_gguf.py; point it at a llama.cpp "
+                "checkout, or set it to null to use the sources in the llama-cpp-python sdist"
+            )
         return script
     url, sha256 = LLAMA_CPP_SDIST
     name = Path(url).name.removesuffix(".tar.gz")
@@ -137,8 +146,10 @@ def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
     try:
         urllib.request.urlretrieve(url, archive)
     except OSError as exc:
-        raise ModelSourceError(f"cannot download {url} ({exc}); set export.llama_cpp to a llama.cpp checkout, or "
-                               "export.gguf_types: [] to skip GGUF") from exc
+        raise ModelSourceError(
+            f"cannot download {url} ({exc}); set export.llama_cpp to a llama.cpp checkout, or "
+            "export.gguf_types: [] to skip GGUF"
+        ) from exc
     if file_sha256(archive) != sha256:
         archive.unlink()
         raise ModelSourceError(f"{url}: sha256 mismatch; not using it")
@@ -146,10 +157,15 @@ def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
     staging = folder.parent / f"{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(prefix)
-                   and m.name[len(prefix):].split("/")[0] in CONVERTER_PARTS and (m.isfile() or m.isdir())]
+        members = [
+            m
+            for m in tar.getmembers()
+            if m.name.startswith(prefix)
+            and m.name[len(prefix) :].split("/")[0] in CONVERTER_PARTS
+            and (m.isfile() or m.isdir())
+        ]
         for member in members:
-            member.name = member.name[len(prefix):]
+            member.name = member.name[len(prefix) :]
         tar.extractall(staging, members=members, filter="data")
     archive.unlink()
     staging.rename(folder)
@@ -169,13 +185,22 @@ def modelfile(gguf_name: str | None, sampling: dict[str, Any]) -> str:
     """An Ollama Modelfile: the GGUF (or the safetensors folder), the format's template and stop strings."""
     lines = [f"FROM ./{gguf_name}" if gguf_name else "FROM .", f'TEMPLATE """{OLLAMA_TEMPLATE}"""']
     lines += [f"PARAMETER stop {json.dumps(stop)}" for stop in formats.STOP_STRINGS]
-    lines += [f"PARAMETER temperature {sampling.get('temperature', 0.0)}",
-              f"PARAMETER num_predict {sampling.get('max_new_tokens', 128)}"]
+    lines += [
+        f"PARAMETER temperature {sampling.get('temperature', 0.0)}",
+        f"PARAMETER num_predict {sampling.get('max_new_tokens', 128)}",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def model_card(cfg: dict, stage: str, info: dict[str, Any], metrics: dict[str, Any], training: dict[str, Any],
-               files: list[str], merged: dict[str, Any]) -> str:
+def model_card(
+    cfg: dict,
+    stage: str,
+    info: dict[str, Any],
+    metrics: dict[str, Any],
+    training: dict[str, Any],
+    files: list[str],
+    merged: dict[str, Any],
+) -> str:
     """The exported model's card (huggingface_hub ModelCard): where it came from, what it was trained on,
     what the evaluation measured, and what it is not for."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -184,51 +209,69 @@ def model_card(cfg: dict, stage: str, info: dict[str, Any], metrics: dict[str, A
 
     base_id = base_model_id(info, cfg["export"]["base_model_id"])
     data = ModelCardData(
-        base_model=base_id, library_name="transformers", pipeline_tag="text-generation",
+        base_model=base_id,
+        library_name="transformers",
+        pipeline_tag="text-generation",
         tags=["maximalcai", "constitutional-ai", "dpo", "lora", "merged", "gguf"],
     )
     headline = metrics.get("headline", [])
-    content = "\n".join([
-        "---", data.to_yaml(), "---",
-        f"# {info.get('name', 'model')} + maximalcai {stage}",
-        "",
-        f"The base model `{info.get('name')}`" + (f" ([{base_id}](https://huggingface.co/{base_id}))" if base_id else "")
-        + f" aligned by progressive Constitutional AI with [maximalcai](https://pypi.org/project/maximalcai/) up to "
-        f"{stage}: its LoRA adapter merged into the weights ({merged['dtype']}, {merged['parameters']:,} parameters).",
-        "",
-        "## Training data",
-        f"- DPO pairs: {training.get('train_pairs', 'n/a')} (results/{stage}/pairs.parquet), SFT warm-up examples: "
-        f"{training.get('sft_examples', 0)} (results/{stage}/sft.parquet); written by the model of the stage before, "
-        "labelled by checks in code, the constitution and a safety classifier.",
-        f"- constitution: content sha256 `{constitution_hash(cfg['constitution'])}`; seed {cfg['seed']}.",
-        "",
-        "## Evaluation (held-out sets, paired differences with 95% intervals)",
-        *[f"- {line}" for line in headline],
-        *([] if headline else ["- no evaluation was found for this stage"]),
-        "",
-        "## Use",
-        "The prompt format is plain text (`### Instruction:` / `### Response:`); the tokenizer's chat template renders",
-        "it, multi-turn included. Answers end with EOS or at the next `### ` (generation_config.json's stop strings).",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "tok = AutoTokenizer.from_pretrained('.'); model = AutoModelForCausalLM.from_pretrained('.')",
-        "ids = tok.apply_chat_template([{'role': 'user', 'content': 'Name three primary colors.'}],",
-        "                              add_generation_prompt=True, return_tensors='pt', return_dict=True)",
-        "print(tok.decode(model.generate(**ids, tokenizer=tok)[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))",
-        "```",
-        *(["Ollama: `ollama create my-model -f Modelfile`; llama.cpp: `llama-cli -m " + files[0] + "`."] if files else []),
-        "",
-        "## Intended use and limits",
-        "A research artifact: an assistant aligned from a base model with AI feedback, to study and to build on. It",
-        "is as capable as its base model and no more; it can be wrong, and its safety behaviour was measured on",
-        "small held-out sets, not audited. Do not deploy it where harmful output has consequences without your",
-        "own evaluation and safeguards. The base model's license applies.",
-    ])
+    content = "\n".join(
+        [
+            "---",
+            data.to_yaml(),
+            "---",
+            f"# {info.get('name', 'model')} + maximalcai {stage}",
+            "",
+            f"The base model `{info.get('name')}`"
+            + (f" ([{base_id}](https://huggingface.co/{base_id}))" if base_id else "")
+            + f" aligned by progressive Constitutional AI with [maximalcai](https://pypi.org/project/maximalcai/) up to "
+            f"{stage}: its LoRA adapter merged into the weights ({merged['dtype']}, {merged['parameters']:,} parameters).",
+            "",
+            "## Training data",
+            f"- DPO pairs: {training.get('train_pairs', 'n/a')} (results/{stage}/pairs.parquet), SFT warm-up examples: "
+            f"{training.get('sft_examples', 0)} (results/{stage}/sft.parquet); written by the model of the stage before, "
+            "labelled by checks in code, the constitution and a safety classifier.",
+            f"- constitution: content sha256 `{constitution_hash(cfg['constitution'])}`; seed {cfg['seed']}.",
+            "",
+            "## Evaluation (held-out sets, paired differences with 95% intervals)",
+            *[f"- {line}" for line in headline],
+            *([] if headline else ["- no evaluation was found for this stage"]),
+            "",
+            "## Use",
+            "The prompt format is plain text (`### Instruction:` / `### Response:`); the tokenizer's chat template renders",
+            "it, multi-turn included. Answers end with EOS or at the next `### ` (generation_config.json's stop strings).",
+            "```python",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "tok = AutoTokenizer.from_pretrained('.'); model = AutoModelForCausalLM.from_pretrained('.')",
+            "ids = tok.apply_chat_template([{'role': 'user', 'content': 'Name three primary colors.'}],",
+            "                              add_generation_prompt=True, return_tensors='pt', return_dict=True)",
+            "print(tok.decode(model.generate(**ids, tokenizer=tok)[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))",
+            "```",
+            *(
+                ["Ollama: `ollama create my-model -f Modelfile`; llama.cpp: `llama-cli -m " + files[0] + "`."]
+                if files
+                else []
+            ),
+            "",
+            "## Intended use and limits",
+            "A research artifact: an assistant aligned from a base model with AI feedback, to study and to build on. It",
+            "is as capable as its base model and no more; it can be wrong, and its safety behaviour was measured on",
+            "small held-out sets, not audited. Do not deploy it where harmful output has consequences without your",
+            "own evaluation and safeguards. The base model's license applies.",
+        ]
+    )
     return str(ModelCard(content))
 
 
-def export_stage(cfg: dict, stage: str, base_dir: str, adapter_dir: str, metrics_path: str | None,
-                 training_manifest: str | None, out_dir: str) -> dict[str, Any]:
+def export_stage(
+    cfg: dict,
+    stage: str,
+    base_dir: str,
+    adapter_dir: str,
+    metrics_path: str | None,
+    training_manifest: str | None,
+    out_dir: str,
+) -> dict[str, Any]:
     """Write ``out_dir`` whole, or nothing: built in a sibling folder, renamed at the end."""
     from maximalcai.models import read_model_info
 
@@ -246,7 +289,11 @@ def export_stage(cfg: dict, stage: str, base_dir: str, adapter_dir: str, metrics
             files.append(name)
     (tmp / "Modelfile").write_text(modelfile(files[-1] if files else None, cfg["evaluation"]["sampling"]))
     metrics = json.loads(Path(metrics_path).read_text()) if metrics_path and Path(metrics_path).is_file() else {}
-    training = json.loads(Path(training_manifest).read_text()) if training_manifest and Path(training_manifest).is_file() else {}
+    training = (
+        json.loads(Path(training_manifest).read_text())
+        if training_manifest and Path(training_manifest).is_file()
+        else {}
+    )
     (tmp / "README.md").write_text(model_card(cfg, stage, read_model_info(base_dir), metrics, training, files, merged))
     if out.exists():
         shutil.rmtree(out)
@@ -254,8 +301,16 @@ def export_stage(cfg: dict, stage: str, base_dir: str, adapter_dir: str, metrics
     return {"stage": stage, **merged, "gguf": files}
 
 
-def run_export(cfg: dict, stage: str, base_dir: str, adapter_dir: str, metrics_path: str, training_manifest: str,
-               out_dir: str, manifest: str) -> None:
+def run_export(
+    cfg: dict,
+    stage: str,
+    base_dir: str,
+    adapter_dir: str,
+    metrics_path: str,
+    training_manifest: str,
+    out_dir: str,
+    manifest: str,
+) -> None:
     from maximalcai.manifest import Timer, write_manifest
 
     with Timer() as timer:

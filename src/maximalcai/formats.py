@@ -85,7 +85,9 @@ def critique_prompt(instruction: str, response: str, critique_request: str) -> s
     )
 
 
-def revision_prompt(instruction: str, response: str, critique_request: str, critique: str, revision_request: str) -> str:
+def revision_prompt(
+    instruction: str, response: str, critique_request: str, critique: str, revision_request: str
+) -> str:
     """The critique prompt with its critique filled in, the revision request, then an open revision block."""
     return (
         critique_prompt(instruction, response, critique_request)
@@ -97,7 +99,10 @@ def revision_prompt(instruction: str, response: str, critique_request: str, crit
 
 def critique_demo(instruction, response, critique_request, critique, revision_request, revision) -> str:
     """A complete critique -> revision demonstration."""
-    return revision_prompt(instruction, response, critique_request, critique, revision_request) + f"{revision.strip()}\n\n"
+    return (
+        revision_prompt(instruction, response, critique_request, critique, revision_request)
+        + f"{revision.strip()}\n\n"
+    )
 
 
 # ------------------------------------------------------------------------------- preference questions

@@ -83,7 +83,9 @@ def _first_char_ok(text: str) -> bool:
 
 
 def filter_instructions(
-    candidates: Sequence[dict[str, Any]], pool: Sequence[PoolExample], settings: dict[str, Any],
+    candidates: Sequence[dict[str, Any]],
+    pool: Sequence[PoolExample],
+    settings: dict[str, Any],
     held_out: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Apply the filters in order; return (kept candidates, funnel rows with counts and reasons).
@@ -154,13 +156,20 @@ def attach_constraints(rows: list[dict[str, Any]], settings: dict[str, Any], see
             rng.shuffle(types)
         row = rows[index]
         attached = verifiable.attach(row["task"], types[number % len(types)], rng, settings["second_share"], types)
-        row.update(instruction=attached["prompt"], instruction_id_list=attached["instruction_id_list"],
-                   constraint_kwargs=tables.canonical_json(attached["kwargs"]))
+        row.update(
+            instruction=attached["prompt"],
+            instruction_id_list=attached["instruction_id_list"],
+            constraint_kwargs=tables.canonical_json(attached["kwargs"]),
+        )
 
 
 def aggregate_instructions(
-    shard_paths: Sequence[str | Path], pool: Sequence[PoolExample], stage: str, settings: dict[str, Any],
-    held_out: Sequence[str] = (), seed: int = 0,
+    shard_paths: Sequence[str | Path],
+    pool: Sequence[PoolExample],
+    stage: str,
+    settings: dict[str, Any],
+    held_out: Sequence[str] = (),
+    seed: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """All shards -> the stage's instruction table rows (filtered, in candidate order, some with verifiable
     constraints) and the funnel."""
@@ -208,17 +217,25 @@ def generate_responses(
     rng = random.Random(derive_seed(seed, stage, "responses", shard, "fewshot"))
     # Candidate-major order: the candidates of one instruction fall into different few-shot groups.
     pairs = [(ins, j) for j in range(settings["per_instruction"]) for ins in instructions]
-    groups = {"plain": [p for p in pairs if not (constraint_pool and p[0]["instruction_id_list"])],
-              "constrained": [p for p in pairs if constraint_pool and p[0]["instruction_id_list"]]}
+    groups = {
+        "plain": [p for p in pairs if not (constraint_pool and p[0]["instruction_id_list"])],
+        "constrained": [p for p in pairs if constraint_pool and p[0]["instruction_id_list"]],
+    }
     drawn: dict[tuple[str, int], list[PoolExample]] = {}
     for name, members in groups.items():
         source = constraint_pool if name == "constrained" else pool
-        draws = shared_draws(source, settings["fewshot_k"], settings["fewshot_share"], len(members), rng) if members else []
+        draws = (
+            shared_draws(source, settings["fewshot_k"], settings["fewshot_share"], len(members), rng)
+            if members
+            else []
+        )
         drawn.update({(ins["instruction_id"], j): d for (ins, j), d in zip(members, draws)})
     jobs = [(ins, j, drawn[(ins["instruction_id"], j)]) for ins, j in pairs]
     sampling = Sampling.from_config(settings["sampling"])
     sample_seed = derive_seed(seed, stage, "responses", shard, "sampling")
-    completions = backend.generate([response_prompt(s, ins["instruction"]) for ins, _, s in jobs], sampling, sample_seed)
+    completions = backend.generate(
+        [response_prompt(s, ins["instruction"]) for ins, _, s in jobs], sampling, sample_seed
+    )
     return [
         {
             "response_id": f"{ins['instruction_id']}-r{j}",
@@ -243,13 +260,24 @@ def shard_throughput(shard_manifests: Sequence[str | Path]) -> dict[str, Any]:
     shards = [json.loads(Path(p).read_text()) for p in shard_manifests]
     tokens = sum(s["generated_tokens"] for s in shards)
     seconds = sum(s["generation_seconds"] for s in shards)
-    return {"shards": len(shards), "generated_tokens": tokens, "generation_seconds": round(seconds, 2),
-            "tokens_per_s": round(tokens / seconds, 2) if seconds else None}
+    return {
+        "shards": len(shards),
+        "generated_tokens": tokens,
+        "generation_seconds": round(seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 2) if seconds else None,
+    }
 
 
 def run_instruction_shard(
-    cfg: dict, settings: dict, stage: str, shard: int, pool_path: str, model_dir: str, adapter_dir: str | None,
-    table: str, manifest: str,
+    cfg: dict,
+    settings: dict,
+    stage: str,
+    shard: int,
+    pool_path: str,
+    model_dir: str,
+    adapter_dir: str | None,
+    table: str,
+    manifest: str,
 ) -> None:
     from maximalcai.backends import open_backend
 
@@ -258,8 +286,18 @@ def run_instruction_shard(
         backend = open_backend(cfg, model_dir, adapter_dir)
         rows = generate_instruction_candidates(backend, pool, stage, shard, settings, cfg["seed"])
     tables.write_table(rows, table, "instruction_candidates")
-    write_manifest(manifest, cfg, {"rule": "generate_instructions", "stage": stage, "shard": shard,
-                                   "rows": len(rows), "seconds": round(timer.seconds, 2), **backend.meter.as_dict()})
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "generate_instructions",
+            "stage": stage,
+            "shard": shard,
+            "rows": len(rows),
+            "seconds": round(timer.seconds, 2),
+            **backend.meter.as_dict(),
+        },
+    )
 
 
 def held_out_texts(eval_paths: Sequence[str]) -> list[str]:
@@ -274,8 +312,15 @@ def held_out_texts(eval_paths: Sequence[str]) -> list[str]:
 
 
 def run_aggregate_instructions(
-    cfg: dict, settings: dict, stage: str, shard_paths: Sequence[str], shard_manifests: Sequence[str],
-    pool_path: str, eval_paths: Sequence[str], table: str, manifest: str,
+    cfg: dict,
+    settings: dict,
+    stage: str,
+    shard_paths: Sequence[str],
+    shard_manifests: Sequence[str],
+    pool_path: str,
+    eval_paths: Sequence[str],
+    table: str,
+    manifest: str,
 ) -> None:
     pool = load_pool(pool_path)
     rows, funnel = aggregate_instructions(shard_paths, pool, stage, settings, held_out_texts(eval_paths), cfg["seed"])
@@ -289,36 +334,73 @@ def run_aggregate_instructions(
     if len(rows) < settings["count"]:
         logger.warning("kept %d instructions, fewer than instructions.count=%d", len(rows), settings["count"])
     tables.write_table(rows, table, "instructions")
-    write_manifest(manifest, cfg, {
-        "rule": "aggregate_instructions", "stage": stage, "rows": len(rows), "funnel": funnel,
-        "generation": shard_throughput(shard_manifests),
-    })
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "aggregate_instructions",
+            "stage": stage,
+            "rows": len(rows),
+            "funnel": funnel,
+            "generation": shard_throughput(shard_manifests),
+        },
+    )
 
 
 def run_response_shard(
-    cfg: dict, settings: dict, stage: str, shard: int, pool_path: str, instructions_path: str, model_dir: str,
-    adapter_dir: str | None, table: str, manifest: str, constraint_pool_path: str | None = None,
+    cfg: dict,
+    settings: dict,
+    stage: str,
+    shard: int,
+    pool_path: str,
+    instructions_path: str,
+    model_dir: str,
+    adapter_dir: str | None,
+    table: str,
+    manifest: str,
+    constraint_pool_path: str | None = None,
 ) -> None:
     from maximalcai.backends import open_backend
 
     pool = load_pool(pool_path, min_size=settings["fewshot_k"] + 1)
-    constraint_pool = load_pool(constraint_pool_path, min_size=settings["fewshot_k"] + 1) if constraint_pool_path else None
+    constraint_pool = (
+        load_pool(constraint_pool_path, min_size=settings["fewshot_k"] + 1) if constraint_pool_path else None
+    )
     instructions = shard_slice(tables.read_table(instructions_path, "instructions"), shard, settings["shard_size"])
     with Timer() as timer:
         backend = open_backend(cfg, model_dir, adapter_dir) if instructions else None
-        rows = generate_responses(backend, pool, instructions, stage, shard, settings, cfg["seed"],
-                                  constraint_pool) if backend else []
+        rows = (
+            generate_responses(backend, pool, instructions, stage, shard, settings, cfg["seed"], constraint_pool)
+            if backend
+            else []
+        )
     if not instructions:
         logger.info("shard %d is past the last instruction; writing an empty shard", shard)
     tables.write_table(rows, table, "responses")
     meter = backend.meter.as_dict() if backend else {"generated_tokens": 0, "generation_seconds": 0.0}
-    write_manifest(manifest, cfg, {"rule": "generate_responses", "stage": stage, "shard": shard,
-                                   "rows": len(rows), "seconds": round(timer.seconds, 2), **meter})
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "generate_responses",
+            "stage": stage,
+            "shard": shard,
+            "rows": len(rows),
+            "seconds": round(timer.seconds, 2),
+            **meter,
+        },
+    )
 
 
 def run_aggregate_responses(
-    cfg: dict, stage: str, shard_paths: Sequence[str], shard_manifests: Sequence[str], instructions_path: str,
-    per_instruction: int, table: str, manifest: str,
+    cfg: dict,
+    stage: str,
+    shard_paths: Sequence[str],
+    shard_manifests: Sequence[str],
+    instructions_path: str,
+    per_instruction: int,
+    table: str,
+    manifest: str,
 ) -> None:
     instructions = tables.read_table(instructions_path, "instructions")
     rows = sorted(
@@ -336,7 +418,14 @@ def run_aggregate_responses(
     finish = {r: sum(1 for row in rows if row["finish_reason"] == r) for r in ("stop", "eos", "length")}
     throughput = shard_throughput(shard_manifests)
     logger.info("responses: %d rows, finish reasons %s, generation %s", len(rows), finish, throughput)
-    write_manifest(manifest, cfg, {
-        "rule": "aggregate_responses", "stage": stage, "rows": len(rows), "finish_reasons": finish,
-        "generation": throughput,
-    })
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "aggregate_responses",
+            "stage": stage,
+            "rows": len(rows),
+            "finish_reasons": finish,
+            "generation": throughput,
+        },
+    )

@@ -21,9 +21,25 @@ from typing import Any
 import yaml
 
 PACKAGES = (
-    "maximalcai", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers",
-    "safetensors", "unsloth", "bitsandbytes", "vllm", "snakemake", "pyarrow", "pandas", "numpy",
-    "gguf", "if-verifiable", "llama-cpp-python",
+    "maximalcai",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "safetensors",
+    "unsloth",
+    "bitsandbytes",
+    "vllm",
+    "snakemake",
+    "pyarrow",
+    "pandas",
+    "numpy",
+    "gguf",
+    "if-verifiable",
+    "llama-cpp-python",
 )
 
 

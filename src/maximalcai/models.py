@@ -32,7 +32,14 @@ logger = logging.getLogger(__name__)
 MODEL_INFO = "maximalcai_model.json"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _CHECKPOINT_PATTERNS = (
-    "*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja", "tokenizer*", "*.py",
+    "*.json",
+    "*.safetensors",
+    "*.model",
+    "*.txt",
+    "*.tiktoken",
+    "*.jinja",
+    "tokenizer*",
+    "*.py",
 )
 
 
@@ -129,7 +136,9 @@ def import_base_model(base_cfg: dict[str, Any], out_dir: str | Path) -> dict[str
                 shutil.rmtree(tmp)
                 # Files are hard-linked when possible: never write into one afterwards (it would write the
                 # source); our own info file is therefore not carried over but written fresh below.
-                shutil.copytree(path, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".git", MODEL_INFO))
+                shutil.copytree(
+                    path, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".git", MODEL_INFO)
+                )
             else:
                 raise ModelSourceError(
                     f"base_model.path: '{path}' is neither a .gguf file nor a checkpoint directory with "
@@ -245,7 +254,9 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **kwargs)
     except OSError as exc:  # a hub id that cannot be downloaded (offline, gated, misspelt)
-        raise ModelSourceError(f"{model_dir}: cannot load the model ({exc}); check the id, network and HF_TOKEN") from exc
+        raise ModelSourceError(
+            f"{model_dir}: cannot load the model ({exc}); check the id, network and HF_TOKEN"
+        ) from exc
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -284,7 +295,9 @@ def use_onednn_linears(model) -> int:
         def __init__(self, linear) -> None:
             super().__init__()
             self.in_features, self.out_features = linear.in_features, linear.out_features
-            self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach()), persistent=False)
+            self.register_buffer(
+                "packed", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach()), persistent=False
+            )
             self.register_buffer("bias", None if linear.bias is None else linear.bias.detach(), persistent=False)
 
         def forward(self, hidden):

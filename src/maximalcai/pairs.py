@@ -60,8 +60,12 @@ def check_text(item: Text, checks: Sequence[str], max_repetition: float) -> dict
         elif check == "no_loop":
             results[check] = verifiable.repeated_ngram_rate(item.text) <= max_repetition
         elif check == "constraint" and item.instruction_ids:
-            results[check] = verifiable.score(item.instruction, item.instruction_ids, item.constraint_kwargs,
-                                              item.text)["ifeval_strict"] == 1.0
+            results[check] = (
+                verifiable.score(item.instruction, item.instruction_ids, item.constraint_kwargs, item.text)[
+                    "ifeval_strict"
+                ]
+                == 1.0
+            )
     return results
 
 
@@ -86,17 +90,29 @@ def candidate_pairs(
         a_wins = pref["soft_label"] >= 0.5
         chosen, rejected = (pref["a_id"], pref["b_id"]) if a_wins else (pref["b_id"], pref["a_id"])
         soft = pref["soft_label"] if a_wins else 1.0 - pref["soft_label"]
-        pairs.append({
-            "pair_id": f"{pref['comparison_id']}", "stage": pref["stage"],
-            "prompt": formats.prompt(instructions[pref["instruction_id"]]),
-            "chosen": texts[chosen], "rejected": texts[rejected], "instruction_id": pref["instruction_id"],
-            "chosen_id": chosen, "rejected_id": rejected, "comparison_id": pref["comparison_id"],
-            "kind": pref["kind"], "principle_ids": list(pref["principle_ids"]), "soft_label": round(soft, 6),
-            "margin": round(abs(pref["soft_label"] - 0.5), 6),
-            "chosen_safety": safety.get(chosen, "missing"), "rejected_safety": safety.get(rejected, "missing"),
-            "safety_swapped": False, "decided_by": "labeller", "split": "train",
-            "constitution_hash": pref["constitution_hash"],
-        })
+        pairs.append(
+            {
+                "pair_id": f"{pref['comparison_id']}",
+                "stage": pref["stage"],
+                "prompt": formats.prompt(instructions[pref["instruction_id"]]),
+                "chosen": texts[chosen],
+                "rejected": texts[rejected],
+                "instruction_id": pref["instruction_id"],
+                "chosen_id": chosen,
+                "rejected_id": rejected,
+                "comparison_id": pref["comparison_id"],
+                "kind": pref["kind"],
+                "principle_ids": list(pref["principle_ids"]),
+                "soft_label": round(soft, 6),
+                "margin": round(abs(pref["soft_label"] - 0.5), 6),
+                "chosen_safety": safety.get(chosen, "missing"),
+                "rejected_safety": safety.get(rejected, "missing"),
+                "safety_swapped": False,
+                "decided_by": "labeller",
+                "split": "train",
+                "constitution_hash": pref["constitution_hash"],
+            }
+        )
     return pairs
 
 
@@ -108,16 +124,30 @@ def candidates_by_instruction(responses: Sequence[dict[str, Any]]) -> dict[str, 
     return by_instruction
 
 
-def usable_answers(rows: Sequence[dict[str, Any]], items: dict[str, "Text"], safety: dict[str, str],
-                   checks: Sequence[str], max_repetition: float) -> list[str]:
+def usable_answers(
+    rows: Sequence[dict[str, Any]],
+    items: dict[str, "Text"],
+    safety: dict[str, str],
+    checks: Sequence[str],
+    max_repetition: float,
+) -> list[str]:
     """Ids of the candidates, in order, that the guard labels safe and that meet ``checks``: what code may
     rewrite into a revision or a constraint variant."""
-    return [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"
-            and all(check_text(items[r["response_id"]], checks, max_repetition).values())]
+    return [
+        r["response_id"]
+        for r in rows
+        if safety.get(r["response_id"]) == "safe"
+        and all(check_text(items[r["response_id"]], checks, max_repetition).values())
+    ]
 
 
-def best_worst_pairs(responses: Sequence[dict[str, Any]], items: dict[str, "Text"], safety: dict[str, str],
-                     settings: dict[str, Any], stage: str) -> list[dict[str, Any]]:
+def best_worst_pairs(
+    responses: Sequence[dict[str, Any]],
+    items: dict[str, "Text"],
+    safety: dict[str, str],
+    settings: dict[str, Any],
+    stage: str,
+) -> list[dict[str, Any]]:
     """A pair source labelled by construction, with no model: for each instruction, the safe candidate that
     meets the most checks against the candidate that meets the fewest, when the checks separate them
     (ties: the earlier candidate is best, the later worst)."""
@@ -125,31 +155,51 @@ def best_worst_pairs(responses: Sequence[dict[str, Any]], items: dict[str, "Text
     by_instruction = candidates_by_instruction(responses)
     pairs = []
     for instruction_id, rows in by_instruction.items():
-        results = {r["response_id"]: check_text(items[r["response_id"]], checks, settings["max_repetition"]) for r in rows}
+        results = {
+            r["response_id"]: check_text(items[r["response_id"]], checks, settings["max_repetition"]) for r in rows
+        }
         score = {rid: (sum(res.values()), [res.get(c, True) for c in checks]) for rid, res in results.items()}
         safe = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"]
         if not safe:
             continue
         best = max(safe, key=lambda rid: score[rid])  # max/min keep the first of equals: the earlier candidate
-        worst = min(reversed([r["response_id"] for r in rows if r["response_id"] != best]), key=lambda rid: score[rid],
-                    default=None)
+        worst = min(
+            reversed([r["response_id"] for r in rows if r["response_id"] != best]),
+            key=lambda rid: score[rid],
+            default=None,
+        )
         outcome = verifiable_winner(results[best], results[worst], checks) if worst else None
         if outcome is None or outcome[0] != "a":
             continue
-        pairs.append({
-            "pair_id": f"{instruction_id}-best-vs-worst", "stage": stage,
-            "prompt": formats.prompt(items[best].instruction), "chosen": items[best].text,
-            "rejected": items[worst].text, "instruction_id": instruction_id, "chosen_id": best, "rejected_id": worst,
-            "comparison_id": f"{instruction_id}-best-vs-worst", "kind": "best_worst",
-            "principle_ids": [f"verifiable:{c}" for c in checks], "soft_label": 1.0, "margin": 0.5,
-            "chosen_safety": safety.get(best, "missing"), "rejected_safety": safety.get(worst, "missing"),
-            "safety_swapped": False, "decided_by": f"verifiable:{outcome[1]}", "split": "train", "constitution_hash": "",
-        })
+        pairs.append(
+            {
+                "pair_id": f"{instruction_id}-best-vs-worst",
+                "stage": stage,
+                "prompt": formats.prompt(items[best].instruction),
+                "chosen": items[best].text,
+                "rejected": items[worst].text,
+                "instruction_id": instruction_id,
+                "chosen_id": best,
+                "rejected_id": worst,
+                "comparison_id": f"{instruction_id}-best-vs-worst",
+                "kind": "best_worst",
+                "principle_ids": [f"verifiable:{c}" for c in checks],
+                "soft_label": 1.0,
+                "margin": 0.5,
+                "chosen_safety": safety.get(best, "missing"),
+                "rejected_safety": safety.get(worst, "missing"),
+                "safety_swapped": False,
+                "decided_by": f"verifiable:{outcome[1]}",
+                "split": "train",
+                "constitution_hash": "",
+            }
+        )
     return pairs
 
 
-def code_revisions(responses: Sequence[dict[str, Any]], items: dict[str, Text], safety: dict[str, str],
-                   settings: dict[str, Any]) -> dict[str, tuple[str, Text]]:
+def code_revisions(
+    responses: Sequence[dict[str, Any]], items: dict[str, Text], safety: dict[str, str], settings: dict[str, Any]
+) -> dict[str, tuple[str, Text]]:
     """Revisions by code: for each instruction with a constraint that no candidate meets, its first safe
     candidate that otherwise passes the checks, rewritten by ``verifiable.revise`` to meet the constraint
     (case, quotes, a title, bullets from its own sentences, ...). Returns revision id -> (original id, Text)."""
@@ -165,32 +215,67 @@ def code_revisions(responses: Sequence[dict[str, Any]], items: dict[str, Text], 
             continue
         original = items[usable[0]]
         other = next((items[rid].text for rid in usable[1:]), None)
-        revised = verifiable.revise(original.text, original.instruction_ids, original.constraint_kwargs,
-                                    original.instruction, other)
+        revised = verifiable.revise(
+            original.text, original.instruction_ids, original.constraint_kwargs, original.instruction, other
+        )
         if revised is not None:
-            revisions[f"{usable[0]}-code"] = (usable[0], Text(revised, original.finish_reason, original.instruction,
-                                                              original.instruction_ids, original.constraint_kwargs))
+            revisions[f"{usable[0]}-code"] = (
+                usable[0],
+                Text(
+                    revised,
+                    original.finish_reason,
+                    original.instruction,
+                    original.instruction_ids,
+                    original.constraint_kwargs,
+                ),
+            )
     return revisions
 
 
-def code_revision_pairs(revisions: dict[str, tuple[str, Text]], items: dict[str, Text], safety: dict[str, str],
-                        instruction_of: dict[str, str], stage: str) -> list[dict[str, Any]]:
+def code_revision_pairs(
+    revisions: dict[str, tuple[str, Text]],
+    items: dict[str, Text],
+    safety: dict[str, str],
+    instruction_of: dict[str, str],
+    stage: str,
+) -> list[dict[str, Any]]:
     """Each revision by code against the answer it revised: the constraint is the only difference."""
     pairs = []
     for revision_id, (original_id, revised) in sorted(revisions.items()):
-        pairs.append({
-            "pair_id": revision_id, "stage": stage, "prompt": formats.prompt(revised.instruction),
-            "chosen": revised.text, "rejected": items[original_id].text, "instruction_id": instruction_of[original_id],
-            "chosen_id": revision_id, "rejected_id": original_id, "comparison_id": revision_id, "kind": "code_revision",
-            "principle_ids": ["verifiable:constraint"], "soft_label": 1.0, "margin": 0.5,
-            "chosen_safety": safety.get(original_id, "missing"), "rejected_safety": safety.get(original_id, "missing"),
-            "safety_swapped": False, "decided_by": "verifiable:constraint", "split": "train", "constitution_hash": "",
-        })
+        pairs.append(
+            {
+                "pair_id": revision_id,
+                "stage": stage,
+                "prompt": formats.prompt(revised.instruction),
+                "chosen": revised.text,
+                "rejected": items[original_id].text,
+                "instruction_id": instruction_of[original_id],
+                "chosen_id": revision_id,
+                "rejected_id": original_id,
+                "comparison_id": revision_id,
+                "kind": "code_revision",
+                "principle_ids": ["verifiable:constraint"],
+                "soft_label": 1.0,
+                "margin": 0.5,
+                "chosen_safety": safety.get(original_id, "missing"),
+                "rejected_safety": safety.get(original_id, "missing"),
+                "safety_swapped": False,
+                "decided_by": "verifiable:constraint",
+                "split": "train",
+                "constitution_hash": "",
+            }
+        )
     return pairs
 
 
-def constraint_variants(responses: Sequence[dict[str, Any]], items: dict[str, Text], safety: dict[str, str],
-                        settings: dict[str, Any], count: int, seed: int) -> dict[str, tuple[str, Text]]:
+def constraint_variants(
+    responses: Sequence[dict[str, Any]],
+    items: dict[str, Text],
+    safety: dict[str, str],
+    settings: dict[str, Any],
+    count: int,
+    seed: int,
+) -> dict[str, tuple[str, Text]]:
     """Verifiable SFT data made by code (as Tülu 3 builds its instruction-following data, without a model):
     for each instruction without a constraint, its first safe candidate that stops, does not loop and is not
     empty, under up to ``count`` new prompts - the instruction with one constraint that code can meet attached
@@ -214,26 +299,43 @@ def constraint_variants(responses: Sequence[dict[str, Any]], items: dict[str, Te
             if made == count:
                 break
             attached = verifiable.attach(original.task, constraint, rng)
-            revised = verifiable.revise(original.text, attached["instruction_id_list"], attached["kwargs"],
-                                        attached["prompt"], other)
+            revised = verifiable.revise(
+                original.text, attached["instruction_id_list"], attached["kwargs"], attached["prompt"], other
+            )
             if revised is not None:
-                variants[f"{usable[0]}-variant{made}"] = (usable[0], Text(
-                    revised, original.finish_reason, attached["prompt"], tuple(attached["instruction_id_list"]),
-                    tuple(attached["kwargs"]), original.task))
+                variants[f"{usable[0]}-variant{made}"] = (
+                    usable[0],
+                    Text(
+                        revised,
+                        original.finish_reason,
+                        attached["prompt"],
+                        tuple(attached["instruction_id_list"]),
+                        tuple(attached["kwargs"]),
+                        original.task,
+                    ),
+                )
                 made += 1
     return variants
 
 
 def _swap(pair: dict[str, Any]) -> dict[str, Any]:
     return {
-        **pair, "chosen": pair["rejected"], "rejected": pair["chosen"], "chosen_id": pair["rejected_id"],
-        "rejected_id": pair["chosen_id"], "chosen_safety": pair["rejected_safety"],
-        "rejected_safety": pair["chosen_safety"], "soft_label": round(1.0 - pair["soft_label"], 6),
-        "safety_swapped": True, "decided_by": "safety",
+        **pair,
+        "chosen": pair["rejected"],
+        "rejected": pair["chosen"],
+        "chosen_id": pair["rejected_id"],
+        "rejected_id": pair["chosen_id"],
+        "chosen_safety": pair["rejected_safety"],
+        "rejected_safety": pair["chosen_safety"],
+        "soft_label": round(1.0 - pair["soft_label"], 6),
+        "safety_swapped": True,
+        "decided_by": "safety",
     }
 
 
-def decide_by_checks(pairs: list[dict[str, Any]], items: dict[str, Text], settings: dict[str, Any]) -> list[dict[str, Any]]:
+def decide_by_checks(
+    pairs: list[dict[str, Any]], items: dict[str, Text], settings: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Let the verifiable principles decide every pair they separate (chosen: the text meeting more checks,
     soft label 1, margin 0.5); the others keep the labeller's decision, or are dropped with
     ``undecided: drop``. ``decided_by`` records which source decided each pair."""
@@ -251,13 +353,16 @@ def decide_by_checks(pairs: list[dict[str, Any]], items: dict[str, Text], settin
             continue
         winner, check = outcome
         flipped = _swap(pair) if winner == "b" else dict(pair)
-        decided.append({**flipped, "safety_swapped": False, "soft_label": 1.0, "margin": 0.5,
-                        "decided_by": f"verifiable:{check}"})
+        decided.append(
+            {**flipped, "safety_swapped": False, "soft_label": 1.0, "margin": 0.5, "decided_by": f"verifiable:{check}"}
+        )
     return decided
 
 
 def filter_pairs(
-    pairs: Sequence[dict[str, Any]], settings: dict[str, Any], fewshot_texts: Sequence[str] = (),
+    pairs: Sequence[dict[str, Any]],
+    settings: dict[str, Any],
+    fewshot_texts: Sequence[str] = (),
     items: dict[str, Text] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, int, int, str]]]:
     """Apply the filters in order; returns the kept pairs and (filter, rows in, rows out, reason) steps.
@@ -278,11 +383,15 @@ def filter_pairs(
         by_check = {}
         for pair in decided:
             by_check[pair["decided_by"]] = by_check.get(pair["decided_by"], 0) + 1
-        current = step("verifiable", decided, len(current),
-                       f"checks by code ({', '.join(rules['checks'])}) decided "
-                       + ", ".join(f"{n} by {k.split(':')[1]}" for k, n in sorted(by_check.items()) if k != "labeller")
-                       + f"; undecided pairs: {'left to the labeller' if rules['undecided'] == 'labeller' else 'dropped'}"
-                       + f" ({by_check.get('labeller', 0)} kept)")
+        current = step(
+            "verifiable",
+            decided,
+            len(current),
+            f"checks by code ({', '.join(rules['checks'])}) decided "
+            + ", ".join(f"{n} by {k.split(':')[1]}" for k, n in sorted(by_check.items()) if k != "labeller")
+            + f"; undecided pairs: {'left to the labeller' if rules['undecided'] == 'labeller' else 'dropped'}"
+            + f" ({by_check.get('labeller', 0)} kept)",
+        )
     safe_side: list[dict[str, Any]] = []
     swapped = 0
     for pair in current:
@@ -291,34 +400,63 @@ def filter_pairs(
         elif settings["unsafe_chosen"] == "swap" and pair["rejected_safety"] == "safe":
             safe_side.append(_swap(pair))
             swapped += 1
-    current = step("safety", safe_side, len(current),
-                   f"preferred response labelled unsafe or malformed: {swapped} swapped to the safe side "
-                   f"(unsafe_chosen={settings['unsafe_chosen']}), the rest dropped")
-    current = step("min_margin", [p for p in current if p["safety_swapped"] or p["margin"] >= settings["min_margin"]],
-                   len(current), f"labeller margin |p - 0.5| below min_margin={settings['min_margin']}")
+    current = step(
+        "safety",
+        safe_side,
+        len(current),
+        f"preferred response labelled unsafe or malformed: {swapped} swapped to the safe side "
+        f"(unsafe_chosen={settings['unsafe_chosen']}), the rest dropped",
+    )
+    current = step(
+        "min_margin",
+        [p for p in current if p["safety_swapped"] or p["margin"] >= settings["min_margin"]],
+        len(current),
+        f"labeller margin |p - 0.5| below min_margin={settings['min_margin']}",
+    )
     copies = NearDuplicateIndex(settings["max_copy_similarity"], measure="containment")
     for index, text in enumerate(fewshot_texts):
         copies.add(str(index), text)
-    current = step("copied", [p for p in current if copies.closest(p["chosen"]) is None], len(current),
-                   f"chosen copies a few-shot example or demonstration (more than "
-                   f"max_copy_similarity={settings['max_copy_similarity']} of its words, in order)")
-    current = step("near_identical",
-                   [p for p in current if p["chosen"].strip() != p["rejected"].strip()
-                    and (p["decided_by"].startswith("verifiable")
-                         or rouge_l(p["chosen"], p["rejected"]) <= settings["max_similarity"])],
-                   len(current), f"chosen and rejected identical, or (unless a check decided them: the difference is "
-                                 f"the point) ROUGE-L F1 above max_similarity={settings['max_similarity']}")
+    current = step(
+        "copied",
+        [p for p in current if copies.closest(p["chosen"]) is None],
+        len(current),
+        f"chosen copies a few-shot example or demonstration (more than "
+        f"max_copy_similarity={settings['max_copy_similarity']} of its words, in order)",
+    )
+    current = step(
+        "near_identical",
+        [
+            p
+            for p in current
+            if p["chosen"].strip() != p["rejected"].strip()
+            and (
+                p["decided_by"].startswith("verifiable")
+                or rouge_l(p["chosen"], p["rejected"]) <= settings["max_similarity"]
+            )
+        ],
+        len(current),
+        f"chosen and rejected identical, or (unless a check decided them: the difference is "
+        f"the point) ROUGE-L F1 above max_similarity={settings['max_similarity']}",
+    )
     lo, hi = settings["min_chars"], settings["max_chars"]
-    current = step("length", [p for p in current if all(lo <= len(p[k].strip()) <= hi for k in ("chosen", "rejected"))],
-                   len(current), f"chosen or rejected outside [{lo}, {hi}] characters")
+    current = step(
+        "length",
+        [p for p in current if all(lo <= len(p[k].strip()) <= hi for k in ("chosen", "rejected"))],
+        len(current),
+        f"chosen or rejected outside [{lo}, {hi}] characters",
+    )
     if settings["dedupe_by_prompt"]:
         best: dict[str, dict[str, Any]] = {}
         for pair in current:
             kept = best.get(pair["prompt"])
             if kept is None or (pair["margin"], pair["pair_id"]) > (kept["margin"], kept["pair_id"]):
                 best[pair["prompt"]] = pair
-        current = step("dedupe_by_prompt", sorted(best.values(), key=lambda p: p["pair_id"]), len(current),
-                       "another pair for the same prompt had a larger margin")
+        current = step(
+            "dedupe_by_prompt",
+            sorted(best.values(), key=lambda p: p["pair_id"]),
+            len(current),
+            "another pair for the same prompt had a larger margin",
+        )
     return current, steps
 
 
@@ -343,9 +481,13 @@ class CandidateTexts:
     revisions: dict[str, tuple[str, Text]]
 
 
-def candidate_texts(responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]],
-                    safety: Sequence[dict[str, Any]], instructions: Sequence[dict[str, Any]],
-                    rules: dict[str, Any]) -> CandidateTexts:
+def candidate_texts(
+    responses: Sequence[dict[str, Any]],
+    critiques: Sequence[dict[str, Any]],
+    safety: Sequence[dict[str, Any]],
+    instructions: Sequence[dict[str, Any]],
+    rules: dict[str, Any],
+) -> CandidateTexts:
     items = text_items(responses, critiques, instructions)
     labels = {row["text_id"]: row["label"] for row in safety}
     revisions = code_revisions(responses, items, labels, rules) if rules["enabled"] and rules["code_revisions"] else {}
@@ -354,26 +496,44 @@ def candidate_texts(responses: Sequence[dict[str, Any]], critiques: Sequence[dic
     return CandidateTexts(items, labels, revisions)
 
 
-def text_items(responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]],
-               instructions: Sequence[dict[str, Any]] = ()) -> dict[str, Text]:
+def text_items(
+    responses: Sequence[dict[str, Any]],
+    critiques: Sequence[dict[str, Any]],
+    instructions: Sequence[dict[str, Any]] = (),
+) -> dict[str, Text]:
     """Every response and revision as a Text, with its instruction's constraints (from the instructions table)."""
-    constraints = {r["instruction_id"]: (tuple(r["instruction_id_list"]), tuple(json.loads(r["constraint_kwargs"])),
-                                         r.get("task") or r["instruction"]) for r in instructions}
+    constraints = {
+        r["instruction_id"]: (
+            tuple(r["instruction_id_list"]),
+            tuple(json.loads(r["constraint_kwargs"])),
+            r.get("task") or r["instruction"],
+        )
+        for r in instructions
+    }
     prompts = {r["instruction_id"]: r["instruction"] for r in responses}
 
     def item(text: str, finish: str, instruction_id: str) -> Text:
-        return Text(text, finish, prompts[instruction_id],
-                    *constraints.get(instruction_id, ((), (), prompts[instruction_id])))
+        return Text(
+            text, finish, prompts[instruction_id], *constraints.get(instruction_id, ((), (), prompts[instruction_id]))
+        )
 
     items = {r["response_id"]: item(r["response"], r["finish_reason"], r["instruction_id"]) for r in responses}
-    items |= {c["critique_id"]: item(c["revision"], c["revision_finish_reason"], c["instruction_id"]) for c in critiques}
+    items |= {
+        c["critique_id"]: item(c["revision"], c["revision_finish_reason"], c["instruction_id"]) for c in critiques
+    }
     return items
 
 
 def build_pairs(
-    responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]], safety: Sequence[dict[str, Any]],
-    preferences: Sequence[dict[str, Any]], settings: dict[str, Any], seed: int, stage: str,
-    fewshot_texts: Sequence[str] = (), instructions: Sequence[dict[str, Any]] = (),
+    responses: Sequence[dict[str, Any]],
+    critiques: Sequence[dict[str, Any]],
+    safety: Sequence[dict[str, Any]],
+    preferences: Sequence[dict[str, Any]],
+    settings: dict[str, Any],
+    seed: int,
+    stage: str,
+    fewshot_texts: Sequence[str] = (),
+    instructions: Sequence[dict[str, Any]] = (),
     candidates_texts: CandidateTexts | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pairs rows, funnel rows). ``candidates_texts``: see ``candidate_texts`` (built here when not given)."""
@@ -392,27 +552,47 @@ def build_pairs(
     assign_split(kept, settings["heldout_fraction"], seed, stage)
     revisions = len({c["response_id"] for c in critiques})
     funnel = [
-        {"step": 0, "filter": "comparisons", "rows_in": len(responses) + revisions,
-         "rows_out": len(candidates) + len(constructed), "dropped": 0,
-         "reason": f"{len(responses)} responses and {revisions} final revisions paired into {len(candidates)} labelled "
-                   f"comparisons" + "".join(
-                       f" and {n} {name} pairs decided by checks"
-                       for kind, name in (("best_worst", "best-vs-worst"), ("code_revision", "code-revision"))
-                       if (n := sum(p["kind"] == kind for p in constructed)))},
+        {
+            "step": 0,
+            "filter": "comparisons",
+            "rows_in": len(responses) + revisions,
+            "rows_out": len(candidates) + len(constructed),
+            "dropped": 0,
+            "reason": f"{len(responses)} responses and {revisions} final revisions paired into {len(candidates)} labelled "
+            f"comparisons"
+            + "".join(
+                f" and {n} {name} pairs decided by checks"
+                for kind, name in (("best_worst", "best-vs-worst"), ("code_revision", "code-revision"))
+                if (n := sum(p["kind"] == kind for p in constructed))
+            ),
+        },
     ]
     funnel += [
         {"step": i, "filter": name, "rows_in": before, "rows_out": after, "dropped": before - after, "reason": reason}
         for i, (name, before, after, reason) in enumerate(steps, start=1)
     ]
     heldout = sum(p["split"] == "heldout" for p in kept)
-    funnel.append({"step": len(funnel), "filter": "split", "rows_in": len(kept), "rows_out": len(kept), "dropped": 0,
-                   "reason": f"{len(kept) - heldout} train, {heldout} held out for evaluation"})
+    funnel.append(
+        {
+            "step": len(funnel),
+            "filter": "split",
+            "rows_in": len(kept),
+            "rows_out": len(kept),
+            "dropped": 0,
+            "reason": f"{len(kept) - heldout} train, {heldout} held out for evaluation",
+        }
+    )
     return kept, funnel
 
 
 def sft_examples(
-    responses: Sequence[dict[str, Any]], critiques: Sequence[dict[str, Any]], texts: CandidateTexts,
-    pairs: Sequence[dict[str, Any]], settings: dict[str, Any], fewshot_texts: Sequence[str] = (), seed: int = 0,
+    responses: Sequence[dict[str, Any]],
+    critiques: Sequence[dict[str, Any]],
+    texts: CandidateTexts,
+    pairs: Sequence[dict[str, Any]],
+    settings: dict[str, Any],
+    fewshot_texts: Sequence[str] = (),
+    seed: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """SL-CAI / context distillation data: the better answers, under the *zero-shot* prompt.
 
@@ -436,53 +616,85 @@ def sft_examples(
         copies.add(str(index), text)
     candidates = []
     if "responses" in sft["sources"]:
-        candidates += [(r["response_id"], r["instruction_id"], "response")
-                       for r in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"]))]
+        candidates += [
+            (r["response_id"], r["instruction_id"], "response")
+            for r in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"]))
+        ]
     if "revisions" in sft["sources"]:
-        candidates += [(c["critique_id"], c["instruction_id"], "revision")
-                       for _, c in sorted(final_revisions(critiques).items())]
+        candidates += [
+            (c["critique_id"], c["instruction_id"], "revision") for _, c in sorted(final_revisions(critiques).items())
+        ]
     instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
     if "code_revisions" in sft["sources"]:
-        candidates += [(rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()]
+        candidates += [
+            (rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()
+        ]
     if "constraint_variants" in sft["sources"]:
         variants = constraint_variants(responses, items, labels, rules, sft["variants_per_instruction"], seed)
         items |= {vid: text for vid, (_, text) in variants.items()}
         labels |= {vid: labels.get(original, "missing") for vid, (original, _) in variants.items()}
-        candidates += [(vid, instruction_of[original], "constraint_variant") for vid, (original, _) in variants.items()]
+        candidates += [
+            (vid, instruction_of[original], "constraint_variant") for vid, (original, _) in variants.items()
+        ]
     order = {"response": 0, "revision": 1, "code_revision": 2, "constraint_variant": 3}
     kept: dict[str, list[dict[str, Any]]] = {}
     dropped = {"unsafe": 0, "checks": 0, "copied": 0, "heldout": 0, "per_instruction": 0}
     for text_id, instruction_id, source in sorted(candidates, key=lambda c: (c[1], order[c[2]], c[0])):
         item = items[text_id]
         reason = (
-            "heldout" if instruction_id in heldout
-            else "unsafe" if labels.get(text_id) != "safe"
-            else "checks" if not all(check_text(item, checks, rules["max_repetition"]).values()) or not item.text.strip()
-            else "copied" if copies.closest(item.text)
-            else "per_instruction" if source != "constraint_variant"
-            and sum(r["source"] != "constraint_variant" for r in kept.get(instruction_id, [])) >= sft["per_instruction"]
+            "heldout"
+            if instruction_id in heldout
+            else "unsafe"
+            if labels.get(text_id) != "safe"
+            else "checks"
+            if not all(check_text(item, checks, rules["max_repetition"]).values()) or not item.text.strip()
+            else "copied"
+            if copies.closest(item.text)
+            else "per_instruction"
+            if source != "constraint_variant"
+            and sum(r["source"] != "constraint_variant" for r in kept.get(instruction_id, []))
+            >= sft["per_instruction"]
             else None
         )
         if reason:
             dropped[reason] += 1
             continue
-        kept.setdefault(instruction_id, []).append({
-            "example_id": text_id, "instruction_id": instruction_id, "source": source,
-            "prompt": formats.prompt(item.instruction), "completion": item.text,
-        })
+        kept.setdefault(instruction_id, []).append(
+            {
+                "example_id": text_id,
+                "instruction_id": instruction_id,
+                "source": source,
+                "prompt": formats.prompt(item.instruction),
+                "completion": item.text,
+            }
+        )
     return [row for rows in kept.values() for row in rows], dropped
 
 
 def format_funnel(funnel: Sequence[dict[str, Any]]) -> str:
     lines = [f"{'step':>4}  {'filter':<17}{'in':>6}{'out':>6}{'dropped':>9}  reason"]
-    lines += [f"{r['step']:>4}  {r['filter']:<17}{r['rows_in']:>6}{r['rows_out']:>6}{r['dropped']:>9}  {r['reason']}" for r in funnel]
+    lines += [
+        f"{r['step']:>4}  {r['filter']:<17}{r['rows_in']:>6}{r['rows_out']:>6}{r['dropped']:>9}  {r['reason']}"
+        for r in funnel
+    ]
     return "\n".join(lines)
 
 
 def run_build_pairs(
-    cfg: dict, settings: dict, stage: str, responses_path: str, critiques_path: str, safety_path: str,
-    preferences_path: str, instructions_path: str, pool_paths: Sequence[str], critique_demos_path: str, table: str,
-    funnel_table: str, sft_table: str, manifest: str,
+    cfg: dict,
+    settings: dict,
+    stage: str,
+    responses_path: str,
+    critiques_path: str,
+    safety_path: str,
+    preferences_path: str,
+    instructions_path: str,
+    pool_paths: Sequence[str],
+    critique_demos_path: str,
+    table: str,
+    funnel_table: str,
+    sft_table: str,
+    manifest: str,
 ) -> None:
     from maximalcai.feedback.critique import load_critique_demos
     from maximalcai.prompting import load_pool
@@ -495,13 +707,21 @@ def run_build_pairs(
     fewshot = [e.response for path in pool_paths for e in load_pool(path)]
     fewshot += [d["revision"] for d in load_critique_demos(critique_demos_path)]
     texts = candidate_texts(responses, critiques, safety, instructions, settings["verifiable"])
-    pairs, funnel = build_pairs(responses, critiques, safety, preferences, settings, cfg["seed"], stage, fewshot,
-                                instructions, texts)
+    pairs, funnel = build_pairs(
+        responses, critiques, safety, preferences, settings, cfg["seed"], stage, fewshot, instructions, texts
+    )
     logger.info("pair funnel for %s:\n%s", stage, format_funnel(funnel))
     demonstrations, dropped = sft_examples(responses, critiques, texts, pairs, settings, fewshot, cfg["seed"])
-    logger.info("SFT examples for %s: %d kept (%s); dropped: %s", stage, len(demonstrations),
-                ", ".join(f"{sum(r['source'] == s for r in demonstrations)} {s}s"
-                          for s in ("response", "revision", "code_revision", "constraint_variant")), dropped)
+    logger.info(
+        "SFT examples for %s: %d kept (%s); dropped: %s",
+        stage,
+        len(demonstrations),
+        ", ".join(
+            f"{sum(r['source'] == s for r in demonstrations)} {s}s"
+            for s in ("response", "revision", "code_revision", "constraint_variant")
+        ),
+        dropped,
+    )
     tables.write_table(demonstrations, sft_table, "sft_examples")
     tables.write_table(funnel, funnel_table, "pairs_funnel")
     if not any(p["split"] == "train" for p in pairs):
@@ -510,7 +730,18 @@ def run_build_pairs(
             f"dropped them:\n{format_funnel(funnel)}\nLoosen pairs.* in the config or generate more data."
         )
     tables.write_table(pairs, table, "pairs")
-    write_manifest(manifest, cfg, {"rule": "build_pairs", "stage": stage, "rows": len(pairs), "funnel": funnel,
-                                   "sft_examples": len(demonstrations), "sft_dropped": dropped,
-                                   "decided_by": {k: sum(p["decided_by"] == k for p in pairs)
-                                                  for k in sorted({p["decided_by"] for p in pairs})}})
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "build_pairs",
+            "stage": stage,
+            "rows": len(pairs),
+            "funnel": funnel,
+            "sft_examples": len(demonstrations),
+            "sft_dropped": dropped,
+            "decided_by": {
+                k: sum(p["decided_by"] == k for p in pairs) for k in sorted({p["decided_by"] for p in pairs})
+            },
+        },
+    )

@@ -36,7 +36,9 @@ def sft_examples(stage: dict[str, Any]) -> float:
     count, constrained = ins["count"], ins["count"] * ins["constraints"]["share"]
     per_source = {
         "responses": count,
-        "revisions": count * min(cri["responses_per_instruction"], stage["responses"]["per_instruction"]) * cri["rounds"],
+        "revisions": count
+        * min(cri["responses_per_instruction"], stage["responses"]["per_instruction"])
+        * cri["rounds"],
         "code_revisions": constrained * 0.5,  # about half of the constrained answers fail a check and get revised
         "constraint_variants": (count - constrained) * sft["variants_per_instruction"],
     }
@@ -53,19 +55,30 @@ def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, floa
     revision_tokens = cri["revision_sampling"]["max_new_tokens"] * TYPICAL_FILL
     responses = ins["count"] * res["per_instruction"]
     critiqued = ins["count"] * min(cri["responses_per_instruction"], res["per_instruction"]) * cri["rounds"]
-    generated = (ins["candidates"] * instruction_tokens + responses * response_tokens
-                 + critiqued * (critique_tokens + revision_tokens))
+    generated = (
+        ins["candidates"] * instruction_tokens
+        + responses * response_tokens
+        + critiqued * (critique_tokens + revision_tokens)
+    )
     # prompts that must be read (prefill); shared few-shot prefixes are cached by vLLM and counted once per share
-    prefill = (ins["candidates"] * ins["fewshot_k"] * instruction_tokens / max(1, ins["fewshot_share"])
-               + responses * (res["fewshot_k"] * EXAMPLE_TOKENS / max(1, res["fewshot_share"]) + instruction_tokens)
-               + critiqued * 2 * (cri["fewshot_k"] * DEMO_TOKENS / max(1, cri["fewshot_share"]) + response_tokens))
-    comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * ("revision" in pref["comparisons"])
-    scored = ((responses + critiqued) * (GUARD_PROMPT_TOKENS + response_tokens)
-              + comparisons * pref["principles_per_comparison"] * 2 * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens))
+    prefill = (
+        ins["candidates"] * ins["fewshot_k"] * instruction_tokens / max(1, ins["fewshot_share"])
+        + responses * (res["fewshot_k"] * EXAMPLE_TOKENS / max(1, res["fewshot_share"]) + instruction_tokens)
+        + critiqued * 2 * (cri["fewshot_k"] * DEMO_TOKENS / max(1, cri["fewshot_share"]) + response_tokens)
+    )
+    comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * (
+        "revision" in pref["comparisons"]
+    )
+    scored = (responses + critiqued) * (GUARD_PROMPT_TOKENS + response_tokens) + comparisons * pref[
+        "principles_per_comparison"
+    ] * 2 * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens)
     pairs = comparisons * 0.5  # about half survive the filters (measured: 30-40%)
     checks = stage["pairs"]["verifiable"]
     if checks["enabled"]:  # best vs worst of n where the checks separate them; code-revised answers vs originals
-        pairs += ins["count"] * 0.5 * checks["best_worst"] + ins["count"] * ins["constraints"]["share"] * 0.5 * checks["code_revisions"]
+        pairs += (
+            ins["count"] * 0.5 * checks["best_worst"]
+            + ins["count"] * ins["constraints"]["share"] * 0.5 * checks["code_revisions"]
+        )
     pairs *= 1 - stage["pairs"]["heldout_fraction"]
     training = stage["training"]
     # DPO reads prompt+chosen and prompt+rejected; training_tokens_per_s counts those tokens per second of a
@@ -78,12 +91,16 @@ def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, floa
     hours = {
         "generation_h": (generated + eval_generated) / throughput["generation_tokens_per_s"] / 3600,
         "scoring_h": (prefill + scored) / throughput["scoring_tokens_per_s"] / 3600,
-        "training_h": (trained / throughput["training_tokens_per_s"] + sft_trained / throughput["sft_tokens_per_s"]) / 3600,
+        "training_h": (trained / throughput["training_tokens_per_s"] + sft_trained / throughput["sft_tokens_per_s"])
+        / 3600,
         "overhead_h": throughput["overhead_hours_per_stage"],
     }
     return {
-        "generated_tokens": round(generated + eval_generated), "scored_tokens": round(prefill + scored),
-        "training_tokens": round(trained + sft_trained), "pairs": round(pairs), **{k: round(v, 2) for k, v in hours.items()},
+        "generated_tokens": round(generated + eval_generated),
+        "scored_tokens": round(prefill + scored),
+        "training_tokens": round(trained + sft_trained),
+        "pairs": round(pairs),
+        **{k: round(v, 2) for k, v in hours.items()},
         "gpu_hours": round(sum(hours.values()), 2),
     }
 
@@ -93,13 +110,23 @@ def build_plan(cfg: dict[str, Any]) -> dict[str, Any]:
     stages = []
     for stage_id, stage in zip(stage_ids(cfg), cfg["stages"]):
         estimate = stage_estimate(stage, cfg)
-        stages.append({"stage": stage_id, "name": stage["name"], **estimate,
-                       "usd": round(estimate["gpu_hours"] * budget["usd_per_gpu_hour"], 2)})
+        stages.append(
+            {
+                "stage": stage_id,
+                "name": stage["name"],
+                **estimate,
+                "usd": round(estimate["gpu_hours"] * budget["usd_per_gpu_hour"], 2),
+            }
+        )
     total_hours = round(sum(s["gpu_hours"] for s in stages), 2)
     return {
-        "gpu": budget["gpu_name"], "usd_per_gpu_hour": budget["usd_per_gpu_hour"], "stages": stages,
-        "total_gpu_hours": total_hours, "total_usd": round(total_hours * budget["usd_per_gpu_hour"], 2),
-        "max_usd": budget["max_usd"], "throughput": budget["throughput"],
+        "gpu": budget["gpu_name"],
+        "usd_per_gpu_hour": budget["usd_per_gpu_hour"],
+        "stages": stages,
+        "total_gpu_hours": total_hours,
+        "total_usd": round(total_hours * budget["usd_per_gpu_hour"], 2),
+        "max_usd": budget["max_usd"],
+        "throughput": budget["throughput"],
     }
 
 
@@ -111,8 +138,10 @@ def format_plan(plan: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s in plan["stages"]:
-        lines.append(f"| {s['stage']} | {s['name']} | {s['generated_tokens']:,} | {s['scored_tokens']:,} | "
-                     f"{s['training_tokens']:,} | {s['pairs']:,} | {s['gpu_hours']:.1f} | {s['usd']:.0f} |")
+        lines.append(
+            f"| {s['stage']} | {s['name']} | {s['generated_tokens']:,} | {s['scored_tokens']:,} | "
+            f"{s['training_tokens']:,} | {s['pairs']:,} | {s['gpu_hours']:.1f} | {s['usd']:.0f} |"
+        )
     lines += [
         f"| **total** | | | | | | **{plan['total_gpu_hours']:.1f}** | **{plan['total_usd']:.0f}** |",
         "",

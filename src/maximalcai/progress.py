@@ -42,7 +42,9 @@ class Progress:
 
     def line(self, now: float | None = None) -> str:
         elapsed = (now if now is not None else time.perf_counter()) - self.start
-        parts = [f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%)"]
+        parts = [
+            f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%)"
+        ]
         if self.tokens:
             parts.append(f"{self.tokens:,} tokens at {self.tokens / max(elapsed, 1e-9):.1f} tok/s")
         parts.append(f"elapsed {clock(elapsed)}")

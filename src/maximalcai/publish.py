@@ -19,8 +19,21 @@ from maximalcai import tables
 from maximalcai.errors import MaximalcaiError
 
 # The DPO columns TRL reads, then the provenance columns a user filters on.
-COLUMNS = ("prompt", "chosen", "rejected", "pair_id", "instruction_id", "kind", "decided_by", "principle_ids",
-           "soft_label", "margin", "chosen_safety", "rejected_safety", "constitution_hash")
+COLUMNS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "pair_id",
+    "instruction_id",
+    "kind",
+    "decided_by",
+    "principle_ids",
+    "soft_label",
+    "margin",
+    "chosen_safety",
+    "rejected_safety",
+    "constitution_hash",
+)
 
 
 class PublishError(MaximalcaiError):
@@ -33,9 +46,13 @@ def pairs_dataset(pairs_path: str | Path):
     from datasets import Dataset, DatasetDict
 
     rows = tables.read_table(pairs_path, "pairs")
-    splits = {"train": [r for r in rows if r["split"] == "train"], "test": [r for r in rows if r["split"] == "heldout"]}
-    return DatasetDict({name: Dataset.from_list([{c: r[c] for c in COLUMNS} for r in part])
-                        for name, part in splits.items() if part})
+    splits = {
+        "train": [r for r in rows if r["split"] == "train"],
+        "test": [r for r in rows if r["split"] == "heldout"],
+    }
+    return DatasetDict(
+        {name: Dataset.from_list([{c: r[c] for c in COLUMNS} for r in part]) for name, part in splits.items() if part}
+    )
 
 
 def dataset_card(cfg: dict, stage: str, dataset, model_repo: str | None) -> str:
@@ -47,31 +64,44 @@ def dataset_card(cfg: dict, stage: str, dataset, model_repo: str | None) -> str:
     kinds: dict[str, int] = {}
     for kind in dataset["train"]["decided_by"]:
         kinds[kind] = kinds.get(kind, 0) + 1
-    data = DatasetCardData(language=["en"], task_categories=["text-generation"], size_categories=["n<1K"],
-                           tags=["dpo", "preference", "constitutional-ai", "maximalcai"], pretty_name=f"maximalcai {stage} pairs")
-    content = "\n".join([
-        "---", data.to_yaml(), "---",
-        f"# maximalcai {stage} preference pairs",
-        "",
-        "Chosen/rejected pairs in TRL's preference format (`prompt`, `chosen`, `rejected`, plain strings in the",
-        "project's `### Instruction:` / `### Response:` format), written by a base model with few-shot prompts and",
-        "labelled without human raters: checks in code, the constitution and a safety classifier.",
-        "",
-        f"- splits: {json.dumps(counts)} (`test`: held out from training; the evaluation's preference accuracy)",
-        f"- decided by (train): {json.dumps(dict(sorted(kinds.items())))}",
-        f"- constitution sha256: `{constitution_hash(cfg['constitution'])}`, seed {cfg['seed']}",
-        *( [f"- the model trained on it: [{model_repo}](https://huggingface.co/{model_repo})"] if model_repo else []),
-        "",
-        "```python",
-        "from datasets import load_dataset",
-        "pairs = load_dataset('<this repo>')  # DatasetDict: train, test",
-        "```",
-        "",
-        "Columns beyond the three TRL reads: `kind` and `decided_by` (what made the pair), `principle_ids`,",
-        "`soft_label` and `margin`, the safety labels of both sides, `constitution_hash`.",
-        "",
-        "Limits: machine-written and machine-labelled by small models; read examples before training on it.",
-    ])
+    data = DatasetCardData(
+        language=["en"],
+        task_categories=["text-generation"],
+        size_categories=["n<1K"],
+        tags=["dpo", "preference", "constitutional-ai", "maximalcai"],
+        pretty_name=f"maximalcai {stage} pairs",
+    )
+    content = "\n".join(
+        [
+            "---",
+            data.to_yaml(),
+            "---",
+            f"# maximalcai {stage} preference pairs",
+            "",
+            "Chosen/rejected pairs in TRL's preference format (`prompt`, `chosen`, `rejected`, plain strings in the",
+            "project's `### Instruction:` / `### Response:` format), written by a base model with few-shot prompts and",
+            "labelled without human raters: checks in code, the constitution and a safety classifier.",
+            "",
+            f"- splits: {json.dumps(counts)} (`test`: held out from training; the evaluation's preference accuracy)",
+            f"- decided by (train): {json.dumps(dict(sorted(kinds.items())))}",
+            f"- constitution sha256: `{constitution_hash(cfg['constitution'])}`, seed {cfg['seed']}",
+            *(
+                [f"- the model trained on it: [{model_repo}](https://huggingface.co/{model_repo})"]
+                if model_repo
+                else []
+            ),
+            "",
+            "```python",
+            "from datasets import load_dataset",
+            "pairs = load_dataset('<this repo>')  # DatasetDict: train, test",
+            "```",
+            "",
+            "Columns beyond the three TRL reads: `kind` and `decided_by` (what made the pair), `principle_ids`,",
+            "`soft_label` and `margin`, the safety labels of both sides, `constitution_hash`.",
+            "",
+            "Limits: machine-written and machine-labelled by small models; read examples before training on it.",
+        ]
+    )
     return str(DatasetCard(content))
 
 
@@ -85,8 +115,15 @@ def model_folder(stage: str, what: str) -> Path:
     return folder
 
 
-def publish(cfg: dict, stage: str, what: str, dataset_repo: str | None, model_repo: str | None,
-            local: str | None = None, private: bool = True) -> dict[str, Any]:
+def publish(
+    cfg: dict,
+    stage: str,
+    what: str,
+    dataset_repo: str | None,
+    model_repo: str | None,
+    local: str | None = None,
+    private: bool = True,
+) -> dict[str, Any]:
     """Write (``local``) or upload the stage's pairs and model. Returns what was written or uploaded where."""
     pairs_path = Path(f"results/{stage}/pairs.parquet")
     if not pairs_path.is_file():
@@ -99,9 +136,15 @@ def publish(cfg: dict, stage: str, what: str, dataset_repo: str | None, model_re
         dataset.save_to_disk(str(out / "dataset"))
         (out / "dataset" / "README.md").write_text(card)
         shutil.copytree(folder, out / "model", dirs_exist_ok=True, ignore=shutil.ignore_patterns(".snakemake*"))
-        return {"dataset": str(out / "dataset"), "model": str(out / "model"), "splits": {k: len(v) for k, v in dataset.items()}}
+        return {
+            "dataset": str(out / "dataset"),
+            "model": str(out / "model"),
+            "splits": {k: len(v) for k, v in dataset.items()},
+        }
     if not (dataset_repo or model_repo):
-        raise PublishError("name where to upload: --dataset-repo USER/NAME and/or --model-repo USER/NAME (or --local DIR)")
+        raise PublishError(
+            "name where to upload: --dataset-repo USER/NAME and/or --model-repo USER/NAME (or --local DIR)"
+        )
     from huggingface_hub import DatasetCard, HfApi, get_token
 
     token = get_token()

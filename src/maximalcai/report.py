@@ -14,12 +14,19 @@ from typing import Any, Sequence
 
 COLORS = {"base": "#7f7f7f", "base_fewshot": "#2ca02c", "previous": "#9ecae1"}
 STAGE_COLOR = "#d62728"
-VERDICT_MARK = {"better": "▲ better", "worse": "▼ worse", "no measurable difference": "= no measurable difference",
-                "measurably different": "≠ measurably different", "too few items": "? too few items"}
+VERDICT_MARK = {
+    "better": "▲ better",
+    "worse": "▼ worse",
+    "no measurable difference": "= no measurable difference",
+    "measurably different": "≠ measurably different",
+    "too few items": "? too few items",
+}
 PER_COMPARISON = ("win_vs_", "preference_accuracy_vs_", "shift_vs_", "judge_agreement_vs_")
 # Metrics not on a 0-1 scale get a panel of their own: (metrics, axis label).
-SCALES = ((("length_tokens",), "answer length (tokens generated)"),
-          (("heldout_logp_margin",), "log p(chosen) - log p(rejected) on held-out pairs (nats)"))
+SCALES = (
+    (("length_tokens",), "answer length (tokens generated)"),
+    (("heldout_logp_margin",), "log p(chosen) - log p(rejected) on held-out pairs (nats)"),
+)
 
 
 def _pyplot():
@@ -99,32 +106,60 @@ def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
         return STAGE_COLOR if model == stage else COLORS.get(model, COLORS["previous"])
 
     def label(name: str) -> str:
-        marks = [f"{b}: {VERDICT_MARK[verdicts[(name, b)]].split()[0]}" for b in metrics["baselines"] if (name, b) in verdicts]
+        marks = [
+            f"{b}: {VERDICT_MARK[verdicts[(name, b)]].split()[0]}"
+            for b in metrics["baselines"]
+            if (name, b) in verdicts
+        ]
         return f"{name}  ({', '.join(marks)})" if marks else name
 
     def draw(ax, names: list[str], extra: Sequence[dict] = ()) -> None:
         for y, name in enumerate(names):
             for s in (s for s in summary if s["metric"] == name and s["mean"] is not None):
-                ax.errorbar(s["mean"], y + offsets[s["model"]], xerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
-                            fmt="o", color=color(s["model"]), ms=4, capsize=2, label=s["model"])
+                ax.errorbar(
+                    s["mean"],
+                    y + offsets[s["model"]],
+                    xerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                    fmt="o",
+                    color=color(s["model"]),
+                    ms=4,
+                    capsize=2,
+                    label=s["model"],
+                )
         for y, c in enumerate(extra, start=len(names)):
-            ax.errorbar(c["estimate"], y, xerr=[[c["estimate"] - c["ci_low"]], [c["ci_high"] - c["estimate"]]], fmt="s",
-                        color=STAGE_COLOR, ms=4, capsize=2)
+            ax.errorbar(
+                c["estimate"],
+                y,
+                xerr=[[c["estimate"] - c["ci_low"]], [c["ci_high"] - c["estimate"]]],
+                fmt="s",
+                color=STAGE_COLOR,
+                ms=4,
+                capsize=2,
+            )
         labels = [label(n) for n in names]
         labels += [f"{c['metric']} vs {c['baseline']}  ({VERDICT_MARK[c['verdict']].split()[0]})" for c in extra]
         ax.set_yticks(range(len(labels)), labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)
 
-    panels = [(rates_names, vs_chance, 0.5, "rate or share (mean over prompts; win and preference accuracy against 0.5)")]
+    panels = [
+        (rates_names, vs_chance, 0.5, "rate or share (mean over prompts; win and preference accuracy against 0.5)")
+    ]
     for names, xlabel in SCALES:
         present = [n for n in names if any(s["metric"] == n for s in summary)]
         if present:
             panels.append((present, [], None, xlabel))
     if shifts:
-        panels.append(([], shifts, 0.0, f"shift: log p_{stage} - log p_baseline of {stage}'s answers (nats per token)"))
+        panels.append(
+            ([], shifts, 0.0, f"shift: log p_{stage} - log p_baseline of {stage}'s answers (nats per token)")
+        )
     heights = [len(names) + len(extra) + 0.6 for names, extra, _, _ in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9.5, 0.42 * sum(heights) + 1.6 * len(panels)), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
+    fig, axes = plt.subplots(
+        len(panels),
+        1,
+        figsize=(9.5, 0.42 * sum(heights) + 1.6 * len(panels)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
     for ax, (names, extra, null, xlabel) in zip(axes[:, 0], panels):
         draw(ax, names, extra)
         if null is not None:
@@ -134,9 +169,11 @@ def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
     handles, legend_labels = axes[0][0].get_legend_handles_labels()
     unique = dict(zip(legend_labels, handles))
     axes[0][0].legend(unique.values(), unique.keys(), fontsize=7, loc="lower left", bbox_to_anchor=(1.0, 0.0))
-    fig.suptitle(f"{stage}: held-out evaluation, {int(metrics['confidence'] * 100)}% intervals (Wilson or t; "
-                 "verdicts from paired differences)\n"
-                 "(▲ better, ▼ worse, = no measurable difference, ≠ measurably different, ? too few items)")
+    fig.suptitle(
+        f"{stage}: held-out evaluation, {int(metrics['confidence'] * 100)}% intervals (Wilson or t; "
+        "verdicts from paired differences)\n"
+        "(▲ better, ▼ worse, = no measurable difference, ≠ measurably different, ? too few items)"
+    )
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -153,8 +190,10 @@ def examples_html(generations: dict[str, Sequence[dict]], stage: str, path: str 
         if row is None:
             return "<td></td>"
         rep = verifiable.repeated_ngram_rate(row["response"])
-        return (f"<td>{html.escape(row['response'])}<br><i>[{row['finish_reason']}, {row['num_tokens']} tokens, "
-                f"repeated 4-grams {rep:.2f}]</i></td>")
+        return (
+            f"<td>{html.escape(row['response'])}<br><i>[{row['finish_reason']}, {row['num_tokens']} tokens, "
+            f"repeated 4-grams {rep:.2f}]</i></td>"
+        )
 
     parts = [
         "<html><head><meta charset='utf-8'><style>",
@@ -171,8 +210,11 @@ def examples_html(generations: dict[str, Sequence[dict]], stage: str, path: str 
         if shown.get(row["set"], 0) >= per_set:
             continue
         shown[row["set"]] = shown.get(row["set"], 0) + 1
-        parts.append(f"<tr><td>{html.escape(row['set'])}</td><td>{html.escape(row['prompt'])}</td>"
-                     + "".join(cell(by_model[m].get(row["prompt_id"])) for m in models) + "</tr>")
+        parts.append(
+            f"<tr><td>{html.escape(row['set'])}</td><td>{html.escape(row['prompt'])}</td>"
+            + "".join(cell(by_model[m].get(row["prompt_id"])) for m in models)
+            + "</tr>"
+        )
     parts.append("</table></body></html>")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(parts))
@@ -203,11 +245,18 @@ def plot_stages(all_metrics: Sequence[dict[str, Any]], path: str | Path) -> None
         points = sorted(series[name].items())
         xs = [x for x, _ in points]
         means = [v[0] for _, v in points]
-        ax.errorbar(xs, means, yerr=[[m - v[1] for m, (_, v) in zip(means, points)], [v[2] - m for m, (_, v) in zip(means, points)]],
-                    fmt="-o", ms=4, capsize=2, color=STAGE_COLOR)
+        ax.errorbar(
+            xs,
+            means,
+            yerr=[[m - v[1] for m, (_, v) in zip(means, points)], [v[2] - m for m, (_, v) in zip(means, points)]],
+            fmt="-o",
+            ms=4,
+            capsize=2,
+            color=STAGE_COLOR,
+        )
         ax.set_xticks(xs, ["base" if x == 0 else f"stage{x}" for x in xs], fontsize=7)
         ax.set_title(name, fontsize=9)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle("Metrics across stages (mean and 95% interval)")
     fig.tight_layout()
@@ -215,16 +264,18 @@ def plot_stages(all_metrics: Sequence[dict[str, Any]], path: str | Path) -> None
     plt.close(fig)
 
 
-def run_stage_report(stage: str, training_log: str, funnel: str, metrics: str, generations: dict[str, str],
-                     outputs: dict[str, str]) -> None:
+def run_stage_report(
+    stage: str, training_log: str, funnel: str, metrics: str, generations: dict[str, str], outputs: dict[str, str]
+) -> None:
     """``generations``: model -> eval generations table, the stage first."""
     from maximalcai import tables
 
     plot_training(tables.read_table(training_log, "training_log"), outputs["training"], f"{stage}: training")
     plot_funnel(tables.read_table(funnel, "pairs_funnel"), outputs["funnel"], f"{stage}: from responses to pairs")
     plot_eval(json.loads(Path(metrics).read_text()), outputs["eval"])
-    examples_html({m: tables.read_table(p, "eval_generations") for m, p in generations.items()}, stage,
-                  outputs["examples"])
+    examples_html(
+        {m: tables.read_table(p, "eval_generations") for m, p in generations.items()}, stage, outputs["examples"]
+    )
 
 
 def stages_table(all_metrics: Sequence[dict[str, Any]]) -> str:
@@ -232,8 +283,10 @@ def stages_table(all_metrics: Sequence[dict[str, Any]]) -> str:
     lines = ["| stage | metric | vs | estimate | interval | verdict |", "|---|---|---|---:|---|---|"]
     for metrics in all_metrics:
         for c in metrics["comparisons"]:
-            lines.append(f"| {metrics['stage']} | {c['metric']} | {c['baseline']} | {c['estimate']:.3f} | "
-                         f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}] | {c['verdict']} |")
+            lines.append(
+                f"| {metrics['stage']} | {c['metric']} | {c['baseline']} | {c['estimate']:.3f} | "
+                f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}] | {c['verdict']} |"
+            )
     return "\n".join(lines) + "\n"
 
 

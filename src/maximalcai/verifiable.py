@@ -28,8 +28,26 @@ from typing import Any, Callable, Sequence
 
 RELATIONS = ("less than", "at least")
 KEYWORDS = (
-    "example", "simple", "because", "important", "practice", "future", "reason", "careful", "together",
-    "often", "clear", "small", "world", "idea", "people", "time", "change", "always", "best", "friend",
+    "example",
+    "simple",
+    "because",
+    "important",
+    "practice",
+    "future",
+    "reason",
+    "careful",
+    "together",
+    "often",
+    "clear",
+    "small",
+    "world",
+    "idea",
+    "people",
+    "time",
+    "change",
+    "always",
+    "best",
+    "friend",
 )
 FORBIDDEN = ("very", "really", "thing", "good", "just", "also", "many", "like", "make", "get", "some", "more")
 LETTERS = "aeiorstlnd"
@@ -43,8 +61,10 @@ SAMPLERS: dict[str, Callable[[random.Random, str], dict[str, Any]]] = {
     "keywords:existence": lambda r, t: {"keywords": r.sample(KEYWORDS, r.randint(1, 2))},
     "keywords:frequency": lambda r, t: {"keyword": r.choice(KEYWORDS), **_count(r, "frequency", "relation", 1, 3)},
     "keywords:forbidden_words": lambda r, t: {"forbidden_words": r.sample(FORBIDDEN, r.randint(1, 3))},
-    "keywords:letter_frequency": lambda r, t: {"letter": r.choice(LETTERS),
-                                               **_count(r, "let_frequency", "let_relation", 2, 6, 15, 30)},
+    "keywords:letter_frequency": lambda r, t: {
+        "letter": r.choice(LETTERS),
+        **_count(r, "let_frequency", "let_relation", 2, 6, 15, 30),
+    },
     "language:response_language": lambda r, t: {"language": r.choice(LANGUAGES)},
     "length_constraints:number_sentences": lambda r, t: _count(r, "num_sentences", "relation", 1, 4),
     "length_constraints:number_paragraphs": lambda r, t: {"num_paragraphs": r.randint(2, 3)},
@@ -55,8 +75,10 @@ SAMPLERS: dict[str, Callable[[random.Random, str], dict[str, Any]]] = {
     "detectable_format:number_bullet_lists": lambda r, t: {"num_bullets": r.randint(2, 4)},
     "detectable_format:constrained_response": lambda r, t: {},
     "detectable_format:number_highlighted_sections": lambda r, t: {"num_highlights": r.randint(1, 3)},
-    "detectable_format:multiple_sections": lambda r, t: {"section_spliter": r.choice(("Section", "SECTION")),
-                                                         "num_sections": r.randint(2, 3)},
+    "detectable_format:multiple_sections": lambda r, t: {
+        "section_spliter": r.choice(("Section", "SECTION")),
+        "num_sections": r.randint(2, 3),
+    },
     "detectable_format:json_format": lambda r, t: {},
     "detectable_format:title": lambda r, t: {},
     "combination:two_responses": lambda r, t: {},
@@ -69,13 +91,26 @@ SAMPLERS: dict[str, Callable[[random.Random, str], dict[str, Any]]] = {
     "startend:quotation": lambda r, t: {},
 }
 # Constraints that only make sense alone, or only on some tasks: never drawn as a second constraint.
-SOLO = ("detectable_format:constrained_response", "combination:repeat_prompt", "combination:two_responses",
-        "detectable_format:json_format", "language:response_language")
+SOLO = (
+    "detectable_format:constrained_response",
+    "combination:repeat_prompt",
+    "combination:two_responses",
+    "detectable_format:json_format",
+    "language:response_language",
+)
 YES_NO = "detectable_format:constrained_response"  # only for yes/no questions
 
 
-def _count(rng: random.Random, number: str, relation: str, low: int, high: int, below_low: int | None = None,
-           below_high: int | None = None, step: int = 1) -> dict[str, Any]:
+def _count(
+    rng: random.Random,
+    number: str,
+    relation: str,
+    low: int,
+    high: int,
+    below_low: int | None = None,
+    below_high: int | None = None,
+    step: int = 1,
+) -> dict[str, Any]:
     """A count and its relation: "at least" a number in [low, high], "less than" one in [below_low, below_high]
     (by default one above, so "less than 1" never comes up)."""
     chosen = rng.choice(RELATIONS)
@@ -88,8 +123,11 @@ def _count(rng: random.Random, number: str, relation: str, low: int, high: int, 
 
 def _nth_paragraph(rng: random.Random) -> dict[str, Any]:
     paragraphs = rng.randint(2, 3)
-    return {"num_paragraphs": paragraphs, "nth_paragraph": rng.randint(1, paragraphs),
-            "first_word": rng.choice(FIRST_WORDS)}
+    return {
+        "num_paragraphs": paragraphs,
+        "nth_paragraph": rng.randint(1, paragraphs),
+        "first_word": rng.choice(FIRST_WORDS),
+    }
 
 
 def training_types() -> list[str]:
@@ -125,13 +163,16 @@ def conflicts(first: str, second: str) -> bool:
     return second in INSTRUCTION_CONFLICTS.get(first, ()) or first in INSTRUCTION_CONFLICTS.get(second, ())
 
 
-def attach(task: str, first: str, rng: random.Random, second_share: float = 0.0,
-           allowed: Sequence[str] | None = None) -> dict[str, Any]:
+def attach(
+    task: str, first: str, rng: random.Random, second_share: float = 0.0, allowed: Sequence[str] | None = None
+) -> dict[str, Any]:
     """``task`` with constraint ``first`` (and, with probability ``second_share``, a second compatible one
     drawn from ``allowed``) appended as IFEval phrases it: {prompt, instruction_id_list, kwargs}."""
     ids = [first]
     if first not in SOLO and rng.random() < second_share:
-        options = [i for i in (allowed or constraint_types()) if i not in SOLO and i != first and not conflicts(first, i)]
+        options = [
+            i for i in (allowed or constraint_types()) if i not in SOLO and i != first and not conflicts(first, i)
+        ]
         if options:
             ids.append(rng.choice(options))
     kwargs = [sample_kwargs(i, rng, task) for i in ids]
@@ -171,7 +212,9 @@ def _patch_sentence_tokenizer() -> None:
         instructions_util.nltk = _NltkWithoutPunktData()
 
 
-def score(prompt: str, instruction_ids: Sequence[str], kwargs: Sequence[dict[str, Any]], response: str) -> dict[str, float]:
+def score(
+    prompt: str, instruction_ids: Sequence[str], kwargs: Sequence[dict[str, Any]], response: str
+) -> dict[str, float]:
     """Prompt-level strict and loose pass (all instructions followed) and the share of instructions followed."""
     from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
@@ -233,30 +276,41 @@ REVISERS: dict[str, Callable[[str, dict[str, Any], str, str | None], str | None]
     "startend:quotation": lambda t, k, task, other: f'"{t.strip().strip(chr(34))}"',
     "startend:end_checker": lambda t, k, task, other: f"{t.rstrip()} {k['end_phrase']}",
     "detectable_format:title": lambda t, k, task, other: f"<<{' '.join(answer_words(t)[:4]).title()}>>\n{t}",
-    "detectable_content:postscript": lambda t, k, task, other: f"{t.rstrip()}\n\n{k['postscript_marker']} {POSTSCRIPT}",
+    "detectable_content:postscript": lambda t, k, task, other: (
+        f"{t.rstrip()}\n\n{k['postscript_marker']} {POSTSCRIPT}"
+    ),
     "detectable_content:number_placeholders": lambda t, k, task, other: (
-        f"{t.rstrip()} ({', '.join(f'[{w}]' for w in PLACEHOLDERS[: k['num_placeholders']])})"),
+        f"{t.rstrip()} ({', '.join(f'[{w}]' for w in PLACEHOLDERS[: k['num_placeholders']])})"
+    ),
     "detectable_format:number_highlighted_sections": lambda t, k, task, other: (
-        None if (g := _groups(t, k["num_highlights"])) is None else " ".join(f"*{s}*" for s in g)),
+        None if (g := _groups(t, k["num_highlights"])) is None else " ".join(f"*{s}*" for s in g)
+    ),
     "detectable_format:multiple_sections": lambda t, k, task, other: (
-        None if (g := _groups(t, k["num_sections"])) is None
-        else "\n".join(f"{k['section_spliter']} {i}\n{s}" for i, s in enumerate(g, start=1))),
+        None
+        if (g := _groups(t, k["num_sections"])) is None
+        else "\n".join(f"{k['section_spliter']} {i}\n{s}" for i, s in enumerate(g, start=1))
+    ),
     "detectable_format:number_bullet_lists": lambda t, k, task, other: (
-        None if (g := _groups(t, k["num_bullets"])) is None else "\n".join(f"* {s}" for s in g)),
+        None if (g := _groups(t, k["num_bullets"])) is None else "\n".join(f"* {s}" for s in g)
+    ),
     "length_constraints:number_paragraphs": lambda t, k, task, other: (
-        None if (g := _groups(t, k["num_paragraphs"])) is None else "\n***\n".join(g)),
+        None if (g := _groups(t, k["num_paragraphs"])) is None else "\n***\n".join(g)
+    ),
     "length_constraints:nth_paragraph_first_word": lambda t, k, task, other: (
-        None if (g := _groups(t, k["num_paragraphs"])) is None else "\n\n".join(_first_word(g, k))),
+        None if (g := _groups(t, k["num_paragraphs"])) is None else "\n\n".join(_first_word(g, k))
+    ),
     "combination:two_responses": lambda t, k, task, other: (
-        f"{t.strip()}\n******\n{other.strip()}" if other and other.strip() != t.strip() else None),
+        f"{t.strip()}\n******\n{other.strip()}" if other and other.strip() != t.strip() else None
+    ),
     "combination:repeat_prompt": lambda t, k, task, other: f"{k['prompt_to_repeat'].strip()} {t.strip()}",
     "detectable_format:json_format": lambda t, k, task, other: json.dumps({"answer": t.strip()}),
     "punctuation:no_comma": lambda t, k, task, other: t.replace(",", ""),
 }
 
 
-def revise(text: str, instruction_ids: Sequence[str], kwargs: Sequence[dict[str, Any]], prompt: str,
-           other: str | None = None) -> str | None:
+def revise(
+    text: str, instruction_ids: Sequence[str], kwargs: Sequence[dict[str, Any]], prompt: str, other: str | None = None
+) -> str | None:
     """The answer rewritten by code to meet every constraint of its instruction, or None when a constraint has
     no reviser or the rewrite still fails a checker (IFEval's own checkers decide)."""
     revised = text

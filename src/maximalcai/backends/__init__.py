@@ -56,7 +56,11 @@ def open_backend(
         from maximalcai.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(
-            model_dir, adapter_dir, dtype=dtype, plain_prompts=plain_prompts, model_name=model_name,
+            model_dir,
+            adapter_dir,
+            dtype=dtype,
+            plain_prompts=plain_prompts,
+            model_name=model_name,
             **cfg["generation"]["vllm"],
         )
     from maximalcai.backends.transformers_backend import TransformersBackend

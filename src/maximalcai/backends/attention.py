@@ -14,8 +14,15 @@ ATTENTION = "maximalcai_gqa"
 
 
 def grouped_query_attention(
-    module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-    softcap: float | None = None, **kwargs,
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    softcap: float | None = None,
+    **kwargs,
 ):
     import torch
 

@@ -78,7 +78,13 @@ class ThroughputMeter:
         self.completions += completions
         logger.info(
             "%s: %d completions, %d new tokens in %.1f s (%.1f tok/s); total %d tokens, %.1f tok/s",
-            label, completions, tokens, seconds, tokens / max(seconds, 1e-9), self.tokens, self.tokens_per_s,
+            label,
+            completions,
+            tokens,
+            seconds,
+            tokens / max(seconds, 1e-9),
+            self.tokens,
+            self.tokens_per_s,
         )
 
     @property
@@ -138,12 +144,12 @@ class Backend(ABC):
         return self._continuation_logprobs(prompts, [list(o) for o in options])
 
     @abstractmethod
-    def _generate(self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]) -> list[Completion]:
-        ...
+    def _generate(
+        self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]
+    ) -> list[Completion]: ...
 
     @abstractmethod
-    def _continuation_logprobs(self, prompts: list[Prompt], options: list[list[str]]) -> list[list[float]]:
-        ...
+    def _continuation_logprobs(self, prompts: list[Prompt], options: list[list[str]]) -> list[list[float]]: ...
 
     def close(self) -> None:
         """Free the model (GPU memory in particular)."""

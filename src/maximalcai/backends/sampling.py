@@ -52,7 +52,9 @@ def nucleus(scores: torch.Tensor, temperature: float, top_k: int, top_p: float, 
     return ids, probs * keep
 
 
-def sample(scores: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator) -> torch.Tensor:
+def sample(
+    scores: torch.Tensor, temperature: float, top_k: int, top_p: float, generator: torch.Generator
+) -> torch.Tensor:
     """One token id per row, drawn from the tempered, top-k and top-p filtered distribution."""
     ids, probs = nucleus(scores, temperature, top_k, top_p)
     choice = torch.multinomial(probs, 1, generator=generator)

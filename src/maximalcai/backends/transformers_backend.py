@@ -150,7 +150,7 @@ class TransformersBackend(Backend):
                 n += 1
             shared[prefix] = common[:n]
         prefix_ids = [shared.get(p, []) for p in prefixes]
-        return prefix_ids, [ids[len(pre):] for pre, ids in zip(prefix_ids, full)]
+        return prefix_ids, [ids[len(pre) :] for pre, ids in zip(prefix_ids, full)]
 
     @staticmethod
     def _whole_groups(keys: list, order: list[list[int]], batch_size: int) -> list[list[int]]:
@@ -189,27 +189,39 @@ class TransformersBackend(Backend):
             shared, shared_valid = self._left_padded([list(p) for p in distinct])
             shared_positions = (shared_valid.cumsum(-1) - 1).clamp(min=0)
             self.model(
-                input_ids=shared, attention_mask=self._attention_mask(shared_valid, shared_positions, width),
-                position_ids=shared_positions, **{self._cache_kw: cache}, use_cache=True, logits_to_keep=1,
+                input_ids=shared,
+                attention_mask=self._attention_mask(shared_valid, shared_positions, width),
+                position_ids=shared_positions,
+                **{self._cache_kw: cache},
+                use_cache=True,
+                logits_to_keep=1,
                 cache_position=torch.arange(width, device=device),
             )
             cache.batch_select_indices(group)  # one cache row per prompt (repeats allowed)
             history, prefix_valid, prefix_positions = shared[group], shared_valid[group], shared_positions[group]
         else:
-            history = prefix_valid = prefix_positions = torch.zeros((len(prefix_ids), 0), dtype=torch.long, device=device)
+            history = prefix_valid = prefix_positions = torch.zeros(
+                (len(prefix_ids), 0), dtype=torch.long, device=device
+            )
         ids, suffix_valid = self._left_padded(suffix_ids)
         valid = torch.cat([prefix_valid, suffix_valid], dim=1)
         suffix_positions = prefix_valid.sum(-1, keepdim=True) + (suffix_valid.cumsum(-1) - 1).clamp(min=0)
         positions = torch.cat([prefix_positions, suffix_positions], dim=1)
         out = self.model(
-            input_ids=ids, attention_mask=self._attention_mask(valid, positions, ids.shape[1]),
-            position_ids=suffix_positions, **{self._cache_kw: cache}, use_cache=True, logits_to_keep=keep,
+            input_ids=ids,
+            attention_mask=self._attention_mask(valid, positions, ids.shape[1]),
+            position_ids=suffix_positions,
+            **{self._cache_kw: cache},
+            use_cache=True,
+            logits_to_keep=keep,
             cache_position=torch.arange(width, width + ids.shape[1], device=device),
         )
         return out, cache, valid, positions, torch.cat([history, ids], dim=1), width + ids.shape[1]
 
     # ------------------------------------------------------------------------------------------ generate
-    def _generate(self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]) -> list[Completion]:
+    def _generate(
+        self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]
+    ) -> list[Completion]:
         prefixes, suffixes = self._split(prompts)
         batches = self._batches(prefixes, [len(s) for s in suffixes], self.batch_size)
         results: list[Completion | None] = [None] * len(prompts)
@@ -217,8 +229,11 @@ class TransformersBackend(Backend):
         for number, batch in enumerate(batches):
             start = time.perf_counter()
             completions = self.decode(
-                [prefixes[i] for i in batch], [suffixes[i] for i in batch], sampling,
-                derive_seed(seed, "batch", number), stop,
+                [prefixes[i] for i in batch],
+                [suffixes[i] for i in batch],
+                sampling,
+                derive_seed(seed, "batch", number),
+                stop,
             )
             for index, completion in zip(batch, completions):
                 results[index] = completion
@@ -278,8 +293,11 @@ class TransformersBackend(Backend):
                 history = torch.cat([history, chosen[:, None]], dim=1)
                 positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
                 out = self.model(
-                    input_ids=chosen[:, None], attention_mask=self._attention_mask(valid, positions, 1),
-                    position_ids=positions[:, -1:], **{self._cache_kw: cache}, use_cache=True,
+                    input_ids=chosen[:, None],
+                    attention_mask=self._attention_mask(valid, positions, 1),
+                    position_ids=positions[:, -1:],
+                    **{self._cache_kw: cache},
+                    use_cache=True,
                     cache_position=torch.tensor([length + step], device=device),
                 )
         return [self._completion(tokens, reason, stop) for tokens, reason in zip(generated, reasons)]
@@ -323,12 +341,16 @@ class TransformersBackend(Backend):
             if all(len(ids) == 1 for ids in option_ids[p]):
                 rows.append((p, None, shared, rest, 0))
             else:
-                whole = shared + rest  # the last prompt token stays in the row: its logits score the option's first token
+                whole = (
+                    shared + rest
+                )  # the last prompt token stays in the row: its logits score the option's first token
                 rows += [(p, o, whole[:-1], whole[-1:] + ids, len(ids)) for o, ids in enumerate(option_ids[p])]
         scores = [[0.0] * len(opts) for opts in options]
         keys = [("prompt", r[0]) if r[1] is not None else ("prefix", prefixes[r[0]]) for r in rows]
         progress = Progress(f"score ({self.model_name})", len(rows), "option rows")
-        for batch in self._whole_groups(keys, self._batches(keys, [len(r[3]) for r in rows], len(rows)), self.scoring_batch_size):
+        for batch in self._whole_groups(
+            keys, self._batches(keys, [len(r[3]) for r in rows], len(rows)), self.scoring_batch_size
+        ):
             chunk = [rows[i] for i in batch]
             keep = max(r[4] for r in chunk) + 1
             with torch.inference_mode():
@@ -366,7 +388,9 @@ def growing_cache(config, own_masks: bool):
 
         def _reserve(self, rows: int, needed: int, like) -> None:
             capacity = max(64, 2 * needed)
-            fresh = [torch.empty((rows, t.shape[1], capacity, t.shape[3]), dtype=t.dtype, device=t.device) for t in like]
+            fresh = [
+                torch.empty((rows, t.shape[1], capacity, t.shape[3]), dtype=t.dtype, device=t.device) for t in like
+            ]
             if self.buffers is not None and self.length:
                 for new, old in zip(fresh, self.buffers):
                     new[:, :, : self.length] = old[:, :, : self.length]
@@ -399,4 +423,3 @@ def growing_cache(config, own_masks: bool):
     cache = DynamicCache(config=config)
     cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
-

@@ -32,6 +32,7 @@ def log_progress(*args, **kwargs):
 
     return tqdm(*args, **{**kwargs, "file": LogLines(), "dynamic_ncols": False, "ncols": 100})
 
+
 _ENGINES: dict[tuple, Any] = {}
 _LORA_IDS: dict[str, int] = {}
 
@@ -61,9 +62,17 @@ class VLLMBackend(Backend):
     name = "vllm"
 
     def __init__(
-        self, model_dir: str | Path, adapter_dir: str | Path | None = None, dtype=None, plain_prompts: bool = True,
-        model_name: str | None = None, gpu_memory_utilization: float = 0.85, max_model_len: int = 4096,
-        tensor_parallel_size: int = 1, enforce_eager: bool = False, max_lora_rank: int = 64,
+        self,
+        model_dir: str | Path,
+        adapter_dir: str | Path | None = None,
+        dtype=None,
+        plain_prompts: bool = True,
+        model_name: str | None = None,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int = 4096,
+        tensor_parallel_size: int = 1,
+        enforce_eager: bool = False,
+        max_lora_rank: int = 64,
     ) -> None:
         try:
             from vllm import LLM
@@ -80,10 +89,18 @@ class VLLMBackend(Backend):
         if key not in _ENGINES:
             logger.info("starting a vLLM engine for %s", model_dir)
             _ENGINES[key] = LLM(
-                model=str(model_dir), tokenizer=str(model_dir), dtype=str(dtype).removeprefix("torch.") if dtype else "auto",
-                seed=0, enable_lora=True, max_loras=2, max_lora_rank=max_lora_rank,
-                gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                tensor_parallel_size=tensor_parallel_size, enforce_eager=enforce_eager, enable_prefix_caching=True,
+                model=str(model_dir),
+                tokenizer=str(model_dir),
+                dtype=str(dtype).removeprefix("torch.") if dtype else "auto",
+                seed=0,
+                enable_lora=True,
+                max_loras=2,
+                max_lora_rank=max_lora_rank,
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_model_len=max_model_len,
+                tensor_parallel_size=tensor_parallel_size,
+                enforce_eager=enforce_eager,
+                enable_prefix_caching=True,
             )
         self.llm = _ENGINES[key]
         self.lora = None
@@ -97,22 +114,31 @@ class VLLMBackend(Backend):
         adds_bos = bos is not None and self.tokenizer("x")["input_ids"][:1] == [bos]
         return [bos] + ids if adds_bos and ids[:1] != [bos] else ids
 
-    def _generate(self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]) -> list[Completion]:
+    def _generate(
+        self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]
+    ) -> list[Completion]:
         from vllm import SamplingParams, TokensPrompt
 
         requests = [TokensPrompt(prompt_token_ids=self._tokens(prompt_text(p))) for p in prompts]
         params = [
             SamplingParams(
-                n=1, temperature=sampling.temperature, top_p=sampling.top_p if not sampling.greedy else 1.0,
-                top_k=sampling.top_k or -1, max_tokens=sampling.max_new_tokens,
-                repetition_penalty=sampling.repetition_penalty, stop=list(stop), seed=derive_seed(seed, i),
+                n=1,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p if not sampling.greedy else 1.0,
+                top_k=sampling.top_k or -1,
+                max_tokens=sampling.max_new_tokens,
+                repetition_penalty=sampling.repetition_penalty,
+                stop=list(stop),
+                seed=derive_seed(seed, i),
             )
             for i in range(len(prompts))
         ]
         start = time.perf_counter()
         outputs = self.llm.generate(requests, params, lora_request=self.lora, use_tqdm=log_progress)
         completions = [completion_from_output(o.outputs[0], stop) for o in outputs]
-        self.meter.record(sum(c.num_tokens for c in completions), time.perf_counter() - start, len(completions), "vllm")
+        self.meter.record(
+            sum(c.num_tokens for c in completions), time.perf_counter() - start, len(completions), "vllm"
+        )
         return completions
 
     def _continuation_logprobs(self, prompts: list[Prompt], options: list[list[str]]) -> list[list[float]]:
@@ -125,8 +151,9 @@ class VLLMBackend(Backend):
                 ids = self.tokenizer(option, add_special_tokens=False)["input_ids"]
                 rows.append((p, o, base + ids, len(ids)))
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=r[2]) for r in rows], params,
-                                    lora_request=self.lora, use_tqdm=log_progress)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=r[2]) for r in rows], params, lora_request=self.lora, use_tqdm=log_progress
+        )
         scores = [[0.0] * len(opts) for opts in options]
         for (p, o, ids, n), output in zip(rows, outputs):
             scores[p][o] = option_logprob(output.prompt_logprobs, ids, n)

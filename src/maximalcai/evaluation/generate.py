@@ -32,8 +32,9 @@ def fewshot_draws(prompts, pool: Sequence[PoolExample], k: int, share: int, seed
     return shared_draws(pool, k, share, len(prompts), random.Random(derive_seed(seed, "eval", "fewshot")))
 
 
-def generation_rows(backend, prompts, model: str, sampling: Sampling, seed: int,
-                    draws: Sequence[Sequence[PoolExample]] | None = None) -> list[dict]:
+def generation_rows(
+    backend, prompts, model: str, sampling: Sampling, seed: int, draws: Sequence[Sequence[PoolExample]] | None = None
+) -> list[dict]:
     """One row per prompt; with ``draws``, each prompt is preceded by its few-shot examples."""
     if draws is None:
         texts = [formats.prompt(p.prompt) for p in prompts]
@@ -42,15 +43,25 @@ def generation_rows(backend, prompts, model: str, sampling: Sampling, seed: int,
         texts = [response_prompt(d, p.prompt) for d, p in zip(draws, prompts)]
     completions = backend.generate(texts, sampling, seed)
     return [
-        {"prompt_id": p.id, "set": p.set, "model": model, "prompt": p.prompt, "response": c.text,
-         "finish_reason": c.finish_reason, "num_tokens": c.num_tokens, "fewshot_ids": [e.id for e in d],
-         "seed": seed, "sampling": tables.canonical_json(sampling.as_dict())}
+        {
+            "prompt_id": p.id,
+            "set": p.set,
+            "model": model,
+            "prompt": p.prompt,
+            "response": c.text,
+            "finish_reason": c.finish_reason,
+            "num_tokens": c.num_tokens,
+            "fewshot_ids": [e.id for e in d],
+            "seed": seed,
+            "sampling": tables.canonical_json(sampling.as_dict()),
+        }
         for p, c, d in zip(prompts, completions, draws)
     ]
 
 
-def run_eval_generate(cfg: dict, model: str, base_dir: str, adapter_dir: str | None, pool_path: str | None,
-                      table: str, manifest: str) -> None:
+def run_eval_generate(
+    cfg: dict, model: str, base_dir: str, adapter_dir: str | None, pool_path: str | None, table: str, manifest: str
+) -> None:
     from maximalcai.backends import open_backend
 
     evaluation = cfg["evaluation"]
@@ -67,12 +78,23 @@ def run_eval_generate(cfg: dict, model: str, base_dir: str, adapter_dir: str | N
     tables.write_table(rows, table, "eval_generations")
     stopped = sum(r["finish_reason"] in ("stop", "eos") for r in rows)
     logger.info("%s: %d eval generations in %.0f s, %d stopped on their own", model, len(rows), timer.seconds, stopped)
-    write_manifest(manifest, cfg, {"rule": "eval_generate", "model": model, "rows": len(rows),
-                                   "seconds": round(timer.seconds, 2), **backend.meter.as_dict()})
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "eval_generate",
+            "model": model,
+            "rows": len(rows),
+            "seconds": round(timer.seconds, 2),
+            **backend.meter.as_dict(),
+        },
+    )
 
 
 def guard_items(generations: Sequence[dict]) -> list[GuardItem]:
-    return [GuardItem(g["prompt_id"], "eval", g["prompt_id"], g["model"], g["prompt"], g["response"]) for g in generations]
+    return [
+        GuardItem(g["prompt_id"], "eval", g["prompt_id"], g["model"], g["prompt"], g["response"]) for g in generations
+    ]
 
 
 def run_eval_safety(cfg: dict, generations_path: str, base_dir: str, table: str, manifest: str) -> None:
@@ -83,5 +105,14 @@ def run_eval_safety(cfg: dict, generations_path: str, base_dir: str, table: str,
         guard = open_guard(cfg, base_dir)
         rows = verdict_rows(items, guard.label(items), guard)
     tables.write_table(rows, table, "safety")
-    write_manifest(manifest, cfg, {"rule": "eval_safety", "model": generations[0]["model"], "rows": len(rows),
-                                   "guard": guard.name, "seconds": round(timer.seconds, 2)})
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "eval_safety",
+            "model": generations[0]["model"],
+            "rows": len(rows),
+            "guard": guard.name,
+            "seconds": round(timer.seconds, 2),
+        },
+    )

@@ -62,8 +62,12 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
         return Interval(math.nan, math.nan, math.nan, WILSON)
     z = _z(confidence)
     p, q = successes / n, 1 - successes / n
-    low = (2 * n * p + z * z - 1 - z * math.sqrt(max(z * z - 2 - 1 / n + 4 * p * (n * q + 1), 0.0))) / (2 * (n + z * z))
-    high = (2 * n * p + z * z + 1 + z * math.sqrt(max(z * z + 2 - 1 / n + 4 * p * (n * q - 1), 0.0))) / (2 * (n + z * z))
+    low = (2 * n * p + z * z - 1 - z * math.sqrt(max(z * z - 2 - 1 / n + 4 * p * (n * q + 1), 0.0))) / (
+        2 * (n + z * z)
+    )
+    high = (2 * n * p + z * z + 1 + z * math.sqrt(max(z * z + 2 - 1 / n + 4 * p * (n * q - 1), 0.0))) / (
+        2 * (n + z * z)
+    )
     return Interval(p, 0.0 if successes == 0 else max(low, 0.0), 1.0 if successes == n else min(high, 1.0), WILSON)
 
 
@@ -117,8 +121,9 @@ def paired_difference(ours: Sequence[float], theirs: Sequence[float], confidence
     return student_t([a - b for a, b in zip(ours, theirs)], confidence, PAIRED_T)
 
 
-def verdict(low: float, high: float, null: float, higher_is_better: bool | None, n: int | None = None,
-            min_items: int = 1) -> str:
+def verdict(
+    low: float, high: float, null: float, higher_is_better: bool | None, n: int | None = None, min_items: int = 1
+) -> str:
     """Whether an interval (of a difference, or of a rate compared with ``null``) shows a real effect.
 
     ``higher_is_better=None`` is for a metric without a good direction: an effect is only "different".

@@ -63,34 +63,42 @@ def critique_and_revise(
         inputs = [current[r["response_id"]] for r in targets]
         round_seed = derive_seed(seed, stage, "critique", round_, "sampling")
         critiques = backend.generate(
-            [(pre, formats.critique_prompt(r["instruction"], text, p.critique_request))
-             for pre, r, text, p in zip(prefixes, targets, inputs, principles)],
-            critique_sampling, derive_seed(round_seed, "critique"),
+            [
+                (pre, formats.critique_prompt(r["instruction"], text, p.critique_request))
+                for pre, r, text, p in zip(prefixes, targets, inputs, principles)
+            ],
+            critique_sampling,
+            derive_seed(round_seed, "critique"),
         )
         revisions = backend.generate(
-            [(pre, formats.revision_prompt(r["instruction"], text, p.critique_request, c.text, p.revision_request))
-             for pre, r, text, p, c in zip(prefixes, targets, inputs, principles, critiques)],
-            revision_sampling, derive_seed(round_seed, "revision"),
+            [
+                (pre, formats.revision_prompt(r["instruction"], text, p.critique_request, c.text, p.revision_request))
+                for pre, r, text, p, c in zip(prefixes, targets, inputs, principles, critiques)
+            ],
+            revision_sampling,
+            derive_seed(round_seed, "revision"),
         )
         for r, text, p, c, v, d in zip(targets, inputs, principles, critiques, revisions, draws):
-            rows.append({
-                "critique_id": f"{r['response_id']}-k{round_}",
-                "response_id": r["response_id"],
-                "instruction_id": r["instruction_id"],
-                "stage": stage,
-                "round": round_,
-                "principle_id": p.id,
-                "input": text,
-                "critique": c.text,
-                "revision": v.text,
-                "critique_finish_reason": c.finish_reason,
-                "revision_finish_reason": v.finish_reason,
-                "generator": backend.model_name,
-                "fewshot_ids": [demo["id"] for demo in d],
-                "seed": round_seed,
-                "sampling": sampling_json,
-                "constitution_hash": constitution.sha256,
-            })
+            rows.append(
+                {
+                    "critique_id": f"{r['response_id']}-k{round_}",
+                    "response_id": r["response_id"],
+                    "instruction_id": r["instruction_id"],
+                    "stage": stage,
+                    "round": round_,
+                    "principle_id": p.id,
+                    "input": text,
+                    "critique": c.text,
+                    "revision": v.text,
+                    "critique_finish_reason": c.finish_reason,
+                    "revision_finish_reason": v.finish_reason,
+                    "generator": backend.model_name,
+                    "fewshot_ids": [demo["id"] for demo in d],
+                    "seed": round_seed,
+                    "sampling": sampling_json,
+                    "constitution_hash": constitution.sha256,
+                }
+            )
             if v.text:  # an empty revision leaves the text as it was for the next round
                 current[r["response_id"]] = v.text
     return rows
@@ -106,8 +114,16 @@ def final_revisions(critiques: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
 
 
 def run_critique_revise(
-    cfg: dict, settings: dict, stage: str, responses_path: str, constitution_path: str, demos_path: str,
-    model_dir: str, adapter_dir: str | None, table: str, manifest: str,
+    cfg: dict,
+    settings: dict,
+    stage: str,
+    responses_path: str,
+    constitution_path: str,
+    demos_path: str,
+    model_dir: str,
+    adapter_dir: str | None,
+    table: str,
+    manifest: str,
 ) -> None:
     from maximalcai.backends import open_backend
 
@@ -125,5 +141,15 @@ def run_critique_revise(
     tables.write_table(rows, table, "critiques")
     empty = sum(1 for r in rows if not r["revision"])
     logger.info("%d critique rounds, %d empty revisions, %s", len(rows), empty, meter)
-    write_manifest(manifest, cfg, {"rule": "critique_revise", "stage": stage, "rows": len(rows),
-                                   "empty_revisions": empty, "seconds": round(timer.seconds, 2), **meter})
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "critique_revise",
+            "stage": stage,
+            "rows": len(rows),
+            "empty_revisions": empty,
+            "seconds": round(timer.seconds, 2),
+            **meter,
+        },
+    )

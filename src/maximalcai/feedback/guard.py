@@ -106,7 +106,9 @@ class LlamaGuard:
 
     def label(self, items: Sequence[GuardItem]) -> list[Verdict]:
         prompts = [self.prompt(i.instruction, i.response) for i in items]
-        outputs = self.backend.generate(prompts, Sampling(temperature=0.0, max_new_tokens=self.max_new_tokens), 0, stop=())
+        outputs = self.backend.generate(
+            prompts, Sampling(temperature=0.0, max_new_tokens=self.max_new_tokens), 0, stop=()
+        )
         verdicts = []
         for output in outputs:
             label, categories = parse_llama_guard(output.text)
@@ -119,8 +121,15 @@ class FewshotGuard:
 
     name = "fewshot"
 
-    def __init__(self, backend: Backend, demos: Sequence[dict[str, Any]], k: int, threshold: float, seed: int,
-                 categories: bool = True) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        demos: Sequence[dict[str, Any]],
+        k: int,
+        threshold: float,
+        seed: int,
+        categories: bool = True,
+    ) -> None:
         self.backend = backend
         self.threshold = threshold
         self.categories = categories
@@ -151,8 +160,10 @@ class FewshotGuard:
             return [Verdict("unsafe" if p > self.threshold else "safe", [], p, None) for p in probabilities]
         codes = list(HAZARDS)
         category_scores = self.backend.continuation_logprobs(
-            [(self.prefix, formats.safety_query(items[n].instruction, items[n].response) + " unsafe\nCategories:")
-             for n in unsafe],
+            [
+                (self.prefix, formats.safety_query(items[n].instruction, items[n].response) + " unsafe\nCategories:")
+                for n in unsafe
+            ],
             [[f" {code}\n" for code in codes]] * len(unsafe),
         )
         best = {n: codes[max(range(len(codes)), key=s.__getitem__)] for n, s in zip(unsafe, category_scores)}
@@ -176,7 +187,9 @@ def load_safety_demos(path: str | Path) -> list[dict[str, Any]]:
     demos = read_jsonl(path, {"user": str, "assistant": str, "label": str}, "safety demonstrations")
     for demo in demos:
         if demo["label"] not in ("safe", "unsafe") or any(c not in HAZARDS for c in demo.get("categories", [])):
-            raise ConfigError(f"safety demonstrations {path}: demo '{demo['id']}' needs label safe|unsafe and codes S1-S14")
+            raise ConfigError(
+                f"safety demonstrations {path}: demo '{demo['id']}' needs label safe|unsafe and codes S1-S14"
+            )
     return demos
 
 
@@ -201,16 +214,29 @@ def open_guard(cfg: dict, base_dir: str | Path):
         backend = open_backend(cfg, model, plain_prompts=False, model_name=name)
         return LlamaGuard(backend, safety["max_new_tokens"])
     backend = open_backend(cfg, model, model_name=name)
-    return FewshotGuard(backend, load_safety_demos(safety["demos"]), safety["fewshot_k"], safety["unsafe_threshold"],
-                        cfg["seed"], safety["categories"])
+    return FewshotGuard(
+        backend,
+        load_safety_demos(safety["demos"]),
+        safety["fewshot_k"],
+        safety["unsafe_threshold"],
+        cfg["seed"],
+        safety["categories"],
+    )
 
 
 def verdict_rows(items: Sequence[GuardItem], verdicts: Sequence[Verdict], guard) -> list[dict[str, Any]]:
     return [
         {
-            "text_id": item.text_id, "kind": item.kind, "instruction_id": item.instruction_id, "stage": item.stage,
-            "label": v.label, "categories": v.categories, "p_unsafe": v.p_unsafe, "raw_output": v.raw_output,
-            "guard_backend": guard.name, "guard_model": guard.backend.model_name,
+            "text_id": item.text_id,
+            "kind": item.kind,
+            "instruction_id": item.instruction_id,
+            "stage": item.stage,
+            "label": v.label,
+            "categories": v.categories,
+            "p_unsafe": v.p_unsafe,
+            "raw_output": v.raw_output,
+            "guard_backend": guard.name,
+            "guard_model": guard.backend.model_name,
         }
         for item, v in zip(items, verdicts)
     ]
@@ -219,15 +245,22 @@ def verdict_rows(items: Sequence[GuardItem], verdicts: Sequence[Verdict], guard)
 def items_from_tables(responses: Sequence[dict], critiques: Sequence[dict], stage: str) -> list[GuardItem]:
     """Every response and every revision of a stage."""
     instructions = {r["instruction_id"]: r["instruction"] for r in responses}
-    items = [GuardItem(r["response_id"], "response", r["instruction_id"], stage, r["instruction"], r["response"]) for r in responses]
+    items = [
+        GuardItem(r["response_id"], "response", r["instruction_id"], stage, r["instruction"], r["response"])
+        for r in responses
+    ]
     items += [
-        GuardItem(c["critique_id"], "revision", c["instruction_id"], stage, instructions[c["instruction_id"]], c["revision"])
+        GuardItem(
+            c["critique_id"], "revision", c["instruction_id"], stage, instructions[c["instruction_id"]], c["revision"]
+        )
         for c in critiques
     ]
     return items
 
 
-def run_safety_label(cfg: dict, stage: str, responses_path: str, critiques_path: str, base_dir: str, table: str, manifest: str) -> None:
+def run_safety_label(
+    cfg: dict, stage: str, responses_path: str, critiques_path: str, base_dir: str, table: str, manifest: str
+) -> None:
     responses = tables.read_table(responses_path, "responses")
     critiques = tables.read_table(critiques_path, "critiques", require_rows=False)
     items = items_from_tables(responses, critiques, stage)
@@ -239,6 +272,16 @@ def run_safety_label(cfg: dict, stage: str, responses_path: str, critiques_path:
     tables.write_table(rows, table, "safety")
     counts = {label: sum(1 for r in rows if r["label"] == label) for label in LABELS}
     logger.info("safety labels: %s; fewshot demo accuracy: %s", counts, calibration)
-    write_manifest(manifest, cfg, {"rule": "safety_label", "stage": stage, "rows": len(rows), "labels": counts,
-                                   "guard": guard.name, "fewshot_demo_accuracy": calibration,
-                                   "seconds": round(timer.seconds, 2)})
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "safety_label",
+            "stage": stage,
+            "rows": len(rows),
+            "labels": counts,
+            "guard": guard.name,
+            "fewshot_demo_accuracy": calibration,
+            "seconds": round(timer.seconds, 2),
+        },
+    )

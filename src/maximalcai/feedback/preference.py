@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 def load_preference_demos(path: str | Path) -> list[dict[str, Any]]:
     demos = read_jsonl(
-        path, {"instruction": str, "question": str, "response_a": str, "response_b": str, "answer": str},
+        path,
+        {"instruction": str, "question": str, "response_a": str, "response_b": str, "answer": str},
         "preference demonstrations",
     )
     for demo in demos:
@@ -56,20 +57,34 @@ def build_comparisons(
             by_instruction.setdefault(row["instruction_id"], []).append(row)
         for instruction_id, rows in by_instruction.items():
             for a, b in zip(rows[0::2], rows[1::2]):  # candidates 0-1, 2-3, ...
-                comparisons.append({
-                    "comparison_id": f"{a['response_id']}-vs-r{b['candidate_index']}", "kind": "responses",
-                    "instruction_id": instruction_id, "instruction": a["instruction"],
-                    "a_id": a["response_id"], "a_text": a["response"], "b_id": b["response_id"], "b_text": b["response"],
-                })
+                comparisons.append(
+                    {
+                        "comparison_id": f"{a['response_id']}-vs-r{b['candidate_index']}",
+                        "kind": "responses",
+                        "instruction_id": instruction_id,
+                        "instruction": a["instruction"],
+                        "a_id": a["response_id"],
+                        "a_text": a["response"],
+                        "b_id": b["response_id"],
+                        "b_text": b["response"],
+                    }
+                )
     if "revision" in kinds:
         originals = {r["response_id"]: r for r in responses}
         for response_id, last in sorted(final_revisions(critiques).items()):
             original = originals[response_id]
-            comparisons.append({
-                "comparison_id": f"{response_id}-vs-revision", "kind": "revision",
-                "instruction_id": original["instruction_id"], "instruction": original["instruction"],
-                "a_id": response_id, "a_text": original["response"], "b_id": last["critique_id"], "b_text": last["revision"],
-            })
+            comparisons.append(
+                {
+                    "comparison_id": f"{response_id}-vs-revision",
+                    "kind": "revision",
+                    "instruction_id": original["instruction_id"],
+                    "instruction": original["instruction"],
+                    "a_id": response_id,
+                    "a_text": original["response"],
+                    "b_id": last["critique_id"],
+                    "b_text": last["revision"],
+                }
+            )
     return comparisons
 
 
@@ -88,8 +103,11 @@ def label_preferences(
     seed: int,
 ) -> list[dict[str, Any]]:
     """One row per comparison: per-principle P(a) with a shown first and second, their mean, the soft label."""
-    prefix = demo_prefix(random.Random(derive_seed(seed, stage, "preference-demos")).sample(
-        list(demos), min(settings["fewshot_k"], len(demos))))
+    prefix = demo_prefix(
+        random.Random(derive_seed(seed, stage, "preference-demos")).sample(
+            list(demos), min(settings["fewshot_k"], len(demos))
+        )
+    )
     plans = []
     prompts = []
     for comparison in comparisons:
@@ -112,14 +130,24 @@ def label_preferences(
             second.append(1.0 - normalise(*a_second))
         p_a = (sum(first) + sum(second)) / (2 * len(principles))
         soft = min(max(p_a, clamp[0]), clamp[1]) if clamp else p_a
-        rows.append({
-            "comparison_id": comparison["comparison_id"], "instruction_id": comparison["instruction_id"],
-            "stage": stage, "kind": comparison["kind"], "a_id": comparison["a_id"], "b_id": comparison["b_id"],
-            "principle_ids": [p.id for p in principles], "p_a_first": [round(p, 6) for p in first],
-            "p_a_second": [round(p, 6) for p in second], "p_a": round(p_a, 6), "soft_label": round(soft, 6),
-            "labeller": backend.model_name, "seed": derive_seed(seed, stage, comparison["comparison_id"]),
-            "constitution_hash": constitution.sha256,
-        })
+        rows.append(
+            {
+                "comparison_id": comparison["comparison_id"],
+                "instruction_id": comparison["instruction_id"],
+                "stage": stage,
+                "kind": comparison["kind"],
+                "a_id": comparison["a_id"],
+                "b_id": comparison["b_id"],
+                "principle_ids": [p.id for p in principles],
+                "p_a_first": [round(p, 6) for p in first],
+                "p_a_second": [round(p, 6) for p in second],
+                "p_a": round(p_a, 6),
+                "soft_label": round(soft, 6),
+                "labeller": backend.model_name,
+                "seed": derive_seed(seed, stage, comparison["comparison_id"]),
+                "constitution_hash": constitution.sha256,
+            }
+        )
     return rows
 
 
@@ -135,8 +163,17 @@ def labeller_model(cfg: dict, base_dir: str, adapter_dir: str | None) -> tuple[s
 
 
 def run_preference_label(
-    cfg: dict, settings: dict, stage: str, responses_path: str, critiques_path: str, constitution_path: str,
-    demos_path: str, base_dir: str, adapter_dir: str | None, table: str, manifest: str,
+    cfg: dict,
+    settings: dict,
+    stage: str,
+    responses_path: str,
+    critiques_path: str,
+    constitution_path: str,
+    demos_path: str,
+    base_dir: str,
+    adapter_dir: str | None,
+    table: str,
+    manifest: str,
 ) -> None:
     from maximalcai.backends import open_backend
 
@@ -155,5 +192,14 @@ def run_preference_label(
     tables.write_table(rows, table, "preferences")
     bias = position_bias(rows)
     logger.info("%d comparisons labelled; position bias (P(first) - 0.5) %.3f", len(rows), bias)
-    write_manifest(manifest, cfg, {"rule": "preference_label", "stage": stage, "rows": len(rows),
-                                   "position_bias": bias, "seconds": round(timer.seconds, 2)})
+    write_manifest(
+        manifest,
+        cfg,
+        {
+            "rule": "preference_label",
+            "stage": stage,
+            "rows": len(rows),
+            "position_bias": bias,
+            "seconds": round(timer.seconds, 2),
+        },
+    )

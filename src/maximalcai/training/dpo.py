@@ -35,9 +35,13 @@ from maximalcai.reproducibility import file_sha256, seed_everything
 logger = logging.getLogger(__name__)
 
 LOG_KEYS = {
-    "loss": "loss", "rewards/chosen": "rewards_chosen", "rewards/rejected": "rewards_rejected",
-    "rewards/margins": "rewards_margins", "rewards/accuracies": "rewards_accuracies",
-    "learning_rate": "learning_rate", "grad_norm": "grad_norm",
+    "loss": "loss",
+    "rewards/chosen": "rewards_chosen",
+    "rewards/rejected": "rewards_rejected",
+    "rewards/margins": "rewards_margins",
+    "rewards/accuracies": "rewards_accuracies",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
 }
 FINGERPRINT = "fingerprint.json"
 
@@ -63,8 +67,10 @@ def ensure_pad_token(tokenizer) -> None:
             return
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    logger.warning("pad token %r equals EOS or UNK; TRL pads by length, but check EOS handling for this tokenizer",
-                   tokenizer.pad_token)
+    logger.warning(
+        "pad token %r equals EOS or UNK; TRL pads by length, but check EOS handling for this tokenizer",
+        tokenizer.pad_token,
+    )
 
 
 def score_only_completions_on_cpu() -> bool:
@@ -97,8 +103,12 @@ def lora_config(lora: dict[str, Any]):
     from peft import LoraConfig
 
     return LoraConfig(
-        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=lora["target_modules"],
-        bias="none", task_type="CAUSAL_LM",
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"],
+        bias="none",
+        task_type="CAUSAL_LM",
     )
 
 
@@ -113,7 +123,9 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
         from unsloth import FastLanguageModel  # GPU only: imported on this path alone
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=base_dir, max_seq_length=settings["max_length"], dtype=None,
+            model_name=base_dir,
+            max_seq_length=settings["max_length"],
+            dtype=None,
             load_in_4bit=cfg["training"]["load_in_4bit"],
         )
         if previous_adapter:
@@ -122,8 +134,13 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
             model = PeftModel.from_pretrained(model, previous_adapter, is_trainable=True)
         else:
             model = FastLanguageModel.get_peft_model(
-                model, r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                target_modules=lora["target_modules"], bias="none", random_state=cfg["seed"],
+                model,
+                r=lora["r"],
+                lora_alpha=lora["alpha"],
+                lora_dropout=lora["dropout"],
+                target_modules=lora["target_modules"],
+                bias="none",
+                random_state=cfg["seed"],
                 use_gradient_checkpointing="unsloth" if cfg["training"]["gradient_checkpointing"] else False,
             )
         ensure_pad_token(tokenizer)
@@ -137,8 +154,12 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
     if cfg["training"]["load_in_4bit"]:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
         from transformers import BitsAndBytesConfig
 
-        kwargs = {"dtype": torch.bfloat16, "quantization_config": BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)}
+        kwargs = {
+            "dtype": torch.bfloat16,
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            ),
+        }
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
     if cfg["training"]["load_in_4bit"]:
         from peft import prepare_model_for_kbit_training
@@ -151,8 +172,16 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
     return model, tokenizer, lora_config(lora)
 
 
-def trainer_args(config_class, settings: dict, cfg: dict, output_dir: Path, device: str,
-                 trl_args: dict[str, Any] | None = None, where: str = "training.trl_args", **extra):
+def trainer_args(
+    config_class,
+    settings: dict,
+    cfg: dict,
+    output_dir: Path,
+    device: str,
+    trl_args: dict[str, Any] | None = None,
+    where: str = "training.trl_args",
+    **extra,
+):
     """The TRL config of one phase: our settings, then ``extra``, then the user's ``trl_args`` passthrough
     (any field of ``config_class``, e.g. ``precompute_ref_log_probs`` or ``ld_alpha``), which wins."""
     import dataclasses
@@ -162,8 +191,10 @@ def trainer_args(config_class, settings: dict, cfg: dict, output_dir: Path, devi
     unknown = sorted(set(trl_args) - fields)
     if unknown:
         hints = [key + did_you_mean(key, fields) for key in unknown]
-        raise ConfigError(f"{where}: {', '.join(hints)} is not a field of TRL's {config_class.__name__}; "
-                          "see https://huggingface.co/docs/trl for the fields of this TRL version")
+        raise ConfigError(
+            f"{where}: {', '.join(hints)} is not a field of TRL's {config_class.__name__}; "
+            "see https://huggingface.co/docs/trl for the fields of this TRL version"
+        )
     args = dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=settings["batch_size"],
@@ -225,7 +256,12 @@ def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, An
             continue
         row = {"phase": phase, "step": int(entry["step"]), "epoch": entry.get("epoch")}
         row.update({column: entry.get(key) for key, column in LOG_KEYS.items()})
-        rows.append({k: (float(v) if isinstance(v, (int, float)) and k not in ("phase", "step") else v) for k, v in row.items()})
+        rows.append(
+            {
+                k: (float(v) if isinstance(v, (int, float)) and k not in ("phase", "step") else v)
+                for k, v in row.items()
+            }
+        )
     return rows
 
 
@@ -237,21 +273,42 @@ def tracker_callbacks(cfg: dict, runs_dir: str | Path | None, phase: str) -> lis
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
-        raise ConfigError("training.report_to: tensorboard needs the tensorboard package; install it with "
-                          "pip install tensorboard, or remove it from report_to") from exc
+        raise ConfigError(
+            "training.report_to: tensorboard needs the tensorboard package; install it with "
+            "pip install tensorboard, or remove it from report_to"
+        ) from exc
     from transformers.integrations import TensorBoardCallback
 
     return [TensorBoardCallback(SummaryWriter(log_dir=str(Path(runs_dir) / phase)))]
 
 
-def run_phase(trainer_class, config_class, model, tokenizer, peft_config, dataset, settings, cfg, folder, device,
-              phase: str, stop_after: int | None = None, runs_dir: str | Path | None = None, **extra):
+def run_phase(
+    trainer_class,
+    config_class,
+    model,
+    tokenizer,
+    peft_config,
+    dataset,
+    settings,
+    cfg,
+    folder,
+    device,
+    phase: str,
+    stop_after: int | None = None,
+    runs_dir: str | Path | None = None,
+    **extra,
+):
     """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows)."""
     args = trainer_args(config_class, settings, cfg, folder, device, **extra)
     kwargs = {"peft_config": peft_config} if peft_config is not None else {}
-    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(cfg, runs_dir, phase)],
-                            **kwargs)
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(cfg, runs_dir, phase)],
+        **kwargs,
+    )
     if stop_after is not None:  # tests: simulate a job killed after `stop_after` optimizer steps
         from transformers import TrainerCallback
 
@@ -266,8 +323,16 @@ def run_phase(trainer_class, config_class, model, tokenizer, peft_config, datase
 
 
 def train_stage(
-    cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, previous_adapter: str | None,
-    out_dir: str, checkpoint_dir: str, sft_path: str | None = None, stop_after: int | None = None,
+    cfg: dict,
+    settings: dict,
+    stage: str,
+    base_dir: str,
+    pairs_path: str,
+    previous_adapter: str | None,
+    out_dir: str,
+    checkpoint_dir: str,
+    sft_path: str | None = None,
+    stop_after: int | None = None,
     runs_dir: str | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically.
@@ -287,7 +352,10 @@ def train_stage(
         raise TableError(f"{pairs_path}: no pairs with split=train; see the pair funnel next to it")
     seed_everything(cfg["seed"], cfg["deterministic"])
     fingerprint = {
-        "pairs_sha256": file_sha256(pairs_path), "settings": settings, "seed": cfg["seed"], "backend": backend,
+        "pairs_sha256": file_sha256(pairs_path),
+        "settings": settings,
+        "seed": cfg["seed"],
+        "backend": backend,
         "sft_sha256": file_sha256(sft_path) if sft_path else None,
         "base_model": read_model_info(base_dir),
         "previous_adapter": dir_sha256(previous_adapter) if previous_adapter else None,
@@ -309,15 +377,29 @@ def train_stage(
     if sft:
         from trl import SFTConfig, SFTTrainer
 
-        examples = [{k: row[k] for k in ("prompt", "completion")}
-                    for row in tables.read_table(sft_path, "sft_examples", require_rows=False)]
+        examples = [
+            {k: row[k] for k in ("prompt", "completion")}
+            for row in tables.read_table(sft_path, "sft_examples", require_rows=False)
+        ]
         sft_count = len(examples)
         if examples:
             sft_settings = {**settings, "epochs": settings["sft_warmup"]["epochs"], "max_steps": -1}
             model, sft_rows = run_phase(
-                SFTTrainer, SFTConfig, model, tokenizer, peft_config, Dataset.from_list(examples), sft_settings, cfg,
-                checkpoints / "sft", device, "sft", runs_dir=runs_dir, learning_rate=settings["sft_warmup"]["learning_rate"],
-                trl_args=settings["sft_warmup"]["trl_args"], where="training.sft_warmup.trl_args",
+                SFTTrainer,
+                SFTConfig,
+                model,
+                tokenizer,
+                peft_config,
+                Dataset.from_list(examples),
+                sft_settings,
+                cfg,
+                checkpoints / "sft",
+                device,
+                "sft",
+                runs_dir=runs_dir,
+                learning_rate=settings["sft_warmup"]["learning_rate"],
+                trl_args=settings["sft_warmup"]["trl_args"],
+                where="training.sft_warmup.trl_args",
             )
             rows += sft_rows
             peft_config = None  # DPO continues the warmed-up adapter; TRL keeps its frozen copy as the reference
@@ -326,9 +408,24 @@ def train_stage(
     dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
     with Timer() as timer:
         model, dpo_rows = run_phase(
-            DPOTrainer, DPOConfig, model, tokenizer, peft_config, dataset, settings, cfg, checkpoints / "dpo", device,
-            "dpo", stop_after=stop_after, runs_dir=runs_dir, beta=settings["beta"], loss_type=loss_types(settings["loss_type"]),
-            loss_weights=settings["loss_weights"], disable_dropout=True, trl_args=settings["trl_args"],
+            DPOTrainer,
+            DPOConfig,
+            model,
+            tokenizer,
+            peft_config,
+            dataset,
+            settings,
+            cfg,
+            checkpoints / "dpo",
+            device,
+            "dpo",
+            stop_after=stop_after,
+            runs_dir=runs_dir,
+            beta=settings["beta"],
+            loss_type=loss_types(settings["loss_type"]),
+            loss_weights=settings["loss_weights"],
+            disable_dropout=True,
+            trl_args=settings["trl_args"],
         )
     rows += dpo_rows
     out = Path(out_dir)
@@ -337,11 +434,21 @@ def train_stage(
     model.save_pretrained(tmp, selected_adapters=["default"])
     tokenizer.save_pretrained(tmp)
     summary = {
-        "stage": stage, "backend": backend, "device": device, "train_pairs": len(pairs), "sft_examples": sft_count,
-        "steps": max((r["step"] for r in dpo_rows), default=0), "dpo_seconds": round(timer.seconds, 2),
-        "steps_per_s": round(max((r["step"] for r in dpo_rows), default=0) / timer.seconds, 4) if timer.seconds else None,
-        "final": dpo_rows[-1] if dpo_rows else {}, "previous_adapter": previous_adapter,
-        "reference": "previous stage's adapter (frozen copy)" if previous_adapter or sft else "base model (adapter disabled)",
+        "stage": stage,
+        "backend": backend,
+        "device": device,
+        "train_pairs": len(pairs),
+        "sft_examples": sft_count,
+        "steps": max((r["step"] for r in dpo_rows), default=0),
+        "dpo_seconds": round(timer.seconds, 2),
+        "steps_per_s": round(max((r["step"] for r in dpo_rows), default=0) / timer.seconds, 4)
+        if timer.seconds
+        else None,
+        "final": dpo_rows[-1] if dpo_rows else {},
+        "previous_adapter": previous_adapter,
+        "reference": "previous stage's adapter (frozen copy)"
+        if previous_adapter or sft
+        else "base model (adapter disabled)",
     }
     (tmp / "README.md").write_text(model_card(cfg, settings, stage, base_dir, pairs_path, summary))
     if out.exists():
@@ -369,9 +476,13 @@ def model_card(cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path:
         "## Data",
         f"- pairs: `{pairs_path}` (sha256 `{file_sha256(pairs_path)[:16]}...`), {summary['train_pairs']} training pairs",
         f"- constitution: `{cfg['constitution']}` (content sha256 `{constitution_hash(cfg['constitution'])}`)",
-        f"- previous stage adapter: `{summary['previous_adapter']}`" if summary["previous_adapter"] else "- trained from the base model",
+        f"- previous stage adapter: `{summary['previous_adapter']}`"
+        if summary["previous_adapter"]
+        else "- trained from the base model",
         f"- DPO reference: {summary['reference']}",
-        f"- SFT warm-up examples: {summary['sft_examples']}" if settings["sft_warmup"]["enabled"] else "- no SFT warm-up",
+        f"- SFT warm-up examples: {summary['sft_examples']}"
+        if settings["sft_warmup"]["enabled"]
+        else "- no SFT warm-up",
         "",
         "## Hyperparameters",
         "```json",
@@ -406,13 +517,30 @@ def _fmt(value: Any) -> str:
 
 
 def run_train_dpo(
-    cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, previous_adapter: str | None,
-    sft_path: str | None, adapter_dir: str, log_table: str, checkpoint_dir: str, manifest: str,
+    cfg: dict,
+    settings: dict,
+    stage: str,
+    base_dir: str,
+    pairs_path: str,
+    previous_adapter: str | None,
+    sft_path: str | None,
+    adapter_dir: str,
+    log_table: str,
+    checkpoint_dir: str,
+    manifest: str,
     runs_dir: str | None = None,
 ) -> None:
     with Timer() as timer:
         rows, summary = train_stage(
-            cfg, settings, stage, base_dir, pairs_path, previous_adapter, adapter_dir, checkpoint_dir, sft_path,
+            cfg,
+            settings,
+            stage,
+            base_dir,
+            pairs_path,
+            previous_adapter,
+            adapter_dir,
+            checkpoint_dir,
+            sft_path,
             runs_dir=runs_dir,
         )
     tables.write_table(rows, log_table, "training_log")
