@@ -140,7 +140,7 @@ def main() -> None:
             ),
         }
         if not args.skip_llama_cpp:
-            runs["llama.cpp single stream (Q4_K_M)"] = lambda: llama_cpp(
+            runs["llama.cpp single stream (Q4_K_M)"] = lambda threads=threads: llama_cpp(
                 [p + s for p, s in separate], sampling, threads
             )
         for name, run in runs.items():

@@ -70,8 +70,9 @@ def versions() -> dict:
 def build_models(folder: Path) -> dict[str, Path]:
     """A test-sized model and a Gemma-3-270M-shaped one (random weights, small vocabulary)."""
     import torch
-    from conftest import GEMMA_SPECIALS, build_tiny_model, build_tokenizer
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from conftest import GEMMA_SPECIALS, build_tiny_model, build_tokenizer
 
     tokenizer = build_tokenizer(GEMMA_SPECIALS, "<bos>", "<eos>", "<pad>", "<unk>")
     tiny, shaped = folder / "tiny", folder / "gemma3-270m-shaped"
@@ -136,7 +137,6 @@ def check_generate_cpu_vs_cuda(models, work, results) -> dict:
 
 
 def check_generate_bf16(models, work, results) -> dict:
-    import torch
 
     from maximalcai.backends.base import Sampling
     from maximalcai.backends.transformers_backend import TransformersBackend
@@ -271,7 +271,6 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
 
 
 def check_adapter_on_cuda(models, work, results) -> dict:
-    import torch
 
     from maximalcai.backends.base import Sampling
     from maximalcai.backends.transformers_backend import TransformersBackend

@@ -70,8 +70,9 @@ def versions() -> dict:
 def build_model(folder: Path, layers: int, shrink: int, device: str) -> Path:
     """Qwen2.5-32B's decoder layer ``layers`` deep (dimensions divided by ``shrink`` for a dry run)."""
     import torch
-    from conftest import QWEN_SPECIALS, build_tokenizer
     from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from conftest import QWEN_SPECIALS, build_tokenizer
 
     tokenizer = build_tokenizer(QWEN_SPECIALS, None, "<|endoftext|>", "<|endoftext|>", None)
     heads = max(1, QWEN32B["num_attention_heads"] // shrink)
@@ -196,7 +197,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
 
     class StepTimer(TrainerCallback):
         def __init__(self):
-            self.starts, self.seconds = {}, []
+            self.seconds = []
 
         def on_step_begin(self, args, state, control, **kwargs):
             sync(device)
@@ -206,25 +207,15 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
             sync(device)
             self.seconds.append(time.perf_counter() - self.start)
 
-    def timed(trainer_class):
-        class Timed(trainer_class):
-            def __init__(self, *args, **kwargs):
-                super().__init__(*args, **kwargs)
-                self.timer = StepTimer()
-                self.add_callback(self.timer)
-                Timed.last = self
-
-        return Timed
-
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     model, tokenizer, peft_config = load_policy(str(path), None, settings, cfg, "trl")
     prompts = [p + "\n\n### Response:\n" for p in texts(tokenizer, steps * per_step, lengths["prompt_tokens"])]
     answers = texts(tokenizer, steps * per_step * 2, lengths["response_tokens"], offset=11)
     sft_rows = [{"prompt": p, "completion": a} for p, a in zip(prompts, answers[::2])]
-    SFT = timed(SFTTrainer)
+    sft_timer, dpo_timer = StepTimer(), StepTimer()
     model, _ = run_phase(
-        SFT,
+        SFTTrainer,
         SFTConfig,
         model,
         tokenizer,
@@ -235,13 +226,13 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         work / "sft",
         device,
         "sft",
+        callbacks=[sft_timer],
         trl_args={},
     )
-    sft_seconds = SFT.last.timer.seconds
+    sft_seconds = sft_timer.seconds
     pairs = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in zip(prompts, answers[::2], answers[1::2])]
-    DPO = timed(DPOTrainer)
     model, rows = run_phase(
-        DPO,
+        DPOTrainer,
         DPOConfig,
         model,
         tokenizer,
@@ -252,13 +243,14 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         work / "dpo",
         device,
         "dpo",
+        callbacks=[dpo_timer],
         beta=settings["beta"],
         loss_type=loss_types("sigmoid"),
         loss_weights=None,
         disable_dropout=True,
         trl_args={},
     )
-    dpo_seconds = DPO.last.timer.seconds
+    dpo_seconds = dpo_timer.seconds
     count = lambda text: len(tokenizer(text).input_ids)  # noqa: E731
     sft_tokens = statistics.mean(count(r["prompt"]) + count(r["completion"]) for r in sft_rows) * per_step
     dpo_tokens = (

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from maximalcai import cli, formats
-
 from conftest import REPO
+from maximalcai import cli, formats
 
 
 @pytest.fixture()
@@ -40,8 +39,8 @@ def run(argv, capsys):
 def test_generate_gives_the_workflow_backends_answers(workdir, capsys, tiny_model_dir):
     import torch
 
-    from maximalcai.backends.transformers_backend import TransformersBackend
     from maximalcai.backends import Sampling
+    from maximalcai.backends.transformers_backend import TransformersBackend
     from maximalcai.reproducibility import derive_seed
 
     (workdir / "prompts.jsonl").write_text('{"id": "a", "prompt": "Name a color."}\n{"instruction": "Say hi."}\n')

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_workflow import fake_complete_run, make_workdir, planned_stage_jobs
 
+from conftest import REPO
 from maximalcai import tables
 from maximalcai.errors import ConfigError
 from maximalcai.targets import check_forcerun
-
-from conftest import REPO
-from test_workflow import fake_complete_run, make_workdir, planned_stage_jobs
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 DATA_RULES = {

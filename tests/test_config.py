@@ -5,6 +5,7 @@ import copy
 import pytest
 import yaml
 
+from conftest import REPO
 from maximalcai.config import (
     deep_merge,
     load_config,
@@ -14,8 +15,6 @@ from maximalcai.config import (
     stage_ids,
 )
 from maximalcai.errors import ConfigError
-
-from conftest import REPO
 
 
 def raw_default() -> dict:

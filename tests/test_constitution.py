@@ -5,10 +5,9 @@ import random
 import pytest
 import yaml
 
+from conftest import REPO
 from maximalcai.constitution import load_constitution, sample_principles
 from maximalcai.errors import ConstitutionError
-
-from conftest import REPO
 
 
 def test_the_shipped_constitution_is_hhh_and_large_enough():

@@ -3,10 +3,9 @@ and the README's first commands are the ones CI runs."""
 
 import re
 
+from conftest import REPO
 from maximalcai.configdoc import render
 from maximalcai.tables import TABLES
-
-from conftest import REPO
 
 
 def test_config_reference_is_current():

@@ -1,28 +1,26 @@
 """Evaluation metrics, intervals and verdicts, on hand-made rows and the tiny model."""
 
 import copy
-import math
 
 import pytest
+from test_feedback import CONSTITUTION, PREFERENCE_DEMOS, PositionBiased
 
 from maximalcai import verifiable
 from maximalcai.errors import ResourceError
 from maximalcai.evaluation.evaluate import (
     answer_logprobs,
     answer_shift,
+    first_of_each_set,
     head_to_head,
     is_refusal,
     item_scores,
     judge_report,
-    first_of_each_set,
     pair_margins,
     preference_accuracy,
     summarize,
 )
 from maximalcai.evaluation.sets import EvalPrompt, load_eval_prompts
 from maximalcai.evaluation.stats import BETTER, DIFFERENT, NEWCOMBE, PAIRED_T, SAME, TOO_FEW, WORSE
-
-from test_feedback import CONSTITUTION, PREFERENCE_DEMOS, PositionBiased
 
 
 def test_eval_sets_are_cut_to_max_prompts_in_file_order(default_config):
@@ -260,8 +258,8 @@ def test_answer_shift_is_zero_against_itself_and_measurable_against_another_mode
 ):
     import torch
 
-    from maximalcai.backends.transformers_backend import TransformersBackend
     from conftest import build_tiny_model
+    from maximalcai.backends.transformers_backend import TransformersBackend
 
     other_dir = tmp_path / "other"
     build_tiny_model(gemma_style_tokenizer, seed=1).save_pretrained(other_dir)

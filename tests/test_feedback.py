@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from conftest import REPO
 from maximalcai import formats
 from maximalcai.backends import Backend
 from maximalcai.constitution import load_constitution
@@ -19,8 +20,6 @@ from maximalcai.feedback.guard import (
     select_demos,
 )
 from maximalcai.feedback.preference import build_comparisons, label_preferences, load_preference_demos, position_bias
-
-from conftest import REPO
 
 CONSTITUTION = load_constitution(REPO / "constitution.yaml")
 CRITIQUE_DEMOS = load_critique_demos(REPO / "resources/feedback/critique_demos.jsonl")

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from conftest import REPO
 from maximalcai import tables, verifiable
 from maximalcai.generation import (
     attach_constraints,
@@ -18,8 +19,6 @@ from maximalcai.generation import (
     run_response_shard,
 )
 from maximalcai.prompting import PoolExample, load_pool, shared_draws
-
-from conftest import REPO
 
 POOL = REPO / "resources/pools/stage1_explicit.jsonl"
 SETTINGS = {

@@ -5,11 +5,10 @@ import copy
 import pytest
 import yaml
 
+from conftest import REPO
 from maximalcai.config import deep_merge, load_config
 from maximalcai.errors import ConfigError
 from maximalcai.plan import build_plan, check_budget, format_plan
-
-from conftest import REPO
 
 
 def qwen_config() -> dict:

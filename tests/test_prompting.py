@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from conftest import REPO
 from maximalcai import formats
 from maximalcai.backends import Sampling
 from maximalcai.errors import ChatTemplateLeakError, ResourceError
@@ -15,8 +16,6 @@ from maximalcai.prompting import (
     response_prompt,
     sample_examples,
 )
-
-from conftest import REPO
 
 POOL = REPO / "resources/pools/stage1_explicit.jsonl"
 

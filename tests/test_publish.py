@@ -5,11 +5,10 @@ import json
 import shutil
 
 import pytest
-
-from maximalcai import cli, tables
+from test_training import pair
 
 from conftest import REPO
-from test_training import pair
+from maximalcai import cli, tables
 
 
 @pytest.fixture()

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
 from maximalcai import tables
 from maximalcai.errors import ConfigError, HardwareError
@@ -91,6 +92,17 @@ def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pa
     tables.to_arrow(rows, "training_log")
 
 
+class KillAfter(TrainerCallback):
+    """A job killed after ``steps`` optimizer steps (a pod restart, say)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.steps:
+            raise KeyboardInterrupt(f"killed after step {state.global_step}")
+
+
 def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg):
     cfg, settings = train_cfg
     train_stage(
@@ -106,7 +118,7 @@ def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pair
             None,
             str(tmp_path / "b"),
             str(tmp_path / "cb"),
-            stop_after=3,
+            dpo_callbacks=[KillAfter(3)],
         )
     assert (tmp_path / "cb/dpo/checkpoint-2").is_dir() and not (tmp_path / "b").exists()
     rows, _ = train_stage(

@@ -64,7 +64,8 @@ def test_gpu_libraries_are_not_imported_on_the_cpu_path():
     import sys
 
     code = (
-        "import sys, maximalcai.backends, maximalcai.training, maximalcai.training.dpo, maximalcai.backends.vllm_backend; "
+        "import sys, maximalcai.backends, maximalcai.training, maximalcai.training.dpo, "
+        "maximalcai.backends.vllm_backend; "
         "print(sorted(m for m in ('vllm', 'unsloth', 'bitsandbytes') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -10,11 +10,10 @@ import sys
 import pytest
 import yaml
 
+from conftest import REPO
 from maximalcai import tables
 from maximalcai.models import load_tokenizer
 from maximalcai.prompting import ChatTokenCheck
-
-from conftest import REPO
 
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 

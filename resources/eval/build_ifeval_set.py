@@ -8,10 +8,10 @@ The file holds the hand-written prompts (ids ``h-*``, kept as they are) followed
 probability 1/4 a second compatible one, attached in IFEval's own words with its checker kwargs
 (``maximalcai.verifiable.attach``). Every instruction type that ``if-verifiable`` can check appears
 ``PER_TYPE`` times as the first constraint, round-robin, so any first N generated prompts (the CPU
-default's ``evaluation.max_prompts`` cut) spread over the types. The base tasks cover writing, explanation, advice, coding,
-math and summarising; ``tests/test_resources.py`` checks that no prompt is a near-duplicate of any
-few-shot pool or demonstration file, and the workflow drops generated training instructions that come
-close to any eval prompt.
+default's ``evaluation.max_prompts`` cut) spread over the types. The base tasks cover writing,
+explanation, advice, coding, math and summarising; ``tests/test_resources.py`` checks that no prompt is a
+near-duplicate of any few-shot pool or demonstration file, and the workflow drops generated training
+instructions that come close to any eval prompt.
 """
 
 from __future__ import annotations

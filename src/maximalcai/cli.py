@@ -19,8 +19,9 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence, TextIO
+from typing import TextIO
 
 from maximalcai import formats
 from maximalcai.config import load_workflow_config

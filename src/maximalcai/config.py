@@ -3,8 +3,8 @@
 ``load_config(raw, sources)`` is what the Snakefile calls at workflow start (before any job) and what the
 tests call directly. It returns the *resolved* config: every key present with its default, and
 ``stages`` expanded so each entry is complete (``stage_defaults`` merged under it). A stage's id
-(``stage1``, ``stage2``, ...) comes from its position. The resolved config is itself valid input, so resolving twice gives the same result (cluster jobs
-re-read the Snakefile with the config they were given).
+(``stage1``, ``stage2``, ...) comes from its position. The resolved config is itself valid input, so
+resolving twice gives the same result (cluster jobs re-read the Snakefile with the config they were given).
 
 Errors name the file, the dotted key and a fix, e.g.
 ``config.yaml: stages[0].responses.sampling.temprature: unknown key (did you mean 'temperature'?)``.
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import jsonschema
 import yaml

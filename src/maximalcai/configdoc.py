@@ -78,7 +78,8 @@ def render() -> str:
     parts.append("## Top level\n\n| key | type | default | meaning |\n|---|---|---|---|")
     for key, node in top:
         parts.append(
-            f"| `{key}` | {_type(node)} | `{json.dumps(defaults.get(key))}` | {' '.join(node.get('description', '').split())} |"
+            f"| `{key}` | {_type(node)} | `{json.dumps(defaults.get(key))}` | "
+            f"{' '.join(node.get('description', '').split())} |"
         )
     for key, node in sections:
         if (key, node) in top:

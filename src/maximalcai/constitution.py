@@ -8,10 +8,10 @@ name the file, the principle and the field. ``sample_principles`` draws principl
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Sequence
 
 import jsonschema
 import yaml
@@ -46,7 +46,8 @@ class Constitution:
 
 
 def _where(data: dict, path: Sequence) -> str:
-    """'principle 'toxicity' (#5), field critique_request' for an error path like ['principles', 4, 'critique_request']."""
+    """'principle 'toxicity' (#5), field critique_request' for an error path like
+    ['principles', 4, 'critique_request']."""
     parts = list(path)
     if len(parts) >= 2 and parts[0] == "principles" and isinstance(parts[1], int):
         item = data["principles"][parts[1]]

@@ -50,7 +50,8 @@ CHAT_TEMPLATE = (  # every literal is an expression: Jinja's whitespace control 
     "{%- endif -%}"
     "{{ bos_token if add_bos else '' }}{{ '### Instruction:\\n' }}"
     "{%- if turns | length > 1 -%}{{ 'Earlier in this conversation:' }}"
-    "{%- for m in turns[:-1] -%}{{ '\\n' ~ ('User' if m['role'] == 'user' else 'Assistant') ~ ': ' ~ m['content'] | trim }}"
+    "{%- for m in turns[:-1] -%}"
+    "{{ '\\n' ~ ('User' if m['role'] == 'user' else 'Assistant') ~ ': ' ~ m['content'] | trim }}"
     "{%- endfor -%}{{ '\\n\\nUser: ' ~ turns[-1]['content'] | trim }}"
     "{%- else -%}{{ turns[-1]['content'] | trim }}{%- endif -%}"
     "{{ '\\n\\n' }}"
@@ -224,12 +225,16 @@ def model_card(
             "",
             f"The base model `{info.get('name')}`"
             + (f" ([{base_id}](https://huggingface.co/{base_id}))" if base_id else "")
-            + f" aligned by progressive Constitutional AI with [maximalcai](https://pypi.org/project/maximalcai/) up to "
-            f"{stage}: its LoRA adapter merged into the weights ({merged['dtype']}, {merged['parameters']:,} parameters).",
+            + f" aligned by progressive Constitutional AI with [maximalcai](https://pypi.org/project/maximalcai/) "
+            f"up to "
+            f"{stage}: its LoRA adapter merged into the weights ({merged['dtype']}, {merged['parameters']:,} "
+            f"parameters).",
             "",
             "## Training data",
-            f"- DPO pairs: {training.get('train_pairs', 'n/a')} (results/{stage}/pairs.parquet), SFT warm-up examples: "
-            f"{training.get('sft_examples', 0)} (results/{stage}/sft.parquet); written by the model of the stage before, "
+            f"- DPO pairs: {training.get('train_pairs', 'n/a')} (results/{stage}/pairs.parquet), SFT warm-up "
+            f"examples: "
+            f"{training.get('sft_examples', 0)} (results/{stage}/sft.parquet); written by the model of the stage "
+            f"before, "
             "labelled by checks in code, the constitution and a safety classifier.",
             f"- constitution: content sha256 `{constitution_hash(cfg['constitution'])}`; seed {cfg['seed']}.",
             "",
@@ -238,14 +243,17 @@ def model_card(
             *([] if headline else ["- no evaluation was found for this stage"]),
             "",
             "## Use",
-            "The prompt format is plain text (`### Instruction:` / `### Response:`); the tokenizer's chat template renders",
-            "it, multi-turn included. Answers end with EOS or at the next `### ` (generation_config.json's stop strings).",
+            "The prompt format is plain text (`### Instruction:` / `### Response:`); the tokenizer's chat template "
+            "renders",
+            "it, multi-turn included. Answers end with EOS or at the next `### ` (generation_config.json's stop "
+            "strings).",
             "```python",
             "from transformers import AutoModelForCausalLM, AutoTokenizer",
             "tok = AutoTokenizer.from_pretrained('.'); model = AutoModelForCausalLM.from_pretrained('.')",
             "ids = tok.apply_chat_template([{'role': 'user', 'content': 'Name three primary colors.'}],",
             "                              add_generation_prompt=True, return_tensors='pt', return_dict=True)",
-            "print(tok.decode(model.generate(**ids, tokenizer=tok)[0, ids['input_ids'].shape[1]:], skip_special_tokens=True))",
+            "print(tok.decode(model.generate(**ids, tokenizer=tok)[0, ids['input_ids'].shape[1]:], "
+            "skip_special_tokens=True))",
             "```",
             *(
                 ["Ollama: `ollama create my-model -f Modelfile`; llama.cpp: `llama-cli -m " + files[0] + "`."]
@@ -254,7 +262,8 @@ def model_card(
             ),
             "",
             "## Intended use and limits",
-            "A research artifact: an assistant aligned from a base model with AI feedback, to study and to build on. It",
+            "A research artifact: an assistant aligned from a base model with AI feedback, to study and to build "
+            "on. It",
             "is as capable as its base model and no more; it can be wrong, and its safety behaviour was measured on",
             "small held-out sets, not audited. Do not deploy it where harmful output has consequences without your",
             "own evaluation and safeguards. The base model's license applies.",

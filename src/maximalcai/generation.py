@@ -15,8 +15,9 @@ import json
 import logging
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from maximalcai import tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling

@@ -143,7 +143,7 @@ def write_manifest(path: str | Path, config: dict | None, extra: dict | None = N
 class Timer:
     """Wall time of a block, for manifests and logs."""
 
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         self.seconds = 0.0
         return self

@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.manifest import write_manifest
@@ -126,7 +127,7 @@ def candidates_by_instruction(responses: Sequence[dict[str, Any]]) -> dict[str, 
 
 def usable_answers(
     rows: Sequence[dict[str, Any]],
-    items: dict[str, "Text"],
+    items: dict[str, Text],
     safety: dict[str, str],
     checks: Sequence[str],
     max_repetition: float,
@@ -143,7 +144,7 @@ def usable_answers(
 
 def best_worst_pairs(
     responses: Sequence[dict[str, Any]],
-    items: dict[str, "Text"],
+    items: dict[str, Text],
     safety: dict[str, str],
     settings: dict[str, Any],
     stage: str,
@@ -558,8 +559,8 @@ def build_pairs(
             "rows_in": len(responses) + revisions,
             "rows_out": len(candidates) + len(constructed),
             "dropped": 0,
-            "reason": f"{len(responses)} responses and {revisions} final revisions paired into {len(candidates)} labelled "
-            f"comparisons"
+            "reason": f"{len(responses)} responses and {revisions} final revisions paired into "
+            f"{len(candidates)} labelled comparisons"
             + "".join(
                 f" and {n} {name} pairs decided by checks"
                 for kind, name in (("best_worst", "best-vs-worst"), ("code_revision", "code-revision"))

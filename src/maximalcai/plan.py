@@ -145,7 +145,8 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines += [
         f"| **total** | | | | | | **{plan['total_gpu_hours']:.1f}** | **{plan['total_usd']:.0f}** |",
         "",
-        f"Budget guard: max ${plan['max_usd']:.0f} ({'within' if plan['total_usd'] <= plan['max_usd'] else 'OVER'} budget). "
+        f"Budget guard: max ${plan['max_usd']:.0f} ({'within' if plan['total_usd'] <= plan['max_usd'] else 'OVER'} "
+        f"budget). "
         f"Throughput assumed: {json.dumps(plan['throughput'])}.",
     ]
     return "\n".join(lines)

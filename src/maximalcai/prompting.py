@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 from maximalcai import formats
 from maximalcai.errors import ChatTemplateLeakError, ResourceError
 from maximalcai.resources import read_jsonl
-
 
 T = TypeVar("T")
 

@@ -79,7 +79,8 @@ def dataset_card(cfg: dict, stage: str, dataset, model_repo: str | None) -> str:
             f"# maximalcai {stage} preference pairs",
             "",
             "Chosen/rejected pairs in TRL's preference format (`prompt`, `chosen`, `rejected`, plain strings in the",
-            "project's `### Instruction:` / `### Response:` format), written by a base model with few-shot prompts and",
+            "project's `### Instruction:` / `### Response:` format), written by a base model with few-shot prompts "
+            "and",
             "labelled without human raters: checks in code, the constitution and a safety classifier.",
             "",
             f"- splits: {json.dumps(counts)} (`test`: held out from training; the evaluation's preference accuracy)",

@@ -9,8 +9,9 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 COLORS = {"base": "#7f7f7f", "base_fewshot": "#2ca02c", "previous": "#9ecae1"}
 STAGE_COLOR = "#d62728"
@@ -202,7 +203,8 @@ def examples_html(generations: dict[str, Sequence[dict]], stage: str, path: str 
         "</style></head><body>",
         f"<h3>Example answers (greedy): {', '.join(html.escape(m) for m in models)}</h3>",
         f"<p>The first {per_set} prompts of each eval set, whatever the outcome. <i>stop</i>/<i>eos</i>: the answer "
-        "ended by itself; <i>length</i>: it ran into max_new_tokens. base_fewshot had pool examples in its prompt.</p>",
+        "ended by itself; <i>length</i>: it ran into max_new_tokens. base_fewshot had pool examples in its "
+        "prompt.</p>",
         "<table><tr><th>set</th><th>prompt</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in models) + "</tr>",
     ]
     shown: dict[str, int] = {}

@@ -11,8 +11,8 @@ import contextlib
 import logging
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from maximalcai.errors import MaximalcaiError
 

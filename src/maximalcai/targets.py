@@ -12,8 +12,8 @@ and prints the command the user most likely meant. Naming a target (``all`` for 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from maximalcai.errors import ConfigError
 

@@ -24,7 +24,8 @@ import functools
 import json
 import random
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 RELATIONS = ("less than", "at least")
 KEYWORDS = (

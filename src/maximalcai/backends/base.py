@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence, Union
+from typing import Any
 
 from maximalcai import formats
 from maximalcai.prompting import ChatTokenCheck
@@ -29,7 +30,7 @@ from maximalcai.prompting import ChatTokenCheck
 logger = logging.getLogger(__name__)
 
 
-Prompt = Union[str, tuple[str, str]]
+Prompt = str | tuple[str, str]
 
 
 def prompt_text(prompt: Prompt) -> str:
@@ -46,7 +47,7 @@ class Sampling:
     repetition_penalty: float = 1.0
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> "Sampling":
+    def from_config(cls, cfg: dict[str, Any]) -> Sampling:
         return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
 
     def as_dict(self) -> dict[str, Any]:
@@ -151,5 +152,5 @@ class Backend(ABC):
     @abstractmethod
     def _continuation_logprobs(self, prompts: list[Prompt], options: list[list[str]]) -> list[list[float]]: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  a hook: backends that hold memory free it
         """Free the model (GPU memory in particular)."""

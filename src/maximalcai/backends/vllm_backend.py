@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from maximalcai import formats
 from maximalcai.backends.base import Backend, Completion, Prompt, Sampling, prompt_text

@@ -38,7 +38,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.constitution import load_constitution

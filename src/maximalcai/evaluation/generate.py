@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from maximalcai import formats, tables
 from maximalcai.backends import Sampling

@@ -25,8 +25,8 @@ no good direction (length, shift) is "measurably different" or not. Fewer than `
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from maximalcai import formats, tables
 from maximalcai.backends import Backend

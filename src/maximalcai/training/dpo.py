@@ -21,8 +21,9 @@ import logging
 import math
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from maximalcai import formats, tables
 from maximalcai.config import did_you_mean
@@ -294,11 +295,12 @@ def run_phase(
     folder,
     device,
     phase: str,
-    stop_after: int | None = None,
     runs_dir: str | Path | None = None,
+    callbacks: Sequence = (),
     **extra,
 ):
-    """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows)."""
+    """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows).
+    ``callbacks``: more ``TrainerCallback`` objects (a timer in a benchmark, a simulated kill in a test)."""
     args = trainer_args(config_class, settings, cfg, folder, device, **extra)
     kwargs = {"peft_config": peft_config} if peft_config is not None else {}
     trainer = trainer_class(
@@ -306,18 +308,9 @@ def run_phase(
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(cfg, runs_dir, phase)],
+        callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(cfg, runs_dir, phase), *callbacks],
         **kwargs,
     )
-    if stop_after is not None:  # tests: simulate a job killed after `stop_after` optimizer steps
-        from transformers import TrainerCallback
-
-        class Kill(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                if state.global_step >= stop_after:
-                    raise KeyboardInterrupt(f"killed after step {state.global_step}")
-
-        trainer.add_callback(Kill())
     trainer.train(resume_from_checkpoint=last_checkpoint(folder))
     return trainer.model, log_rows(trainer.state.log_history, phase)
 
@@ -332,11 +325,12 @@ def train_stage(
     out_dir: str,
     checkpoint_dir: str,
     sft_path: str | None = None,
-    stop_after: int | None = None,
     runs_dir: str | None = None,
+    dpo_callbacks: Sequence = (),
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically.
-    ``runs_dir``: where tracker event files go (``training.report_to``)."""
+    ``runs_dir``: where tracker event files go (``training.report_to``); ``dpo_callbacks``: more
+    ``TrainerCallback`` objects for the DPO phase."""
     from maximalcai.models import resolve_device
     from maximalcai.training import resolve_training_backend
 
@@ -419,8 +413,8 @@ def train_stage(
             checkpoints / "dpo",
             device,
             "dpo",
-            stop_after=stop_after,
             runs_dir=runs_dir,
+            callbacks=dpo_callbacks,
             beta=settings["beta"],
             loss_type=loss_types(settings["loss_type"]),
             loss_weights=settings["loss_weights"],
@@ -474,7 +468,8 @@ def model_card(cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path:
         f"top of the base model `{info.get('name')}` ({info.get('source')}).",
         "",
         "## Data",
-        f"- pairs: `{pairs_path}` (sha256 `{file_sha256(pairs_path)[:16]}...`), {summary['train_pairs']} training pairs",
+        f"- pairs: `{pairs_path}` (sha256 `{file_sha256(pairs_path)[:16]}...`), {summary['train_pairs']} training "
+        f"pairs",
         f"- constitution: `{cfg['constitution']}` (content sha256 `{constitution_hash(cfg['constitution'])}`)",
         f"- previous stage adapter: `{summary['previous_adapter']}`"
         if summary["previous_adapter"]
