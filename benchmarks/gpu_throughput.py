@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,8 @@ sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from gpu_smoke import versions  # noqa: E402  (benchmarks/ is on sys.path when a script in it runs)
+
 QWEN32B = dict(
     hidden_size=5120,
     intermediate_size=27648,
@@ -46,25 +47,6 @@ QWEN32B = dict(
     vocab_size=152064,
     layers=64,
 )
-
-
-def versions() -> dict:
-    import importlib.metadata as md
-
-    import torch
-
-    out = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    for name in ("transformers", "trl", "peft", "bitsandbytes"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def build_model(folder: Path, layers: int, shrink: int, device: str) -> Path:
