@@ -11,6 +11,9 @@ GPU = wants_gpu(config)
 CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.yaml"
 # Model jobs ask the scheduler for one GPU on GPU configs (profiles/slurm maps it to a gres request).
 GPU_PER_JOB = 1 if GPU else 0
+# How a model job runs. Device, dtype, backend and batch sizes change the numbers a model job produces
+# (padding, kernels, reduction order), so every model rule carries them in params: changing one reruns it.
+ENGINE = {"hardware": config["hardware"], "generation": config["generation"]}
 REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
 
 

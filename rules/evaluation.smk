@@ -24,6 +24,7 @@ rule eval_generate:
         runtime=60,
         gpu=GPU_PER_JOB,
     params:
+        engine=ENGINE,
         sampling=config["evaluation"]["sampling"],
         max_prompts=config["evaluation"]["max_prompts"],
         fewshot=eval_fewshot,
@@ -52,6 +53,7 @@ rule eval_safety:
         runtime=60,
         gpu=GPU_PER_JOB,
     params:
+        engine=ENGINE,
         safety=without_paths("safety", config["safety"]),
         seed=config["seed"],
     script:
@@ -82,6 +84,7 @@ rule evaluate:
         runtime=60,
         gpu=GPU_PER_JOB,
     params:
+        engine=ENGINE,
         evaluation=without_paths("evaluation", config["evaluation"]),
         labeller=config["feedback"]["labeller"],
         previous=lambda wc: previous_stage(wc.stage),

@@ -24,6 +24,7 @@ rule critique_revise:
         runtime=120,
         gpu=GPU_PER_JOB,
     params:
+        engine=ENGINE,
         settings=settings("critique"),
         seed=config["seed"],
     script:
@@ -51,6 +52,7 @@ rule safety_label:
         runtime=60,
         gpu=GPU_PER_JOB,
     params:
+        engine=ENGINE,
         safety=without_paths("safety", config["safety"]),
         seed=config["seed"],
     script:
@@ -79,6 +81,7 @@ rule preference_label:
         runtime=60,
         gpu=GPU_PER_JOB,
     params:
+        engine=ENGINE,
         settings=settings("preference"),
         labeller=config["feedback"]["labeller"],
         seed=config["seed"],

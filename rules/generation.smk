@@ -21,6 +21,7 @@ rule generate_instructions:
         runtime=60,
         gpu=GPU_PER_JOB,
     params:
+        engine=ENGINE,
         settings=pick("instructions", "candidates", "shard_size", "fewshot_k", "fewshot_share", "sampling"),
         seed=config["seed"],
     script:
@@ -72,6 +73,7 @@ rule generate_responses:
         runtime=120,
         gpu=GPU_PER_JOB,
     params:
+        engine=ENGINE,
         settings=settings("responses"),
         seed=config["seed"],
     script:

@@ -25,7 +25,7 @@ rule train_dpo:
         gpu=GPU_PER_JOB,
     params:
         settings=settings("training"),
-        hardware=config["training"],
+        engine={"hardware": config["hardware"], "training": config["training"]},
         seed=config["seed"],
         checkpoints="results/{stage}/checkpoints",
         runs="results/{stage}/runs",

@@ -393,6 +393,36 @@ def test_editing_stage3_reruns_only_stages_3_to_6(tmp_path):
     assert ("aggregate_instructions", "stage3") not in jobs  # stage 3's own instructions did not change
 
 
+def test_batch_sizes_and_dtype_rerun_the_model_rules(tmp_path):
+    """Batching and dtype change a model job's numbers (padding, kernels), so they are in its params."""
+    model_rules = set()
+    for path in sorted((REPO / "rules").glob("*.smk")):
+        for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
+            if "gpu=GPU_PER_JOB" in block:  # a job that loads a model
+                model_rules.add(block.split()[1].rstrip(":"))
+                assert "engine=ENGINE" in block or "engine={" in block, f"{path.name}: {block.split()[1]}"
+    assert {"generate_instructions", "generate_responses", "critique_revise", "evaluate", "train_dpo"} <= model_rules
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    fake_complete_run(tmp_path, "stage1_model")
+    # (the placeholder run records no metadata for instruction shards, so their params cannot be compared)
+    inference = model_rules - {"generate_instructions", "train_dpo"}
+    override = tmp_path / "override.yaml"
+    for change in (
+        {"generation": {"batch_size": 3}},
+        {"generation": {"scoring_batch_size": 3}},
+        {"hardware": {"dtype": "float32"}},
+    ):
+        override.write_text(yaml.safe_dump(change))
+        config_files = ("--configfile", str(tmp_path / "config.yaml"), str(override))
+        jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "1", *config_files, "--", "stage1_model"))
+        assert inference <= jobs, (change, sorted(inference - jobs))
+        assert "import_base_model" not in jobs
+    override.write_text(yaml.safe_dump({"training": {"save_steps": 7}}))
+    config_files = ("--configfile", str(tmp_path / "config.yaml"), str(override))
+    jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "1", *config_files, "--", "stage1_model"))
+    assert "train_dpo" in jobs and not jobs & {"generate_responses", "critique_revise", "safety_label"}
+
+
 @pytest.mark.e2e
 def test_stage2_is_written_by_stage1_and_compared_with_it(tiny_run):
     import json

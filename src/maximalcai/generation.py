@@ -21,6 +21,7 @@ from typing import Any
 
 from maximalcai import tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
+from maximalcai.errors import TableError
 from maximalcai.manifest import Timer, write_manifest
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
@@ -328,7 +329,7 @@ def run_aggregate_instructions(
     for step in funnel:
         logger.info("instruction funnel: %s", step)
     if not rows:
-        raise tables.TableError(
+        raise TableError(
             f"{table}: no instruction survived the filters (funnel: {funnel}); raise instructions.candidates "
             "or loosen instructions.filters in the config"
         )
@@ -410,7 +411,7 @@ def run_aggregate_responses(
     )
     expected = len(instructions) * per_instruction
     if len(rows) != expected:
-        raise tables.TableError(
+        raise TableError(
             f"{table}: the response shards hold {len(rows)} rows, expected {expected} "
             f"({len(instructions)} instructions x {per_instruction}); rerun the response shards with "
             f"snakemake --cores 1 --forcerun generate_responses -- {table}"

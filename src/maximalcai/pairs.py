@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maximalcai import formats, tables, verifiable
+from maximalcai.errors import TableError
 from maximalcai.manifest import write_manifest
 from maximalcai.reproducibility import derive_seed
 from maximalcai.similarity import NearDuplicateIndex, rouge_l
@@ -726,7 +727,7 @@ def run_build_pairs(
     tables.write_table(demonstrations, sft_table, "sft_examples")
     tables.write_table(funnel, funnel_table, "pairs_funnel")
     if not any(p["split"] == "train" for p in pairs):
-        raise tables.TableError(
+        raise TableError(
             f"{table}: no training pair survived the filters; the funnel ({funnel_table}) says which filter "
             f"dropped them:\n{format_funnel(funnel)}\nLoosen pairs.* in the config or generate more data."
         )

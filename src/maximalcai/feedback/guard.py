@@ -26,7 +26,7 @@ from typing import Any
 
 from maximalcai import formats, tables
 from maximalcai.backends import Backend, Sampling
-from maximalcai.errors import ConfigError
+from maximalcai.errors import ConfigError, ResourceError
 from maximalcai.manifest import Timer, write_manifest
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
@@ -188,7 +188,7 @@ def load_safety_demos(path: str | Path) -> list[dict[str, Any]]:
     demos = read_jsonl(path, {"user": str, "assistant": str, "label": str}, "safety demonstrations")
     for demo in demos:
         if demo["label"] not in ("safe", "unsafe") or any(c not in HAZARDS for c in demo.get("categories", [])):
-            raise ConfigError(
+            raise ResourceError(
                 f"safety demonstrations {path}: demo '{demo['id']}' needs label safe|unsafe and codes S1-S14"
             )
     return demos

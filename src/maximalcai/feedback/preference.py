@@ -20,6 +20,7 @@ from typing import Any
 from maximalcai import formats, tables
 from maximalcai.backends import Backend
 from maximalcai.constitution import Constitution, load_constitution, sample_principles
+from maximalcai.errors import ResourceError
 from maximalcai.feedback.critique import final_revisions
 from maximalcai.manifest import Timer, write_manifest
 from maximalcai.reproducibility import derive_seed
@@ -36,7 +37,7 @@ def load_preference_demos(path: str | Path) -> list[dict[str, Any]]:
     )
     for demo in demos:
         if demo["answer"] not in formats.PREFERENCE_OPTIONS:
-            raise tables.TableError(f"preference demonstrations {path}: demo '{demo['id']}' answer must be A or B")
+            raise ResourceError(f"preference demonstrations {path}: demo '{demo['id']}' answer must be A or B")
     return demos
 
 
