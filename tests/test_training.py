@@ -267,7 +267,10 @@ def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg
         trainer_args(DPOConfig, settings, cfg, tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
 
 
-def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir):
+def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir, monkeypatch):
+    """The TRL patch must take effect (fewer rows through the LM head) and change nothing else. If TRL renames
+    or stops consulting ``trainer.utils._use_triton``, this fails: check the new TRL and update
+    ``score_only_completions_on_cpu`` (covered: TRL 1.15.0 and 1.16.0, the newest on PyPI on 2026-11-26)."""
     import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
@@ -278,6 +281,14 @@ def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir):
     labels = ids.clone()
     labels[:, :8] = -100  # the prompt
     labels[1, 15:] = -100  # padding
+    rows = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def counting(hidden, *args):
+        rows.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
     original = trl_utils._use_triton
     try:
         full = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
@@ -285,6 +296,8 @@ def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir):
         compact = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
     finally:
         trl_utils._use_triton = original
+    scored = int((labels[:, 1:] != -100).sum())  # positions with a next-token label
+    assert rows == [2 * 19, scored], rows  # every shifted position, then only the labelled ones
     torch.testing.assert_close(full, compact, rtol=1e-5, atol=1e-5)
 
 
