@@ -25,10 +25,10 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 configfile: "config.yaml"
 
 
-from maximalcai.config import load_config, stage_ids, wants_gpu
+from maximalcai.config import load_config, stage_ids
 from maximalcai.plan import check_budget
 from maximalcai.targets import check_forcerun, command_line_request
-from maximalcai.training import check_hardware
+from maximalcai.hardware import check_hardware, wants_gpu
 
 config.update(
     load_config(

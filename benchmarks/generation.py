@@ -49,7 +49,7 @@ def base_model_dir() -> Path:
 
 def ours(model_dir, split_prompts, sampling, batch_size):
     from maximalcai.backends.transformers_backend import TransformersBackend
-    from maximalcai.models import resolve_dtype
+    from maximalcai.hardware import resolve_dtype
 
     backend = TransformersBackend(model_dir, dtype=resolve_dtype("auto", "cpu"), batch_size=batch_size)
     backend.generate(split_prompts[:2], sampling, seed=1)  # warm-up
@@ -64,7 +64,8 @@ def hf_generate(model_dir, plain_prompts, sampling, batch_size):
     import torch
 
     from maximalcai import formats
-    from maximalcai.models import load_model, load_tokenizer, resolve_dtype
+    from maximalcai.hardware import resolve_dtype
+    from maximalcai.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, resolve_dtype("auto", "cpu"), "cpu")
@@ -123,7 +124,7 @@ def main() -> None:
     import torch
 
     from maximalcai.backends import Sampling
-    from maximalcai.models import resolve_dtype
+    from maximalcai.hardware import resolve_dtype
 
     sampling = Sampling(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
     shared = prompts(args.prompts, args.share)

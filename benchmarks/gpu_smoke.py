@@ -222,7 +222,7 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
     import torch
 
     from maximalcai.config import load_config_file
-    from maximalcai.training import check_hardware
+    from maximalcai.hardware import check_hardware
     from maximalcai.training.dpo import train_stage
 
     cfg = load_config_file(REPO / "config.yaml")

@@ -1,7 +1,8 @@
 # Helpers shared by all rules (stage lookups, the generator of a stage, thread counts, inputs).
 from pathlib import Path
 
-from maximalcai.config import previous_stage, stage_config, stage_ids, wants_gpu
+from maximalcai.config import previous_stage, stage_config, stage_ids
+from maximalcai.hardware import wants_gpu
 from maximalcai.generation import instruction_shards, response_shards
 
 STAGES = stage_ids(config)

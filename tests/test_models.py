@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from maximalcai import models
+from maximalcai import hardware, models
 from maximalcai.errors import HardwareError, ModelSourceError
 
 
@@ -54,10 +54,10 @@ def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
 
 
 def test_cuda_requests_fail_clearly_without_a_gpu():
-    if models.cuda_available():
+    if hardware.cuda_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(HardwareError, match="hardware.device is 'cuda'"):
-        models.resolve_device("cuda")
+        hardware.resolve_device("cuda")
     with pytest.raises(HardwareError, match="training.backend asks for unsloth"):
-        models.require_cuda("unsloth", "training.backend")
-    assert models.resolve_device("auto") == "cpu"
+        hardware.require_cuda("unsloth", "training.backend")
+    assert hardware.resolve_device("auto") == "cpu"

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from maximalcai import tables
 from maximalcai.errors import ConfigError, HardwareError
-from maximalcai.training import check_hardware
+from maximalcai.hardware import check_hardware
 from maximalcai.training.dpo import (
     load_policy,
     prepare_checkpoints,
@@ -289,13 +289,11 @@ def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir, monkeypatc
         return apply(hidden, *args)
 
     monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
-    original = trl_utils._use_triton
-    try:
-        full = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
-        assert score_only_completions_on_cpu()
-        compact = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
-    finally:
-        trl_utils._use_triton = original
+    # TRL as installed (an earlier training test in this process may have patched it already)
+    monkeypatch.setattr(trl_utils, "_use_triton", getattr(trl_utils._use_triton, "unpatched", trl_utils._use_triton))
+    full = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
+    assert score_only_completions_on_cpu()
+    compact = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
     scored = int((labels[:, 1:] != -100).sum())  # positions with a next-token label
     assert rows == [2 * 19, scored], rows  # every shifted position, then only the labelled ones
     torch.testing.assert_close(full, compact, rtol=1e-5, atol=1e-5)

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 import pytest
 
 from maximalcai import formats
-from maximalcai.backends import resolve_backend_name
 from maximalcai.backends.vllm_backend import completion_from_output, option_logprob
 from maximalcai.errors import HardwareError
+from maximalcai.hardware import resolve_backend_name
 
 
 @dataclass

@@ -183,12 +183,12 @@ def stream_answer(model, tokenizer, prompt: str, sampling, seed: int) -> Iterato
 
 
 def chat(cfg: dict, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
-    from maximalcai import models
+    from maximalcai import hardware, models
     from maximalcai.reproducibility import derive_seed
 
     base, adapter = model_dirs(cfg, args.stage, args.model, args.adapter)
-    device = models.resolve_device(cfg["hardware"]["device"])
-    model = models.load_model(base, models.resolve_dtype(cfg["hardware"]["dtype"], device), device, adapter)
+    device = hardware.resolve_device(cfg["hardware"]["device"])
+    model = models.load_model(base, hardware.resolve_dtype(cfg["hardware"]["dtype"], device), device, adapter)
     tokenizer = models.load_tokenizer(base)
     sampling = sampling_of(cfg, args)
     interactive = stdin.isatty()

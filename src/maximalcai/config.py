@@ -301,16 +301,6 @@ def load_workflow_config(configfile: str | Path = "config.yaml", root: str | Pat
     return load_config(raw, f"{base}, {path}", root)
 
 
-def wants_gpu(cfg: dict) -> bool:
-    """Whether this config runs its model jobs on a GPU (CUDA device, vLLM, Unsloth or 4-bit training)."""
-    return (
-        cfg["hardware"]["device"] == "cuda"
-        or cfg["generation"]["backend"] == "vllm"
-        or cfg["training"]["backend"] == "unsloth"
-        or cfg["training"]["load_in_4bit"]
-    )
-
-
 def stage_ids(cfg: dict) -> list[str]:
     """Ids of the configured stages, in order."""
     return [stage_id(i) for i in range(len(cfg["stages"]))]

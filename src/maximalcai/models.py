@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from maximalcai.errors import HardwareError, ModelSourceError
+from maximalcai.errors import ModelSourceError
 from maximalcai.reproducibility import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -41,44 +41,6 @@ _CHECKPOINT_PATTERNS = (
     "tokenizer*",
     "*.py",
 )
-
-
-# ---------------------------------------------------------------------------------------------- hardware
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def resolve_device(setting: str) -> str:
-    """auto -> cuda when available, else cpu. Asking for cuda without it is a HardwareError."""
-    if setting == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if setting == "cuda" and not cuda_available():
-        raise HardwareError(
-            "hardware.device is 'cuda' but torch sees no CUDA device; set hardware.device: auto (or cpu) "
-            "in config.yaml, or run on a GPU machine (docs/RUNPOD.md)"
-        )
-    return setting
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bfloat16 matrix instructions (AVX512-BF16 or AMX), where bf16 is ~1.5x faster."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(setting: str, device: str):
-    import torch
-
-    if setting == "auto":
-        if device == "cuda" or cpu_has_native_bf16():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, setting)
 
 
 # ------------------------------------------------------------------------------------------------ import
@@ -323,12 +285,3 @@ def _contiguous_input(module, args):
     import torch
 
     return (args[0].clone(memory_format=torch.contiguous_format), *args[1:])
-
-
-def require_cuda(feature: str, key: str) -> None:
-    """Stop with a clear message when a GPU-only feature is asked for without CUDA."""
-    if not cuda_available():
-        raise HardwareError(
-            f"{key} asks for {feature}, which needs an NVIDIA GPU with CUDA, and torch sees none on this "
-            f"machine. Set {key} to its CPU value (see docs/CONFIG.md) or run on a GPU (docs/RUNPOD.md)."
-        )

@@ -96,6 +96,7 @@ def score_only_completions_on_cpu() -> bool:
         return device.type == "cpu" or original(device)
 
     compact_on_cpu.maximalcai_cpu_compact = True
+    compact_on_cpu.unpatched = original
     trl_utils._use_triton = compact_on_cpu
     return True
 
@@ -331,8 +332,7 @@ def train_stage(
     """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically.
     ``runs_dir``: where tracker event files go (``training.report_to``); ``dpo_callbacks``: more
     ``TrainerCallback`` objects for the DPO phase."""
-    from maximalcai.models import resolve_device
-    from maximalcai.training import resolve_training_backend
+    from maximalcai.hardware import resolve_device, resolve_training_backend
 
     backend = resolve_training_backend(cfg["training"]["backend"], cfg["training"]["load_in_4bit"])
     if backend == "unsloth":
