@@ -2,8 +2,8 @@
 from pathlib import Path
 
 from maximalcai.config import previous_stage, stage_config, stage_ids
-from maximalcai.hardware import wants_gpu
 from maximalcai.generation import instruction_shards, response_shards
+from maximalcai.hardware import wants_gpu
 
 STAGES = stage_ids(config)
 BASE_MODEL = "results/models/base"
@@ -13,7 +13,7 @@ CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.ya
 # Model jobs ask the scheduler for one GPU on GPU configs (profiles/slurm maps it to a gres request).
 GPU_PER_JOB = 1 if GPU else 0
 # How a model job runs. Device, dtype, backend and batch sizes change the numbers a model job produces
-# (padding, kernels, reduction order), so every model rule carries them in params: changing one reruns it.
+# (padding, kernels, reduction order), so each model job has them in its params and a change reruns it.
 ENGINE = {"hardware": config["hardware"], "generation": config["generation"]}
 REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
 
