@@ -18,23 +18,24 @@ ENGINE = {"hardware": config["hardware"], "generation": config["generation"]}
 REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
 
 
-# File paths go in as inputs, never as params; an absolute path in params would rerun a job whenever the
-# checkout moves, though nothing changed.
-PATH_KEYS = {
-    "evaluation": ("helpful", "redteam", "borderline", "fewshot_pool"),
+# Keys that are not job settings. File paths go in as inputs, never as params: an absolute path in params
+# would rerun a job whenever the checkout moves, though nothing changed. evaluation.report_stages only picks
+# the inputs of stages_report.
+NOT_SETTINGS = {
+    "evaluation": ("helpful", "redteam", "borderline", "fewshot_pool", "report_stages"),
     "safety": ("demos",),
     "responses": ("constraint_pool",),
 }
 
 
-def without_paths(name, values):
-    """A config section without its file paths (they are the rule's inputs)."""
-    return {k: v for k, v in values.items() if k not in PATH_KEYS.get(name, ())}
+def job_settings(name, values):
+    """A config section without its file paths (they are the rule's inputs) and other non-settings."""
+    return {k: v for k, v in values.items() if k not in NOT_SETTINGS.get(name, ())}
 
 
 def settings(section):
     """Input function: the resolved settings of one section of the wildcard's stage (file paths left out)."""
-    return lambda wildcards: without_paths(section, stage_config(config, wildcards.stage)[section])
+    return lambda wildcards: job_settings(section, stage_config(config, wildcards.stage)[section])
 
 
 def pick(section, *keys):

@@ -54,7 +54,7 @@ rule eval_safety:
         gpu=GPU_PER_JOB,
     params:
         engine=ENGINE,
-        safety=without_paths("safety", config["safety"]),
+        safety=job_settings("safety", config["safety"]),
         seed=config["seed"],
     script:
         "../workflow_scripts/eval_safety.py"
@@ -85,7 +85,7 @@ rule evaluate:
         gpu=GPU_PER_JOB,
     params:
         engine=ENGINE,
-        evaluation=without_paths("evaluation", config["evaluation"]),
+        evaluation=job_settings("evaluation", config["evaluation"]),
         labeller=config["feedback"]["labeller"],
         previous=lambda wc: previous_stage(wc.stage),
         seed=config["seed"],

@@ -53,7 +53,7 @@ rule safety_label:
         gpu=GPU_PER_JOB,
     params:
         engine=ENGINE,
-        safety=without_paths("safety", config["safety"]),
+        safety=job_settings("safety", config["safety"]),
         seed=config["seed"],
     script:
         "../workflow_scripts/safety_label.py"

@@ -14,14 +14,16 @@ rule plan:
     params:
         stages=config["stages"],
         budget=config["budget"],
-        evaluation=without_paths("evaluation", config["evaluation"]),
+        evaluation=job_settings("evaluation", config["evaluation"]),
     script:
         "../workflow_scripts/plan.py"
 
 
 rule stages_report:
     input:
-        metrics=expand("results/{stage}/eval/metrics.json", stage=STAGES),
+        metrics=expand(
+            "results/{stage}/eval/metrics.json", stage=STAGES[: config["evaluation"]["report_stages"] or len(STAGES)]
+        ),
     output:
         figure=report(
             "results/stages/metrics.svg",

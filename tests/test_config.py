@@ -118,3 +118,22 @@ def test_files_in_the_working_directory_keep_relative_paths(tmp_path, monkeypatc
     assert cfg["constitution"] == "constitution.yaml"  # found in the working directory
     assert cfg["evaluation"]["helpful"] == str(REPO / "resources/eval/helpful.jsonl")  # found in the workflow's
     assert load(copy.deepcopy(cfg)) == cfg
+
+
+def test_nested_command_line_values_are_read_as_yaml():
+    """`--config budget='{allow_over_budget: true}'` reaches the config as the string 'true' (Snakemake reads
+    nested --config values with YAML's BaseLoader); where the schema wants a boolean or a number, it is
+    read again. A string that is not of the wanted type still fails, naming its key."""
+    raw = raw_default()
+    raw["budget"] = {"allow_over_budget": "true", "max_usd": "12.5"}
+    raw["evaluation"] = {"report_stages": "2"}
+    cfg = load(raw)
+    assert cfg["budget"]["allow_over_budget"] is True and cfg["budget"]["max_usd"] == 12.5
+    assert cfg["evaluation"]["report_stages"] == 2
+    raw = raw_default()
+    raw["evaluation"] = {"report_stages": "two"}
+    with pytest.raises(ConfigError, match="evaluation.report_stages: 'two' is not of type"):
+        load(raw)
+    raw["evaluation"] = {"report_stages": 7}
+    with pytest.raises(ConfigError, match="evaluation.report_stages: 7 is more than the 6 configured stage"):
+        load(raw)

@@ -423,6 +423,18 @@ def test_batch_sizes_and_dtype_rerun_the_model_rules(tmp_path):
     assert "train_dpo" in jobs and not jobs & {"generate_responses", "critique_revise", "safety_label"}
 
 
+def test_reporting_fewer_stages_reruns_only_the_report(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    fake_complete_run(tmp_path, "stages_report")
+    two = ("--config", "evaluation={report_stages: 2}")
+    assert planned_jobs(snakemake(tmp_path, "-n", "--cores", "1", "stages_report", *two)) == {"stages_report"}
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    shutil.copy(REPO / "config.yaml", fresh / "config.yaml")
+    jobs = planned_stage_jobs(snakemake(fresh, "-n", "--cores", "1", "stages_report", *two))
+    assert {where for _, where in jobs if where.startswith("stage")} == {"stage1", "stage2"}
+
+
 @pytest.mark.e2e
 def test_stage2_is_written_by_stage1_and_compared_with_it(tiny_run):
     import json

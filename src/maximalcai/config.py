@@ -105,12 +105,34 @@ def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
     return f"{where}: {error.message}"
 
 
+def coerce_command_line_strings(raw: dict, validator) -> None:
+    """Snakemake reads a nested ``--config`` value (``--config budget='{allow_over_budget: true}'``) with YAML's
+    BaseLoader, which keeps every scalar inside it a string. Where the schema wants a number or a boolean and
+    gets a string, read the string again as YAML and keep the result if it has the wanted type."""
+    for error in list(validator.iter_errors(raw)):
+        if error.validator != "type" or not isinstance(error.instance, str) or not error.absolute_path:
+            continue
+        try:
+            value = yaml.safe_load(error.instance)
+        except yaml.YAMLError:
+            continue
+        if isinstance(value, str) or not jsonschema.Draft202012Validator({"type": error.validator_value}).is_valid(
+            value
+        ):
+            continue
+        container = raw
+        for key in list(error.absolute_path)[:-1]:
+            container = container[key]
+        container[error.absolute_path[-1]] = value
+
+
 def validate_against_schema(raw: dict, sources: str, schema: dict | None = None) -> None:
     """Raise ConfigError listing every schema violation of the raw (user-written) config."""
     schema = schema or load_schema()
     if not isinstance(raw, dict):
         raise ConfigError(f"{sources}: the config must be a mapping of keys to values, got {type(raw).__name__}")
     validator = jsonschema.Draft202012Validator(schema)
+    coerce_command_line_strings(raw, validator)
     errors = sorted(validator.iter_errors(raw), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         lines = "\n  - ".join(_explain(e, schema) for e in errors)
@@ -229,6 +251,11 @@ def _check_semantics(cfg: dict, sources: str) -> None:
                 f"{key}.training.lora: differs from stage 1's {first_lora}; each stage continues the previous "
                 "stage's adapter, so r, alpha, dropout and target_modules must match across stages"
             )
+    reported = cfg["evaluation"]["report_stages"]
+    if reported is not None and reported > len(cfg["stages"]):
+        problems.append(
+            f"evaluation.report_stages: {reported} is more than the {len(cfg['stages'])} configured stage(s)"
+        )
     if problems:
         raise ConfigError(f"{sources} is invalid:\n  - " + "\n  - ".join(problems))
     _check_resources(cfg)
