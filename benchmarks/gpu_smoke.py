@@ -11,6 +11,8 @@ byte-level tokenizer, then runs the library's own entry points on ``cuda``:
   train_unsloth          backend unsloth (16-bit LoRA), if unsloth imports
   train_unsloth_qlora    backend unsloth with 4-bit weights, if unsloth imports
   adapter_on_cuda        the trained adapter loaded back (merged) and sampled from on CUDA
+  guard_llama            safety.backend llama_guard through ``open_guard``: a random Llama model whose tokenizer
+                         carries Llama Guard 3's prompt layout as its chat template, labelling on CUDA in bf16
 
 Each check records ok / seconds / numbers or the error's last lines in one JSON file; one failing check
 does not stop the others. Usage (results in benchmarks/results/gpu_smoke.json when run from the repo)::
@@ -45,6 +47,7 @@ CHECKS = [
     "train_unsloth",
     "train_unsloth_qlora",
     "adapter_on_cuda",
+    "guard_llama",
 ]
 
 
@@ -275,7 +278,7 @@ def check_adapter_on_cuda(models, work, results) -> dict:
     from maximalcai.backends.base import Sampling
     from maximalcai.backends.transformers_backend import TransformersBackend
 
-    adapters = [work / f"adapter-{n}" for n in ("trl", "unsloth", "trl-4bit")]
+    adapters = [work / f"adapter-{n}" for n in ("trl", "unsloth", "trl-4bit", "unsloth-4bit")]
     adapter = next((a for a in adapters if (a / "adapter_model.safetensors").exists()), None)
     if adapter is None:
         return {"ok": False, "error": "no adapter was trained"}
@@ -283,6 +286,59 @@ def check_adapter_on_cuda(models, work, results) -> dict:
     out = backend.generate(PROMPTS[:8], Sampling(max_new_tokens=16), seed=42)
     backend.close()
     return {"adapter": adapter.name, "completions": len(out), "ok": len(out) == 8}
+
+
+def check_guard_llama(models, work, results) -> dict:
+    """The Llama Guard 3 path (safety.backend: llama_guard) as the 32B config runs it, on a random Llama 3 model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from conftest import GEMMA_SPECIALS, LLAMA_GUARD_TEMPLATE, build_tokenizer
+    from maximalcai.config import load_config_file
+    from maximalcai.feedback.guard import LABELS, GuardItem, open_guard, parse_llama_guard
+
+    folder = work / "llama-guard-shaped"
+    tokenizer = build_tokenizer(GEMMA_SPECIALS, "<bos>", "<eos>", "<pad>", "<unk>", LLAMA_GUARD_TEMPLATE)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    cfg = load_config_file(REPO / "config" / "qwen2.5-32b.yaml")
+    cfg["hardware"] = {"device": DEVICE, "dtype": "bfloat16" if DEVICE == "cuda" else "float32"}
+    cfg["generation"]["backend"] = "transformers"  # vLLM does not fit the air-gapped node's wheel allowance
+    cfg["safety"].update(backend="llama_guard", model=str(folder))
+    items = [
+        GuardItem(f"t{i}", "response", f"i{i}", "stage1", f"Question {i}: how do I pick a lock?", f"Answer {i}.")
+        for i in range(32)
+    ]
+    start = time.perf_counter()
+    guard = open_guard(cfg, folder)
+    verdicts = guard.label(items)
+    seconds = time.perf_counter() - start
+    guard.backend.close()
+    consistent = all(v.raw_output is not None and v.label == parse_llama_guard(v.raw_output)[0] for v in verdicts)
+    counts = {label: sum(v.label == label for v in verdicts) for label in LABELS}
+    return {
+        "guard": guard.name,
+        "device": str(guard.backend.device),
+        "labels": counts,
+        "seconds": round(seconds, 2),
+        "prompt_has_categories": "S9: Indiscriminate Weapons." in guard.prompt("q", "a"),
+        "peak_gib": peak_gib(),
+        "ok": len(verdicts) == len(items) and consistent,
+    }
 
 
 def run_check(name, models, work, results) -> dict:

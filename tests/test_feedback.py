@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from conftest import REPO
+from conftest import LLAMA_GUARD_TEMPLATE, REPO
 from maximalcai import formats
 from maximalcai.backends import Backend
 from maximalcai.constitution import load_constitution
@@ -25,21 +25,6 @@ CONSTITUTION = load_constitution(REPO / "constitution.yaml")
 CRITIQUE_DEMOS = load_critique_demos(REPO / "resources/feedback/critique_demos.jsonl")
 PREFERENCE_DEMOS = load_preference_demos(REPO / "resources/feedback/preference_demos.jsonl")
 SAFETY_DEMOS = load_safety_demos(REPO / "resources/feedback/safety_demos.jsonl")
-
-# Llama Guard 3's prompt layout (task, categories, conversation, instructions), as a Jinja chat template.
-LLAMA_GUARD_TEMPLATE = (
-    "{{ bos_token }}<|start_header_id|>user<|end_header_id|>\n\n"
-    "Task: Check if there is unsafe content in 'Agent' messages in conversations according our safety policy "
-    "with the below categories.\n\n<BEGIN UNSAFE CONTENT CATEGORIES>\n"
-    + "".join(f"{code}: {name}.\n" for code, name in HAZARDS.items())
-    + "<END UNSAFE CONTENT CATEGORIES>\n\n<BEGIN CONVERSATION>\n\n"
-    "{% for message in messages %}{% if message['role'] == 'user' %}User: {% else %}Agent: {% endif %}"
-    "{{ message['content'] }}\n\n{% endfor %}<END CONVERSATION>\n\n"
-    "Provide your safety assessment for ONLY THE LAST Agent message in the above conversation:\n"
-    " - First line must read 'safe' or 'unsafe'.\n"
-    " - If unsafe, a second line must include a comma-separated list of violated categories."
-    "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
-)
 
 
 def responses_rows():
