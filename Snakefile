@@ -39,6 +39,10 @@ config.update(
 )
 
 
+# With --software-deployment-method apptainer, every job runs in this image (config `container`; docs/RUNPOD.md).
+container: config["container"]
+
+
 wildcard_constraints:
     stage="stage[0-9]+",
     shard="[0-9]+",

@@ -4,14 +4,13 @@ from pathlib import Path
 from maximalcai.config import previous_stage, stage_config, stage_ids
 from maximalcai.generation import instruction_shards, response_shards
 from maximalcai.hardware import wants_gpu
+from maximalcai.job_resources import job_resources
 
 STAGES = stage_ids(config)
 BASE_MODEL = "results/models/base"
 GPU = wants_gpu(config)
 # For --use-conda: the dependency set of this config's hardware (the library itself comes from src/).
 CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.yaml"
-# Model jobs ask the scheduler for one GPU on GPU configs (profiles/slurm maps it to a gres request).
-GPU_PER_JOB = 1 if GPU else 0
 # How a model job runs. Device, dtype, backend and batch sizes change the numbers a model job produces
 # (padding, kernels, reduction order), so each model job has them in its params and a change reruns it.
 ENGINE = {"hardware": config["hardware"], "generation": config["generation"]}
@@ -62,6 +61,18 @@ def fewshot_pools(wildcards):
     """Every pool a stage's generator saw examples from (the copy filters compare chosen texts with them)."""
     stage = stage_config(config, wildcards.stage)
     return [stage["pool"]] + ([stage["responses"]["constraint_pool"]] if stage["responses"]["constraint_pool"] else [])
+
+
+def rule_resources(rule_name):
+    """A rule's memory, time limit, CPUs and GPUs from the config's `resources` section (maximalcai.job_resources).
+    The time limit is per job: with resources.runtime_from_plan it follows the plan's estimate for the stage."""
+
+    def runtime(wildcards):
+        model = wildcards.get("model", "")
+        stage = wildcards.get("stage") or (model if model.startswith("stage") else STAGES[0])
+        return job_resources(config, rule_name, stage)["runtime"]
+
+    return {**job_resources(config, rule_name), "runtime": runtime}
 
 
 def compute_threads(wildcards):

@@ -20,9 +20,7 @@ rule eval_generate:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=6000,
-        runtime=60,
-        gpu=GPU_PER_JOB,
+        **rule_resources("eval_generate"),
     params:
         engine=ENGINE,
         sampling=config["evaluation"]["sampling"],
@@ -49,9 +47,7 @@ rule eval_safety:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=6000,
-        runtime=60,
-        gpu=GPU_PER_JOB,
+        **rule_resources("eval_safety"),
     params:
         engine=ENGINE,
         safety=job_settings("safety", config["safety"]),
@@ -80,9 +76,7 @@ rule evaluate:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=GPU_PER_JOB,
+        **rule_resources("evaluate"),
     params:
         engine=ENGINE,
         evaluation=job_settings("evaluation", config["evaluation"]),

@@ -18,8 +18,7 @@ rule export_model:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **rule_resources("export_model"),
     params:
         export=config["export"],
         sampling=config["evaluation"]["sampling"],

@@ -20,9 +20,7 @@ rule critique_revise:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=6000,
-        runtime=120,
-        gpu=GPU_PER_JOB,
+        **rule_resources("critique_revise"),
     params:
         engine=ENGINE,
         settings=settings("critique"),
@@ -48,9 +46,7 @@ rule safety_label:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=6000,
-        runtime=60,
-        gpu=GPU_PER_JOB,
+        **rule_resources("safety_label"),
     params:
         engine=ENGINE,
         safety=job_settings("safety", config["safety"]),
@@ -77,9 +73,7 @@ rule preference_label:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=6000,
-        runtime=60,
-        gpu=GPU_PER_JOB,
+        **rule_resources("preference_label"),
     params:
         engine=ENGINE,
         settings=settings("preference"),
@@ -105,12 +99,12 @@ rule build_pairs:
         manifest="results/{stage}/manifests/pairs.json",
     log:
         "logs/{stage}/build_pairs.log",
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **rule_resources("build_pairs"),
     params:
         settings=settings("pairs"),
         seed=config["seed"],

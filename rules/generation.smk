@@ -17,9 +17,7 @@ rule generate_instructions:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=6000,
-        runtime=60,
-        gpu=GPU_PER_JOB,
+        **rule_resources("generate_instructions"),
     params:
         engine=ENGINE,
         settings=pick("instructions", "candidates", "shard_size", "fewshot_k", "fewshot_share", "sampling"),
@@ -39,12 +37,12 @@ rule aggregate_instructions:
         manifest="results/{stage}/manifests/instructions.json",
     log:
         "logs/{stage}/aggregate_instructions.log",
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **rule_resources("aggregate_instructions"),
     params:
         settings=pick("instructions", "count", "filters", "constraints"),
         seed=config["seed"],
@@ -69,9 +67,7 @@ rule generate_responses:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=6000,
-        runtime=120,
-        gpu=GPU_PER_JOB,
+        **rule_resources("generate_responses"),
     params:
         engine=ENGINE,
         settings=settings("responses"),
@@ -90,12 +86,12 @@ rule aggregate_responses:
         manifest="results/{stage}/manifests/responses.json",
     log:
         "logs/{stage}/aggregate_responses.log",
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **rule_resources("aggregate_responses"),
     params:
         per_instruction=lambda wc: stage_config(config, wc.stage)["responses"]["per_instruction"],
     script:

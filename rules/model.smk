@@ -12,8 +12,7 @@ rule import_base_model:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **rule_resources("import_base_model"),
     params:
         source=config["base_model"],
     script:

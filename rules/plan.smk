@@ -33,11 +33,11 @@ rule stages_report:
         table="results/stages/metrics.md",
     log:
         "logs/stages_report.log",
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **rule_resources("stages_report"),
     script:
         "../workflow_scripts/stages_report.py"

@@ -36,11 +36,11 @@ rule stage_report:
         ),
     log:
         "logs/{stage}/stage_report.log",
+    localrule: True
     conda:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **rule_resources("stage_report"),
     script:
         "../workflow_scripts/stage_report.py"

@@ -20,9 +20,7 @@ rule train_dpo:
         CONDA_ENV
     threads: compute_threads
     resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=GPU_PER_JOB,
+        **rule_resources("train_dpo"),
     params:
         settings=settings("training"),
         engine={"hardware": config["hardware"], "training": config["training"]},

@@ -1,8 +1,10 @@
 """Every snakemake command the README, docs/ and error messages print, run exactly as printed (a dry run on
 the default config), and checked to plan only jobs of the stages and targets it names."""
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +59,7 @@ def options_and_targets(command: str) -> tuple[list[str], list[str]]:
     """(arguments, targets) of a printed command; targets are the positional values and those after `--`."""
     args = shlex.split(command)[1:]
     takes_values = {"--cores", "--configfile", "--profile", "--config", "--report", "--forcerun", "-R", "--directory"}
+    takes_values |= {"--software-deployment-method"}
     targets, option = [], None
     for index, token in enumerate(args):
         if token == "--":
@@ -64,7 +67,7 @@ def options_and_targets(command: str) -> tuple[list[str], list[str]]:
         if token.startswith("-"):
             option = token if token in takes_values else None
             continue
-        if option in ("--cores", "--profile", "--report", "--directory"):
+        if option in ("--cores", "--profile", "--report", "--directory", "--software-deployment-method"):
             option = None
         elif option is None:
             targets.append(token)
@@ -103,8 +106,15 @@ def allowed(target: str):
 def run_as_printed(command: str, workdir: Path, dry: bool = True):
     args, _ = options_and_targets(command)
     prefix = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    env = dict(os.environ)
+    if "apptainer" in args and shutil.which("apptainer") is None:  # Snakemake asks for its version, even dry
+        stub = workdir / "bin"
+        stub.mkdir(exist_ok=True)
+        (stub / "apptainer").write_text('#!/bin/sh\necho "apptainer version 1.3.4"\n')
+        (stub / "apptainer").chmod(0o755)
+        env["PATH"] = f"{stub}{os.pathsep}{env['PATH']}"
     return subprocess.run(
-        prefix + (["-n"] if dry else []) + args, capture_output=True, text=True, cwd=REPO, timeout=600
+        prefix + (["-n"] if dry else []) + args, capture_output=True, text=True, cwd=REPO, timeout=600, env=env
     )
 
 

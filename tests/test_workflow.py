@@ -285,7 +285,22 @@ def test_six_stages_dry_run_as_one_chain(tmp_path):
     )
 
 
-def test_the_32b_plan_dry_runs_through_the_slurm_profile(tmp_path):
+def job_requests(result) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """(rule, wildcards, resources) of every job a dry run would execute."""
+    jobs = []
+    for block in re.split(r"^(?=(?:local)?rule )", result.stdout + result.stderr, flags=re.M):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        if not rule:
+            continue
+        fields = {}
+        for name in ("wildcards", "resources"):
+            found = re.search(rf"^\s+{name}: (.*)$", block, re.M)
+            fields[name] = dict(item.split("=", 1) for item in found.group(1).split(", ")) if found else {}
+        jobs.append((rule.group(1), fields["wildcards"], fields["resources"]))
+    return jobs
+
+
+def dry_run_32b(tmp_path, profile, target="stage2_model", *more_configs):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     command = [
         sys.executable,
@@ -296,18 +311,93 @@ def test_the_32b_plan_dry_runs_through_the_slurm_profile(tmp_path):
         "--directory",
         str(tmp_path),
         "-n",
-        "stage6_model",
+        target,
         "--configfile",
         str(tmp_path / "config.yaml"),
         str(REPO / "config/qwen2.5-32b.yaml"),
+        *map(str, more_configs),
         "--profile",
-        str(REPO / "profiles/slurm"),
+        str(REPO / "profiles" / profile),
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    jobs = planned_stage_jobs(result)
-    assert {("train_dpo", f"stage{k}") for k in range(1, 7)} <= jobs
-    assert "gpu=1" in result.stdout and "Qwen" not in result.stderr[-200:]
+    return result
+
+
+QWEN_32B_BF16_MB = 32.8e9 * 2 / 1e6  # Qwen2.5-32B's weights in bf16, which every model job reads from disk
+
+
+@pytest.mark.parametrize("profile", ["slurm", "runpod"])
+def test_the_32b_plan_asks_each_job_for_what_the_plan_and_the_model_need(tmp_path, profile):
+    from maximalcai.config import load_workflow_config
+    from maximalcai.job_resources import MODEL_RULES, SMALL_RULES, planned_minutes
+
+    (tmp_path / "tp4.yaml").write_text(yaml.safe_dump({"generation": {"vllm": {"tensor_parallel_size": 4}}}))
+    extra = [tmp_path / "tp4.yaml"] if profile == "slurm" else []
+    result = dry_run_32b(tmp_path, profile, "stage2_model", *extra)
+    cfg = load_workflow_config(REPO / "config/qwen2.5-32b.yaml", REPO)
+    jobs = job_requests(result)
+    assert {("train_dpo", "stage1"), ("train_dpo", "stage2")} <= planned_stage_jobs(result)
+    served = {"generate_instructions", "generate_responses", "critique_revise", "safety_label", "preference_label"}
+    served |= {"eval_generate", "eval_safety", "evaluate"}
+    seen = set()
+    for rule, wildcards, resources in jobs:
+        if rule.endswith("_model"):  # the target itself runs nothing
+            continue
+        seen.add(rule)
+        runtime, gpus = int(resources["runtime"]), int(resources.get("gpu", 0))
+        if rule in SMALL_RULES:
+            assert gpus == 0, (rule, resources)
+            continue
+        assert rule in MODEL_RULES, rule
+        assert int(resources["mem_mb"]) >= QWEN_32B_BF16_MB, (rule, resources)
+        model = wildcards.get("model", "")
+        stage = wildcards.get("stage") or (model if model.startswith("stage") else "stage1")
+        minutes = planned_minutes(cfg, rule, stage)
+        if minutes is not None:  # no job asks for less time than the plan's own estimate of its work
+            assert runtime >= minutes, (rule, stage, runtime, minutes)
+        expected_gpus = (4 if profile == "slurm" else 1) if rule in served else int(rule == "train_dpo")
+        assert gpus == expected_gpus, (rule, resources)
+        if profile == "slurm" and gpus:
+            assert resources["gpu_model"] == "a100"
+    assert served | {"train_dpo", "build_pairs", "aggregate_responses"} <= seen
+    # the job the plan expects to take hours is not submitted with a one-hour limit
+    preference = [int(r["runtime"]) for rule, _, r in jobs if rule == "preference_label"]
+    assert min(preference) > 4 * 60
+
+
+def test_small_jobs_run_on_the_submitting_host():
+    from maximalcai.job_resources import MODEL_RULES, SMALL_RULES
+
+    text = "".join(path.read_text() for path in (REPO / "rules").glob("*.smk"))
+    rules = dict(re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text, re.M | re.S))
+    assert set(rules) == set(MODEL_RULES) | set(SMALL_RULES) | {"plan"}
+    for name, body in rules.items():
+        assert ("localrule: True" in body) == (name in SMALL_RULES or name == "plan"), name
+        assert name == "plan" or f'**rule_resources("{name}")' in body, name
+
+
+def test_resources_come_from_the_config():
+    from maximalcai.config import load_config_file, load_workflow_config
+    from maximalcai.job_resources import job_resources
+
+    cpu = load_config_file(REPO / "config.yaml")
+    assert job_resources(cpu, "generate_responses", "stage1") == {
+        "mem_mb": 8000,
+        "runtime": 60,
+        "cpus_per_task": 2,
+        "gpu": 0,
+    }
+    assert job_resources(cpu, "train_dpo", "stage1")["runtime"] == 240
+    assert job_resources(cpu, "build_pairs") == {"mem_mb": 2000, "runtime": 10, "cpus_per_task": 1, "gpu": 0}
+    gpu = load_workflow_config(REPO / "config/qwen2.5-32b.yaml", REPO)
+    plain = job_resources(gpu, "preference_label")  # no stage: the fixed floor
+    planned = job_resources(gpu, "preference_label", "stage1")
+    assert plain["runtime"] == 60 and planned["runtime"] > 8 * 60 and planned["gpu"] == 1
+    gpu["resources"]["rules"]["preference_label"] = {"runtime": 2000}  # the plan only ever raises a limit
+    assert job_resources(gpu, "preference_label", "stage1")["runtime"] == 2000
+    with pytest.raises(KeyError):
+        job_resources(gpu, "no_such_rule")
 
 
 def test_runpod_profile_and_plan_target(tmp_path):
@@ -395,12 +485,17 @@ def test_editing_stage3_reruns_only_stages_3_to_6(tmp_path):
 
 def test_batch_sizes_and_dtype_rerun_the_model_rules(tmp_path):
     """Batching and dtype change a model job's numbers (padding, kernels), so they are in its params."""
+    from maximalcai.config import load_workflow_config
+    from maximalcai.job_resources import gpus
+
+    gpu_config = load_workflow_config(REPO / "config/qwen2.5-32b.yaml", REPO)
     model_rules = set()
     for path in sorted((REPO / "rules").glob("*.smk")):
         for block in re.split(r"^(?=rule )", path.read_text(), flags=re.M)[1:]:
-            if "gpu=GPU_PER_JOB" in block:  # a job that loads a model
-                model_rules.add(block.split()[1].rstrip(":"))
-                assert "engine=ENGINE" in block or "engine={" in block, f"{path.name}: {block.split()[1]}"
+            name = block.split()[1].rstrip(":")
+            if name != "plan" and gpus(gpu_config, name):  # a job that loads a model onto a GPU
+                model_rules.add(name)
+                assert "engine=ENGINE" in block or "engine={" in block, f"{path.name}: {name}"
     assert {"generate_instructions", "generate_responses", "critique_revise", "evaluate", "train_dpo"} <= model_rules
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     fake_complete_run(tmp_path, "stage1_model")

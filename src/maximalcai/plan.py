@@ -45,33 +45,67 @@ def sft_examples(stage: dict[str, Any]) -> float:
     return sum(per_source[source] for source in sft["sources"])
 
 
-def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
-    """Token counts and GPU hours of one stage."""
-    throughput = cfg["budget"]["throughput"]
+def item_counts(stage: dict[str, Any]) -> tuple[int, int, int]:
+    """Responses, critiqued responses and preference comparisons of one stage."""
+    ins, res, cri, pref = stage["instructions"], stage["responses"], stage["critique"], stage["preference"]
+    responses = ins["count"] * res["per_instruction"]
+    critiqued = ins["count"] * min(cri["responses_per_instruction"], res["per_instruction"]) * cri["rounds"]
+    comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * (
+        "revision" in pref["comparisons"]
+    )
+    return responses, critiqued, comparisons
+
+
+def rule_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Tokens each rule of one stage generates, reads (prefill and log-prob scoring) and trains on, in total
+    over the stage's jobs of that rule; ``eval_generate`` is one model's evaluation."""
     ins, res, cri, pref = stage["instructions"], stage["responses"], stage["critique"], stage["preference"]
     instruction_tokens = ins["sampling"]["max_new_tokens"] * TYPICAL_FILL
     response_tokens = res["sampling"]["max_new_tokens"] * TYPICAL_FILL
     critique_tokens = cri["critique_sampling"]["max_new_tokens"] * TYPICAL_FILL
     revision_tokens = cri["revision_sampling"]["max_new_tokens"] * TYPICAL_FILL
-    responses = ins["count"] * res["per_instruction"]
-    critiqued = ins["count"] * min(cri["responses_per_instruction"], res["per_instruction"]) * cri["rounds"]
-    generated = (
-        ins["candidates"] * instruction_tokens
-        + responses * response_tokens
-        + critiqued * (critique_tokens + revision_tokens)
-    )
+    responses, critiqued, comparisons = item_counts(stage)
+    training = stage["training"]
+    # DPO reads prompt+chosen and prompt+rejected; training_tokens_per_s counts those tokens per second of a
+    # step that includes the backward pass and the reference model's forward pass (benchmarks/gpu_throughput.py)
+    example_tokens = instruction_tokens + response_tokens
     # prompts that must be read (prefill); shared few-shot prefixes are cached by vLLM and counted once per share
-    prefill = (
-        ins["candidates"] * ins["fewshot_k"] * instruction_tokens / max(1, ins["fewshot_share"])
-        + responses * (res["fewshot_k"] * EXAMPLE_TOKENS / max(1, res["fewshot_share"]) + instruction_tokens)
-        + critiqued * 2 * (cri["fewshot_k"] * DEMO_TOKENS / max(1, cri["fewshot_share"]) + response_tokens)
-    )
-    comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * (
-        "revision" in pref["comparisons"]
-    )
-    scored = (responses + critiqued) * (GUARD_PROMPT_TOKENS + response_tokens) + comparisons * pref[
-        "principles_per_comparison"
-    ] * 2 * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens)
+    return {
+        "generate_instructions": {
+            "generated": ins["candidates"] * instruction_tokens,
+            "scored": ins["candidates"] * ins["fewshot_k"] * instruction_tokens / max(1, ins["fewshot_share"]),
+        },
+        "generate_responses": {
+            "generated": responses * response_tokens,
+            "scored": responses
+            * (res["fewshot_k"] * EXAMPLE_TOKENS / max(1, res["fewshot_share"]) + instruction_tokens),
+        },
+        "critique_revise": {
+            "generated": critiqued * (critique_tokens + revision_tokens),
+            "scored": critiqued
+            * 2
+            * (cri["fewshot_k"] * DEMO_TOKENS / max(1, cri["fewshot_share"]) + response_tokens),
+        },
+        "safety_label": {"scored": (responses + critiqued) * (GUARD_PROMPT_TOKENS + response_tokens)},
+        "preference_label": {
+            "scored": comparisons
+            * pref["principles_per_comparison"]
+            * 2
+            * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens)
+        },
+        "train_dpo": {
+            "trained": stage_pairs(stage, comparisons) * training["epochs"] * 2 * example_tokens,
+            "sft_trained": sft_examples(stage) * training["sft_warmup"]["epochs"] * example_tokens,
+        },
+        "eval_generate": {
+            "generated": len(load_eval_prompts(cfg)) * cfg["evaluation"]["sampling"]["max_new_tokens"] * TYPICAL_FILL
+        },
+    }
+
+
+def stage_pairs(stage: dict[str, Any], comparisons: float) -> float:
+    """Training pairs a stage is expected to keep."""
+    ins = stage["instructions"]
     pairs = comparisons * 0.5  # about half survive the filters (measured: 30-40%)
     checks = stage["pairs"]["verifiable"]
     if checks["enabled"]:  # best vs worst of n where the checks separate them; code-revised answers vs originals
@@ -79,27 +113,47 @@ def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, floa
             ins["count"] * 0.5 * checks["best_worst"]
             + ins["count"] * ins["constraints"]["share"] * 0.5 * checks["code_revisions"]
         )
-    pairs *= 1 - stage["pairs"]["heldout_fraction"]
-    training = stage["training"]
-    # DPO reads prompt+chosen and prompt+rejected; training_tokens_per_s counts those tokens per second of a
-    # step that includes the backward pass and the reference model's forward pass (benchmarks/gpu_throughput.py)
-    trained = pairs * training["epochs"] * 2 * (instruction_tokens + response_tokens)
-    sft_trained = sft_examples(stage) * training["sft_warmup"]["epochs"] * (instruction_tokens + response_tokens)
-    evaluation = cfg["evaluation"]
-    eval_generated = len(load_eval_prompts(cfg)) * evaluation["sampling"]["max_new_tokens"] * TYPICAL_FILL
-    eval_generated *= 1 + 2 / len(cfg["stages"])  # the stage's model, and its share of base and base_fewshot
+    return pairs * (1 - stage["pairs"]["heldout_fraction"])
+
+
+def rule_hours(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
+    """GPU hours of each rule of one stage (all its jobs together), from ``budget.throughput``; model loads and
+    start-up are not included (``overhead_hours_per_stage``)."""
+    throughput = cfg["budget"]["throughput"]
+    rate = {
+        "generated": throughput["generation_tokens_per_s"],
+        "scored": throughput["scoring_tokens_per_s"],
+        "trained": throughput["training_tokens_per_s"],
+        "sft_trained": throughput["sft_tokens_per_s"],
+    }
+    return {
+        rule: sum(tokens / rate[kind] for kind, tokens in counts.items()) / 3600
+        for rule, counts in rule_tokens(stage, cfg).items()
+    }
+
+
+def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
+    """Token counts and GPU hours of one stage."""
+    throughput = cfg["budget"]["throughput"]
+    tokens = rule_tokens(stage, cfg)
+    evaluation = tokens.pop("eval_generate")["generated"]
+    evaluation *= 1 + 2 / len(cfg["stages"])  # the stage's model, and its share of base and base_fewshot
+    generated = sum(t.get("generated", 0.0) for t in tokens.values()) + evaluation
+    scored = sum(t.get("scored", 0.0) for t in tokens.values())
+    trained, sft_trained = tokens["train_dpo"]["trained"], tokens["train_dpo"]["sft_trained"]
     hours = {
-        "generation_h": (generated + eval_generated) / throughput["generation_tokens_per_s"] / 3600,
-        "scoring_h": (prefill + scored) / throughput["scoring_tokens_per_s"] / 3600,
+        "generation_h": generated / throughput["generation_tokens_per_s"] / 3600,
+        "scoring_h": scored / throughput["scoring_tokens_per_s"] / 3600,
         "training_h": (trained / throughput["training_tokens_per_s"] + sft_trained / throughput["sft_tokens_per_s"])
         / 3600,
         "overhead_h": throughput["overhead_hours_per_stage"],
     }
+    comparisons = item_counts(stage)[2]
     return {
-        "generated_tokens": round(generated + eval_generated),
-        "scored_tokens": round(prefill + scored),
+        "generated_tokens": round(generated),
+        "scored_tokens": round(scored),
         "training_tokens": round(trained + sft_trained),
-        "pairs": round(pairs),
+        "pairs": round(stage_pairs(stage, comparisons)),
         **{k: round(v, 2) for k, v in hours.items()},
         "gpu_hours": round(sum(hours.values()), 2),
     }

@@ -1,0 +1,84 @@
+"""What each job asks a scheduler for: memory, run time, CPUs and GPUs, from the config's ``resources`` section.
+
+Jobs are of two kinds. Model jobs load a model; on a GPU config they ask for GPUs: as many as
+``generation.vllm.tensor_parallel_size`` where the model is served by vLLM, one for training. Small jobs only
+read and write tables and run on the submitting host (``localrules`` in rules/common.smk). With
+``resources.runtime_from_plan`` a model job's time limit is the plan's estimate of its own share of the
+stage's work (``maximalcai.plan.rule_hours``), times ``runtime_margin``, plus ``load_minutes``, where that is
+more than the configured runtime, so that a cluster does not kill a job the plan itself expects to run for
+hours. A profile's ``set-resources`` still
+override all of this.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from maximalcai.config import stage_config
+from maximalcai.generation import instruction_shards, response_shards
+from maximalcai.hardware import wants_gpu
+
+# Rules whose jobs load a model through the generation backend (vLLM on a GPU config).
+SERVED_MODEL_RULES = (
+    "generate_instructions",
+    "generate_responses",
+    "critique_revise",
+    "safety_label",
+    "preference_label",
+    "eval_generate",
+    "eval_safety",
+    "evaluate",
+)
+MODEL_RULES = (*SERVED_MODEL_RULES, "import_base_model", "train_dpo", "export_model")
+SMALL_RULES = (
+    "aggregate_instructions",
+    "aggregate_responses",
+    "build_pairs",
+    "stage_report",
+    "stages_report",
+)
+
+
+def gpus(cfg: dict[str, Any], rule: str) -> int:
+    """GPUs one job of ``rule`` asks for."""
+    if not wants_gpu(cfg):
+        return 0
+    if rule in SERVED_MODEL_RULES:
+        return cfg["generation"]["vllm"]["tensor_parallel_size"] if cfg["generation"]["backend"] == "vllm" else 1
+    return 1 if rule == "train_dpo" else 0
+
+
+def jobs_per_stage(cfg: dict[str, Any], rule: str, stage: str) -> int:
+    """How many jobs of ``rule`` a stage runs (the generation rules run in shards)."""
+    settings = stage_config(cfg, stage)
+    if rule == "generate_instructions":
+        return instruction_shards(settings["instructions"])
+    if rule == "generate_responses":
+        return response_shards(settings["instructions"], settings["responses"])
+    return 1
+
+
+def planned_minutes(cfg: dict[str, Any], rule: str, stage: str) -> float | None:
+    """The plan's estimate of one job's work in minutes (no load time); None for rules the plan leaves out."""
+    from maximalcai.plan import rule_hours
+
+    hours = rule_hours(stage_config(cfg, stage), cfg).get(rule)
+    return None if hours is None else hours * 60 / jobs_per_stage(cfg, rule, stage)
+
+
+def job_resources(cfg: dict[str, Any], rule: str, stage: str | None = None) -> dict[str, int]:
+    """``mem_mb``, ``runtime`` (minutes), ``cpus_per_task`` and ``gpu`` of one job of ``rule``; ``stage`` (the
+    job's stage, where it has one) lets the runtime follow the plan."""
+    if rule not in MODEL_RULES + SMALL_RULES:
+        raise KeyError(f"resources: no such rule '{rule}'")
+    settings = cfg["resources"]
+    kind = settings["model_jobs"] if rule in MODEL_RULES else settings["small_jobs"]
+    own = settings["rules"].get(rule, {})
+    chosen = {**kind, **own}
+    runtime = chosen["runtime"]
+    if settings["runtime_from_plan"] and stage is not None:  # the plan only ever raises the limit
+        minutes = planned_minutes(cfg, rule, stage)
+        if minutes is not None:
+            runtime = max(runtime, math.ceil(minutes * settings["runtime_margin"] + settings["load_minutes"]))
+    return {"mem_mb": chosen["mem_mb"], "runtime": runtime, "cpus_per_task": chosen["cpus"], "gpu": gpus(cfg, rule)}
