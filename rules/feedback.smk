@@ -1,21 +1,23 @@
 # Constitutional feedback: critiques and revisions, safety labels, AI preference labels, filtered pairs.
 # Each step is its own table, so editing one principle reruns critiques and what follows (never the
 # instruction or response generation), and editing the pair filters reruns only build_pairs onward.
+# The three model steps run in shards, shard k on the answers of response shard k (so a cluster spreads
+# them over GPUs and a killed shard reruns alone); aggregate_feedback joins each step's shards.
 
 
 rule critique_revise:
     input:
         unpack(generator),
-        responses="results/{stage}/responses.parquet",
+        responses="results/{stage}/shards/responses/{shard}.parquet",
         constitution=config["constitution"],
         demos=config["feedback"]["critique_demos"],
     output:
-        table="results/{stage}/critiques.parquet",
-        manifest="results/{stage}/manifests/critiques.json",
+        table="results/{stage}/shards/critiques/{shard}.parquet",
+        manifest="results/{stage}/manifests/critiques-shard{shard}.json",
     log:
-        "logs/{stage}/critique_revise.log",
+        "logs/{stage}/critique_revise/{shard}.log",
     benchmark:
-        "results/benchmarks/{stage}/critique_revise.tsv"
+        "results/benchmarks/{stage}/critique_revise-{shard}.tsv"
     conda:
         CONDA_ENV
     threads: compute_threads
@@ -32,16 +34,16 @@ rule critique_revise:
 rule safety_label:
     input:
         base=BASE_MODEL,
-        responses="results/{stage}/responses.parquet",
-        critiques="results/{stage}/critiques.parquet",
+        responses="results/{stage}/shards/responses/{shard}.parquet",
+        critiques="results/{stage}/shards/critiques/{shard}.parquet",
         demos=config["safety"]["demos"],
     output:
-        table="results/{stage}/safety.parquet",
-        manifest="results/{stage}/manifests/safety.json",
+        table="results/{stage}/shards/safety/{shard}.parquet",
+        manifest="results/{stage}/manifests/safety-shard{shard}.json",
     log:
-        "logs/{stage}/safety_label.log",
+        "logs/{stage}/safety_label/{shard}.log",
     benchmark:
-        "results/benchmarks/{stage}/safety_label.tsv"
+        "results/benchmarks/{stage}/safety_label-{shard}.tsv"
     conda:
         CONDA_ENV
     threads: compute_threads
@@ -58,17 +60,17 @@ rule safety_label:
 rule preference_label:
     input:
         unpack(generator),
-        responses="results/{stage}/responses.parquet",
-        critiques="results/{stage}/critiques.parquet",
+        responses="results/{stage}/shards/responses/{shard}.parquet",
+        critiques="results/{stage}/shards/critiques/{shard}.parquet",
         constitution=config["constitution"],
         demos=config["feedback"]["preference_demos"],
     output:
-        table="results/{stage}/preferences.parquet",
-        manifest="results/{stage}/manifests/preferences.json",
+        table="results/{stage}/shards/preferences/{shard}.parquet",
+        manifest="results/{stage}/manifests/preferences-shard{shard}.json",
     log:
-        "logs/{stage}/preference_label.log",
+        "logs/{stage}/preference_label/{shard}.log",
     benchmark:
-        "results/benchmarks/{stage}/preference_label.tsv"
+        "results/benchmarks/{stage}/preference_label-{shard}.tsv"
     conda:
         CONDA_ENV
     threads: compute_threads
@@ -81,6 +83,27 @@ rule preference_label:
         seed=config["seed"],
     script:
         "../workflow_scripts/preference_label.py"
+
+
+rule aggregate_feedback:
+    input:
+        shards=lambda wc: shard_files(wc.feedback, "table")(wc),
+        manifests=lambda wc: shard_files(wc.feedback, "manifest")(wc),
+    output:
+        table="results/{stage}/{feedback}.parquet",
+        manifest="results/{stage}/manifests/{feedback}.json",
+    log:
+        "logs/{stage}/aggregate_{feedback}.log",
+    wildcard_constraints:
+        feedback="critiques|safety|preferences",
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **rule_resources("aggregate_feedback"),
+    script:
+        "../workflow_scripts/aggregate_feedback.py"
 
 
 rule build_pairs:

@@ -25,7 +25,7 @@ DATA_RULES = {
     "generate_responses",
     "aggregate_responses",
 }
-PAIR_RULES = DATA_RULES | {"critique_revise", "safety_label", "preference_label", "build_pairs"}
+PAIR_RULES = DATA_RULES | {"critique_revise", "safety_label", "preference_label", "aggregate_feedback", "build_pairs"}
 
 
 def documented() -> list[tuple[str, str]]:

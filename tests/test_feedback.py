@@ -221,3 +221,43 @@ def test_preference_labels_on_the_tiny_model_are_probabilities(tiny_backend):
     for row in rows:
         assert all(0 < p < 1 for p in row["p_a_first"] + row["p_a_second"])
         assert row["p_a"] == pytest.approx((sum(row["p_a_first"]) + sum(row["p_a_second"])) / 6, abs=1e-5)
+
+
+def test_feedback_shards_join_into_one_table_with_the_unsharded_summary(tmp_path):
+    import json
+
+    from maximalcai import tables
+    from maximalcai.feedback.aggregate import run_aggregate_feedback
+
+    def row(text_id, label):
+        return {
+            "text_id": text_id,
+            "kind": "response",
+            "instruction_id": text_id.split("-")[0],
+            "stage": "stage1",
+            "label": label,
+            "categories": [],
+            "p_unsafe": 0.9 if label == "unsafe" else 0.1,
+            "raw_output": None,
+            "guard_backend": "fewshot",
+            "guard_model": "tiny",
+        }
+
+    shards = [[row("s1-i2-r0", "safe"), row("s1-i3-r0", "unsafe")], [row("s1-i0-r0", "safe")], []]
+    paths, manifests = [], []
+    for k, rows in enumerate(shards):
+        paths.append(tmp_path / f"{k}.parquet")
+        tables.write_table(rows, paths[-1], "safety")
+        manifests.append(tmp_path / f"{k}.json")
+        accuracy = {"demos": 8, "correct": 5, "accuracy": 0.625} if k == 0 else None
+        manifests[-1].write_text(json.dumps({"seconds": 1.5, "fewshot_demo_accuracy": accuracy}))
+    out, manifest = tmp_path / "safety.parquet", tmp_path / "safety.json"
+    run_aggregate_feedback({}, "stage1", "safety", paths, manifests, out, manifest)
+    joined = tables.read_table(out, "safety")
+    assert [r["text_id"] for r in joined] == ["s1-i0-r0", "s1-i2-r0", "s1-i3-r0"]
+    summary = json.loads(manifest.read_text())
+    assert summary["labels"] == {"safe": 2, "unsafe": 1, "malformed": 0} and summary["shards"] == 3
+    assert summary["fewshot_demo_accuracy"]["accuracy"] == 0.625
+    tables.write_table([row("s1-i0-r0", "unsafe")], paths[2], "safety")  # the same text in two shards
+    with pytest.raises(tables.TableError, match="not unique"):
+        run_aggregate_feedback({}, "stage1", "safety", paths, manifests, out, manifest)

@@ -1,5 +1,6 @@
 """The Snakemake workflow: lint, dry runs, config errors at start, and real runs on the embedded model."""
 
+import json
 import os
 import re
 import shlex
@@ -361,9 +362,9 @@ def test_the_32b_plan_asks_each_job_for_what_the_plan_and_the_model_need(tmp_pat
         if profile == "slurm" and gpus:
             assert resources["gpu_model"] == "a100"
     assert served | {"train_dpo", "build_pairs", "aggregate_responses"} <= seen
-    # the job the plan expects to take hours is not submitted with a one-hour limit
-    preference = [int(r["runtime"]) for rule, _, r in jobs if rule == "preference_label"]
-    assert min(preference) > 4 * 60
+    # the jobs the plan expects to take hours are not submitted with a one-hour limit
+    limits = {rule: int(r["runtime"]) for rule, _, r in jobs if not rule.endswith("_model")}
+    assert limits["train_dpo"] > 5 * 60 and limits["preference_label"] > 2 * 60
 
 
 def test_small_jobs_run_on_the_submitting_host():
@@ -392,8 +393,8 @@ def test_resources_come_from_the_config():
     assert job_resources(cpu, "build_pairs") == {"mem_mb": 2000, "runtime": 10, "cpus_per_task": 1, "gpu": 0}
     gpu = load_workflow_config(REPO / "config/qwen2.5-32b.yaml", REPO)
     plain = job_resources(gpu, "preference_label")  # no stage: the fixed floor
-    planned = job_resources(gpu, "preference_label", "stage1")
-    assert plain["runtime"] == 60 and planned["runtime"] > 8 * 60 and planned["gpu"] == 1
+    planned = job_resources(gpu, "preference_label", "stage1")  # one of four shards, ~1.1 h of scoring
+    assert plain["runtime"] == 60 and planned["runtime"] > 2 * 60 and planned["gpu"] == 1
     gpu["resources"]["rules"]["preference_label"] = {"runtime": 2000}  # the plan only ever raises a limit
     assert job_resources(gpu, "preference_label", "stage1")["runtime"] == 2000
     with pytest.raises(KeyError):
@@ -531,6 +532,55 @@ def test_reporting_fewer_stages_reruns_only_the_report(tmp_path):
 
 
 @pytest.mark.e2e
+def test_a_hard_kill_mid_shard_needs_an_unlock_then_redoes_only_that_shard(tiny_run, tmp_path):
+    """A pod restart is a kill -9 of Snakemake and its jobs: the lock stays, the finished shard stays."""
+    import signal
+    import time
+
+    workdir = make_workdir(tmp_path)
+    base = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir)]
+    run = subprocess.Popen(
+        [*base, "--cores", "2", "stage1_datasets"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    shards = workdir / "results/stage1/shards/responses"
+    logs = workdir / "logs/stage1/generate_responses"
+    deadline, killed = time.monotonic() + 1200, None
+    while time.monotonic() < deadline and run.poll() is None:
+        done = {p.stem for p in shards.glob("*.parquet")}
+        started = {p.stem for p in logs.glob("*.log") if p.stat().st_size > 0}
+        if len(done) == 1 and started - done:  # one shard written, the other one running
+            killed = (started - done).pop()
+            os.killpg(run.pid, signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    run.wait()
+    assert killed is not None, "the run ended before a second response shard started"
+    assert not (shards / f"{killed}.parquet").exists()
+    finished = {p.stem for p in shards.glob("*.parquet")}
+    written = {p.stem: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
+    # the rerun that docs/RUNPOD.md and the README describe: refused until --unlock
+    locked = snakemake(workdir, "--cores", "2", "--rerun-incomplete", "stage1_datasets", check=False)
+    assert locked.returncode != 0 and "LockException" in locked.stdout + locked.stderr
+    snakemake(workdir, "--unlock")
+    rerun = snakemake(workdir, "--cores", "2", "--rerun-incomplete", "stage1_datasets")
+    redone = {(rule, wildcards.get("shard")) for rule, wildcards, _ in job_requests(rerun)}
+    assert ("generate_responses", killed) in redone
+    assert not any(
+        rule == "generate_instructions" or (rule, shard) in {("generate_responses", s) for s in finished}
+        for rule, shard in redone
+    ), redone
+    assert {p.stem: p.stat().st_mtime_ns for p in shards.glob("*.parquet") if p.stem in finished} == written
+    resumed = tables.read_table(workdir / "results/stage1/responses.parquet", "responses")
+    uninterrupted = tables.read_table(tiny_run / "results/stage1/responses.parquet", "responses")
+    assert [(r["response_id"], r["response"]) for r in resumed] == [
+        (r["response_id"], r["response"]) for r in uninterrupted
+    ]
+
+
+@pytest.mark.e2e
 def test_stage2_is_written_by_stage1_and_compared_with_it(tiny_run):
     import json
 
@@ -640,3 +690,57 @@ def test_the_readmes_maximalcai_commands_run_as_printed(tiny_run):
             assert json.loads(result.stdout)["splits"]["train"] > 0 and (tiny_run / "shared/dataset").is_dir()
         else:
             assert result.stdout.count("assistant> ") == 2
+
+
+def test_the_gpu_smoke_run_is_ready_to_go(tmp_path):
+    """benchmarks/gpu_smoke.sh runs config/gpu-smoke.yaml's stage2_model: a dry run of exactly its command, and
+    the report step on a finished run's files."""
+    from maximalcai.config import load_workflow_config
+
+    script = (REPO / "benchmarks/gpu_smoke.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(REPO / "benchmarks/gpu_smoke.sh")]).returncode == 0
+    cfg = load_workflow_config(REPO / "config/gpu-smoke.yaml", REPO)
+    assert (cfg["generation"]["backend"], cfg["training"]["backend"], cfg["safety"]["backend"]) == (
+        "vllm",
+        "unsloth",
+        "llama_guard",
+    )
+    assert cfg["base_model"]["hub_id"] == "Qwen/Qwen2.5-0.5B" and cfg["training"]["load_in_4bit"]
+    command = re.search(r"^snakemake (.*?)\\\n\s+-- (\w+)$", script, re.M)
+    assert command and command.group(2) == "stage2_model"
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    result = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "all",
+        "--configfile",
+        str(tmp_path / "config.yaml"),
+        "config/gpu-smoke.yaml",
+        "--",
+        "stage2_model",
+    )
+    jobs = planned_stage_jobs(result)
+    assert {("train_dpo", "stage1"), ("train_dpo", "stage2"), ("safety_label", "stage2")} <= jobs
+    # the report step, on benchmark files and manifests like a finished run's
+    (tmp_path / "results/benchmarks/stage1").mkdir(parents=True)
+    (tmp_path / "results/benchmarks/stage1/train_dpo.tsv").write_text("s\th:m:s\tmax_rss\n61.5\t0:01:01\t2048\n")
+    (tmp_path / "results/stage1/manifests").mkdir(parents=True)
+    manifest = {"rule": "generate_responses", "seconds": 12, "generated_tokens": 4000, "generation_seconds": 8.0}
+    (tmp_path / "results/stage1/manifests/responses-shard0.json").write_text(json.dumps(manifest))
+    (tmp_path / "gpu.txt").write_text("512\n20480\n1024\n")
+    report = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks/rule_times.py"),
+            str(tmp_path / "results/benchmarks"),
+            "--manifests",
+            str(tmp_path / "results"),
+            "--gpu-memory",
+            str(tmp_path / "gpu.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "| stage1/train_dpo | 61.5 | 2048 |" in report and "| 500.0 |" in report and "20480 MiB" in report

@@ -8,6 +8,7 @@ with rule_log(snakemake.log[0], snakemake.threads):
         cfg=snakemake.config,
         settings=snakemake.params.settings,
         stage=snakemake.wildcards.stage,
+        shard=int(snakemake.wildcards.shard),
         responses_path=snakemake.input.responses,
         critiques_path=snakemake.input.critiques,
         constitution_path=snakemake.input.constitution,

@@ -7,6 +7,7 @@ with rule_log(snakemake.log[0], snakemake.threads):
     run_safety_label(
         cfg=snakemake.config,
         stage=snakemake.wildcards.stage,
+        shard=int(snakemake.wildcards.shard),
         responses_path=snakemake.input.responses,
         critiques_path=snakemake.input.critiques,
         base_dir=snakemake.input.base,

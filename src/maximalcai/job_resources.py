@@ -34,6 +34,7 @@ MODEL_RULES = (*SERVED_MODEL_RULES, "import_base_model", "train_dpo", "export_mo
 SMALL_RULES = (
     "aggregate_instructions",
     "aggregate_responses",
+    "aggregate_feedback",
     "build_pairs",
     "stage_report",
     "stages_report",
@@ -50,11 +51,11 @@ def gpus(cfg: dict[str, Any], rule: str) -> int:
 
 
 def jobs_per_stage(cfg: dict[str, Any], rule: str, stage: str) -> int:
-    """How many jobs of ``rule`` a stage runs (the generation rules run in shards)."""
+    """How many jobs of ``rule`` a stage runs (generation and feedback run in shards)."""
     settings = stage_config(cfg, stage)
     if rule == "generate_instructions":
         return instruction_shards(settings["instructions"])
-    if rule == "generate_responses":
+    if rule in ("generate_responses", "critique_revise", "safety_label", "preference_label"):
         return response_shards(settings["instructions"], settings["responses"])
     return 1
 

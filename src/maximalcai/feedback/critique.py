@@ -43,8 +43,10 @@ def critique_and_revise(
     stage: str,
     settings: dict[str, Any],
     seed: int,
+    shard: int = 0,
 ) -> list[dict[str, Any]]:
-    """All rounds of critique and revision for the first ``responses_per_instruction`` candidates."""
+    """All rounds of critique and revision for the first ``responses_per_instruction`` candidates of one shard
+    (its demonstration draws and sampling streams are the shard's own, as in generation)."""
     targets = [r for r in responses if r["candidate_index"] < settings["responses_per_instruction"]]
     current = {r["response_id"]: r["response"] for r in targets}
     critique_sampling = Sampling.from_config(settings["critique_sampling"])
@@ -54,7 +56,7 @@ def critique_and_revise(
     )
     rows: list[dict[str, Any]] = []
     for round_ in range(1, settings["rounds"] + 1):
-        rng = random.Random(derive_seed(seed, stage, "critique", round_))
+        rng = random.Random(derive_seed(seed, stage, "critique", shard, round_))
         principles = [
             sample_principles(constitution, 1, random.Random(derive_seed(seed, stage, r["response_id"], round_)))[0]
             for r in targets
@@ -62,7 +64,7 @@ def critique_and_revise(
         draws = shared_draws(demos, settings["fewshot_k"], settings["fewshot_share"], len(targets), rng)
         prefixes = [demo_prefix(d) for d in draws]
         inputs = [current[r["response_id"]] for r in targets]
-        round_seed = derive_seed(seed, stage, "critique", round_, "sampling")
+        round_seed = derive_seed(seed, stage, "critique", shard, round_, "sampling")
         critiques = backend.generate(
             [
                 (pre, formats.critique_prompt(r["instruction"], text, p.critique_request))
@@ -118,6 +120,7 @@ def run_critique_revise(
     cfg: dict,
     settings: dict,
     stage: str,
+    shard: int,
     responses_path: str,
     constitution_path: str,
     demos_path: str,
@@ -130,12 +133,12 @@ def run_critique_revise(
 
     constitution = load_constitution(constitution_path)
     demos = load_critique_demos(demos_path)
-    responses = tables.read_table(responses_path, "responses")
+    responses = tables.read_table(responses_path, "responses", require_rows=False)
     with Timer() as timer:
         rows, meter = [], {}
-        if settings["responses_per_instruction"]:
+        if settings["responses_per_instruction"] and responses:
             backend = open_backend(cfg, model_dir, adapter_dir)
-            rows = critique_and_revise(backend, responses, constitution, demos, stage, settings, cfg["seed"])
+            rows = critique_and_revise(backend, responses, constitution, demos, stage, settings, cfg["seed"], shard)
             meter = backend.meter.as_dict()
         else:
             logger.info("critique.responses_per_instruction is 0: no critiques or revisions")
@@ -148,6 +151,7 @@ def run_critique_revise(
         {
             "rule": "critique_revise",
             "stage": stage,
+            "shard": shard,
             "rows": len(rows),
             "empty_revisions": empty,
             "seconds": round(timer.seconds, 2),

@@ -260,16 +260,26 @@ def items_from_tables(responses: Sequence[dict], critiques: Sequence[dict], stag
 
 
 def run_safety_label(
-    cfg: dict, stage: str, responses_path: str, critiques_path: str, base_dir: str, table: str, manifest: str
+    cfg: dict,
+    stage: str,
+    shard: int,
+    responses_path: str,
+    critiques_path: str,
+    base_dir: str,
+    table: str,
+    manifest: str,
 ) -> None:
-    responses = tables.read_table(responses_path, "responses")
+    """Labels for one shard's answers and revisions; shard 0 also measures the few-shot guard on its demos."""
+    responses = tables.read_table(responses_path, "responses", require_rows=False)
     critiques = tables.read_table(critiques_path, "critiques", require_rows=False)
     items = items_from_tables(responses, critiques, stage)
+    rows, calibration = [], None
     with Timer() as timer:
-        guard = open_guard(cfg, base_dir)
-        verdicts = guard.label(items)
-        calibration = guard.demo_accuracy(cfg["safety"]["fewshot_k"], cfg["seed"]) if guard.name == "fewshot" else None
-    rows = verdict_rows(items, verdicts, guard)
+        if items:
+            guard = open_guard(cfg, base_dir)
+            rows = verdict_rows(items, guard.label(items), guard)
+            if guard.name == "fewshot" and shard == 0:
+                calibration = guard.demo_accuracy(cfg["safety"]["fewshot_k"], cfg["seed"])
     tables.write_table(rows, table, "safety")
     counts = {label: sum(1 for r in rows if r["label"] == label) for label in LABELS}
     logger.info("safety labels: %s; fewshot demo accuracy: %s", counts, calibration)
@@ -279,9 +289,10 @@ def run_safety_label(
         {
             "rule": "safety_label",
             "stage": stage,
+            "shard": shard,
             "rows": len(rows),
             "labels": counts,
-            "guard": guard.name,
+            "guard": cfg["safety"]["backend"],
             "fewshot_demo_accuracy": calibration,
             "seconds": round(timer.seconds, 2),
         },

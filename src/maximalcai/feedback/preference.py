@@ -168,6 +168,7 @@ def run_preference_label(
     cfg: dict,
     settings: dict,
     stage: str,
+    shard: int,
     responses_path: str,
     critiques_path: str,
     constitution_path: str,
@@ -181,7 +182,7 @@ def run_preference_label(
 
     constitution = load_constitution(constitution_path)
     demos = load_preference_demos(demos_path)
-    responses = tables.read_table(responses_path, "responses")
+    responses = tables.read_table(responses_path, "responses", require_rows=False)
     critiques = tables.read_table(critiques_path, "critiques", require_rows=False)
     comparisons = build_comparisons(responses, critiques, settings["comparisons"])
     with Timer() as timer:
@@ -200,6 +201,7 @@ def run_preference_label(
         {
             "rule": "preference_label",
             "stage": stage,
+            "shard": shard,
             "rows": len(rows),
             "position_bias": bias,
             "seconds": round(timer.seconds, 2),
