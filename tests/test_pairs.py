@@ -335,3 +335,14 @@ def test_constraint_variants_put_answers_under_new_constraints_that_code_meets()
     other, _ = sft_examples(responses, [], texts, pairs, settings, FEWSHOT, seed=7)
     assert [r["prompt"] for r in other] != [r["prompt"] for r in rows]
     tables.to_arrow(rows, "sft_examples")
+
+
+def test_language_checks_give_the_same_answer_every_time():
+    """IFEval's case checkers ask langdetect whether a text is English; unseeded, this short text came back as
+    Tagalog or Danish in about one call in five, which once changed two SFT examples between identical runs."""
+    text = "i am from hong kong and i have a good name for a big bank named qiang."
+    results = {
+        verifiable.score("Answer in lowercase.", ["change_case:english_lowercase"], [{}], text)["ifeval_strict"]
+        for _ in range(40)
+    }
+    assert results == {1.0}

@@ -137,9 +137,19 @@ def training_types() -> list[str]:
     return [t for t in constraint_types() if t not in (YES_NO, "language:response_language")]
 
 
+def seed_language_detection() -> None:
+    """IFEval's case checkers (english_lowercase, english_capital) and its language checker call langdetect,
+    which samples: unseeded, the same short text is English in one call and Tagalog in the next, so a check
+    (and with it an SFT example, a pair or an eval score) could change between identical runs."""
+    from langdetect import DetectorFactory
+
+    DetectorFactory.seed = 0
+
+
 def registry() -> dict[str, type]:
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
+    seed_language_detection()
     return INSTRUCTION_DICT
 
 
@@ -220,6 +230,7 @@ def score(
     from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
     _patch_sentence_tokenizer()
+    seed_language_detection()
     sample = IFEvalSample(key=0, prompt=prompt, instruction_id_list=list(instruction_ids), kwargs=list(kwargs))
     _, scores = evaluate_output_for_sample("ifeval", sample, response)
     return {
