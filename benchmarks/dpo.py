@@ -70,6 +70,7 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
         dpo.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
     cfg = load_config_file(REPO / "config.yaml")
     settings = copy.deepcopy(cfg["stages"][0]["training"])
+    settings["sft_warmup"]["enabled"] = False  # the DPO phase alone is measured
     cfg["training"]["save_steps"] = 10_000
     start = time.perf_counter()
     rows, summary = dpo.train_stage(

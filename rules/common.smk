@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from maximalcai.config import previous_stage, stage_config, stage_ids
-from maximalcai.generation import instruction_shards, response_shards
+from maximalcai.generation import shard_count
 from maximalcai.hardware import wants_gpu
 from maximalcai.job_resources import job_resources
 
@@ -88,11 +88,7 @@ def shard_files(table, kind):
     }[kind]
 
     def files(wildcards):
-        stage = stage_config(config, wildcards.stage)
-        if table == "instructions":
-            n = instruction_shards(stage["instructions"])
-        else:
-            n = response_shards(stage["instructions"], stage["responses"])
+        n = shard_count(stage_config(config, wildcards.stage), table)
         return [pattern.format(stage=wildcards.stage, table=table, i=i) for i in range(n)]
 
     return files

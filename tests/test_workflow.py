@@ -274,6 +274,39 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
     assert len(page) > 100_000 and "stage1" in page and "funnel" in page
 
 
+@pytest.mark.e2e
+def test_scored_prompts_zero_skips_the_judge_and_the_shift_only(tiny_run, tmp_path):
+    from maximalcai.config import load_workflow_config
+    from maximalcai.evaluation.evaluate import run_evaluate
+
+    cfg = load_workflow_config(tiny_run / "config.yaml", root=tiny_run)
+    cfg["evaluation"]["scored_prompts"] = 0
+    results = tiny_run / "results"
+    models = ("stage1", "base", "base_fewshot")
+    run_evaluate(
+        cfg=cfg,
+        stage="stage1",
+        previous=None,
+        base_dir=str(results / "models/base"),
+        adapters={"stage1": str(results / "stage1/adapter")},
+        generations_paths={m: str(results / f"eval/{m}/generations.parquet") for m in models},
+        safety_paths={m: str(results / f"eval/{m}/safety.parquet") for m in models},
+        pairs_path=str(results / "stage1/pairs.parquet"),
+        constitution_path=cfg["constitution"],
+        demos_path=cfg["feedback"]["preference_demos"],
+        metrics_path=str(tmp_path / "metrics.json"),
+        table=str(tmp_path / "per_prompt.parquet"),
+        manifest=str(tmp_path / "manifest.json"),
+    )
+    without = json.loads((tmp_path / "metrics.json").read_text())
+    full = json.loads((results / "stage1/eval/metrics.json").read_text())
+    compared = {(c["metric"], c["baseline"]) for c in without["comparisons"]}
+    assert not {m for m, _ in compared} & {"win", "shift"} and ("preference_accuracy", "base") in compared
+    assert without["judge"]["order_agreement"] == {} and "scored_prompts" in without["judge"]["model"]
+    same = [c for c in full["comparisons"] if c["metric"] not in ("win", "shift")]
+    assert [c for c in without["comparisons"]] == same  # the verifiable metrics do not depend on the judge
+
+
 def test_six_stages_dry_run_as_one_chain(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     result = snakemake(tmp_path, "-n", "--cores", "1", "stage6_model")

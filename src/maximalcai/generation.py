@@ -41,6 +41,19 @@ def response_shards(instruction_settings: dict[str, Any], response_settings: dic
     return math.ceil(instruction_settings["count"] / response_settings["shard_size"])
 
 
+SHARDED_RULES = ("generate_responses", "critique_revise", "safety_label", "preference_label")
+
+
+def shard_count(stage_settings: dict[str, Any], rule_or_table: str) -> int:
+    """How many jobs a stage runs of a sharded rule, or how many shard files a sharded table has: instruction
+    generation in its own shards, responses and their feedback in response shards; 1 for any other rule."""
+    if rule_or_table in ("generate_instructions", "instructions"):
+        return instruction_shards(stage_settings["instructions"])
+    if rule_or_table in SHARDED_RULES + ("responses", "critiques", "safety", "preferences"):
+        return response_shards(stage_settings["instructions"], stage_settings["responses"])
+    return 1
+
+
 # -------------------------------------------------------------------------------------------- provenance
 def _provenance(
     backend: Backend, completion: Completion, shots: Sequence[PoolExample], sample_seed: int, sampling: Sampling

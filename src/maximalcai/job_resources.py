@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from maximalcai.config import stage_config
-from maximalcai.generation import instruction_shards, response_shards
+from maximalcai.generation import shard_count
 from maximalcai.hardware import wants_gpu
 
 # Rules whose jobs load a model through the generation backend (vLLM on a GPU config).
@@ -52,12 +52,7 @@ def gpus(cfg: dict[str, Any], rule: str) -> int:
 
 def jobs_per_stage(cfg: dict[str, Any], rule: str, stage: str) -> int:
     """How many jobs of ``rule`` a stage runs (generation and feedback run in shards)."""
-    settings = stage_config(cfg, stage)
-    if rule == "generate_instructions":
-        return instruction_shards(settings["instructions"])
-    if rule in ("generate_responses", "critique_revise", "safety_label", "preference_label"):
-        return response_shards(settings["instructions"], settings["responses"])
-    return 1
+    return shard_count(stage_config(cfg, stage), rule)
 
 
 def planned_minutes(cfg: dict[str, Any], rule: str, stage: str) -> float | None:

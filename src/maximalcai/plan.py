@@ -116,18 +116,26 @@ def stage_pairs(stage: dict[str, Any], comparisons: float) -> float:
     return pairs * (1 - stage["pairs"]["heldout_fraction"])
 
 
+# Which budget.throughput rate turns each kind of token count into GPU time.
+RATE_KEYS = {
+    "generated": "generation_tokens_per_s",
+    "scored": "scoring_tokens_per_s",
+    "trained": "training_tokens_per_s",
+    "sft_trained": "sft_tokens_per_s",
+}
+
+
+def token_hours(kind: str, tokens: float, throughput: dict[str, float]) -> float:
+    """GPU hours for ``tokens`` of one kind (a key of ``RATE_KEYS``) at the configured throughput."""
+    return tokens / throughput[RATE_KEYS[kind]] / 3600
+
+
 def rule_hours(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
     """GPU hours of each rule of one stage (all its jobs together), from ``budget.throughput``; model loads and
     start-up are not included (``overhead_hours_per_stage``)."""
     throughput = cfg["budget"]["throughput"]
-    rate = {
-        "generated": throughput["generation_tokens_per_s"],
-        "scored": throughput["scoring_tokens_per_s"],
-        "trained": throughput["training_tokens_per_s"],
-        "sft_trained": throughput["sft_tokens_per_s"],
-    }
     return {
-        rule: sum(tokens / rate[kind] for kind, tokens in counts.items()) / 3600
+        rule: sum(token_hours(kind, tokens, throughput) for kind, tokens in counts.items())
         for rule, counts in rule_tokens(stage, cfg).items()
     }
 
@@ -142,10 +150,10 @@ def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, floa
     scored = sum(t.get("scored", 0.0) for t in tokens.values())
     trained, sft_trained = tokens["train_dpo"]["trained"], tokens["train_dpo"]["sft_trained"]
     hours = {
-        "generation_h": generated / throughput["generation_tokens_per_s"] / 3600,
-        "scoring_h": scored / throughput["scoring_tokens_per_s"] / 3600,
-        "training_h": (trained / throughput["training_tokens_per_s"] + sft_trained / throughput["sft_tokens_per_s"])
-        / 3600,
+        "generation_h": token_hours("generated", generated, throughput),
+        "scoring_h": token_hours("scored", scored, throughput),
+        "training_h": token_hours("trained", trained, throughput)
+        + token_hours("sft_trained", sft_trained, throughput),
         "overhead_h": throughput["overhead_hours_per_stage"],
     }
     comparisons = item_counts(stage)[2]

@@ -418,9 +418,11 @@ def run_evaluate(
         for m in models:
             rows += item_scores(prompts, generations[m], safety[m])
         judge_spec = labeller_model(cfg, base_dir, adapters.get(stage))
-        judge = open_backend(cfg, *judge_spec)
         scored = first_of_each_set(generations[stage], evaluation["scored_prompts"])
-        for baseline in baselines:
+        # scored_prompts 0: no judge and no shift (the demo's choice: a 270M judge is near chance).
+        judge = open_backend(cfg, *judge_spec) if scored else None
+        judge_name = judge.model_name if judge else "none (evaluation.scored_prompts: 0)"
+        for baseline in baselines if judge else ():
             rows += head_to_head(
                 judge,
                 stage,
@@ -435,17 +437,19 @@ def run_evaluate(
         # Each set of weights is loaded once, to score the held-out pairs and the stage's own answers.
         margins: list[dict[str, Any]] = []
         answers: dict[str, dict[str, tuple[float, int]]] = {}
-        for m in weight_models:
-            backend = (
-                judge if (base_dir, adapters.get(m)) == judge_spec else open_backend(cfg, base_dir, adapters.get(m))
-            )
-            answers[m] = answer_logprobs(backend, [g for g in generations[stage] if g["prompt_id"] in scored])
+        for m in weight_models if (scored or heldout) else ():
+            reuse = judge is not None and (base_dir, adapters.get(m)) == judge_spec
+            backend = judge if reuse else open_backend(cfg, base_dir, adapters.get(m))
+            if scored:
+                answers[m] = answer_logprobs(backend, [g for g in generations[stage] if g["prompt_id"] in scored])
             if heldout:
                 margins += pair_margins(backend, heldout, m)
-            if backend is not judge:
+            if not reuse:
                 backend.close()
+        if judge:
+            judge.close()
         sets = {g["prompt_id"]: g["set"] for g in generations[stage]}
-        for baseline in weight_models[1:]:
+        for baseline in weight_models[1:] if scored else ():
             rows += answer_shift(answers[stage], answers[baseline], sets, stage, baseline)
         rows += margins
         if heldout:
@@ -464,16 +468,20 @@ def run_evaluate(
         "prompts": {s: sum(p.set == s for p in prompts) for s in SETS},
         "heldout_pairs": len(heldout),
         "fewshot_baseline": {"model": BASE_FEWSHOT, "k": evaluation["fewshot_k"], "pool": evaluation["fewshot_pool"]},
-        "judge": judge_report(rows, stage, baselines, judge.model_name, evaluation["confidence"]),
+        "judge": judge_report(rows, stage, baselines, judge_name, evaluation["confidence"]),
         "headline": headline(comparisons),
         "summary": summary,
         "comparisons": comparisons,
         "notes": [
             "verdicts come from 95% intervals of paired differences: Newcombe (binary metrics) or paired t "
             "(continuous); docs/EVALUATION.md",
-            "win rates are judged by the constitution's preference labeller "
-            f"({'the base model' if cfg['feedback']['labeller'] == 'base' else 'the stage generator'}), both orders, "
-            f"on the first {evaluation['scored_prompts']} prompts of each set (shift too)",
+            (
+                "win rates are judged by the constitution's preference labeller "
+                f"({'the base model' if cfg['feedback']['labeller'] == 'base' else 'the stage generator'}), "
+                f"both orders, on the first {evaluation['scored_prompts']} prompts of each set (shift too)"
+                if scored
+                else "no win rates or shift: evaluation.scored_prompts is 0"
+            ),
             "refusals are detected by phrase matching; unsafe means the guard did not label the answer safe",
         ],
     }

@@ -1,0 +1,269 @@
+"""How far from this CPU's limit, and from llama.cpp with batching: generation, scoring and a DPO step.
+
+The limit: torch's matmul FLOP/s on this machine at the model's own shapes (every linear layer of a Gemma 3
+270M block and the 262k-vocabulary LM head; 16 rows as in batched decoding, 512 rows as in a prefill), fp32
+and bf16. A workload's compute-bound rate is its matmul FLOPs per token, each shape at its measured rate;
+attention scores, norms, sampling and Python are left out, so real code can only come in under it.
+
+The peer: llama.cpp on the same GGUF (Q4_K_M) through its C API (llama-cpp-python): 16 sequences with
+continuous batching, as ``llama-server -np 16 --cont-batching`` runs them, for generation; its prompt
+processing (``llama-bench -p``: logits for each prompt's last token only) for scoring. Same prompts, same
+sampling, stop strings and max tokens. Our DPO step runs through benchmarks/dpo.py's child (TRL + PEFT, the
+default settings); llama.cpp does not train, so that row has only the limit.
+
+    pip install -e '.[benchmark]'
+    python benchmarks/limits.py --threads 1 2 --out benchmarks/results/limits.json
+    python benchmarks/limits.py --report benchmarks/results/limits.json      # its table again
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generation import LlamaCppBatched, base_model_dir, cpu_model, prompts  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def linear_shapes(config: dict) -> dict[str, tuple[int, int, int]]:
+    """name -> (in features, out features, count per token) of every matmul a token passes through."""
+    h, i, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    q = config["num_attention_heads"] * config["head_dim"]
+    kv = config["num_key_value_heads"] * config["head_dim"]
+    return {
+        "q_proj": (h, q, layers),
+        "k_proj/v_proj": (h, kv, 2 * layers),
+        "o_proj": (q, h, layers),
+        "gate_proj/up_proj": (h, i, 2 * layers),
+        "down_proj": (i, h, layers),
+        "lm_head": (h, config["vocab_size"], 1),
+    }
+
+
+def matmul_rate(rows: int, k: int, n: int, dtype, seconds: float = 0.6) -> float:
+    """FLOP/s of x[rows, k] @ W[n, k]^T (``F.linear``, as the model runs it), best of a few timed loops."""
+    import torch
+
+    x = torch.randn(rows, k, dtype=dtype)
+    w = torch.randn(n, k, dtype=dtype)
+    torch.nn.functional.linear(x, w)  # warm-up
+    best = 0.0
+    for _ in range(3):
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            torch.nn.functional.linear(x, w)
+            calls += 1
+        best = max(best, 2 * rows * k * n * calls / (time.perf_counter() - start))
+    return best
+
+
+def limit_per_token(shapes, rates, lm_head_share: float = 1.0, passes: float = 1.0) -> float:
+    """Compute-bound tokens/s: the matmul FLOPs of one token, each shape at its measured rate.
+    ``lm_head_share``: share of tokens that go through the LM head; ``passes``: forward-equivalent passes."""
+    seconds = 0.0
+    for name, (k, n, count) in shapes.items():
+        share = lm_head_share if name == "lm_head" else 1.0
+        seconds += passes * share * count * 2 * k * n / rates[name]
+    return 1.0 / seconds
+
+
+def flops_per_token(shapes) -> float:
+    return sum(count * 2 * k * n for k, n, count in shapes.values())
+
+
+def our_scoring(model_dir, split_prompts, options):
+    """Tokens/s of continuation_logprobs: every prompt token prefilled, the LM head on the option tokens."""
+    from maximalcai.backends.transformers_backend import TransformersBackend
+    from maximalcai.hardware import resolve_dtype
+
+    backend = TransformersBackend(model_dir, dtype=resolve_dtype("auto", "cpu"), batch_size=16)
+    backend.continuation_logprobs(split_prompts[:2], [options] * 2)  # warm-up
+    start = time.perf_counter()
+    backend.continuation_logprobs(split_prompts, [options] * len(split_prompts))
+    seconds = time.perf_counter() - start
+    tokenizer = backend.tokenizer
+    tokens = sum(len(tokenizer(p + s)["input_ids"]) for p, s in split_prompts)
+    return tokens, seconds
+
+
+def our_generation(model_dir, split_prompts, sampling):
+    from generation import ours
+
+    return ours(model_dir, split_prompts, sampling, batch_size=16)
+
+
+def dpo_tokens(pairs: Path) -> tuple[int, float]:
+    """(tokens one DPO epoch feeds the policy: prompt + answer, both answers, truncated as in training;
+    share of them that are answer tokens, the only ones through the LM head)."""
+    from maximalcai import tables
+    from maximalcai.config import load_config_file
+    from maximalcai.models import load_tokenizer
+
+    training = load_config_file(REPO / "config.yaml")["stages"][0]["training"]
+    tokenizer = load_tokenizer(REPO / "results/models/base")
+    tokens = completion = 0
+    for p in tables.read_table(pairs, "pairs"):
+        if p["split"] != "train":
+            continue
+        prompt = len(tokenizer(p["prompt"])["input_ids"])
+        for answer in (p["chosen"], p["rejected"]):
+            total = min(training["max_length"], prompt + len(tokenizer(answer)["input_ids"]) + 1)
+            tokens, completion = tokens + total, completion + max(0, total - prompt)
+    return tokens * training["epochs"], completion / tokens
+
+
+def dpo_step(threads: int) -> dict:
+    """One default-settings DPO run (benchmarks/dpo.py's child, completion-only scoring) and its tokens/s."""
+    from dpo import pairs_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pairs = pairs_file(Path(tmp))
+        variant = "completion tokens only (maximalcai)"
+        out = subprocess.run(
+            [sys.executable, str(REPO / "benchmarks/dpo.py"), "--child", variant, str(threads), str(pairs), tmp],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode:
+            raise RuntimeError(f"benchmarks/dpo.py failed:\n{out.stderr[-3000:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        tokens, share = dpo_tokens(pairs)
+    result.update(
+        tokens=tokens, completion_share=round(share, 3), tokens_per_s=round(tokens / result["dpo_seconds"], 1)
+    )
+    return result
+
+
+def workloads(report: dict, threads: str) -> dict[str, dict]:
+    """Ours, llama.cpp, the compute-bound limit and the two ratios per workload, from one thread count's
+    measurements. Generation's limit counts its prompts' prefill (at the 512-row rates) as well as its
+    decoding (at the 16-row rates): both are the work of answering the prompts."""
+    shapes = {k: tuple(v) for k, v in report["shapes"].items()}
+    measured = report["threads"][threads]
+    rates = {
+        rows: {k: v * 1e9 for k, v in r.items()} for rows, r in measured["matmul_gflops"][report["dtype"]].items()
+    }
+    decode = limit_per_token(shapes, rates["16"])
+    prefill = limit_per_token(shapes, rates["512"], lm_head_share=0.0)
+    gen, score = measured["ours"]["generation"], measured["ours"]["scoring"]
+    rows = {
+        "generation": (
+            gen["tokens"] / gen["seconds"],
+            measured["llama_cpp"]["generation_tok_s"],
+            gen["tokens"] / (gen["prompt_tokens"] / prefill + gen["tokens"] / decode),
+        ),
+        "scoring": (score["tokens"] / score["seconds"], measured["llama_cpp"]["scoring_tok_s"], prefill),
+    }
+    if "dpo" in measured:
+        dpo = measured["dpo"]
+        # policy forward + backward through frozen weights (input gradients only) + reference forward
+        limit = limit_per_token(shapes, rates["512"], lm_head_share=dpo["completion_share"], passes=3)
+        rows["dpo step"] = (dpo["tokens_per_s"], None, limit)
+    return {
+        name: {
+            "ours_tok_s": round(ours, 1),
+            "llama_cpp_tok_s": None if peer is None else round(peer, 1),
+            "limit_tok_s": round(limit, 1),
+            "vs_llama_cpp": None if peer is None else round(ours / peer, 2),
+            "of_limit": round(ours / limit, 2),
+        }
+        for name, (ours, peer, limit) in rows.items()
+    }
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        "| workload | threads | ours (tok/s) | llama.cpp (tok/s) | limit (tok/s) | ours / llama.cpp | ours / limit |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    table = {t: workloads(report, t) for t in report["threads"]}
+    for name in next(iter(table.values())):
+        for threads, rows in table.items():
+            r = rows[name]
+            peer = "-" if r["llama_cpp_tok_s"] is None else f"{r['llama_cpp_tok_s']}"
+            ratio = "-" if r["vs_llama_cpp"] is None else f"{r['vs_llama_cpp']:.2f}x"
+            ours, limit = r["ours_tok_s"], r["limit_tok_s"]
+            lines.append(f"| {name} | {threads} | {ours} | {peer} | {limit} | {ratio} | {r['of_limit']:.0%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--skip-dpo", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/limits.json"))
+    parser.add_argument("--report", type=Path, help="print the table of a saved run and exit")
+    args = parser.parse_args()
+    if args.report:
+        print(format_report(json.loads(args.report.read_text())))
+        return
+
+    import torch
+
+    from maximalcai import formats
+    from maximalcai.backends import Sampling
+    from maximalcai.hardware import resolve_dtype
+
+    model_dir = base_model_dir()
+    config = json.loads((model_dir / "config.json").read_text())
+    shapes = linear_shapes(config)
+    dtype = resolve_dtype("auto", "cpu")
+    sampling = Sampling(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
+    separate = prompts(args.prompts, 1)  # every prompt its own few-shot prefix, so nothing is shared
+    plain = [p + s for p, s in separate]
+    report: dict = {
+        "machine": {"cpu": cpu_model(), "torch": torch.__version__},
+        "dtype": str(dtype).removeprefix("torch."),
+        "prompts": args.prompts,
+        "max_new_tokens": args.max_new_tokens,
+        "model_flops_per_token": flops_per_token(shapes),
+        "shapes": {k: list(v) for k, v in shapes.items()},
+        "threads": {},
+    }
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        measured: dict = {
+            "matmul_gflops": {
+                str(d).removeprefix("torch."): {
+                    str(rows): {name: round(matmul_rate(rows, k, n, d) / 1e9, 1) for name, (k, n, _) in shapes.items()}
+                    for rows in (16, 512)
+                }
+                for d in (torch.float32, torch.bfloat16)
+            }
+        }
+        tokens, seconds = our_generation(model_dir, separate, sampling)
+        prompt_tokens, scoring_seconds = our_scoring(model_dir, separate, [" Yes", " No"])
+        measured["ours"] = {
+            "generation": {"tokens": tokens, "seconds": round(seconds, 2), "prompt_tokens": prompt_tokens},
+            "scoring": {"tokens": prompt_tokens, "seconds": round(scoring_seconds, 2)},
+        }
+        peer = LlamaCppBatched(threads, slots=16)
+        peer.generate(plain[:2], sampling, tuple(formats.STOP_STRINGS), seed=1)  # warm-up
+        start = time.perf_counter()
+        tokens = peer.generate(plain, sampling, tuple(formats.STOP_STRINGS))
+        measured["llama_cpp"] = {"generation_tok_s": round(tokens / (time.perf_counter() - start), 1)}
+        start = time.perf_counter()
+        tokens = peer.prompt_processing(plain)
+        measured["llama_cpp"]["scoring_tok_s"] = round(tokens / (time.perf_counter() - start), 1)
+        peer.close()
+        if not args.skip_dpo:
+            measured["dpo"] = dpo_step(threads)
+        report["threads"][str(threads)] = measured
+        print(f"threads={threads} {json.dumps(measured['ours'])} llama.cpp {measured['llama_cpp']}", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(format_report(report))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
