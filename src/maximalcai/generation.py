@@ -418,10 +418,7 @@ def run_aggregate_responses(
     manifest: str,
 ) -> None:
     instructions = tables.read_table(instructions_path, "instructions")
-    rows = sorted(
-        (row for path in shard_paths for row in tables.read_table(path, "responses", False)),
-        key=lambda r: r["response_id"],
-    )
+    rows = tables.read_shards(shard_paths, "responses")
     expected = len(instructions) * per_instruction
     if len(rows) != expected:
         raise TableError(

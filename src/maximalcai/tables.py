@@ -316,3 +316,10 @@ def read_table(path: str | Path, table: str, require_rows: bool = True) -> list[
             "counts in the config"
         )
     return arrow.to_pylist()
+
+
+def read_shards(paths: Iterable[str | Path], table: str) -> list[dict[str, Any]]:
+    """The rows of a sharded table's shard files (any may be empty), in the order of the table's key."""
+    key = TABLES[table].key
+    rows = (row for path in paths for row in read_table(path, table, require_rows=False))
+    return sorted(rows, key=lambda r: tuple(r[k] for k in key))

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from maximalcai import tables
-from maximalcai.feedback.guard import LABELS
+from maximalcai.feedback.critique import empty_revisions
+from maximalcai.feedback.guard import label_counts
 from maximalcai.feedback.preference import position_bias
 from maximalcai.manifest import write_manifest
 
@@ -23,13 +24,12 @@ logger = logging.getLogger(__name__)
 def summary(name: str, rows: Sequence[dict[str, Any]], shard_manifests: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """What the step's manifest reports about the whole table."""
     if name == "critiques":
-        return {"empty_revisions": sum(1 for r in rows if not r["revision"])}
+        return {"empty_revisions": empty_revisions(rows)}
     if name == "safety":
         calibration = next(
             (m["fewshot_demo_accuracy"] for m in shard_manifests if m.get("fewshot_demo_accuracy")), None
         )
-        labels = {label: sum(1 for r in rows if r["label"] == label) for label in LABELS}
-        return {"labels": labels, "fewshot_demo_accuracy": calibration}
+        return {"labels": label_counts(rows), "fewshot_demo_accuracy": calibration}
     return {"position_bias": position_bias(rows)}
 
 
@@ -42,11 +42,7 @@ def run_aggregate_feedback(
     table: str,
     manifest: str,
 ) -> None:
-    spec = tables.TABLES[name]
-    rows = sorted(
-        (row for path in shard_paths for row in tables.read_table(path, name, require_rows=False)),
-        key=lambda r: tuple(r[k] for k in spec.key),
-    )
+    rows = tables.read_shards(shard_paths, name)
     tables.write_table(rows, table, name)
     manifests = [json.loads(Path(path).read_text()) for path in shard_manifests]
     extra = summary(name, rows, manifests)

@@ -116,6 +116,11 @@ def final_revisions(critiques: Sequence[dict[str, Any]]) -> dict[str, dict[str, 
     return last
 
 
+def empty_revisions(rows: Sequence[dict[str, Any]]) -> int:
+    """Critique rounds whose revision came back empty."""
+    return sum(1 for r in rows if not r["revision"])
+
+
 def run_critique_revise(
     cfg: dict,
     settings: dict,
@@ -143,7 +148,7 @@ def run_critique_revise(
         else:
             logger.info("critique.responses_per_instruction is 0: no critiques or revisions")
     tables.write_table(rows, table, "critiques")
-    empty = sum(1 for r in rows if not r["revision"])
+    empty = empty_revisions(rows)
     logger.info("%d critique rounds, %d empty revisions, %s", len(rows), empty, meter)
     write_manifest(
         manifest,

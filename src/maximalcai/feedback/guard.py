@@ -53,6 +53,11 @@ HAZARDS = {
 LABELS = ("safe", "unsafe", "malformed")
 
 
+def label_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many rows of a safety table carry each label."""
+    return {label: sum(1 for r in rows if r["label"] == label) for label in LABELS}
+
+
 @dataclass(frozen=True)
 class GuardItem:
     text_id: str
@@ -281,7 +286,7 @@ def run_safety_label(
             if guard.name == "fewshot" and shard == 0:
                 calibration = guard.demo_accuracy(cfg["safety"]["fewshot_k"], cfg["seed"])
     tables.write_table(rows, table, "safety")
-    counts = {label: sum(1 for r in rows if r["label"] == label) for label in LABELS}
+    counts = label_counts(rows)
     logger.info("safety labels: %s; fewshot demo accuracy: %s", counts, calibration)
     write_manifest(
         manifest,
