@@ -93,10 +93,10 @@ def link_tree(source: Path, target: Path) -> None:
                 continue
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            if folder == "results":
-                os.link(path, destination)
+            if folder == "results" and not relative.parts[1] == "benchmarks":
+                os.link(path, destination)  # Snakemake replaces an output it rebuilds, so the source stays
             else:
-                shutil.copy2(path, destination)  # Snakemake rewrites its records: never share them
+                shutil.copy2(path, destination)  # Snakemake rewrites its records and benchmark files in place
 
 
 def run_variant(
