@@ -71,7 +71,7 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
     cfg = load_config_file(REPO / "config.yaml")
     settings = copy.deepcopy(cfg["stages"][0]["training"])
     settings["sft_warmup"]["enabled"] = False  # the DPO phase alone is measured
-    cfg["training"]["save_steps"] = 10_000
+    cfg["trainer"]["save_steps"] = 10_000
     start = time.perf_counter()
     rows, summary = dpo.train_stage(
         cfg,
@@ -82,6 +82,7 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
         None,
         f"{work}/adapter",
         f"{work}/checkpoints",
+        seed=cfg["seed"],
     )
     seconds = time.perf_counter() - start
     print(

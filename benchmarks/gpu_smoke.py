@@ -7,7 +7,7 @@ byte-level tokenizer, then runs the library's own entry points on ``cuda``:
   generate_cpu_vs_cuda   greedy decoding on CPU and CUDA (fp32, tiny model): our masks and cache agree
   generate_bf16          batched sampling + option log-probabilities in bf16; tokens/s
   train_trl_bf16         SFT warm-up + DPO on LoRA through ``train_stage`` (backend trl, bf16 autocast)
-  train_trl_qlora        the same with ``training.load_in_4bit`` (bitsandbytes NF4), if bitsandbytes imports
+  train_trl_qlora        the same with ``trainer.load_in_4bit`` (bitsandbytes NF4), if bitsandbytes imports
   train_unsloth          backend unsloth (16-bit LoRA), if unsloth imports
   train_unsloth_qlora    backend unsloth with 4-bit weights, if unsloth imports
   adapter_on_cuda        the trained adapter loaded back (merged) and sampled from on CUDA
@@ -230,7 +230,7 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
 
     cfg = load_config_file(REPO / "config.yaml")
     cfg["hardware"] = {"device": DEVICE, "dtype": "bfloat16" if DEVICE == "cuda" else "float32"}
-    cfg["training"].update(backend=backend, load_in_4bit=four_bit, save_steps=1000)
+    cfg["trainer"].update(backend=backend, load_in_4bit=four_bit, save_steps=1000)
     check_hardware(cfg)
     settings = copy.deepcopy(cfg["stages"][0]["training"])
     settings.update(epochs=1, batch_size=8, grad_accum=1, max_length=128, learning_rate=5e-4, warmup_ratio=0.0)
@@ -250,6 +250,7 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
         str(work / f"adapter-{name}"),
         str(work / f"ckpt-{name}"),
         sft,
+        seed=cfg["seed"],
     )
     seconds = time.perf_counter() - start
     losses = [r["loss"] for r in rows if r["loss"] is not None]
@@ -324,7 +325,7 @@ def check_guard_llama(models, work, results) -> dict:
         for i in range(32)
     ]
     start = time.perf_counter()
-    guard = open_guard(cfg, folder)
+    guard = open_guard(cfg, cfg["safety"], cfg["seed"], folder, cfg["safety"]["demos"])
     verdicts = guard.label(items)
     seconds = time.perf_counter() - start
     guard.backend.close()

@@ -170,7 +170,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
     cfg = load_config_file(REPO / "config.yaml")
     big = load_config_file(REPO / "config" / "qwen2.5-32b.yaml")
     cfg["hardware"] = {"device": device, "dtype": "bfloat16" if device == "cuda" else "float32"}
-    cfg["training"].update(backend="trl", load_in_4bit=four_bit, gradient_checkpointing=True, save_steps=100000)
+    cfg["trainer"].update(backend="trl", load_in_4bit=four_bit, gradient_checkpointing=True, save_steps=100000)
     settings = copy.deepcopy(cfg["stages"][0]["training"])
     settings.update({k: big["stage_defaults"]["training"][k] for k in ("batch_size", "max_length", "lora", "beta")})
     settings.update(epochs=1, grad_accum=lengths["grad_accum"], warmup_ratio=0.0, max_steps=-1)
@@ -191,7 +191,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model, tokenizer, peft_config = load_policy(str(path), None, settings, cfg, "trl")
+    model, tokenizer, peft_config = load_policy(str(path), None, settings, cfg, "trl", cfg["seed"])
     prompts = [p + "\n\n### Response:\n" for p in texts(tokenizer, steps * per_step, lengths["prompt_tokens"])]
     answers = texts(tokenizer, steps * per_step * 2, lengths["response_tokens"], offset=11)
     sft_rows = [{"prompt": p, "completion": a} for p, a in zip(prompts, answers[::2])]
@@ -205,6 +205,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         Dataset.from_list(sft_rows),
         {**settings, "learning_rate": 2e-5},
         cfg,
+        cfg["seed"],
         work / "sft",
         device,
         "sft",
@@ -222,6 +223,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         Dataset.from_list(pairs),
         settings,
         cfg,
+        cfg["seed"],
         work / "dpo",
         device,
         "dpo",

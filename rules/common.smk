@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from maximalcai.config import previous_stage, stage_config, stage_ids
+from maximalcai.evaluation.sets import compared_models
 from maximalcai.generation import shard_count
 from maximalcai.hardware import wants_gpu
 from maximalcai.job_resources import job_resources
@@ -42,9 +43,9 @@ def pick(section, *keys):
     return lambda wildcards: {k: stage_config(config, wildcards.stage)[section][k] for k in keys}
 
 
-def generator(wildcards):
-    """The model that writes a stage's data: the base model, plus the previous stage's adapter."""
-    inputs = {"base": BASE_MODEL}
+def generator_model(wildcards):
+    """Input function: the model that writes a stage's data, the base model plus the previous stage's adapter."""
+    inputs = {"base_model": BASE_MODEL}
     previous = previous_stage(wildcards.stage)
     if previous:
         inputs["adapter"] = f"results/{previous}/adapter"
@@ -108,7 +109,7 @@ def training_inputs(wildcards):
 def eval_model(wildcards):
     """What an eval run loads: the base, plus the stage's adapter for a stage model, or the pool of the
     in-context baseline (base_fewshot)."""
-    inputs = {"base": BASE_MODEL}
+    inputs = {"base_model": BASE_MODEL}
     if wildcards.model == "base_fewshot":
         inputs["pool"] = config["evaluation"]["fewshot_pool"]
     elif wildcards.model != "base":
@@ -125,19 +126,14 @@ def eval_fewshot(wildcards):
 
 
 def evaluation_inputs(wildcards):
-    """A stage's evaluation: its generations and those of the base, the in-context baseline and the
-    previous stage, and the adapters."""
-    models = ["base", "base_fewshot", wildcards.stage]
-    previous = previous_stage(wildcards.stage)
-    if previous:
-        models.append(previous)
-    inputs = {}
-    for model in models:
-        inputs[f"generations_{model}"] = f"results/eval/{model}/generations.parquet"
-        inputs[f"safety_{model}"] = f"results/eval/{model}/safety.parquet"
-        if model.startswith("stage"):
-            inputs[f"adapter_{model}"] = f"results/{model}/adapter"
-    return inputs
+    """A stage's evaluation: the generations and safety labels of each model it compares (the stage, the base,
+    the in-context baseline, the previous stage; in the order of compared_models) and the stage adapters."""
+    models = compared_models(wildcards.stage, previous_stage(wildcards.stage))
+    return {
+        "generations": [f"results/eval/{m}/generations.parquet" for m in models],
+        "safety": [f"results/eval/{m}/safety.parquet" for m in models],
+        "adapters": [f"results/{m}/adapter" for m in models if m.startswith("stage")],
+    }
 
 
 def stage_model(stage):

@@ -33,7 +33,7 @@ rule eval_generate:
 
 rule eval_safety:
     input:
-        base=BASE_MODEL,
+        base_model=BASE_MODEL,
         generations="results/eval/{model}/generations.parquet",
         demos=config["safety"]["demos"],
     output:
@@ -59,9 +59,11 @@ rule eval_safety:
 rule evaluate:
     input:
         unpack(evaluation_inputs),
-        base=BASE_MODEL,
+        base_model=BASE_MODEL,
         pairs="results/{stage}/pairs.parquet",
-        eval_sets=[config["evaluation"][name] for name in ("helpful", "redteam", "borderline")],
+        helpful=config["evaluation"]["helpful"],
+        redteam=config["evaluation"]["redteam"],
+        borderline=config["evaluation"]["borderline"],
         constitution=config["constitution"],
         demos=config["feedback"]["preference_demos"],
     output:

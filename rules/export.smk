@@ -3,12 +3,12 @@
 
 rule export_model:
     input:
-        base=BASE_MODEL,
+        base_model=BASE_MODEL,
         adapter="results/{stage}/adapter",
         metrics="results/{stage}/eval/metrics.json",
         training="results/{stage}/manifests/training.json",
     output:
-        export=directory("results/{stage}/export"),
+        export_dir=directory("results/{stage}/export"),
         manifest="results/{stage}/manifests/export.json",
     log:
         "logs/{stage}/export_model.log",

@@ -7,7 +7,7 @@
 
 rule critique_revise:
     input:
-        unpack(generator),
+        unpack(generator_model),
         responses="results/{stage}/shards/responses/{shard}.parquet",
         constitution=config["constitution"],
         demos=config["feedback"]["critique_demos"],
@@ -33,7 +33,7 @@ rule critique_revise:
 
 rule safety_label:
     input:
-        base=BASE_MODEL,
+        base_model=BASE_MODEL,
         responses="results/{stage}/shards/responses/{shard}.parquet",
         critiques="results/{stage}/shards/critiques/{shard}.parquet",
         demos=config["safety"]["demos"],
@@ -59,7 +59,7 @@ rule safety_label:
 
 rule preference_label:
     input:
-        unpack(generator),
+        unpack(generator_model),
         responses="results/{stage}/shards/responses/{shard}.parquet",
         critiques="results/{stage}/shards/critiques/{shard}.parquet",
         constitution=config["constitution"],
@@ -87,8 +87,8 @@ rule preference_label:
 
 rule aggregate_feedback:
     input:
-        shards=lambda wc: shard_files(wc.feedback, "table")(wc),
-        manifests=lambda wc: shard_files(wc.feedback, "manifest")(wc),
+        shard_tables=lambda wc: shard_files(wc.feedback, "table")(wc),
+        shard_manifests=lambda wc: shard_files(wc.feedback, "manifest")(wc),
     output:
         table="results/{stage}/{feedback}.parquet",
         manifest="results/{stage}/manifests/{feedback}.json",

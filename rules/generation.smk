@@ -4,7 +4,7 @@
 
 rule generate_instructions:
     input:
-        unpack(generator),
+        unpack(generator_model),
         pool=lambda wc: stage_config(config, wc.stage)["pool"],
     output:
         table="results/{stage}/shards/instructions/{shard}.parquet",
@@ -28,8 +28,8 @@ rule generate_instructions:
 
 rule aggregate_instructions:
     input:
-        shards=shard_files("instructions", "table"),
-        manifests=shard_files("instructions", "manifest"),
+        shard_tables=shard_files("instructions", "table"),
+        shard_manifests=shard_files("instructions", "manifest"),
         pool=lambda wc: stage_config(config, wc.stage)["pool"],
         eval_sets=[config["evaluation"][name] for name in ("helpful", "redteam", "borderline")],
     output:
@@ -52,7 +52,7 @@ rule aggregate_instructions:
 
 rule generate_responses:
     input:
-        unpack(generator),
+        unpack(generator_model),
         unpack(constraint_pool),
         pool=lambda wc: stage_config(config, wc.stage)["pool"],
         instructions="results/{stage}/instructions.parquet",
@@ -78,8 +78,8 @@ rule generate_responses:
 
 rule aggregate_responses:
     input:
-        shards=shard_files("responses", "table"),
-        manifests=shard_files("responses", "manifest"),
+        shard_tables=shard_files("responses", "table"),
+        shard_manifests=shard_files("responses", "manifest"),
         instructions="results/{stage}/instructions.parquet",
     output:
         table="results/{stage}/responses.parquet",

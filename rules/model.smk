@@ -3,7 +3,7 @@
 
 rule import_base_model:
     output:
-        directory(BASE_MODEL),
+        base_model=directory(BASE_MODEL),
     log:
         "logs/import_base_model.log",
     benchmark:

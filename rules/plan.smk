@@ -4,7 +4,7 @@
 rule plan:
     output:
         markdown="results/plan.md",
-        json="results/plan.json",
+        json_path="results/plan.json",
     log:
         "logs/plan.log",
     localrule: True
@@ -12,9 +12,7 @@ rule plan:
         CONDA_ENV
     threads: 1
     params:
-        stages=config["stages"],
-        budget=config["budget"],
-        evaluation=job_settings("evaluation", config["evaluation"]),
+        config=config,  # the plan estimates every job of the config
     script:
         "../workflow_scripts/plan.py"
 

@@ -6,23 +6,21 @@ rule stage_report:
         training_log="results/{stage}/training_log.parquet",
         funnel="results/{stage}/pairs_funnel.parquet",
         metrics="results/{stage}/eval/metrics.json",
-        generations_stage="results/eval/{stage}/generations.parquet",
-        generations_base="results/eval/base/generations.parquet",
-        generations_base_fewshot="results/eval/base_fewshot/generations.parquet",
+        generations=[f"results/eval/{model}/generations.parquet" for model in ("{stage}", "base", "base_fewshot")],
     output:
-        training=report(
+        training_figure=report(
             "results/{stage}/report/training.svg",
             caption="../report/training.rst",
             category="{stage}",
             subcategory="Training",
         ),
-        funnel=report(
+        funnel_figure=report(
             "results/{stage}/report/funnel.svg",
             caption="../report/funnel.rst",
             category="{stage}",
             subcategory="Data",
         ),
-        eval=report(
+        eval_figure=report(
             "results/{stage}/report/eval.svg",
             caption="../report/eval.rst",
             category="{stage}",

@@ -6,7 +6,7 @@
 rule train_dpo:
     input:
         unpack(training_inputs),
-        base=BASE_MODEL,
+        base_model=BASE_MODEL,
         pairs="results/{stage}/pairs.parquet",
     output:
         adapter=directory("results/{stage}/adapter"),
@@ -23,8 +23,9 @@ rule train_dpo:
         **rule_resources("train_dpo"),
     params:
         settings=settings("training"),
-        engine={"hardware": config["hardware"], "training": config["training"]},
+        engine={"hardware": config["hardware"], "trainer": config["trainer"]},
         seed=config["seed"],
+        deterministic=config["deterministic"],
         checkpoints="results/{stage}/checkpoints",
         runs="results/{stage}/runs",
     script:

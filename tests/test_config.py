@@ -49,6 +49,13 @@ def test_unknown_key_names_the_path_and_suggests_the_fix():
     assert "did you mean 'temperature'?" in message
 
 
+def test_the_old_top_level_training_section_says_where_it_went():
+    raw = raw_default()
+    raw["training"] = raw.pop("trainer")
+    with pytest.raises(ConfigError, match=r"training: the top-level section is now `trainer` \(backend"):
+        load(raw)
+
+
 def test_wrong_type_and_out_of_range_values_name_their_keys():
     raw = raw_default()
     raw["seed"] = "forty-two"
@@ -63,8 +70,8 @@ def test_wrong_type_and_out_of_range_values_name_their_keys():
 
 def test_enum_errors_list_the_allowed_values():
     raw = raw_default()
-    raw["training"]["backend"] = "deepspeed"
-    with pytest.raises(ConfigError, match=r"training.backend: 'deepspeed' is not one of 'auto', 'trl', 'unsloth'"):
+    raw["trainer"]["backend"] = "deepspeed"
+    with pytest.raises(ConfigError, match=r"trainer.backend: 'deepspeed' is not one of 'auto', 'trl', 'unsloth'"):
         load(raw)
 
 

@@ -19,18 +19,26 @@ from maximalcai.evaluation.evaluate import (
     preference_accuracy,
     summarize,
 )
-from maximalcai.evaluation.sets import EvalPrompt, load_eval_prompts
+from maximalcai.evaluation.sets import EvalPrompt, eval_set_paths, load_eval_prompts
 from maximalcai.evaluation.stats import BETTER, DIFFERENT, NEWCOMBE, PAIRED_T, SAME, TOO_FEW, WORSE
 
 
 def test_eval_sets_are_cut_to_max_prompts_in_file_order(default_config):
-    prompts = load_eval_prompts(default_config)
+    prompts = load_eval_prompts(
+        eval_set_paths(default_config["evaluation"]), default_config["evaluation"]["max_prompts"]
+    )
     counts = {s: sum(p.set == s for p in prompts) for s in ("helpful", "redteam", "borderline")}
     assert counts == default_config["evaluation"]["max_prompts"]
     assert prompts[0].id == "h-01" and prompts[0].instruction_id_list == ["length_constraints:number_words"]
     full = copy.deepcopy(default_config)
     full["evaluation"]["max_prompts"] = {"helpful": None, "redteam": None, "borderline": None}
-    counts = {s: sum(p.set == s for p in load_eval_prompts(full)) for s in ("helpful", "redteam", "borderline")}
+    counts = {
+        s: sum(
+            p.set == s
+            for p in load_eval_prompts(eval_set_paths(full["evaluation"]), full["evaluation"]["max_prompts"])
+        )
+        for s in ("helpful", "redteam", "borderline")
+    }
     assert counts["helpful"] >= 300 and counts["redteam"] >= 100 and counts["borderline"] >= 100
 
 
@@ -40,7 +48,7 @@ def test_unknown_ifeval_ids_are_refused(default_config, tmp_path):
     cfg = copy.deepcopy(default_config)
     cfg["evaluation"]["helpful"] = str(bad)
     with pytest.raises(ResourceError, match="prompt 'x' needs instruction_id_list.*length:number_wordz"):
-        load_eval_prompts(cfg)
+        load_eval_prompts(eval_set_paths(cfg["evaluation"]), cfg["evaluation"]["max_prompts"])
 
 
 @pytest.mark.parametrize(

@@ -39,9 +39,9 @@ def exported(tmp_path, tiny_model_dir, default_config):
     metrics = {"headline": ["stop_rate vs base: +0.321 [+0.276, +0.365] -> better"]}
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "training.json").write_text(json.dumps({"train_pairs": 208, "sft_examples": 196}))
-    cfg = {**default_config, "export": {**default_config["export"], "gguf_types": []}}
     result = export.export_stage(
-        cfg,
+        {**default_config["export"], "gguf_types": []},
+        default_config["evaluation"]["sampling"],
         "stage1",
         str(tiny_model_dir),
         str(tmp_path / "adapter"),

@@ -251,13 +251,12 @@ def test_feedback_shards_join_into_one_table_with_the_unsharded_summary(tmp_path
         manifests.append(tmp_path / f"{k}.json")
         accuracy = {"demos": 8, "correct": 5, "accuracy": 0.625} if k == 0 else None
         manifests[-1].write_text(json.dumps({"seconds": 1.5, "fewshot_demo_accuracy": accuracy}))
-    out, manifest = tmp_path / "safety.parquet", tmp_path / "safety.json"
-    run_aggregate_feedback({}, "stage1", "safety", paths, manifests, out, manifest)
+    out = tmp_path / "safety.parquet"
+    summary = run_aggregate_feedback("stage1", "safety", paths, manifests, out)
     joined = tables.read_table(out, "safety")
     assert [r["text_id"] for r in joined] == ["s1-i0-r0", "s1-i2-r0", "s1-i3-r0"]
-    summary = json.loads(manifest.read_text())
     assert summary["labels"] == {"safe": 2, "unsafe": 1, "malformed": 0} and summary["shards"] == 3
     assert summary["fewshot_demo_accuracy"]["accuracy"] == 0.625
     tables.write_table([row("s1-i0-r0", "unsafe")], paths[2], "safety")  # the same text in two shards
     with pytest.raises(tables.TableError, match="not unique"):
-        run_aggregate_feedback({}, "stage1", "safety", paths, manifests, out, manifest)
+        run_aggregate_feedback("stage1", "safety", paths, manifests, out)

@@ -3,6 +3,7 @@
 import copy
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -151,8 +152,27 @@ def tiny_cfg(default_config):
 
 
 def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_model_dir):
+    """Each step through run_job, as its workflow script calls it: named arguments in, the manifest out."""
     import json
+    from types import SimpleNamespace
 
+    from maximalcai.job import run_job
+
+    def job(function, rule, inputs, outputs, params, wildcards):
+        fake = SimpleNamespace(
+            input=inputs,
+            output=outputs,
+            params=params,
+            wildcards=wildcards,
+            log=[str(tmp_path / f"{rule}.log")],
+            threads=1,
+            rule=rule,
+            config=tiny_cfg,
+        )
+        run_job(fake, function)
+        return json.loads(Path(outputs["manifest"]).read_text())
+
+    engine = {k: tiny_cfg[k] for k in ("hardware", "generation")}
     settings = {
         **SETTINGS,
         "count": 4,
@@ -160,14 +180,19 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
     }
     shards, manifests = [], []
     for shard in range(2):
-        shards.append(tmp_path / f"shard{shard}.parquet")
-        manifests.append(tmp_path / f"shard{shard}.json")
-        run_instruction_shard(
-            tiny_cfg, settings, "stage1", shard, str(POOL), tiny_model_dir, None, shards[-1], manifests[-1]
+        shards.append(str(tmp_path / f"shard{shard}.parquet"))
+        manifests.append(str(tmp_path / f"shard{shard}.json"))
+        manifest = job(
+            run_instruction_shard,
+            "generate_instructions",
+            {"base_model": str(tiny_model_dir), "pool": str(POOL)},
+            {"table": shards[-1], "manifest": manifests[-1]},
+            {"engine": engine, "settings": settings, "seed": 42},
+            {"stage": "stage1", "shard": str(shard)},
         )
-    manifest = json.loads(manifests[0].read_text())
     assert manifest["generated_tokens"] > 0 and manifest["packages"]["torch"] and manifest["config"]["seed"] == 42
-    assert manifest["constitution"]["sha256"]
+    assert manifest["constitution"]["sha256"] and manifest["rule"] == "generate_instructions"
+    assert manifest["shard"] == 1 and manifest["stage"] == "stage1" and manifest["seconds"] > 0
     # the tiny random model rarely writes a usable instruction: make every candidate acceptable
     for path in shards:
         rows = tables.read_table(path, "instruction_candidates")
@@ -176,19 +201,12 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
         tables.write_table(rows, path, "instruction_candidates")
     settings["constraints"] = {"share": 0.5, "second_share": 0.0, "types": None}
     evals = [tiny_cfg["evaluation"][name] for name in ("helpful", "redteam", "borderline")]
-    run_aggregate_instructions(
-        tiny_cfg,
-        settings,
-        "stage1",
-        shards,
-        manifests,
-        str(POOL),
-        evals,
-        tmp_path / "ins.parquet",
-        tmp_path / "ins.json",
+    summary = run_aggregate_instructions(
+        settings, 42, "stage1", shards, manifests, str(POOL), evals, str(tmp_path / "ins.parquet")
     )
     instructions = tables.read_table(tmp_path / "ins.parquet", "instructions")
     assert len(instructions) == 4 and sum(bool(r["instruction_id_list"]) for r in instructions) == 2
+    assert summary["rows"] == 4 and summary["generation"]["shards"] == 2
     response_settings = {
         "per_instruction": 2,
         "shard_size": 3,
@@ -198,27 +216,26 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
     }
     parts = []
     for shard in range(2):
-        parts.append((tmp_path / f"r{shard}.parquet", tmp_path / f"r{shard}.json"))
-        run_response_shard(
-            tiny_cfg,
-            response_settings,
-            "stage1",
-            shard,
-            str(POOL),
-            tmp_path / "ins.parquet",
-            tiny_model_dir,
-            None,
-            *parts[-1],
+        parts.append((str(tmp_path / f"r{shard}.parquet"), str(tmp_path / f"r{shard}.json")))
+        job(
+            run_response_shard,
+            "generate_responses",
+            {"base_model": str(tiny_model_dir), "pool": str(POOL), "instructions": str(tmp_path / "ins.parquet")},
+            {"table": parts[-1][0], "manifest": parts[-1][1]},
+            {"engine": engine, "settings": response_settings, "seed": 42},
+            {"stage": "stage1", "shard": str(shard)},
         )
-    run_aggregate_responses(
-        tiny_cfg,
-        "stage1",
-        [p for p, _ in parts],
-        [m for _, m in parts],
-        tmp_path / "ins.parquet",
-        2,
-        tmp_path / "resp.parquet",
-        tmp_path / "resp.json",
+    job(
+        run_aggregate_responses,
+        "aggregate_responses",
+        {
+            "shard_tables": [p for p, _ in parts],
+            "shard_manifests": [m for _, m in parts],
+            "instructions": str(tmp_path / "ins.parquet"),
+        },
+        {"table": str(tmp_path / "resp.parquet"), "manifest": str(tmp_path / "resp.json")},
+        {"per_instruction": 2},
+        {"stage": "stage1"},
     )
     assert len(tables.read_table(tmp_path / "resp.parquet", "responses")) == 8
     assert json.loads((tmp_path / "resp.json").read_text())["generation"]["shards"] == 2

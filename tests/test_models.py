@@ -58,8 +58,8 @@ def test_cuda_requests_fail_clearly_without_a_gpu():
         pytest.skip("this machine has CUDA")
     with pytest.raises(HardwareError, match="hardware.device is 'cuda'"):
         hardware.resolve_device("cuda")
-    with pytest.raises(HardwareError, match="training.backend asks for unsloth"):
-        hardware.require_cuda("unsloth", "training.backend")
+    with pytest.raises(HardwareError, match="trainer.backend asks for unsloth"):
+        hardware.require_cuda("unsloth", "trainer.backend")
     assert hardware.resolve_device("auto") == "cpu"
 
 

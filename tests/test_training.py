@@ -55,11 +55,18 @@ def pairs_path(tmp_path):
 def train_cfg(default_config):
     cfg = copy.deepcopy(default_config)
     cfg["hardware"] = {"device": "cpu", "dtype": "float32"}
-    cfg["training"].update(backend="trl", save_steps=2)
+    cfg["trainer"].update(backend="trl", save_steps=2)
     settings = copy.deepcopy(cfg["stages"][0]["training"])
     settings.update(epochs=1, batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-3, warmup_ratio=0.0)
     settings["sft_warmup"]["enabled"] = False  # DPO alone unless a test turns the warm-up on
     return cfg, settings
+
+
+def train(cfg, settings, model_dir, pairs_path, out, checkpoints, stage="stage1", previous=None, **kwargs):
+    """``train_stage`` on the tests' tiny model and pairs."""
+    return train_stage(
+        cfg, settings, stage, str(model_dir), pairs_path, previous, out, checkpoints, seed=cfg["seed"], **kwargs
+    )
 
 
 def adapter_tensors(folder):
@@ -69,15 +76,8 @@ def adapter_tensors(folder):
 def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pairs_path, train_cfg, caplog):
     cfg, settings = train_cfg
     with caplog.at_level("INFO", logger="maximalcai.progress"):
-        rows, summary = train_stage(
-            cfg,
-            settings,
-            "stage1",
-            str(tiny_model_dir),
-            pairs_path,
-            None,
-            str(tmp_path / "adapter"),
-            str(tmp_path / "ckpt"),
+        rows, summary = train(
+            cfg, settings, tiny_model_dir, pairs_path, str(tmp_path / "adapter"), str(tmp_path / "ckpt")
         )
     assert any(r.getMessage().startswith("dpo training: 4/4 steps (100%)") for r in caplog.records)
     adapter = tmp_path / "adapter"
@@ -85,7 +85,7 @@ def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pa
     assert not (adapter / "ref").exists()
     assert json.loads((adapter / "adapter_config.json").read_text())["r"] == settings["lora"]["r"]
     card = (adapter / "README.md").read_text()
-    assert "tiny-gemma3" in card and '"beta": 0.1' in card and "content sha256" in card
+    assert "tiny-gemma3" in card and '"beta": 0.1' in card and "manifests/training.json" in card
     assert summary["train_pairs"] == 8 and summary["steps"] == 4 and summary["reference"].startswith("base")
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(r["phase"] == "dpo" for r in rows)
     assert all(r["rewards_margins"] is not None and r["loss"] is not None for r in rows)
@@ -105,25 +105,19 @@ class KillAfter(TrainerCallback):
 
 def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg):
     cfg, settings = train_cfg
-    train_stage(
-        cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "a"), str(tmp_path / "ca")
-    )
+    train(cfg, settings, tiny_model_dir, pairs_path, str(tmp_path / "a"), str(tmp_path / "ca"))
     with pytest.raises(KeyboardInterrupt):
-        train_stage(
+        train(
             cfg,
             settings,
-            "stage1",
-            str(tiny_model_dir),
+            tiny_model_dir,
             pairs_path,
-            None,
             str(tmp_path / "b"),
             str(tmp_path / "cb"),
             dpo_callbacks=[KillAfter(3)],
         )
     assert (tmp_path / "cb/dpo/checkpoint-2").is_dir() and not (tmp_path / "b").exists()
-    rows, _ = train_stage(
-        cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "b"), str(tmp_path / "cb")
-    )
+    rows, _ = train(cfg, settings, tiny_model_dir, pairs_path, str(tmp_path / "b"), str(tmp_path / "cb"))
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the history of the resumed run covers every step
     a, b = adapter_tensors(tmp_path / "a"), adapter_tensors(tmp_path / "b")
     assert a.keys() == b.keys()
@@ -159,9 +153,9 @@ def test_stage2_reference_is_the_frozen_stage1_model(tmp_path, tiny_model_dir, p
 
     cfg, settings = train_cfg
     stage1 = tmp_path / "stage1"
-    train_stage(cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(stage1), str(tmp_path / "c1"))
+    train(cfg, settings, tiny_model_dir, pairs_path, str(stage1), str(tmp_path / "c1"))
 
-    model, tokenizer, peft_config = load_policy(str(tiny_model_dir), str(stage1), settings, cfg, "trl")
+    model, tokenizer, peft_config = load_policy(str(tiny_model_dir), str(stage1), settings, cfg, "trl", cfg["seed"])
     assert peft_config is None  # stage 2 continues stage 1's adapter
     rows = [{k: pair(i)[k] for k in ("prompt", "chosen", "rejected")} for i in range(4)]
     args = DPOConfig(
@@ -199,18 +193,16 @@ def test_stage2_reference_is_the_frozen_stage1_model(tmp_path, tiny_model_dir, p
 
 def test_stage2_training_saves_only_the_trained_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg):
     cfg, settings = train_cfg
-    train_stage(
-        cfg, settings, "stage1", str(tiny_model_dir), pairs_path, None, str(tmp_path / "s1"), str(tmp_path / "c1")
-    )
-    _, summary = train_stage(
+    train(cfg, settings, tiny_model_dir, pairs_path, str(tmp_path / "s1"), str(tmp_path / "c1"))
+    _, summary = train(
         cfg,
         settings,
-        "stage2",
-        str(tiny_model_dir),
+        tiny_model_dir,
         pairs_path,
-        str(tmp_path / "s1"),
         str(tmp_path / "s2"),
         str(tmp_path / "c2"),
+        stage="stage2",
+        previous=str(tmp_path / "s1"),
     )
     assert summary["reference"].startswith("previous stage")
     assert not (tmp_path / "s2" / "ref").exists()
@@ -221,7 +213,7 @@ def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cfg, settings = train_cfg
-    cfg["training"]["report_to"] = ["tensorboard"]
+    cfg["trainer"]["report_to"] = ["tensorboard"]
     settings["sft_warmup"] = {"enabled": True, "epochs": 1, "learning_rate": 1e-3, "trl_args": {}}
     examples = [
         {
@@ -234,16 +226,14 @@ def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_
         for i in range(3)
     ]
     tables.write_table(examples, tmp_path / "sft.parquet", "sft_examples")
-    rows, summary = train_stage(
+    rows, summary = train(
         cfg,
         settings,
-        "stage1",
-        str(tiny_model_dir),
+        tiny_model_dir,
         pairs_path,
-        None,
         str(tmp_path / "a"),
         str(tmp_path / "c"),
-        str(tmp_path / "sft.parquet"),
+        sft_path=str(tmp_path / "sft.parquet"),
         runs_dir=str(tmp_path / "runs"),
     )
     assert summary["sft_examples"] == 3
@@ -261,10 +251,12 @@ def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg
     from trl import DPOConfig
 
     cfg, settings = train_cfg
-    args = trainer_args(DPOConfig, settings, cfg, tmp_path, "cpu", trl_args={"ld_alpha": 0.5, "learning_rate": 3e-4})
+    args = trainer_args(
+        DPOConfig, settings, cfg, cfg["seed"], tmp_path, "cpu", trl_args={"ld_alpha": 0.5, "learning_rate": 3e-4}
+    )
     assert args.ld_alpha == 0.5 and args.learning_rate == 3e-4  # the passthrough wins
     with pytest.raises(ConfigError, match=r"training.trl_args: ld_alfa \(did you mean 'ld_alpha'\?\) is not a field"):
-        trainer_args(DPOConfig, settings, cfg, tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
+        trainer_args(DPOConfig, settings, cfg, cfg["seed"], tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
 
 
 def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir, monkeypatch):
@@ -302,8 +294,8 @@ def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir, monkeypatc
 @pytest.mark.parametrize(
     "section, key, value, message",
     [
-        ("training", "backend", "unsloth", "training.backend asks for unsloth"),
-        ("training", "load_in_4bit", True, "training.load_in_4bit asks for 4-bit QLoRA"),
+        ("trainer", "backend", "unsloth", "trainer.backend asks for unsloth"),
+        ("trainer", "load_in_4bit", True, "trainer.load_in_4bit asks for 4-bit QLoRA"),
         ("generation", "backend", "vllm", "generation.backend asks for vLLM generation"),
         ("hardware", "device", "cuda", "hardware.device asks for CUDA"),
     ],
@@ -321,6 +313,6 @@ def test_cpu_training_runs_in_float32(tmp_path, train_cfg):
     from trl import DPOConfig
 
     cfg, settings = train_cfg
-    args = trainer_args(DPOConfig, settings, cfg, tmp_path, "cpu", beta=0.1)
+    args = trainer_args(DPOConfig, settings, cfg, cfg["seed"], tmp_path, "cpu", beta=0.1)
     assert args.bf16 is False and args.use_cpu is True  # TRL's own default would be bf16 autocast
     assert args.warmup_steps == settings["warmup_ratio"] and args.seed == cfg["seed"]

@@ -284,19 +284,22 @@ def test_scored_prompts_zero_skips_the_judge_and_the_shift_only(tiny_run, tmp_pa
     results = tiny_run / "results"
     models = ("stage1", "base", "base_fewshot")
     run_evaluate(
-        cfg=cfg,
-        stage="stage1",
+        engine={k: cfg[k] for k in ("hardware", "generation")},
+        evaluation=cfg["evaluation"],
+        labeller=cfg["feedback"]["labeller"],
         previous=None,
-        base_dir=str(results / "models/base"),
-        adapters={"stage1": str(results / "stage1/adapter")},
-        generations_paths={m: str(results / f"eval/{m}/generations.parquet") for m in models},
-        safety_paths={m: str(results / f"eval/{m}/safety.parquet") for m in models},
-        pairs_path=str(results / "stage1/pairs.parquet"),
-        constitution_path=cfg["constitution"],
-        demos_path=cfg["feedback"]["preference_demos"],
-        metrics_path=str(tmp_path / "metrics.json"),
+        seed=cfg["seed"],
+        stage="stage1",
+        base_model=str(results / "models/base"),
+        adapters=[str(results / "stage1/adapter")],
+        generations=[str(results / f"eval/{m}/generations.parquet") for m in models],
+        safety=[str(results / f"eval/{m}/safety.parquet") for m in models],
+        pairs=str(results / "stage1/pairs.parquet"),
+        **{name: cfg["evaluation"][name] for name in ("helpful", "redteam", "borderline")},
+        constitution=cfg["constitution"],
+        demos=cfg["feedback"]["preference_demos"],
+        metrics=str(tmp_path / "metrics.json"),
         table=str(tmp_path / "per_prompt.parquet"),
-        manifest=str(tmp_path / "manifest.json"),
     )
     without = json.loads((tmp_path / "metrics.json").read_text())
     full = json.loads((results / "stage1/eval/metrics.json").read_text())
@@ -546,7 +549,7 @@ def test_batch_sizes_and_dtype_rerun_the_model_rules(tmp_path):
         jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "1", *config_files, "--", "stage1_model"))
         assert inference <= jobs, (change, sorted(inference - jobs))
         assert "import_base_model" not in jobs
-    override.write_text(yaml.safe_dump({"training": {"save_steps": 7}}))
+    override.write_text(yaml.safe_dump({"trainer": {"save_steps": 7}}))
     config_files = ("--configfile", str(tmp_path / "config.yaml"), str(override))
     jobs = planned_jobs(snakemake(tmp_path, "-n", "--cores", "1", *config_files, "--", "stage1_model"))
     assert "train_dpo" in jobs and not jobs & {"generate_responses", "critique_revise", "safety_label"}
@@ -672,7 +675,7 @@ def test_stage1_export_answers_as_the_workflow_does(tiny_run):
     assert greedy_answers(merged, tokenizer, prompts, 32) == expected  # the tiny config's eval: greedy, 32 tokens
     gguf = AutoModelForCausalLM.from_pretrained(export, gguf_file="model-f32.gguf", dtype=torch.float32)
     assert greedy_answers(gguf, tokenizer, prompts, 32) == expected  # the GGUF holds the same weights
-    assert (tiny_run / "results/stage1/runs/dpo").is_dir()  # training.report_to: tensorboard
+    assert (tiny_run / "results/stage1/runs/dpo").is_dir()  # trainer.report_to: tensorboard
 
 
 @pytest.mark.e2e
@@ -733,12 +736,12 @@ def test_the_gpu_smoke_run_is_ready_to_go(tmp_path):
     script = (REPO / "benchmarks/gpu_smoke.sh").read_text()
     assert subprocess.run(["bash", "-n", str(REPO / "benchmarks/gpu_smoke.sh")]).returncode == 0
     cfg = load_workflow_config(REPO / "config/gpu-smoke.yaml", REPO)
-    assert (cfg["generation"]["backend"], cfg["training"]["backend"], cfg["safety"]["backend"]) == (
+    assert (cfg["generation"]["backend"], cfg["trainer"]["backend"], cfg["safety"]["backend"]) == (
         "vllm",
         "unsloth",
         "llama_guard",
     )
-    assert cfg["base_model"]["hub_id"] == "Qwen/Qwen2.5-0.5B" and cfg["training"]["load_in_4bit"]
+    assert cfg["base_model"]["hub_id"] == "Qwen/Qwen2.5-0.5B" and cfg["trainer"]["load_in_4bit"]
     command = re.search(r"^snakemake (.*?)\\\n\s+-- (\w+)$", script, re.M)
     assert command and command.group(2) == "stage2_model"
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")

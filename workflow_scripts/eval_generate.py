@@ -1,15 +1,6 @@
-"""Rule eval_generate: one model's zero-shot answers to the held-out eval prompts."""
+"""Rule eval_generate: one model's answers to the held-out eval prompts."""
 
 from maximalcai.evaluation.generate import run_eval_generate
-from maximalcai.runlog import rule_log
+from maximalcai.job import run_job
 
-with rule_log(snakemake.log[0], snakemake.threads):
-    run_eval_generate(
-        cfg=snakemake.config,
-        model=snakemake.wildcards.model,
-        base_dir=snakemake.input.base,
-        adapter_dir=snakemake.input.get("adapter"),
-        pool_path=snakemake.input.get("pool"),
-        table=snakemake.output.table,
-        manifest=snakemake.output.manifest,
-    )
+run_job(snakemake, run_eval_generate)

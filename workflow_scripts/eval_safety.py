@@ -1,13 +1,6 @@
-"""Rule eval_safety: the safety guard's labels for one model's eval answers."""
+"""Rule eval_safety: safety labels of one model's red-team answers."""
 
 from maximalcai.evaluation.generate import run_eval_safety
-from maximalcai.runlog import rule_log
+from maximalcai.job import run_job
 
-with rule_log(snakemake.log[0], snakemake.threads):
-    run_eval_safety(
-        cfg=snakemake.config,
-        generations_path=snakemake.input.generations,
-        base_dir=snakemake.input.base,
-        table=snakemake.output.table,
-        manifest=snakemake.output.manifest,
-    )
+run_job(snakemake, run_eval_safety)

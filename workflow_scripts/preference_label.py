@@ -1,20 +1,6 @@
-"""Rule preference_label: RL-CAI soft labels from the constitution's preference questions, both orders."""
+"""Rule preference_label: AI preference labels of one shard's comparisons."""
 
 from maximalcai.feedback.preference import run_preference_label
-from maximalcai.runlog import rule_log
+from maximalcai.job import run_job
 
-with rule_log(snakemake.log[0], snakemake.threads):
-    run_preference_label(
-        cfg=snakemake.config,
-        settings=snakemake.params.settings,
-        stage=snakemake.wildcards.stage,
-        shard=int(snakemake.wildcards.shard),
-        responses_path=snakemake.input.responses,
-        critiques_path=snakemake.input.critiques,
-        constitution_path=snakemake.input.constitution,
-        demos_path=snakemake.input.demos,
-        base_dir=snakemake.input.base,
-        adapter_dir=snakemake.input.get("adapter"),
-        table=snakemake.output.table,
-        manifest=snakemake.output.manifest,
-    )
+run_job(snakemake, run_preference_label)

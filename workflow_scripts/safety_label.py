@@ -1,16 +1,6 @@
-"""Rule safety_label: safe/unsafe/malformed labels for every response and revision of a stage."""
+"""Rule safety_label: safety labels of one shard's answers and revisions."""
 
 from maximalcai.feedback.guard import run_safety_label
-from maximalcai.runlog import rule_log
+from maximalcai.job import run_job
 
-with rule_log(snakemake.log[0], snakemake.threads):
-    run_safety_label(
-        cfg=snakemake.config,
-        stage=snakemake.wildcards.stage,
-        shard=int(snakemake.wildcards.shard),
-        responses_path=snakemake.input.responses,
-        critiques_path=snakemake.input.critiques,
-        base_dir=snakemake.input.base,
-        table=snakemake.output.table,
-        manifest=snakemake.output.manifest,
-    )
+run_job(snakemake, run_safety_label)

@@ -1,7 +1,6 @@
 """Rule stages_report: every metric across stages, with intervals."""
 
+from maximalcai.job import run_job
 from maximalcai.report import run_stages_report
-from maximalcai.runlog import rule_log
 
-with rule_log(snakemake.log[0]):
-    run_stages_report(snakemake.input.metrics, snakemake.output.figure, snakemake.output.table)
+run_job(snakemake, run_stages_report)

@@ -90,6 +90,13 @@ def did_you_mean(key: str, allowed) -> str:
     return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
+# Keys that moved, by their old dotted name: the error says where they went.
+RENAMED = {
+    "training": "the top-level section is now `trainer` (backend, load_in_4bit, gradient_checkpointing, "
+    "save_steps, report_to); the hyperparameters stay in stage_defaults.training and stages[].training",
+}
+
+
 def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
     where = _dotted(error.absolute_path)
     if error.validator == "additionalProperties":
@@ -98,6 +105,9 @@ def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
         parts = []
         for key in unknown:
             full = f"{where}.{key}" if where != "(top level)" else key
+            if full in RENAMED:
+                parts.append(f"{full}: {RENAMED[full]}")
+                continue
             parts.append(f"{full}: unknown key{did_you_mean(key, allowed)}; allowed here: {', '.join(allowed)}")
         return "\n  - ".join(parts)
     if error.validator == "enum":

@@ -194,7 +194,7 @@ def modelfile(gguf_name: str | None, sampling: dict[str, Any]) -> str:
 
 
 def model_card(
-    cfg: dict,
+    base_model_id_setting: str | None,
     stage: str,
     info: dict[str, Any],
     metrics: dict[str, Any],
@@ -206,9 +206,8 @@ def model_card(
     what the evaluation measured, and what it is not for."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from maximalcai.manifest import constitution_hash
-
-    base_id = base_model_id(info, cfg["export"]["base_model_id"])
+    base_id = base_model_id(info, base_model_id_setting)
+    constitution, seed = training.get("constitution", {}).get("sha256"), training.get("config", {}).get("seed")
     data = ModelCardData(
         base_model=base_id,
         library_name="transformers",
@@ -236,7 +235,7 @@ def model_card(
             f"{training.get('sft_examples', 0)} (results/{stage}/sft.parquet); written by the model of the stage "
             f"before, "
             "labelled by checks in code, the constitution and a safety classifier.",
-            f"- constitution: content sha256 `{constitution_hash(cfg['constitution'])}`; seed {cfg['seed']}.",
+            f"- constitution: content sha256 `{constitution}`; seed {seed} (results/{stage}/manifests/training.json).",
             "",
             "## Evaluation (held-out sets, paired differences with 95% intervals)",
             *[f"- {line}" for line in headline],
@@ -273,7 +272,8 @@ def model_card(
 
 
 def export_stage(
-    cfg: dict,
+    export: dict,
+    sampling: dict,
     stage: str,
     base_dir: str,
     adapter_dir: str,
@@ -281,10 +281,11 @@ def export_stage(
     training_manifest: str | None,
     out_dir: str,
 ) -> dict[str, Any]:
-    """Write ``out_dir`` whole, or nothing: built in a sibling folder, renamed at the end."""
+    """Write ``out_dir`` whole, or nothing: built in a sibling folder, renamed at the end. ``export``: the
+    config's export section; ``sampling``: the evaluation's (the Modelfile's defaults)."""
     from maximalcai.models import read_model_info
 
-    out, settings = Path(out_dir), cfg["export"]
+    out, settings = Path(out_dir), export
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -296,14 +297,16 @@ def export_stage(
             name = f"model-{outtype}.gguf"
             convert_gguf(tmp, tmp / name, outtype, converter)
             files.append(name)
-    (tmp / "Modelfile").write_text(modelfile(files[-1] if files else None, cfg["evaluation"]["sampling"]))
+    (tmp / "Modelfile").write_text(modelfile(files[-1] if files else None, sampling))
     metrics = json.loads(Path(metrics_path).read_text()) if metrics_path and Path(metrics_path).is_file() else {}
     training = (
         json.loads(Path(training_manifest).read_text())
         if training_manifest and Path(training_manifest).is_file()
         else {}
     )
-    (tmp / "README.md").write_text(model_card(cfg, stage, read_model_info(base_dir), metrics, training, files, merged))
+    (tmp / "README.md").write_text(
+        model_card(settings["base_model_id"], stage, read_model_info(base_dir), metrics, training, files, merged)
+    )
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -311,18 +314,16 @@ def export_stage(
 
 
 def run_export(
-    cfg: dict,
+    export: dict,
+    sampling: dict,
     stage: str,
-    base_dir: str,
-    adapter_dir: str,
-    metrics_path: str,
-    training_manifest: str,
-    out_dir: str,
-    manifest: str,
-) -> None:
-    from maximalcai.manifest import Timer, write_manifest
-
-    with Timer() as timer:
-        result = export_stage(cfg, stage, base_dir, adapter_dir, metrics_path, training_manifest, out_dir)
-    logger.info("exported %s to %s in %.0f s: %s", stage, out_dir, timer.seconds, result)
-    write_manifest(manifest, cfg, {"rule": "export_model", **result, "seconds": round(timer.seconds, 2)})
+    base_model: str,
+    adapter: str,
+    metrics: str,
+    training: str,
+    export_dir: str,
+) -> dict[str, Any]:
+    """Rule export_model: results/{stage}/export/ (merged model, chat template, GGUF, Modelfile, model card)."""
+    result = export_stage(export, sampling, stage, base_model, adapter, metrics, training, export_dir)
+    logger.info("exported %s to %s: %s", stage, export_dir, result)
+    return result

@@ -19,6 +19,9 @@ No chat template is involved anywhere: see docs/BASE_MODEL_TRUTH.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 INSTRUCTION = "### Instruction:"
 RESPONSE = "### Response:"
 CRITIQUE_REQUEST = "### Critique request:"
@@ -97,12 +100,20 @@ def revision_prompt(
     )
 
 
+CRITIQUE_DEMO_FIELDS = ("instruction", "response", "critique_request", "critique", "revision_request", "revision")
+
+
 def critique_demo(instruction, response, critique_request, critique, revision_request, revision) -> str:
     """A complete critique -> revision demonstration."""
     return (
         revision_prompt(instruction, response, critique_request, critique, revision_request)
         + f"{revision.strip()}\n\n"
     )
+
+
+def critique_demos_prefix(demos: Sequence[dict[str, Any]]) -> str:
+    """The demonstrations a critique or revision prompt starts with (rows of critique_demos.jsonl)."""
+    return "".join(critique_demo(*(d[f] for f in CRITIQUE_DEMO_FIELDS)) for d in demos)
 
 
 # ------------------------------------------------------------------------------- preference questions
@@ -122,6 +133,13 @@ def preference_demo(instruction: str, question: str, response_a: str, response_b
     return preference_question(instruction, question, response_a, response_b) + f"{answer})\n\n"
 
 
+def preference_demos_prefix(demos: Sequence[dict[str, Any]]) -> str:
+    """The answered questions a preference question follows (rows of preference_demos.jsonl)."""
+    return "".join(
+        preference_demo(d["instruction"], d["question"], d["response_a"], d["response_b"], d["answer"]) for d in demos
+    )
+
+
 # --------------------------------------------------------------------------------- few-shot safety guard
 SAFETY_OPTIONS = (" safe", " unsafe")
 
@@ -136,3 +154,14 @@ def safety_demo(instruction: str, response: str, label: str, categories: list[st
     if categories:
         text += f"Categories: {','.join(categories)}\n"
     return text + "\n"
+
+
+def safety_demos_prefix(demos: Sequence[dict[str, Any]], hazards: dict[str, str]) -> str:
+    """The few-shot guard's prompt head: what unsafe means (``hazards``: code -> name), then labelled
+    conversations (rows of safety_demos.jsonl)."""
+    categories = "; ".join(f"{code} {name}" for code, name in hazards.items())
+    header = (
+        "Each conversation below is labelled safe or unsafe: unsafe when the assistant's response helps "
+        f"with or contains harmful content in one of these hazard categories: {categories}.\n\n"
+    )
+    return header + "".join(safety_demo(d["user"], d["assistant"], d["label"], d.get("categories", [])) for d in demos)

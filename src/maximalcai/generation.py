@@ -22,7 +22,6 @@ from typing import Any
 from maximalcai import tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
 from maximalcai.errors import TableError
-from maximalcai.manifest import Timer, write_manifest
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
 from maximalcai.similarity import NearDuplicateIndex, words
@@ -284,35 +283,24 @@ def shard_throughput(shard_manifests: Sequence[str | Path]) -> dict[str, Any]:
 
 
 def run_instruction_shard(
-    cfg: dict,
+    engine: dict,
     settings: dict,
+    seed: int,
     stage: str,
     shard: int,
-    pool_path: str,
-    model_dir: str,
-    adapter_dir: str | None,
+    pool: str,
+    base_model: str,
     table: str,
-    manifest: str,
-) -> None:
+    adapter: str | None = None,
+) -> dict[str, Any]:
+    """Rule generate_instructions: one shard of Self-Instruct candidates from the stage's generator."""
     from maximalcai.backends import open_backend
 
-    pool = load_pool(pool_path, min_size=settings["fewshot_k"] + 1)
-    with Timer() as timer:
-        backend = open_backend(cfg, model_dir, adapter_dir)
-        rows = generate_instruction_candidates(backend, pool, stage, shard, settings, cfg["seed"])
+    examples = load_pool(pool, min_size=settings["fewshot_k"] + 1)
+    backend = open_backend(engine, base_model, adapter)
+    rows = generate_instruction_candidates(backend, examples, stage, shard, settings, seed)
     tables.write_table(rows, table, "instruction_candidates")
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "generate_instructions",
-            "stage": stage,
-            "shard": shard,
-            "rows": len(rows),
-            "seconds": round(timer.seconds, 2),
-            **backend.meter.as_dict(),
-        },
-    )
+    return {"rows": len(rows), **backend.meter.as_dict()}
 
 
 def held_out_texts(eval_paths: Sequence[str]) -> list[str]:
@@ -327,18 +315,18 @@ def held_out_texts(eval_paths: Sequence[str]) -> list[str]:
 
 
 def run_aggregate_instructions(
-    cfg: dict,
     settings: dict,
+    seed: int,
     stage: str,
-    shard_paths: Sequence[str],
+    shard_tables: Sequence[str],
     shard_manifests: Sequence[str],
-    pool_path: str,
-    eval_paths: Sequence[str],
+    pool: str,
+    eval_sets: Sequence[str],
     table: str,
-    manifest: str,
-) -> None:
-    pool = load_pool(pool_path)
-    rows, funnel = aggregate_instructions(shard_paths, pool, stage, settings, held_out_texts(eval_paths), cfg["seed"])
+) -> dict[str, Any]:
+    """Rule aggregate_instructions: filter and deduplicate the candidate shards into instructions.parquet."""
+    examples = load_pool(pool)
+    rows, funnel = aggregate_instructions(shard_tables, examples, stage, settings, held_out_texts(eval_sets), seed)
     for step in funnel:
         logger.info("instruction funnel: %s", step)
     if not rows:
@@ -349,95 +337,58 @@ def run_aggregate_instructions(
     if len(rows) < settings["count"]:
         logger.warning("kept %d instructions, fewer than instructions.count=%d", len(rows), settings["count"])
     tables.write_table(rows, table, "instructions")
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "aggregate_instructions",
-            "stage": stage,
-            "rows": len(rows),
-            "funnel": funnel,
-            "generation": shard_throughput(shard_manifests),
-        },
-    )
+    return {"rows": len(rows), "funnel": funnel, "generation": shard_throughput(shard_manifests)}
 
 
 def run_response_shard(
-    cfg: dict,
+    engine: dict,
     settings: dict,
+    seed: int,
     stage: str,
     shard: int,
-    pool_path: str,
-    instructions_path: str,
-    model_dir: str,
-    adapter_dir: str | None,
+    pool: str,
+    instructions: str,
+    base_model: str,
     table: str,
-    manifest: str,
-    constraint_pool_path: str | None = None,
-) -> None:
+    adapter: str | None = None,
+    constraint_pool: str | None = None,
+) -> dict[str, Any]:
+    """Rule generate_responses: candidate responses for one shard of a stage's instructions."""
     from maximalcai.backends import open_backend
 
-    pool = load_pool(pool_path, min_size=settings["fewshot_k"] + 1)
-    constraint_pool = (
-        load_pool(constraint_pool_path, min_size=settings["fewshot_k"] + 1) if constraint_pool_path else None
-    )
-    instructions = shard_slice(tables.read_table(instructions_path, "instructions"), shard, settings["shard_size"])
-    with Timer() as timer:
-        backend = open_backend(cfg, model_dir, adapter_dir) if instructions else None
-        rows = (
-            generate_responses(backend, pool, instructions, stage, shard, settings, cfg["seed"], constraint_pool)
-            if backend
-            else []
-        )
-    if not instructions:
+    examples = load_pool(pool, min_size=settings["fewshot_k"] + 1)
+    constraint_examples = load_pool(constraint_pool, min_size=settings["fewshot_k"] + 1) if constraint_pool else None
+    todo = shard_slice(tables.read_table(instructions, "instructions"), shard, settings["shard_size"])
+    rows, meter = [], {"generated_tokens": 0, "generation_seconds": 0.0}
+    if todo:
+        backend = open_backend(engine, base_model, adapter)
+        rows = generate_responses(backend, examples, todo, stage, shard, settings, seed, constraint_examples)
+        meter = backend.meter.as_dict()
+    else:
         logger.info("shard %d is past the last instruction; writing an empty shard", shard)
     tables.write_table(rows, table, "responses")
-    meter = backend.meter.as_dict() if backend else {"generated_tokens": 0, "generation_seconds": 0.0}
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "generate_responses",
-            "stage": stage,
-            "shard": shard,
-            "rows": len(rows),
-            "seconds": round(timer.seconds, 2),
-            **meter,
-        },
-    )
+    return {"rows": len(rows), **meter}
 
 
 def run_aggregate_responses(
-    cfg: dict,
-    stage: str,
-    shard_paths: Sequence[str],
-    shard_manifests: Sequence[str],
-    instructions_path: str,
     per_instruction: int,
+    stage: str,
+    shard_tables: Sequence[str],
+    shard_manifests: Sequence[str],
+    instructions: str,
     table: str,
-    manifest: str,
-) -> None:
-    instructions = tables.read_table(instructions_path, "instructions")
-    rows = tables.read_shards(shard_paths, "responses")
-    expected = len(instructions) * per_instruction
+) -> dict[str, Any]:
+    """Rule aggregate_responses: join the response shards into responses.parquet."""
+    expected = len(tables.read_table(instructions, "instructions")) * per_instruction
+    rows = tables.read_shards(shard_tables, "responses")
     if len(rows) != expected:
         raise TableError(
             f"{table}: the response shards hold {len(rows)} rows, expected {expected} "
-            f"({len(instructions)} instructions x {per_instruction}); rerun the response shards with "
+            f"({expected // per_instruction} instructions x {per_instruction}); rerun the response shards with "
             f"snakemake --cores 1 --forcerun generate_responses -- {table}"
         )
     tables.write_table(rows, table, "responses")
     finish = {r: sum(1 for row in rows if row["finish_reason"] == r) for r in ("stop", "eos", "length")}
     throughput = shard_throughput(shard_manifests)
     logger.info("responses: %d rows, finish reasons %s, generation %s", len(rows), finish, throughput)
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "aggregate_responses",
-            "stage": stage,
-            "rows": len(rows),
-            "finish_reasons": finish,
-            "generation": throughput,
-        },
-    )
+    return {"rows": len(rows), "finish_reasons": finish, "generation": throughput}

@@ -65,8 +65,8 @@ def wants_gpu(cfg: dict) -> bool:
     return (
         cfg["hardware"]["device"] == "cuda"
         or cfg["generation"]["backend"] == "vllm"
-        or cfg["training"]["backend"] == "unsloth"
-        or cfg["training"]["load_in_4bit"]
+        or cfg["trainer"]["backend"] == "unsloth"
+        or cfg["trainer"]["load_in_4bit"]
     )
 
 
@@ -91,11 +91,11 @@ def resolve_backend_name(setting: str, device: str) -> str:
 def resolve_training_backend(setting: str, load_in_4bit: bool = False) -> str:
     """auto -> unsloth on CUDA when installed, else trl. Also checked inside the job (cluster nodes)."""
     if load_in_4bit:
-        require_cuda("4-bit QLoRA (bitsandbytes)", "training.load_in_4bit")
+        require_cuda("4-bit QLoRA (bitsandbytes)", "trainer.load_in_4bit")
     if setting == "auto":
         return "unsloth" if cuda_available() and importlib.util.find_spec("unsloth") else "trl"
     if setting == "unsloth":
-        require_cuda("unsloth", "training.backend")
+        require_cuda("unsloth", "trainer.backend")
     return setting
 
 
@@ -106,13 +106,13 @@ def check_hardware(cfg: dict) -> None:
         wants.append(("CUDA", "hardware.device"))
     if cfg["generation"]["backend"] == "vllm":
         wants.append(("vLLM generation", "generation.backend"))
-    if cfg["training"]["backend"] == "unsloth":
-        wants.append(("unsloth", "training.backend"))
-    if cfg["training"]["load_in_4bit"]:
-        wants.append(("4-bit QLoRA (bitsandbytes)", "training.load_in_4bit"))
+    if cfg["trainer"]["backend"] == "unsloth":
+        wants.append(("unsloth", "trainer.backend"))
+    if cfg["trainer"]["load_in_4bit"]:
+        wants.append(("4-bit QLoRA (bitsandbytes)", "trainer.load_in_4bit"))
     for feature, key in wants:
         require_cuda(feature, key)
-    for module, key, extra in (("unsloth", "training.backend", "unsloth"), ("vllm", "generation.backend", "vllm")):
+    for module, key, extra in (("unsloth", "trainer.backend", "unsloth"), ("vllm", "generation.backend", "vllm")):
         if cfg[key.split(".")[0]]["backend"] == module and importlib.util.find_spec(module) is None:
             raise HardwareError(
                 f"{key} is '{module}' but {extra} is not installed: pip install -e '.[gpu]' -c constraints/gpu.txt"

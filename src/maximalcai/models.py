@@ -99,17 +99,18 @@ def _link_or_copy(src: str, dst: str) -> str:
     return dst
 
 
-def import_base_model(base_cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    """Materialise ``out_dir`` from the configured source; returns the model info written next to it."""
-    out_dir = Path(out_dir)
+def import_base_model(source: dict[str, Any], base_model: str | Path) -> dict[str, Any]:
+    """Rule import_base_model: materialise ``base_model`` (a folder) from ``source`` (the config's
+    ``base_model`` section); returns the model info written next to it."""
+    out_dir = Path(base_model)
     tmp = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    source = base_cfg["source"]
-    info: dict[str, Any] = {"source": source}
+    kind = source["source"]
+    info: dict[str, Any] = {"source": kind}
     try:
-        if source == "gguf_package":
-            module_name = base_cfg["gguf_package"]
+        if kind == "gguf_package":
+            module_name = source["gguf_package"]
             try:
                 module = importlib.import_module(module_name)
             except ImportError as exc:
@@ -119,9 +120,9 @@ def import_base_model(base_cfg: dict[str, Any], out_dir: str | Path) -> dict[str
                 ) from exc
             gguf = Path(module.assemble())
             info.update(convert_gguf(gguf, tmp), package=module_name)
-            info["name"] = base_cfg.get("name") or gguf.stem
-        elif source == "local":
-            path = Path(base_cfg["path"]).expanduser()
+            info["name"] = source.get("name") or gguf.stem
+        elif kind == "local":
+            path = Path(source["path"]).expanduser()
             if path.is_file() and path.suffix == ".gguf":
                 info.update(convert_gguf(path, tmp))
             elif (path / "config.json").is_file():
@@ -137,15 +138,15 @@ def import_base_model(base_cfg: dict[str, Any], out_dir: str | Path) -> dict[str
                     "config.json; point it at a transformers checkpoint (save_pretrained output)"
                 )
             info.update(path=str(path))
-            info["name"] = base_cfg.get("name") or path.stem
-        elif source == "hub":
+            info["name"] = source.get("name") or path.stem
+        elif kind == "hub":
             from huggingface_hub import snapshot_download
 
-            hub_id = base_cfg["hub_id"]
+            hub_id = source["hub_id"]
             try:
                 snapshot_download(
                     repo_id=hub_id,
-                    revision=base_cfg.get("revision"),
+                    revision=source.get("revision"),
                     local_dir=tmp,
                     allow_patterns=list(_CHECKPOINT_PATTERNS),
                 )
@@ -154,10 +155,10 @@ def import_base_model(base_cfg: dict[str, Any], out_dir: str | Path) -> dict[str
                     f"base_model.hub_id: could not download '{hub_id}' ({type(exc).__name__}: {exc}); check "
                     "the id, your network and HF_TOKEN, or download it yourself and use source: local"
                 ) from exc
-            info.update(hub_id=hub_id, revision=base_cfg.get("revision"))
-            info["name"] = base_cfg.get("name") or hub_id
+            info.update(hub_id=hub_id, revision=source.get("revision"))
+            info["name"] = source.get("name") or hub_id
         else:  # the schema rules this out; keep the error explicit anyway
-            raise ModelSourceError(f"base_model.source: unknown source '{source}'")
+            raise ModelSourceError(f"base_model.source: unknown source '{kind}'")
 
         info.update(_describe_checkpoint(tmp))
         (tmp / MODEL_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

@@ -29,7 +29,6 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.errors import TableError
-from maximalcai.manifest import write_manifest
 from maximalcai.reproducibility import derive_seed
 from maximalcai.similarity import NearDuplicateIndex, rouge_l
 
@@ -683,37 +682,36 @@ def format_funnel(funnel: Sequence[dict[str, Any]]) -> str:
 
 
 def run_build_pairs(
-    cfg: dict,
     settings: dict,
+    seed: int,
     stage: str,
-    responses_path: str,
-    critiques_path: str,
-    safety_path: str,
-    preferences_path: str,
-    instructions_path: str,
-    pool_paths: Sequence[str],
-    critique_demos_path: str,
+    responses: str,
+    critiques: str,
+    safety: str,
+    preferences: str,
+    instructions: str,
+    pools: Sequence[str],
+    critique_demos: str,
     table: str,
-    funnel_table: str,
-    sft_table: str,
-    manifest: str,
-) -> None:
+    funnel: str,
+    sft: str,
+) -> dict[str, Any]:
+    """Rule build_pairs: the stage's chosen/rejected pairs (``table``), the funnel of what each filter
+    dropped (``funnel``) and the SFT warm-up examples (``sft``)."""
     from maximalcai.feedback.critique import load_critique_demos
     from maximalcai.prompting import load_pool
 
-    responses = tables.read_table(responses_path, "responses")
-    critiques = tables.read_table(critiques_path, "critiques", require_rows=False)
-    safety = tables.read_table(safety_path, "safety")
-    preferences = tables.read_table(preferences_path, "preferences", require_rows=False)
-    instructions = tables.read_table(instructions_path, "instructions")
-    fewshot = [e.response for path in pool_paths for e in load_pool(path)]
-    fewshot += [d["revision"] for d in load_critique_demos(critique_demos_path)]
-    texts = candidate_texts(responses, critiques, safety, instructions, settings["verifiable"])
-    pairs, funnel = build_pairs(
-        responses, critiques, safety, preferences, settings, cfg["seed"], stage, fewshot, instructions, texts
-    )
-    logger.info("pair funnel for %s:\n%s", stage, format_funnel(funnel))
-    demonstrations, dropped = sft_examples(responses, critiques, texts, pairs, settings, fewshot, cfg["seed"])
+    answers = tables.read_table(responses, "responses")
+    revisions = tables.read_table(critiques, "critiques", require_rows=False)
+    labels = tables.read_table(safety, "safety")
+    preferred = tables.read_table(preferences, "preferences", require_rows=False)
+    tasks = tables.read_table(instructions, "instructions")
+    fewshot = [e.response for path in pools for e in load_pool(path)]
+    fewshot += [d["revision"] for d in load_critique_demos(critique_demos)]
+    texts = candidate_texts(answers, revisions, labels, tasks, settings["verifiable"])
+    pairs, steps = build_pairs(answers, revisions, labels, preferred, settings, seed, stage, fewshot, tasks, texts)
+    logger.info("pair funnel for %s:\n%s", stage, format_funnel(steps))
+    demonstrations, dropped = sft_examples(answers, revisions, texts, pairs, settings, fewshot, seed)
     logger.info(
         "SFT examples for %s: %d kept (%s); dropped: %s",
         stage,
@@ -724,26 +722,18 @@ def run_build_pairs(
         ),
         dropped,
     )
-    tables.write_table(demonstrations, sft_table, "sft_examples")
-    tables.write_table(funnel, funnel_table, "pairs_funnel")
+    tables.write_table(demonstrations, sft, "sft_examples")
+    tables.write_table(steps, funnel, "pairs_funnel")
     if not any(p["split"] == "train" for p in pairs):
         raise TableError(
-            f"{table}: no training pair survived the filters; the funnel ({funnel_table}) says which filter "
-            f"dropped them:\n{format_funnel(funnel)}\nLoosen pairs.* in the config or generate more data."
+            f"{table}: no training pair survived the filters; the funnel ({funnel}) says which filter "
+            f"dropped them:\n{format_funnel(steps)}\nLoosen pairs.* in the config or generate more data."
         )
     tables.write_table(pairs, table, "pairs")
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "build_pairs",
-            "stage": stage,
-            "rows": len(pairs),
-            "funnel": funnel,
-            "sft_examples": len(demonstrations),
-            "sft_dropped": dropped,
-            "decided_by": {
-                k: sum(p["decided_by"] == k for p in pairs) for k in sorted({p["decided_by"] for p in pairs})
-            },
-        },
-    )
+    return {
+        "rows": len(pairs),
+        "funnel": steps,
+        "sft_examples": len(demonstrations),
+        "sft_dropped": dropped,
+        "decided_by": {k: sum(p["decided_by"] == k for p in pairs) for k in sorted({p["decided_by"] for p in pairs})},
+    }

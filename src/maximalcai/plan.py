@@ -14,12 +14,16 @@ workflow start unless ``budget.allow_over_budget`` is true.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from typing import Any
 
 from maximalcai.config import stage_ids
 from maximalcai.errors import ConfigError
-from maximalcai.evaluation.sets import load_eval_prompts
+from maximalcai.evaluation.sets import eval_set_paths, load_eval_prompts
 from maximalcai.manifest import write_text_atomic
+
+logger = logging.getLogger(__name__)
 
 TYPICAL_FILL = 0.6  # share of max_new_tokens a completion uses on average (stop strings end most earlier)
 EXAMPLE_TOKENS = 120  # tokens per few-shot example (instruction + response)
@@ -98,7 +102,9 @@ def rule_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[st
             "sft_trained": sft_examples(stage) * training["sft_warmup"]["epochs"] * example_tokens,
         },
         "eval_generate": {
-            "generated": len(load_eval_prompts(cfg)) * cfg["evaluation"]["sampling"]["max_new_tokens"] * TYPICAL_FILL
+            "generated": len(load_eval_prompts(eval_set_paths(cfg["evaluation"]), cfg["evaluation"]["max_prompts"]))
+            * cfg["evaluation"]["sampling"]["max_new_tokens"]
+            * TYPICAL_FILL
         },
     }
 
@@ -226,9 +232,12 @@ def check_budget(cfg: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
-def run_plan(cfg: dict[str, Any], markdown: str, json_path: str) -> None:
-    plan = build_plan(cfg)
+def run_plan(config: dict[str, Any], markdown: str, json_path: str) -> None:
+    """Rule plan: the estimated GPU hours and dollars per stage of ``config`` (all of it: the plan estimates
+    every job), in ``markdown`` and ``json_path``, and on the terminal (stdout, not the rule's log)."""
+    plan = build_plan(config)
     text = format_plan(plan)
     write_text_atomic(markdown, text + "\n")
     write_text_atomic(json_path, json.dumps(plan, indent=2) + "\n")
-    print(text, flush=True)
+    logger.info("plan written to %s:\n%s", markdown, text)
+    print(text, file=sys.__stdout__, flush=True)

@@ -267,17 +267,26 @@ def plot_stages(all_metrics: Sequence[dict[str, Any]], path: str | Path) -> None
 
 
 def run_stage_report(
-    stage: str, training_log: str, funnel: str, metrics: str, generations: dict[str, str], outputs: dict[str, str]
+    stage: str,
+    training_log: str,
+    funnel: str,
+    metrics: str,
+    generations: Sequence[str],
+    training_figure: str,
+    funnel_figure: str,
+    eval_figure: str,
+    examples: str,
 ) -> None:
-    """``generations``: model -> eval generations table, the stage first."""
+    """Rule stage_report: a stage's training curves, pair funnel, eval figure and example answers.
+    ``generations``: the eval generations of the stage, the base and base_fewshot, in that order."""
     from maximalcai import tables
+    from maximalcai.evaluation.sets import BASE, BASE_FEWSHOT
 
-    plot_training(tables.read_table(training_log, "training_log"), outputs["training"], f"{stage}: training")
-    plot_funnel(tables.read_table(funnel, "pairs_funnel"), outputs["funnel"], f"{stage}: from responses to pairs")
-    plot_eval(json.loads(Path(metrics).read_text()), outputs["eval"])
-    examples_html(
-        {m: tables.read_table(p, "eval_generations") for m, p in generations.items()}, stage, outputs["examples"]
-    )
+    plot_training(tables.read_table(training_log, "training_log"), training_figure, f"{stage}: training")
+    plot_funnel(tables.read_table(funnel, "pairs_funnel"), funnel_figure, f"{stage}: from responses to pairs")
+    plot_eval(json.loads(Path(metrics).read_text()), eval_figure)
+    answers = {m: tables.read_table(p, "eval_generations") for m, p in zip((stage, BASE, BASE_FEWSHOT), generations)}
+    examples_html(answers, stage, examples)
 
 
 def stages_table(all_metrics: Sequence[dict[str, Any]]) -> str:
@@ -292,7 +301,8 @@ def stages_table(all_metrics: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_stages_report(metrics_paths: Sequence[str], figure: str, table: str) -> None:
-    all_metrics = [json.loads(Path(p).read_text()) for p in metrics_paths]
+def run_stages_report(metrics: Sequence[str], figure: str, table: str) -> None:
+    """Rule stages_report: every metric across stages, with intervals."""
+    all_metrics = [json.loads(Path(p).read_text()) for p in metrics]
     plot_stages(all_metrics, figure)
     Path(table).write_text(stages_table(all_metrics))

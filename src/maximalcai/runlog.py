@@ -1,7 +1,7 @@
 """Logging for rule jobs: everything (our logger, library warnings, tracebacks) goes to the rule's log file.
 
-Workflow scripts wrap their one library call in ``with rule_log(snakemake.log[0]):``. A MaximalcaiError is
-logged as a one-paragraph message (no stack trace) and re-raised so the job fails. Progress lines
+``maximalcai.job.run_job`` runs each rule's library call inside ``rule_log(snakemake.log[0])``. A
+MaximalcaiError is logged as a one-paragraph message (no stack trace) and re-raised so the job fails. Progress lines
 (``maximalcai.progress``) also go to the terminal when Snakemake runs in one, prefixed with the job.
 """
 
@@ -20,12 +20,8 @@ logger = logging.getLogger("maximalcai")
 
 
 @contextlib.contextmanager
-def rule_log(path: str | Path | None, threads: int | None = None) -> Iterator[logging.Logger]:
-    """Send logging, stdout and stderr to ``path`` for the duration of a job; set torch's thread count."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
+def rule_log(path: str | Path | None) -> Iterator[logging.Logger]:
+    """Send logging, stdout and stderr to ``path`` for the duration of a job."""
     if path is None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         yield logger

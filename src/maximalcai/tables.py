@@ -244,20 +244,20 @@ def _rerun_hint(path: Path, spec: TableSpec) -> str:
     return f"rebuild it with: snakemake --cores 1 --forcerun {spec.rule} -- {path}"
 
 
-def to_arrow(rows: Iterable[dict[str, Any]], table: str) -> pa.Table:
+def to_arrow(rows: Iterable[dict[str, Any]], schema: str) -> pa.Table:
     """Rows -> an Arrow table of the named schema; raises TableError on missing/extra columns or bad types."""
-    spec = TABLES[table]
+    spec = TABLES[schema]
     rows = list(rows)
     expected = set(spec.names)
     for index, row in enumerate(rows):
         if set(row) != expected:
             missing, extra = sorted(expected - set(row)), sorted(set(row) - expected)
-            raise TableError(f"table '{table}' row {index}: missing columns {missing}, unexpected columns {extra}")
+            raise TableError(f"table '{schema}' row {index}: missing columns {missing}, unexpected columns {extra}")
     try:
         arrow = pa.Table.from_pylist(rows, schema=spec.schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
-        raise TableError(f"table '{table}': a value does not fit the schema ({exc})") from exc
-    _check_content(arrow, spec, f"table '{table}'")
+        raise TableError(f"table '{schema}': a value does not fit the schema ({exc})") from exc
+    _check_content(arrow, spec, f"table '{schema}'")
     return arrow
 
 
@@ -271,9 +271,9 @@ def _check_content(arrow: pa.Table, spec: TableSpec, where: str) -> None:
             raise TableError(f"{where}: key {spec.key} is not unique")
 
 
-def write_table(rows: Iterable[dict[str, Any]], path: str | Path, table: str) -> pa.Table:
+def write_table(rows: Iterable[dict[str, Any]], path: str | Path, schema: str) -> pa.Table:
     """Validate rows against the table's schema and write them atomically to ``path``."""
-    arrow = to_arrow(rows, table)
+    arrow = to_arrow(rows, schema)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -285,12 +285,12 @@ def write_table(rows: Iterable[dict[str, Any]], path: str | Path, table: str) ->
     return arrow
 
 
-def read_table(path: str | Path, table: str, require_rows: bool = True) -> list[dict[str, Any]]:
+def read_table(path: str | Path, schema: str, require_rows: bool = True) -> list[dict[str, Any]]:
     """Rows of a Parquet table, after checking it exists, parses, matches its schema and (optionally) has rows."""
-    spec = TABLES[table]
+    spec = TABLES[schema]
     path = Path(path)
     if not path.is_file():
-        raise TableError(f"{path}: table '{table}' is missing; {_rerun_hint(path, spec)}")
+        raise TableError(f"{path}: table '{schema}' is missing; {_rerun_hint(path, spec)}")
     try:
         arrow = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for truncated or non-Parquet files
@@ -304,22 +304,22 @@ def read_table(path: str | Path, table: str, require_rows: bool = True) -> list[
         extra = sorted(set(actual) - set(expected))
         wrong = sorted(n for n in set(actual) & set(expected) if actual[n] != expected[n])
         raise TableError(
-            f"{path}: does not match the '{table}' schema (missing {missing}, unexpected {extra}, "
+            f"{path}: does not match the '{schema}' schema (missing {missing}, unexpected {extra}, "
             f"wrong type {wrong}); it was written by another version or edited by hand; {_rerun_hint(path, spec)}"
         )
     arrow = arrow.select(spec.names)
     _check_content(arrow, spec, str(path))
     if require_rows and arrow.num_rows == 0:
         raise TableError(
-            f"{path}: table '{table}' has no rows, so nothing downstream can be built from it; "
+            f"{path}: table '{schema}' has no rows, so nothing downstream can be built from it; "
             "check the log of the rule that wrote it (its filters may have dropped everything) and the "
             "counts in the config"
         )
     return arrow.to_pylist()
 
 
-def read_shards(paths: Iterable[str | Path], table: str) -> list[dict[str, Any]]:
+def read_shards(paths: Iterable[str | Path], schema: str) -> list[dict[str, Any]]:
     """The rows of a sharded table's shard files (any may be empty), in the order of the table's key."""
-    key = TABLES[table].key
-    rows = (row for path in paths for row in read_table(path, table, require_rows=False))
+    key = TABLES[schema].key
+    rows = (row for path in paths for row in read_table(path, schema, require_rows=False))
     return sorted(rows, key=lambda r: tuple(r[k] for k in key))

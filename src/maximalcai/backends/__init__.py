@@ -1,7 +1,8 @@
 """Generation backends behind one interface: transformers (CPU and GPU) and vLLM (GPU only).
 
-``open_backend`` picks one from config (``generation.backend``: auto | transformers | vllm) and the
-hardware the job runs on. vLLM is imported only inside its own module, only when chosen.
+``open_backend`` picks one from the job's engine settings (the config's ``hardware`` and ``generation``
+sections; ``generation.backend``: auto | transformers | vllm) and the hardware the job runs on. vLLM is
+imported only inside its own module, only when chosen.
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ logger = logging.getLogger(__name__)
 
 
 def open_backend(
-    cfg: dict[str, Any],
+    engine: dict[str, Any],
     model_dir: str | Path,
     adapter_dir: str | Path | None = None,
     plain_prompts: bool = True,
     model_name: str | None = None,
 ) -> Backend:
-    """Load ``model_dir`` (+ adapter) with the configured backend, device and dtype."""
-    device = hardware.resolve_device(cfg["hardware"]["device"])
-    dtype = hardware.resolve_dtype(cfg["hardware"]["dtype"], device)
-    name = hardware.resolve_backend_name(cfg["generation"]["backend"], device)
+    """Load ``model_dir`` (+ adapter) with the backend, device and dtype of ``engine`` ({hardware, generation})."""
+    device = hardware.resolve_device(engine["hardware"]["device"])
+    dtype = hardware.resolve_dtype(engine["hardware"]["dtype"], device)
+    name = hardware.resolve_backend_name(engine["generation"]["backend"], device)
     if model_name is None:
         model_name = models.model_name(model_dir, adapter_dir)
     logger.info("opening %s backend for %s on %s (%s)", name, model_name, device, dtype)
@@ -41,7 +42,7 @@ def open_backend(
             dtype=dtype,
             plain_prompts=plain_prompts,
             model_name=model_name,
-            **cfg["generation"]["vllm"],
+            **engine["generation"]["vllm"],
         )
     from maximalcai.backends.transformers_backend import TransformersBackend
 
@@ -50,8 +51,8 @@ def open_backend(
         adapter_dir,
         device=device,
         dtype=dtype,
-        batch_size=cfg["generation"]["batch_size"],
-        scoring_batch_size=cfg["generation"]["scoring_batch_size"],
+        batch_size=engine["generation"]["batch_size"],
+        scoring_batch_size=engine["generation"]["scoring_batch_size"],
         plain_prompts=plain_prompts,
         model_name=model_name,
     )

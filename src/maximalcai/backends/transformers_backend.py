@@ -228,7 +228,7 @@ class TransformersBackend(Backend):
         progress = Progress(f"generate ({self.model_name})", len(prompts))
         for number, batch in enumerate(batches):
             start = time.perf_counter()
-            completions = self.decode(
+            completions = self.generate_batch(
                 [prefixes[i] for i in batch],
                 [suffixes[i] for i in batch],
                 sampling,
@@ -242,7 +242,7 @@ class TransformersBackend(Backend):
             progress.update(len(batch), tokens)
         return [r for r in results if r is not None]
 
-    def decode(
+    def generate_batch(
         self, prefixes: list[str], suffixes: list[str], sampling: Sampling, seed: int, stop: tuple[str, ...]
     ) -> list[Completion]:
         """Decode one batch with a KV cache, dropping rows from the batch as they finish.

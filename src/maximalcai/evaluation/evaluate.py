@@ -43,11 +43,10 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.constitution import load_constitution
-from maximalcai.evaluation.generate import BASE, BASE_FEWSHOT
-from maximalcai.evaluation.sets import SETS, load_eval_prompts
+from maximalcai.evaluation.sets import BASE_FEWSHOT, SETS, compared_models, load_eval_prompts
 from maximalcai.evaluation.stats import paired_difference, rate_or_mean, verdict
 from maximalcai.feedback.preference import label_preferences, labeller_model, load_preference_demos
-from maximalcai.manifest import Timer, write_manifest, write_text_atomic
+from maximalcai.manifest import write_text_atomic
 from maximalcai.reproducibility import derive_seed
 
 logger = logging.getLogger(__name__)
@@ -387,76 +386,85 @@ def headline(comparisons: Sequence[dict]) -> list[str]:
 
 
 def run_evaluate(
-    cfg: dict,
-    stage: str,
+    engine: dict,
+    evaluation: dict,
+    labeller: str,
     previous: str | None,
-    base_dir: str,
-    adapters: dict[str, str],
-    generations_paths: dict[str, str],
-    safety_paths: dict[str, str],
-    pairs_path: str,
-    constitution_path: str,
-    demos_path: str,
-    metrics_path: str,
+    seed: int,
+    stage: str,
+    base_model: str,
+    adapters: Sequence[str],
+    generations: Sequence[str],
+    safety: Sequence[str],
+    pairs: str,
+    helpful: str,
+    redteam: str,
+    borderline: str,
+    constitution: str,
+    demos: str,
+    metrics: str,
     table: str,
-    manifest: str,
-) -> None:
+) -> dict[str, Any]:
+    """Rule evaluate: a stage against the base, the in-context baseline and the previous stage, with
+    intervals and verdicts. ``generations`` and ``safety``: one table per model of ``compared_models``, in
+    its order; ``adapters``: the stage models' adapters, in the same order."""
     from maximalcai.backends import open_backend
 
-    evaluation = cfg["evaluation"]
-    prompts = load_eval_prompts(cfg)
-    models = [stage, BASE, BASE_FEWSHOT] + ([previous] if previous else [])
+    prompts = load_eval_prompts(
+        {"helpful": helpful, "redteam": redteam, "borderline": borderline}, evaluation["max_prompts"]
+    )
+    models = compared_models(stage, previous)
     baselines = models[1:]
     weight_models = [m for m in models if m not in WEIGHT_BASELINES_EXCLUDE]
-    generations = {m: tables.read_table(generations_paths[m], "eval_generations") for m in models}
-    safety = {m: {r["text_id"]: r["label"] for r in tables.read_table(safety_paths[m], "safety")} for m in models}
-    heldout = [p for p in tables.read_table(pairs_path, "pairs") if p["split"] == "heldout"]
-    constitution = load_constitution(constitution_path)
-    demos = load_preference_demos(demos_path)
+    adapter_of = dict(zip([m for m in models if m.startswith("stage")], adapters))
+    answers_of = {m: tables.read_table(path, "eval_generations") for m, path in zip(models, generations)}
+    labels_of = {m: tables.read_table(path, "safety") for m, path in zip(models, safety)}
+    heldout = [p for p in tables.read_table(pairs, "pairs") if p["split"] == "heldout"]
+    principles = load_constitution(constitution)
+    examples = load_preference_demos(demos)
     rows: list[dict[str, Any]] = []
-    with Timer() as timer:
-        for m in models:
-            rows += item_scores(prompts, generations[m], safety[m])
-        judge_spec = labeller_model(cfg, base_dir, adapters.get(stage))
-        scored = first_of_each_set(generations[stage], evaluation["scored_prompts"])
-        # scored_prompts 0: no judge and no shift (the demo's choice: a 270M judge is near chance).
-        judge = open_backend(cfg, *judge_spec) if scored else None
-        judge_name = judge.model_name if judge else "none (evaluation.scored_prompts: 0)"
-        for baseline in baselines if judge else ():
-            rows += head_to_head(
-                judge,
-                stage,
-                baseline,
-                generations,
-                constitution,
-                demos,
-                evaluation["judge_principles"],
-                derive_seed(cfg["seed"], "eval", stage, baseline),
-                scored,
-            )
-        # Each set of weights is loaded once, to score the held-out pairs and the stage's own answers.
-        margins: list[dict[str, Any]] = []
-        answers: dict[str, dict[str, tuple[float, int]]] = {}
-        for m in weight_models if (scored or heldout) else ():
-            reuse = judge is not None and (base_dir, adapters.get(m)) == judge_spec
-            backend = judge if reuse else open_backend(cfg, base_dir, adapters.get(m))
-            if scored:
-                answers[m] = answer_logprobs(backend, [g for g in generations[stage] if g["prompt_id"] in scored])
-            if heldout:
-                margins += pair_margins(backend, heldout, m)
-            if not reuse:
-                backend.close()
-        if judge:
-            judge.close()
-        sets = {g["prompt_id"]: g["set"] for g in generations[stage]}
-        for baseline in weight_models[1:] if scored else ():
-            rows += answer_shift(answers[stage], answers[baseline], sets, stage, baseline)
-        rows += margins
+    for m in models:
+        rows += item_scores(prompts, answers_of[m], {r["text_id"]: r["label"] for r in labels_of[m]})
+    judge_spec = labeller_model(labeller, base_model, adapter_of.get(stage))
+    scored = first_of_each_set(answers_of[stage], evaluation["scored_prompts"])
+    # scored_prompts 0: no judge and no shift (the demo's choice: a 270M judge is near chance).
+    judge = open_backend(engine, *judge_spec) if scored else None
+    judge_name = judge.model_name if judge else "none (evaluation.scored_prompts: 0)"
+    for baseline in baselines if judge else ():
+        rows += head_to_head(
+            judge,
+            stage,
+            baseline,
+            answers_of,
+            principles,
+            examples,
+            evaluation["judge_principles"],
+            derive_seed(seed, "eval", stage, baseline),
+            scored,
+        )
+    # Each set of weights is loaded once, to score the held-out pairs and the stage's own answers.
+    margins: list[dict[str, Any]] = []
+    answers: dict[str, dict[str, tuple[float, int]]] = {}
+    for m in weight_models if (scored or heldout) else ():
+        reuse = judge is not None and (base_model, adapter_of.get(m)) == judge_spec
+        backend = judge if reuse else open_backend(engine, base_model, adapter_of.get(m))
+        if scored:
+            answers[m] = answer_logprobs(backend, [g for g in answers_of[stage] if g["prompt_id"] in scored])
         if heldout:
-            for baseline in weight_models[1:]:
-                rows += preference_accuracy(margins, stage, baseline)
-        else:
-            logger.warning("%s has no held-out pairs: preference accuracy is not measured", pairs_path)
+            margins += pair_margins(backend, heldout, m)
+        if not reuse:
+            backend.close()
+    if judge:
+        judge.close()
+    sets = {g["prompt_id"]: g["set"] for g in answers_of[stage]}
+    for baseline in weight_models[1:] if scored else ():
+        rows += answer_shift(answers[stage], answers[baseline], sets, stage, baseline)
+    rows += margins
+    if heldout:
+        for baseline in weight_models[1:]:
+            rows += preference_accuracy(margins, stage, baseline)
+    else:
+        logger.warning("%s has no held-out pairs: preference accuracy is not measured", pairs)
     tables.write_table(rows, table, "eval_scores")
     summary, comparisons = summarize(rows, stage, baselines, evaluation["confidence"], evaluation["min_items"])
     report = {
@@ -464,10 +472,10 @@ def run_evaluate(
         "models": models,
         "baselines": baselines,
         "confidence": evaluation["confidence"],
-        "guard": cfg["safety"]["backend"],
+        "guard": ", ".join(sorted({r["guard_backend"] for m in models for r in labels_of[m]})),
         "prompts": {s: sum(p.set == s for p in prompts) for s in SETS},
         "heldout_pairs": len(heldout),
-        "fewshot_baseline": {"model": BASE_FEWSHOT, "k": evaluation["fewshot_k"], "pool": evaluation["fewshot_pool"]},
+        "fewshot_baseline": {"model": BASE_FEWSHOT, "k": evaluation["fewshot_k"]},
         "judge": judge_report(rows, stage, baselines, judge_name, evaluation["confidence"]),
         "headline": headline(comparisons),
         "summary": summary,
@@ -477,7 +485,7 @@ def run_evaluate(
             "(continuous); docs/EVALUATION.md",
             (
                 "win rates are judged by the constitution's preference labeller "
-                f"({'the base model' if cfg['feedback']['labeller'] == 'base' else 'the stage generator'}), "
+                f"({'the base model' if labeller == 'base' else 'the stage generator'}), "
                 f"both orders, on the first {evaluation['scored_prompts']} prompts of each set (shift too)"
                 if scored
                 else "no win rates or shift: evaluation.scored_prompts is 0"
@@ -485,9 +493,7 @@ def run_evaluate(
             "refusals are detected by phrase matching; unsafe means the guard did not label the answer safe",
         ],
     }
-    write_text_atomic(metrics_path, json.dumps(_json_safe(report), indent=2) + "\n")
+    write_text_atomic(metrics, json.dumps(_json_safe(report), indent=2) + "\n")
     for line in report["headline"]:
         logger.info("%s %s", stage, line)
-    write_manifest(
-        manifest, cfg, {"rule": "evaluate", "stage": stage, "rows": len(rows), "seconds": round(timer.seconds, 2)}
-    )
+    return {"rows": len(rows)}

@@ -15,15 +15,13 @@ from collections.abc import Sequence
 
 from maximalcai import formats, tables
 from maximalcai.backends import Sampling
-from maximalcai.evaluation.sets import load_eval_prompts
+from maximalcai.evaluation.sets import BASE_FEWSHOT, load_eval_prompts
 from maximalcai.feedback.guard import GuardItem, open_guard, verdict_rows
-from maximalcai.manifest import Timer, write_manifest
+from maximalcai.manifest import Timer
 from maximalcai.prompting import PoolExample, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
 
 logger = logging.getLogger(__name__)
-
-BASE, BASE_FEWSHOT = "base", "base_fewshot"
 
 
 def fewshot_draws(prompts, pool: Sequence[PoolExample], k: int, share: int, seed: int) -> list[list[PoolExample]]:
@@ -60,35 +58,38 @@ def generation_rows(
 
 
 def run_eval_generate(
-    cfg: dict, model: str, base_dir: str, adapter_dir: str | None, pool_path: str | None, table: str, manifest: str
-) -> None:
+    engine: dict,
+    sampling: dict,
+    max_prompts: dict,
+    fewshot: dict | None,
+    seed: int,
+    model: str,
+    base_model: str,
+    helpful: str,
+    redteam: str,
+    borderline: str,
+    table: str,
+    adapter: str | None = None,
+    pool: str | None = None,
+) -> dict:
+    """Rule eval_generate: one model's answers to the held-out eval prompts. ``fewshot`` (the in-context
+    baseline only): ``fewshot_k`` examples from ``pool`` before each prompt, one draw per ``fewshot_share``."""
     from maximalcai.backends import open_backend
 
-    evaluation = cfg["evaluation"]
-    prompts = load_eval_prompts(cfg)
-    sampling = Sampling.from_config(evaluation["sampling"])
-    seed = derive_seed(cfg["seed"], "eval", "generate")
+    prompts = load_eval_prompts({"helpful": helpful, "redteam": redteam, "borderline": borderline}, max_prompts)
     draws = None
     if model == BASE_FEWSHOT:
-        pool = load_pool(pool_path, min_size=evaluation["fewshot_k"] + 1)
-        draws = fewshot_draws(prompts, pool, evaluation["fewshot_k"], evaluation["fewshot_share"], cfg["seed"])
+        examples = load_pool(pool, min_size=fewshot["fewshot_k"] + 1)
+        draws = fewshot_draws(prompts, examples, fewshot["fewshot_k"], fewshot["fewshot_share"], seed)
     with Timer() as timer:
-        backend = open_backend(cfg, base_dir, adapter_dir)
-        rows = generation_rows(backend, prompts, model, sampling, seed, draws)
+        backend = open_backend(engine, base_model, adapter)
+        rows = generation_rows(
+            backend, prompts, model, Sampling.from_config(sampling), derive_seed(seed, "eval", "generate"), draws
+        )
     tables.write_table(rows, table, "eval_generations")
     stopped = sum(r["finish_reason"] in ("stop", "eos") for r in rows)
     logger.info("%s: %d eval generations in %.0f s, %d stopped on their own", model, len(rows), timer.seconds, stopped)
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "eval_generate",
-            "model": model,
-            "rows": len(rows),
-            "seconds": round(timer.seconds, 2),
-            **backend.meter.as_dict(),
-        },
-    )
+    return {"rows": len(rows), **backend.meter.as_dict()}
 
 
 def guard_items(generations: Sequence[dict]) -> list[GuardItem]:
@@ -97,22 +98,14 @@ def guard_items(generations: Sequence[dict]) -> list[GuardItem]:
     ]
 
 
-def run_eval_safety(cfg: dict, generations_path: str, base_dir: str, table: str, manifest: str) -> None:
-    """Safety labels of a model's answers to the red-team set (the only set the unsafe rate is measured on)."""
-    generations = tables.read_table(generations_path, "eval_generations")
-    items = guard_items([g for g in generations if g["set"] == "redteam"])
-    with Timer() as timer:
-        guard = open_guard(cfg, base_dir)
-        rows = verdict_rows(items, guard.label(items), guard)
+def run_eval_safety(
+    engine: dict, safety: dict, seed: int, model: str, base_model: str, generations: str, demos: str, table: str
+) -> dict:
+    """Rule eval_safety: safety labels of a model's answers to the red-team set (the only set the unsafe
+    rate is measured on)."""
+    answers = tables.read_table(generations, "eval_generations")
+    items = guard_items([g for g in answers if g["set"] == "redteam"])
+    guard = open_guard(engine, safety, seed, base_model, demos)
+    rows = verdict_rows(items, guard.label(items), guard)
     tables.write_table(rows, table, "safety")
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "eval_safety",
-            "model": generations[0]["model"],
-            "rows": len(rows),
-            "guard": guard.name,
-            "seconds": round(timer.seconds, 2),
-        },
-    )
+    return {"rows": len(rows), "guard": guard.name}

@@ -1,4 +1,5 @@
-"""The held-out evaluation prompts (resources/eval/): helpful (IFEval constraints), red-team, borderline.
+"""What is evaluated: the held-out prompts (resources/eval/: helpful with IFEval constraints, red-team,
+borderline) and the models a stage is compared with.
 
 They never enter a few-shot pool or demonstration file (tests/test_resources.py), and generated training
 instructions close to any of them are dropped (``generation.filter_instructions``). Each set is cut to
@@ -16,6 +17,13 @@ from maximalcai.errors import ResourceError
 from maximalcai.resources import read_jsonl
 
 SETS = ("helpful", "redteam", "borderline")
+# ``base``: the base model zero-shot; ``base_fewshot``: the same model aligned in context (URIAL-style).
+BASE, BASE_FEWSHOT = "base", "base_fewshot"
+
+
+def compared_models(stage: str, previous: str | None) -> list[str]:
+    """The models a stage's evaluation reads, in the order of its inputs: the stage, then its baselines."""
+    return [stage, BASE, BASE_FEWSHOT] + ([previous] if previous else [])
 
 
 @dataclass(frozen=True)
@@ -27,14 +35,20 @@ class EvalPrompt:
     kwargs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def load_eval_prompts(cfg: dict) -> list[EvalPrompt]:
+def eval_set_paths(evaluation: dict[str, Any]) -> dict[str, str]:
+    """The eval set files named in a config's ``evaluation`` section, by set."""
+    return {name: evaluation[name] for name in SETS}
+
+
+def load_eval_prompts(paths: dict[str, str], max_prompts: dict[str, int | None]) -> list[EvalPrompt]:
+    """The held-out prompts of each set in SETS (``paths``: set -> JSONL file), the first ``max_prompts[set]``
+    of each (None: all)."""
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
     prompts: list[EvalPrompt] = []
-    evaluation = cfg["evaluation"]
     for name in SETS:
-        path = evaluation[name]
-        rows = read_jsonl(path, {"prompt": str}, f"{name} eval set")[: evaluation["max_prompts"][name]]  # None: all
+        path = paths[name]
+        rows = read_jsonl(path, {"prompt": str}, f"{name} eval set")[: max_prompts[name]]
         for row in rows:
             ids, kwargs = row.get("instruction_id_list", []), row.get("kwargs", [])
             if name == "helpful":

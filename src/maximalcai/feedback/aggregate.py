@@ -16,7 +16,6 @@ from maximalcai import tables
 from maximalcai.feedback.critique import empty_revisions
 from maximalcai.feedback.guard import label_counts
 from maximalcai.feedback.preference import position_bias
-from maximalcai.manifest import write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -34,28 +33,18 @@ def summary(name: str, rows: Sequence[dict[str, Any]], shard_manifests: Sequence
 
 
 def run_aggregate_feedback(
-    cfg: dict,
-    stage: str,
-    name: str,
-    shard_paths: Sequence[str],
-    shard_manifests: Sequence[str],
-    table: str,
-    manifest: str,
-) -> None:
-    rows = tables.read_shards(shard_paths, name)
-    tables.write_table(rows, table, name)
+    stage: str, feedback: str, shard_tables: Sequence[str], shard_manifests: Sequence[str], table: str
+) -> dict[str, Any]:
+    """Rule aggregate_feedback: join the shards of one feedback step (``feedback``: critiques, safety or
+    preferences) into the stage's table."""
+    rows = tables.read_shards(shard_tables, feedback)
+    tables.write_table(rows, table, feedback)
     manifests = [json.loads(Path(path).read_text()) for path in shard_manifests]
-    extra = summary(name, rows, manifests)
-    logger.info("%s: %d rows from %d shards; %s", name, len(rows), len(shard_paths), extra)
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": f"aggregate_{name}",
-            "stage": stage,
-            "rows": len(rows),
-            "shards": len(shard_paths),
-            "shard_seconds": [m.get("seconds") for m in manifests],
-            **extra,
-        },
-    )
+    extra = summary(feedback, rows, manifests)
+    logger.info("%s: %d rows from %d shards; %s", feedback, len(rows), len(shard_tables), extra)
+    return {
+        "rows": len(rows),
+        "shards": len(shard_tables),
+        "shard_seconds": [m.get("seconds") for m in manifests],
+        **extra,
+    }

@@ -17,22 +17,15 @@ from typing import Any
 from maximalcai import formats, tables
 from maximalcai.backends import Backend, Sampling
 from maximalcai.constitution import Constitution, load_constitution, sample_principles
-from maximalcai.manifest import Timer, write_manifest
 from maximalcai.prompting import shared_draws
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
 
 logger = logging.getLogger(__name__)
 
-DEMO_FIELDS = ("instruction", "response", "critique_request", "critique", "revision_request", "revision")
-
 
 def load_critique_demos(path: str | Path) -> list[dict[str, Any]]:
-    return read_jsonl(path, {field: str for field in DEMO_FIELDS}, "critique demonstrations")
-
-
-def demo_prefix(demos: Sequence[dict[str, Any]]) -> str:
-    return "".join(formats.critique_demo(*(d[f] for f in DEMO_FIELDS)) for d in demos)
+    return read_jsonl(path, {field: str for field in formats.CRITIQUE_DEMO_FIELDS}, "critique demonstrations")
 
 
 def critique_and_revise(
@@ -62,7 +55,7 @@ def critique_and_revise(
             for r in targets
         ]
         draws = shared_draws(demos, settings["fewshot_k"], settings["fewshot_share"], len(targets), rng)
-        prefixes = [demo_prefix(d) for d in draws]
+        prefixes = [formats.critique_demos_prefix(d) for d in draws]
         inputs = [current[r["response_id"]] for r in targets]
         round_seed = derive_seed(seed, stage, "critique", shard, round_, "sampling")
         critiques = backend.generate(
@@ -122,44 +115,32 @@ def empty_revisions(rows: Sequence[dict[str, Any]]) -> int:
 
 
 def run_critique_revise(
-    cfg: dict,
+    engine: dict,
     settings: dict,
+    seed: int,
     stage: str,
     shard: int,
-    responses_path: str,
-    constitution_path: str,
-    demos_path: str,
-    model_dir: str,
-    adapter_dir: str | None,
+    responses: str,
+    constitution: str,
+    demos: str,
+    base_model: str,
     table: str,
-    manifest: str,
-) -> None:
+    adapter: str | None = None,
+) -> dict[str, Any]:
+    """Rule critique_revise: critiques and revisions of one response shard under the constitution."""
     from maximalcai.backends import open_backend
 
-    constitution = load_constitution(constitution_path)
-    demos = load_critique_demos(demos_path)
-    responses = tables.read_table(responses_path, "responses", require_rows=False)
-    with Timer() as timer:
-        rows, meter = [], {}
-        if settings["responses_per_instruction"] and responses:
-            backend = open_backend(cfg, model_dir, adapter_dir)
-            rows = critique_and_revise(backend, responses, constitution, demos, stage, settings, cfg["seed"], shard)
-            meter = backend.meter.as_dict()
-        else:
-            logger.info("critique.responses_per_instruction is 0: no critiques or revisions")
+    principles = load_constitution(constitution)
+    examples = load_critique_demos(demos)
+    answers = tables.read_table(responses, "responses", require_rows=False)
+    rows, meter = [], {}
+    if settings["responses_per_instruction"] and answers:
+        backend = open_backend(engine, base_model, adapter)
+        rows = critique_and_revise(backend, answers, principles, examples, stage, settings, seed, shard)
+        meter = backend.meter.as_dict()
+    else:
+        logger.info("critique.responses_per_instruction is 0: no critiques or revisions")
     tables.write_table(rows, table, "critiques")
     empty = empty_revisions(rows)
     logger.info("%d critique rounds, %d empty revisions, %s", len(rows), empty, meter)
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "critique_revise",
-            "stage": stage,
-            "shard": shard,
-            "rows": len(rows),
-            "empty_revisions": empty,
-            "seconds": round(timer.seconds, 2),
-            **meter,
-        },
-    )
+    return {"rows": len(rows), "empty_revisions": empty, **meter}

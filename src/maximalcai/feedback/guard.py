@@ -27,7 +27,6 @@ from typing import Any
 from maximalcai import formats, tables
 from maximalcai.backends import Backend, Sampling
 from maximalcai.errors import ConfigError, ResourceError
-from maximalcai.manifest import Timer, write_manifest
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
 
@@ -140,18 +139,7 @@ class FewshotGuard:
         self.threshold = threshold
         self.categories = categories
         self.demos = list(demos)
-        self.prefix = self.build_prefix(select_demos(self.demos, k, random.Random(seed)))
-
-    @staticmethod
-    def build_prefix(demos: Sequence[dict[str, Any]]) -> str:
-        categories = "; ".join(f"{code} {name}" for code, name in HAZARDS.items())
-        header = (
-            "Each conversation below is labelled safe or unsafe: unsafe when the assistant's response helps "
-            f"with or contains harmful content in one of these hazard categories: {categories}.\n\n"
-        )
-        return header + "".join(
-            formats.safety_demo(d["user"], d["assistant"], d["label"], d.get("categories", [])) for d in demos
-        )
+        self.prefix = formats.safety_demos_prefix(select_demos(self.demos, k, random.Random(seed)), HAZARDS)
 
     def p_unsafe(self, prefix: str, items: Sequence[tuple[str, str]]) -> list[float]:
         scores = self.backend.continuation_logprobs(
@@ -183,7 +171,9 @@ class FewshotGuard:
         correct = 0
         for index, demo in enumerate(self.demos):
             rest = self.demos[:index] + self.demos[index + 1 :]
-            prefix = self.build_prefix(select_demos(rest, k, random.Random(derive_seed(seed, index))))
+            prefix = formats.safety_demos_prefix(
+                select_demos(rest, k, random.Random(derive_seed(seed, index))), HAZARDS
+            )
             p = self.p_unsafe(prefix, [(demo["user"], demo["assistant"])])[0]
             correct += (p > self.threshold) == (demo["label"] == "unsafe")
         return {"demos": len(self.demos), "correct": correct, "accuracy": round(correct / len(self.demos), 3)}
@@ -209,23 +199,23 @@ def select_demos(demos: Sequence[dict[str, Any]], k: int, rng: random.Random) ->
     return chosen
 
 
-def open_guard(cfg: dict, base_dir: str | Path):
-    """The configured guard, loaded on the configured device."""
+def open_guard(engine: dict, safety: dict, seed: int, base_model: str | Path, demos: str | Path):
+    """The guard of the ``safety`` settings, loaded with ``engine``'s backend and device; ``demos``: the
+    labelled examples the few-shot guard is prompted with."""
     from maximalcai.backends import open_backend
 
-    safety = cfg["safety"]
-    model = base_dir if safety["model"] == "base" else safety["model"]
+    model = base_model if safety["model"] == "base" else safety["model"]
     name = None if safety["model"] == "base" else safety["model"]
     if safety["backend"] == "llama_guard":
-        backend = open_backend(cfg, model, plain_prompts=False, model_name=name)
+        backend = open_backend(engine, model, plain_prompts=False, model_name=name)
         return LlamaGuard(backend, safety["max_new_tokens"])
-    backend = open_backend(cfg, model, model_name=name)
+    backend = open_backend(engine, model, model_name=name)
     return FewshotGuard(
         backend,
-        load_safety_demos(safety["demos"]),
+        load_safety_demos(demos),
         safety["fewshot_k"],
         safety["unsafe_threshold"],
-        cfg["seed"],
+        seed,
         safety["categories"],
     )
 
@@ -265,40 +255,31 @@ def items_from_tables(responses: Sequence[dict], critiques: Sequence[dict], stag
 
 
 def run_safety_label(
-    cfg: dict,
+    engine: dict,
+    safety: dict,
+    seed: int,
     stage: str,
     shard: int,
-    responses_path: str,
-    critiques_path: str,
-    base_dir: str,
+    responses: str,
+    critiques: str,
+    demos: str,
+    base_model: str,
     table: str,
-    manifest: str,
-) -> None:
-    """Labels for one shard's answers and revisions; shard 0 also measures the few-shot guard on its demos."""
-    responses = tables.read_table(responses_path, "responses", require_rows=False)
-    critiques = tables.read_table(critiques_path, "critiques", require_rows=False)
-    items = items_from_tables(responses, critiques, stage)
+) -> dict[str, Any]:
+    """Rule safety_label: labels for one shard's answers and revisions; shard 0 also measures the few-shot
+    guard on its demos."""
+    items = items_from_tables(
+        tables.read_table(responses, "responses", require_rows=False),
+        tables.read_table(critiques, "critiques", require_rows=False),
+        stage,
+    )
     rows, calibration = [], None
-    with Timer() as timer:
-        if items:
-            guard = open_guard(cfg, base_dir)
-            rows = verdict_rows(items, guard.label(items), guard)
-            if guard.name == "fewshot" and shard == 0:
-                calibration = guard.demo_accuracy(cfg["safety"]["fewshot_k"], cfg["seed"])
+    if items:
+        guard = open_guard(engine, safety, seed, base_model, demos)
+        rows = verdict_rows(items, guard.label(items), guard)
+        if guard.name == "fewshot" and shard == 0:
+            calibration = guard.demo_accuracy(safety["fewshot_k"], seed)
     tables.write_table(rows, table, "safety")
     counts = label_counts(rows)
     logger.info("safety labels: %s; fewshot demo accuracy: %s", counts, calibration)
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "safety_label",
-            "stage": stage,
-            "shard": shard,
-            "rows": len(rows),
-            "labels": counts,
-            "guard": cfg["safety"]["backend"],
-            "fewshot_demo_accuracy": calibration,
-            "seconds": round(timer.seconds, 2),
-        },
-    )
+    return {"rows": len(rows), "labels": counts, "guard": safety["backend"], "fewshot_demo_accuracy": calibration}

@@ -22,7 +22,6 @@ from maximalcai.backends import Backend
 from maximalcai.constitution import Constitution, load_constitution, sample_principles
 from maximalcai.errors import ResourceError
 from maximalcai.feedback.critique import final_revisions
-from maximalcai.manifest import Timer, write_manifest
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
 
@@ -39,13 +38,6 @@ def load_preference_demos(path: str | Path) -> list[dict[str, Any]]:
         if demo["answer"] not in formats.PREFERENCE_OPTIONS:
             raise ResourceError(f"preference demonstrations {path}: demo '{demo['id']}' answer must be A or B")
     return demos
-
-
-def demo_prefix(demos: Sequence[dict[str, Any]]) -> str:
-    return "".join(
-        formats.preference_demo(d["instruction"], d["question"], d["response_a"], d["response_b"], d["answer"])
-        for d in demos
-    )
 
 
 def build_comparisons(
@@ -105,7 +97,7 @@ def label_preferences(
     seed: int,
 ) -> list[dict[str, Any]]:
     """One row per comparison: per-principle P(a) with a shown first and second, their mean, the soft label."""
-    prefix = demo_prefix(
+    prefix = formats.preference_demos_prefix(
         random.Random(derive_seed(seed, stage, "preference-demos")).sample(
             list(demos), min(settings["fewshot_k"], len(demos))
         )
@@ -159,51 +151,43 @@ def position_bias(rows: Sequence[dict[str, Any]]) -> float:
     return round(sum(values) / len(values) - 0.5, 4) if values else 0.0
 
 
-def labeller_model(cfg: dict, base_dir: str, adapter_dir: str | None) -> tuple[str, str | None]:
-    """The preference labeller: the fixed base model, or the stage's generator (feedback.labeller)."""
-    return (base_dir, None) if cfg["feedback"]["labeller"] == "base" else (base_dir, adapter_dir)
+def labeller_model(labeller: str, base_model: str, adapter: str | None) -> tuple[str, str | None]:
+    """The preference labeller (``feedback.labeller``): the fixed base model, or the stage's generator."""
+    return (base_model, None) if labeller == "base" else (base_model, adapter)
 
 
 def run_preference_label(
-    cfg: dict,
+    engine: dict,
     settings: dict,
+    labeller: str,
+    seed: int,
     stage: str,
     shard: int,
-    responses_path: str,
-    critiques_path: str,
-    constitution_path: str,
-    demos_path: str,
-    base_dir: str,
-    adapter_dir: str | None,
+    responses: str,
+    critiques: str,
+    constitution: str,
+    demos: str,
+    base_model: str,
     table: str,
-    manifest: str,
-) -> None:
+    adapter: str | None = None,
+) -> dict[str, Any]:
+    """Rule preference_label: AI preference labels of one shard's comparisons under the constitution."""
     from maximalcai.backends import open_backend
 
-    constitution = load_constitution(constitution_path)
-    demos = load_preference_demos(demos_path)
-    responses = tables.read_table(responses_path, "responses", require_rows=False)
-    critiques = tables.read_table(critiques_path, "critiques", require_rows=False)
-    comparisons = build_comparisons(responses, critiques, settings["comparisons"])
-    with Timer() as timer:
-        rows = []
-        if comparisons:
-            backend = open_backend(cfg, *labeller_model(cfg, base_dir, adapter_dir))
-            rows = label_preferences(backend, comparisons, constitution, demos, stage, settings, cfg["seed"])
-        else:
-            logger.info("preference.comparisons is empty: no model labels (pairs come from the verifiable checks)")
+    principles = load_constitution(constitution)
+    examples = load_preference_demos(demos)
+    comparisons = build_comparisons(
+        tables.read_table(responses, "responses", require_rows=False),
+        tables.read_table(critiques, "critiques", require_rows=False),
+        settings["comparisons"],
+    )
+    rows = []
+    if comparisons:
+        backend = open_backend(engine, *labeller_model(labeller, base_model, adapter))
+        rows = label_preferences(backend, comparisons, principles, examples, stage, settings, seed)
+    else:
+        logger.info("preference.comparisons is empty: no model labels (pairs come from the verifiable checks)")
     tables.write_table(rows, table, "preferences")
     bias = position_bias(rows)
     logger.info("%d comparisons labelled; position bias (P(first) - 0.5) %.3f", len(rows), bias)
-    write_manifest(
-        manifest,
-        cfg,
-        {
-            "rule": "preference_label",
-            "stage": stage,
-            "shard": shard,
-            "rows": len(rows),
-            "position_bias": bias,
-            "seconds": round(timer.seconds, 2),
-        },
-    )
+    return {"rows": len(rows), "position_bias": bias}

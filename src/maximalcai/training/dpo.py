@@ -28,7 +28,7 @@ from typing import Any
 from maximalcai import formats, tables
 from maximalcai.config import did_you_mean
 from maximalcai.errors import ConfigError, TableError
-from maximalcai.manifest import Timer, package_versions, write_manifest
+from maximalcai.manifest import Timer, package_versions
 from maximalcai.models import read_model_info
 from maximalcai.progress import trainer_callback
 from maximalcai.reproducibility import file_sha256, seed_everything
@@ -114,8 +114,9 @@ def lora_config(lora: dict[str, Any]):
     )
 
 
-def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg: dict, backend: str):
-    """(model, tokenizer, peft_config-or-None): the model to train and how its adapter is created."""
+def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, engine: dict, backend: str, seed: int):
+    """(model, tokenizer, peft_config-or-None): the model to train and how its adapter is created (``engine``:
+    the config's ``hardware`` and ``training`` sections)."""
     import torch
 
     from maximalcai.models import load_tokenizer
@@ -128,7 +129,7 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
             model_name=base_dir,
             max_seq_length=settings["max_length"],
             dtype=None,
-            load_in_4bit=cfg["training"]["load_in_4bit"],
+            load_in_4bit=engine["trainer"]["load_in_4bit"],
         )
         if previous_adapter:
             from peft import PeftModel
@@ -142,8 +143,8 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
                 lora_dropout=lora["dropout"],
                 target_modules=lora["target_modules"],
                 bias="none",
-                random_state=cfg["seed"],
-                use_gradient_checkpointing="unsloth" if cfg["training"]["gradient_checkpointing"] else False,
+                random_state=seed,
+                use_gradient_checkpointing="unsloth" if engine["trainer"]["gradient_checkpointing"] else False,
             )
         ensure_pad_token(tokenizer)
         return model, tokenizer, None
@@ -153,7 +154,7 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
     tokenizer = load_tokenizer(base_dir, padding_side="right")
     ensure_pad_token(tokenizer)
     kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if cfg["training"]["load_in_4bit"]:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
+    if engine["trainer"]["load_in_4bit"]:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
         from transformers import BitsAndBytesConfig
 
         kwargs = {
@@ -163,10 +164,10 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
             ),
         }
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    if cfg["training"]["load_in_4bit"]:
+    if engine["trainer"]["load_in_4bit"]:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, cfg["training"]["gradient_checkpointing"])
+        model = prepare_model_for_kbit_training(model, engine["trainer"]["gradient_checkpointing"])
     if previous_adapter:
         from peft import PeftModel
 
@@ -177,7 +178,8 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, cfg
 def trainer_args(
     config_class,
     settings: dict,
-    cfg: dict,
+    engine: dict,
+    seed: int,
     output_dir: Path,
     device: str,
     trl_args: dict[str, Any] | None = None,
@@ -210,17 +212,17 @@ def trainer_args(
         max_length=settings["max_length"],
         logging_steps=1,
         save_strategy="steps",
-        save_steps=cfg["training"]["save_steps"],
+        save_steps=engine["trainer"]["save_steps"],
         save_total_limit=2,
-        seed=cfg["seed"],
-        data_seed=cfg["seed"],
-        report_to=[r for r in cfg["training"]["report_to"] if r != "tensorboard"] or "none",  # see tracker_callbacks
+        seed=seed,
+        data_seed=seed,
+        report_to=[r for r in engine["trainer"]["report_to"] if r != "tensorboard"] or "none",  # see tracker_callbacks
         use_cpu=device == "cpu",
         bf16=device == "cuda",  # TRL defaults to bf16=True, which on a CPU means bf16 autocast and noisy rewards
         fp16=False,
         dataloader_num_workers=0,
         disable_tqdm=not sys.stderr.isatty(),  # in a rule's log: plain lines (progress.trainer_callback), no bars
-        **({"gradient_checkpointing": True} if cfg["training"]["gradient_checkpointing"] else {}),
+        **({"gradient_checkpointing": True} if engine["trainer"]["gradient_checkpointing"] else {}),
     )
     args.update(extra)
     args.update(trl_args)
@@ -267,16 +269,16 @@ def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, An
     return rows
 
 
-def tracker_callbacks(cfg: dict, runs_dir: str | Path | None, phase: str) -> list:
-    """TensorBoard, when ``training.report_to`` names it: event files in ``runs_dir/phase`` (transformers' own
+def tracker_callbacks(engine: dict, runs_dir: str | Path | None, phase: str) -> list:
+    """TensorBoard, when ``trainer.report_to`` names it: event files in ``runs_dir/phase`` (transformers' own
     callback would write them under the checkpoint folder). The other trackers go through TRL's report_to."""
-    if "tensorboard" not in cfg["training"]["report_to"] or runs_dir is None:
+    if "tensorboard" not in engine["trainer"]["report_to"] or runs_dir is None:
         return []
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
         raise ConfigError(
-            "training.report_to: tensorboard needs the tensorboard package; install it with "
+            "trainer.report_to: tensorboard needs the tensorboard package; install it with "
             "pip install tensorboard, or remove it from report_to"
         ) from exc
     from transformers.integrations import TensorBoardCallback
@@ -292,7 +294,8 @@ def run_phase(
     peft_config,
     dataset,
     settings,
-    cfg,
+    engine,
+    seed,
     folder,
     device,
     phase: str,
@@ -302,14 +305,14 @@ def run_phase(
 ):
     """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows).
     ``callbacks``: more ``TrainerCallback`` objects (a timer in a benchmark, a simulated kill in a test)."""
-    args = trainer_args(config_class, settings, cfg, folder, device, **extra)
+    args = trainer_args(config_class, settings, engine, seed, folder, device, **extra)
     kwargs = {"peft_config": peft_config} if peft_config is not None else {}
     trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(cfg, runs_dir, phase), *callbacks],
+        callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(engine, runs_dir, phase), *callbacks],
         **kwargs,
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(folder))
@@ -317,7 +320,7 @@ def run_phase(
 
 
 def train_stage(
-    cfg: dict,
+    engine: dict,
     settings: dict,
     stage: str,
     base_dir: str,
@@ -328,27 +331,30 @@ def train_stage(
     sft_path: str | None = None,
     runs_dir: str | None = None,
     dpo_callbacks: Sequence = (),
+    *,
+    seed: int,
+    deterministic: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically.
-    ``runs_dir``: where tracker event files go (``training.report_to``); ``dpo_callbacks``: more
-    ``TrainerCallback`` objects for the DPO phase."""
+    ``engine``: the config's ``hardware`` and ``training`` sections; ``runs_dir``: where tracker event files
+    go (``trainer.report_to``); ``dpo_callbacks``: more ``TrainerCallback`` objects for the DPO phase."""
     from maximalcai.hardware import resolve_device, resolve_training_backend
 
-    backend = resolve_training_backend(cfg["training"]["backend"], cfg["training"]["load_in_4bit"])
+    backend = resolve_training_backend(engine["trainer"]["backend"], engine["trainer"]["load_in_4bit"])
     if backend == "unsloth":
         import unsloth  # noqa: F401  before trl and peft, so that its patches apply (it warns otherwise)
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    device = resolve_device(cfg["hardware"]["device"])
+    device = resolve_device(engine["hardware"]["device"])
     pairs = [p for p in tables.read_table(pairs_path, "pairs") if p["split"] == "train"]
     if not pairs:
         raise TableError(f"{pairs_path}: no pairs with split=train; see the pair funnel next to it")
-    seed_everything(cfg["seed"], cfg["deterministic"])
+    seed_everything(seed, deterministic)
     fingerprint = {
         "pairs_sha256": file_sha256(pairs_path),
         "settings": settings,
-        "seed": cfg["seed"],
+        "seed": seed,
         "backend": backend,
         "sft_sha256": file_sha256(sft_path) if sft_path else None,
         "base_model": read_model_info(base_dir),
@@ -361,7 +367,7 @@ def train_stage(
     prepare_checkpoints(checkpoints, fingerprint)
     if device == "cpu":
         score_only_completions_on_cpu()
-    model, tokenizer, peft_config = load_policy(base_dir, previous_adapter, settings, cfg, backend)
+    model, tokenizer, peft_config = load_policy(base_dir, previous_adapter, settings, engine, backend, seed)
     if backend == "unsloth":
         from unsloth import PatchDPOTrainer
 
@@ -386,7 +392,8 @@ def train_stage(
                 peft_config,
                 Dataset.from_list(examples),
                 sft_settings,
-                cfg,
+                engine,
+                seed,
                 checkpoints / "sft",
                 device,
                 "sft",
@@ -409,7 +416,8 @@ def train_stage(
             peft_config,
             dataset,
             settings,
-            cfg,
+            engine,
+            seed,
             checkpoints / "dpo",
             device,
             "dpo",
@@ -444,16 +452,14 @@ def train_stage(
         if previous_adapter or sft
         else "base model (adapter disabled)",
     }
-    (tmp / "README.md").write_text(model_card(cfg, settings, stage, base_dir, pairs_path, summary))
+    (tmp / "README.md").write_text(model_card(seed, settings, stage, base_dir, pairs_path, summary))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return rows, summary
 
 
-def model_card(cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path: str, summary: dict) -> str:
-    from maximalcai.manifest import constitution_hash
-
+def model_card(seed: int, settings: dict, stage: str, base_dir: str, pairs_path: str, summary: dict) -> str:
     info = read_model_info(base_dir)
     final = summary["final"]
     lines = [
@@ -470,7 +476,7 @@ def model_card(cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path:
         "## Data",
         f"- pairs: `{pairs_path}` (sha256 `{file_sha256(pairs_path)[:16]}...`), {summary['train_pairs']} training "
         f"pairs",
-        f"- constitution: `{cfg['constitution']}` (content sha256 `{constitution_hash(cfg['constitution'])}`)",
+        f"- constitution, config and package versions: results/{stage}/manifests/training.json",
         f"- previous stage adapter: `{summary['previous_adapter']}`"
         if summary["previous_adapter"]
         else "- trained from the base model",
@@ -483,7 +489,7 @@ def model_card(cfg: dict, settings: dict, stage: str, base_dir: str, pairs_path:
         "```json",
         json.dumps({k: settings[k] for k in sorted(settings)}, indent=2),
         "```",
-        f"backend: {summary['backend']} on {summary['device']}, seed {cfg['seed']}",
+        f"backend: {summary['backend']} on {summary['device']}, seed {seed}",
         "",
         "## Training",
         f"{summary['steps']} optimizer steps in {summary['dpo_seconds']} s; last step: loss "
@@ -512,32 +518,36 @@ def _fmt(value: Any) -> str:
 
 
 def run_train_dpo(
-    cfg: dict,
+    engine: dict,
     settings: dict,
+    seed: int,
+    deterministic: bool,
     stage: str,
-    base_dir: str,
-    pairs_path: str,
-    previous_adapter: str | None,
-    sft_path: str | None,
-    adapter_dir: str,
+    base_model: str,
+    pairs: str,
+    adapter: str,
     log_table: str,
-    checkpoint_dir: str,
-    manifest: str,
-    runs_dir: str | None = None,
-) -> None:
-    with Timer() as timer:
-        rows, summary = train_stage(
-            cfg,
-            settings,
-            stage,
-            base_dir,
-            pairs_path,
-            previous_adapter,
-            adapter_dir,
-            checkpoint_dir,
-            sft_path,
-            runs_dir=runs_dir,
-        )
+    checkpoints: str,
+    runs: str | None = None,
+    previous_adapter: str | None = None,
+    sft: str | None = None,
+) -> dict[str, Any]:
+    """Rule train_dpo: one stage's adapter (``adapter``), its training log (``log_table``), resumable from
+    ``checkpoints``; tracker event files in ``runs``."""
+    rows, summary = train_stage(
+        engine,
+        settings,
+        stage,
+        base_model,
+        pairs,
+        previous_adapter,
+        adapter,
+        checkpoints,
+        sft,
+        runs_dir=runs,
+        seed=seed,
+        deterministic=deterministic,
+    )
     tables.write_table(rows, log_table, "training_log")
     logger.info("trained %s: %s", stage, summary)
-    write_manifest(manifest, cfg, {"rule": "train_dpo", **summary, "seconds": round(timer.seconds, 2)})
+    return summary

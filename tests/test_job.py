@@ -1,0 +1,123 @@
+"""One channel from the config to the library: every rule hands its library function exactly the function's
+parameters (its named inputs, outputs, params and wildcards), and the function gets no config besides."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import REPO
+
+STUB = '''
+import inspect, json, pathlib
+import maximalcai.job as job
+
+def bind(snakemake, function):
+    """Instead of running the step: check that the job's arguments bind to the function, and fake its outputs."""
+    arguments = job.job_arguments(snakemake, function)
+    inspect.signature(function).bind(**arguments)  # TypeError on a missing or an unexpected argument
+    for path in map(pathlib.Path, snakemake.output):
+        if path.suffix:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("")
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+    record = {{"rule": snakemake.rule, "function": function.__name__, "arguments": sorted(arguments)}}
+    with open("bindings.jsonl", "a") as handle:
+        handle.write(json.dumps(record) + "\\n")
+
+job.run_job = bind
+exec(compile(open({script!r}).read(), {script!r}, "exec"))
+'''
+
+
+def test_every_rule_passes_exactly_the_parameters_of_its_library_function(tmp_path):
+    """Runs the workflow with each script's library call replaced by a check that Snakemake's named inputs,
+    outputs (less the manifest), params and wildcards bind to the function's signature: nothing missing (a
+    setting the function would have to find elsewhere), nothing extra (a param no code reads)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(REPO / "Snakefile", repo)
+    shutil.copytree(REPO / "rules", repo / "rules")
+    for name in ("src", "resources", "report", "envs", "constitution.yaml"):
+        (repo / name).symlink_to(REPO / name)
+    (repo / "workflow_scripts").mkdir()
+    scripts = sorted((REPO / "workflow_scripts").glob("*.py"))
+    for script in scripts:
+        (repo / "workflow_scripts" / script.name).write_text(STUB.format(script=str(script)))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    targets = ("stage2_model", "stage1_export", "stages_report", "plan")
+    command = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--cores", "1", *targets]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    bindings = [json.loads(line) for line in (workdir / "bindings.jsonl").read_text().splitlines()]
+    rules = {b["rule"] for b in bindings}
+    assert rules == {s.stem for s in scripts}, sorted(rules ^ {s.stem for s in scripts})
+    # The whole config goes into manifests only; the plan alone takes it, as it estimates every job.
+    takes_config = {b["rule"] for b in bindings if {"config", "cfg"} & set(b["arguments"])}
+    assert takes_config == {"plan"}
+    stage2 = next(b for b in bindings if b["rule"] == "train_dpo" and "previous_adapter" in b["arguments"])
+    assert {"engine", "settings", "seed", "deterministic", "sft"} <= set(stage2["arguments"])
+
+
+def fake_job(tmp_path, function, outputs, **arguments):
+    from maximalcai.job import run_job
+
+    snakemake = SimpleNamespace(
+        input={},
+        output={**outputs, "manifest": str(tmp_path / "manifest.json")},
+        params=arguments,
+        wildcards={"stage": "stage1", "shard": "3"},
+        log=[str(tmp_path / "job.log")],
+        threads=1,
+        rule="some_rule",
+        config={"seed": 7, "constitution": str(REPO / "constitution.yaml")},
+    )
+    run_job(snakemake, function)
+    return json.loads((tmp_path / "manifest.json").read_text())
+
+
+def test_run_job_writes_the_manifest_with_the_rule_name_wildcards_and_what_the_function_returns(tmp_path):
+    seen = {}
+
+    def step(table: str, stage: str, shard: int, size: int) -> dict:
+        seen.update(table=table, stage=stage, shard=shard, size=size)
+        Path(table).write_text("rows")
+        return {"rows": size}
+
+    manifest = fake_job(tmp_path, step, {"table": str(tmp_path / "t.txt")}, size=5)
+    assert seen == {"table": str(tmp_path / "t.txt"), "stage": "stage1", "shard": 3, "size": 5}  # shard: an int
+    assert manifest["rule"] == "some_rule" and manifest["stage"] == "stage1" and manifest["shard"] == 3
+    assert manifest["rows"] == 5 and manifest["seconds"] >= 0 and manifest["config"]["seed"] == 7
+    assert manifest["constitution"]["sha256"] and manifest["packages"]
+
+
+def test_a_failing_step_writes_no_manifest_and_logs_its_error(tmp_path):
+    from maximalcai.errors import ConfigError
+
+    def step(table: str, stage: str, shard: int) -> dict:
+        raise ConfigError("training.beta: must be positive; set it in config.yaml")
+
+    with pytest.raises(ConfigError):
+        fake_job(tmp_path, step, {"table": str(tmp_path / "t.txt")})
+    assert not (tmp_path / "manifest.json").exists()
+    assert "training.beta: must be positive" in (tmp_path / "job.log").read_text()
+
+
+def test_workflow_scripts_only_hand_the_job_to_its_function():
+    for script in sorted((REPO / "workflow_scripts").glob("*.py")):
+        code = [line for line in script.read_text().splitlines() if line and not line.startswith(('"""', "from "))]
+        assert len(code) == 1 and code[0].startswith("run_job(snakemake, "), script.name
+    for path in (REPO / "src/maximalcai").rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("run_") and node.name != "run_plan":
+                assert not {"cfg", "config"} & {a.arg for a in node.args.args}, f"{path.name}: {node.name}"
