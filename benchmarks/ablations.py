@@ -48,7 +48,12 @@ REBUILT = (
     "results/stage1/manifests/evaluation.json",
 )
 
-LABELLER = {"preference": {"comparisons": ["responses"]}, "pairs": {"verifiable": {"enabled": False}}}
+# No checks by code anywhere: the labeller decides the pairs, and SFT (where on) takes the few-shot answers as
+# they are (no constraint variants, which code writes to meet a constraint).
+LABELLER = {
+    "preference": {"comparisons": ["responses"]},
+    "pairs": {"verifiable": {"enabled": False}, "sft": {"sources": ["responses"]}},
+}
 VARIANTS: dict[str, tuple[str, dict]] = {
     "recipe": (
         "SFT on few-shot answers that pass the checks and on revisions by code, then DPO on pairs "
