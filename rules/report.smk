@@ -6,7 +6,9 @@ rule stage_report:
         training_log="results/{stage}/training_log.parquet",
         funnel="results/{stage}/pairs_funnel.parquet",
         metrics="results/{stage}/eval/metrics.json",
-        generations=[f"results/eval/{model}/generations.parquet" for model in ("{stage}", "base", "base_fewshot")],
+        generations=lambda wc: [
+            f"results/eval/{model}/generations.parquet" for model in compared_models(wc.stage, None)
+        ],
     output:
         training_figure=report(
             "results/{stage}/report/training.svg",

@@ -278,14 +278,15 @@ def run_stage_report(
     examples: str,
 ) -> None:
     """Rule stage_report: a stage's training curves, pair funnel, eval figure and example answers.
-    ``generations``: the eval generations of the stage, the base and base_fewshot, in that order."""
+    ``generations``: the eval generations of the stage and its baselines but the previous stage, in the order
+    of ``compared_models``."""
     from maximalcai import tables
-    from maximalcai.evaluation.sets import BASE, BASE_FEWSHOT
+    from maximalcai.evaluation.sets import compared_models
 
     plot_training(tables.read_table(training_log, "training_log"), training_figure, f"{stage}: training")
     plot_funnel(tables.read_table(funnel, "pairs_funnel"), funnel_figure, f"{stage}: from responses to pairs")
     plot_eval(json.loads(Path(metrics).read_text()), eval_figure)
-    answers = {m: tables.read_table(p, "eval_generations") for m, p in zip((stage, BASE, BASE_FEWSHOT), generations)}
+    answers = {m: tables.read_table(p, "eval_generations") for m, p in zip(compared_models(stage, None), generations)}
     examples_html(answers, stage, examples)
 
 
