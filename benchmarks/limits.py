@@ -120,14 +120,13 @@ def dpo_tokens(pairs: Path) -> tuple[int, float]:
 
 
 def dpo_step(threads: int) -> dict:
-    """One default-settings DPO run (benchmarks/dpo.py's child, completion-only scoring) and its tokens/s."""
-    from dpo import pairs_file
+    """One default-settings DPO run (benchmarks/dpo.py's child, maximalcai's settings) and its tokens/s."""
+    from dpo import OURS, pairs_file
 
     with tempfile.TemporaryDirectory() as tmp:
         pairs = pairs_file(Path(tmp))
-        variant = "completion tokens only (maximalcai)"
         out = subprocess.run(
-            [sys.executable, str(REPO / "benchmarks/dpo.py"), "--child", variant, str(threads), str(pairs), tmp],
+            [sys.executable, str(REPO / "benchmarks/dpo.py"), "--child", OURS, str(threads), str(pairs), tmp],
             capture_output=True,
             text=True,
         )

@@ -77,7 +77,8 @@ def rule_resources(rule_name):
 
 
 def compute_threads(wildcards):
-    """Model jobs use every core Snakemake gives them (--cores); torch threads follow."""
+    """Model jobs ask for every core of --cores, so they run one at a time; inside, torch uses
+    hardware.threads (auto: every core of the machine, also under --cores 1)."""
     return max(1, workflow.cores)
 
 

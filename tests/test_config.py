@@ -144,3 +144,10 @@ def test_nested_command_line_values_are_read_as_yaml():
     raw["evaluation"] = {"report_stages": 7}
     with pytest.raises(ConfigError, match="evaluation.report_stages: 7 is more than the 6 configured stage"):
         load(raw)
+    # a key that takes one of several kinds (auto or a number): `--config hardware='{threads: 2}'`
+    raw = raw_default()
+    raw["hardware"] = {"threads": "2"}
+    assert load(raw)["hardware"]["threads"] == 2
+    raw["hardware"] = {"threads": "0"}
+    with pytest.raises(ConfigError, match=r"hardware.threads: '0' is not 'auto' or an integer >= 1"):
+        load(raw)

@@ -69,7 +69,7 @@ def test_every_rule_passes_exactly_the_parameters_of_its_library_function(tmp_pa
     assert {"engine", "settings", "seed", "deterministic", "sft"} <= set(stage2["arguments"])
 
 
-def fake_job(tmp_path, function, outputs, **arguments):
+def fake_job(tmp_path, function, outputs, threads=1, **arguments):
     from maximalcai.job import run_job
 
     snakemake = SimpleNamespace(
@@ -80,7 +80,7 @@ def fake_job(tmp_path, function, outputs, **arguments):
         log=[str(tmp_path / "job.log")],
         threads=1,
         rule="some_rule",
-        config={"seed": 7, "constitution": str(REPO / "constitution.yaml")},
+        config={"seed": 7, "constitution": str(REPO / "constitution.yaml"), "hardware": {"threads": threads}},
     )
     run_job(snakemake, function)
     return json.loads((tmp_path / "manifest.json").read_text())
@@ -98,6 +98,25 @@ def test_run_job_writes_the_manifest_with_the_rule_name_wildcards_and_what_the_f
     assert seen == {"table": str(tmp_path / "t.txt"), "stage": "stage1", "shard": 3, "size": 5}  # shard: an int
     assert manifest["rule"] == "some_rule" and manifest["stage"] == "stage1" and manifest["shard"] == 3
     assert manifest["rows"] == 5 and manifest["seconds"] >= 0 and manifest["config"]["seed"] == 7
+    assert manifest["hardware"]["torch_threads"] == 1  # hardware.threads: 1
+
+
+def test_run_job_gives_torch_every_available_core_by_default_whatever_the_job_threads(tmp_path, monkeypatch):
+    """`snakemake --cores 1` gives each job threads=1; on a 2-core laptop the one model job running must still
+    use both cores (hardware.threads: auto), as torch would by default."""
+    import torch
+
+    from maximalcai import hardware
+
+    monkeypatch.setattr(hardware, "available_cores", lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        manifest = fake_job(
+            tmp_path, lambda table, stage, shard: None, {"table": str(tmp_path / "t.txt")}, threads="auto"
+        )
+        assert manifest["hardware"]["torch_threads"] == 3
+    finally:
+        torch.set_num_threads(before)
     assert manifest["constitution"]["sha256"] and manifest["packages"]
 
 

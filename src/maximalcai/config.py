@@ -97,6 +97,18 @@ RENAMED = {
 }
 
 
+def _kind(node: dict) -> str:
+    """A schema alternative in words: 'auto', 'an integer >= 1', 'one of ...', 'an array'."""
+    if "const" in node:
+        return repr(node["const"])
+    if "enum" in node:
+        return f"one of {', '.join(map(repr, node['enum']))}"
+    kind = node.get("type", "a value")
+    article = "an" if str(kind)[0] in "aeiou" else "a"
+    bound = f" >= {node['minimum']}" if "minimum" in node else ""
+    return f"{article} {kind}{bound}"
+
+
 def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
     where = _dotted(error.absolute_path)
     if error.validator == "additionalProperties":
@@ -112,23 +124,27 @@ def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
         return "\n  - ".join(parts)
     if error.validator == "enum":
         return f"{where}: {error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+    if error.validator in ("oneOf", "anyOf"):
+        kinds = " or ".join(_kind(_resolve_ref(sub, schema)) for sub in error.validator_value)
+        return f"{where}: {error.instance!r} is not {kinds}"
     return f"{where}: {error.message}"
 
 
 def coerce_command_line_strings(raw: dict, validator) -> None:
     """Snakemake reads a nested ``--config`` value (``--config budget='{allow_over_budget: true}'``) with YAML's
-    BaseLoader, which keeps every scalar inside it a string. Where the schema wants a number or a boolean and
-    gets a string, read the string again as YAML and keep the result if it has the wanted type."""
+    BaseLoader, which keeps every scalar inside it a string. Where the schema wants a number or a boolean (or
+    one of several, such as ``auto`` or an integer) and gets a string, read the string again as YAML and keep
+    the result if the schema takes it."""
     for error in list(validator.iter_errors(raw)):
-        if error.validator != "type" or not isinstance(error.instance, str) or not error.absolute_path:
+        if error.validator not in ("type", "oneOf", "anyOf") or not isinstance(error.instance, str):
+            continue
+        if not error.absolute_path:
             continue
         try:
             value = yaml.safe_load(error.instance)
         except yaml.YAMLError:
             continue
-        if isinstance(value, str) or not jsonschema.Draft202012Validator({"type": error.validator_value}).is_valid(
-            value
-        ):
+        if isinstance(value, str) or not validator.evolve(schema=error.schema).is_valid(value):
             continue
         container = raw
         for key in list(error.absolute_path)[:-1]:

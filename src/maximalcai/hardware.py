@@ -9,6 +9,7 @@ functions run again inside each job, where a cluster node may differ from the su
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from maximalcai.errors import HardwareError
@@ -30,6 +31,19 @@ def resolve_device(setting: str) -> str:
             "in config.yaml, or run on a GPU machine (docs/RUNPOD.md)"
         )
     return setting
+
+
+def available_cores() -> int:
+    """The cores this process may run on: the whole machine locally, the allocation under Slurm or a cgroup."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+def resolve_threads(setting: int | str) -> int:
+    """hardware.threads: auto -> every available core (Snakemake's --cores only sets how many jobs run at once)."""
+    return available_cores() if setting == "auto" else int(setting)
 
 
 def cpu_has_native_bf16() -> bool:

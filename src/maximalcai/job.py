@@ -9,7 +9,7 @@ keyword arguments, under the names the rule gives them. So a rule names its inpu
 the function names its parameters, and the function takes each setting it uses as an argument: what a rule's
 ``params:`` hold is exactly what its library call uses, and editing any of them reruns the job. The library
 never sees the whole config. ``run_job`` then runs the call in the rule's log (``runlog.rule_log``) with
-torch's threads set to the job's, times it, and writes the job's manifest: the rule's name
+torch's threads set (``hardware.threads``), times it, and writes the job's manifest: the rule's name
 (``snakemake.rule``), its wildcards, the fields the function returned, the seconds, and the whole config with
 package versions (``maximalcai.manifest``), the one place the whole config goes.
 """
@@ -35,19 +35,24 @@ def job_arguments(snakemake, function: Callable) -> dict[str, Any]:
     return {**dict(snakemake.input.items()), **outputs, **dict(snakemake.params.items()), **wildcards}
 
 
-def set_threads(threads: int | None) -> None:
-    """torch's intra-op threads: the cores Snakemake gave the job."""
-    if threads:
-        import torch
+def set_threads(setting: int | str) -> int:
+    """torch's intra-op threads: ``hardware.threads`` (auto: every core the job may use). Not the job's
+    Snakemake threads: with ``--cores 1`` on a laptop those are 1, and a model job would leave the other cores
+    idle while nothing else runs (model jobs ask for all of --cores, so they never run side by side)."""
+    import torch
 
-        torch.set_num_threads(int(threads))
+    from maximalcai.hardware import resolve_threads
+
+    threads = resolve_threads(setting)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def run_job(snakemake, function: Callable[..., dict[str, Any] | None]) -> None:
     """Run ``function`` with the job's arguments; write the job's manifest with what it returns."""
     arguments = job_arguments(snakemake, function)
     with rule_log(snakemake.log[0] if snakemake.log else None):
-        set_threads(snakemake.threads)
+        set_threads(snakemake.config["hardware"]["threads"])
         with Timer() as timer:
             fields = function(**arguments) or {}
         manifest = snakemake.output.get(MANIFEST)

@@ -222,7 +222,7 @@ def trainer_args(
         fp16=False,
         dataloader_num_workers=0,
         disable_tqdm=not sys.stderr.isatty(),  # in a rule's log: plain lines (progress.trainer_callback), no bars
-        **({"gradient_checkpointing": True} if engine["trainer"]["gradient_checkpointing"] else {}),
+        gradient_checkpointing=engine["trainer"]["gradient_checkpointing"],  # TRL's own default is True
     )
     args.update(extra)
     args.update(trl_args)
