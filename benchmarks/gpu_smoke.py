@@ -229,7 +229,7 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
     from maximalcai.training.dpo import train_stage
 
     cfg = load_config_file(REPO / "config.yaml")
-    cfg["hardware"] = {"device": DEVICE, "dtype": "bfloat16" if DEVICE == "cuda" else "float32"}
+    cfg["hardware"].update(device=DEVICE, dtype="bfloat16" if DEVICE == "cuda" else "float32")
     cfg["trainer"].update(backend=backend, load_in_4bit=four_bit, save_steps=1000)
     check_hardware(cfg)
     settings = copy.deepcopy(cfg["stages"][0]["training"])
@@ -317,7 +317,7 @@ def check_guard_llama(models, work, results) -> dict:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     cfg = load_config_file(REPO / "config" / "qwen2.5-32b.yaml")
-    cfg["hardware"] = {"device": DEVICE, "dtype": "bfloat16" if DEVICE == "cuda" else "float32"}
+    cfg["hardware"].update(device=DEVICE, dtype="bfloat16" if DEVICE == "cuda" else "float32")
     cfg["generation"]["backend"] = "transformers"  # vLLM does not fit the air-gapped node's wheel allowance
     cfg["safety"].update(backend="llama_guard", model=str(folder))
     items = [

@@ -169,7 +169,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
 
     cfg = load_config_file(REPO / "config.yaml")
     big = load_config_file(REPO / "config" / "qwen2.5-32b.yaml")
-    cfg["hardware"] = {"device": device, "dtype": "bfloat16" if device == "cuda" else "float32"}
+    cfg["hardware"].update(device=device, dtype="bfloat16" if device == "cuda" else "float32")
     cfg["trainer"].update(backend="trl", load_in_4bit=four_bit, gradient_checkpointing=True, save_steps=100000)
     settings = copy.deepcopy(cfg["stages"][0]["training"])
     settings.update({k: big["stage_defaults"]["training"][k] for k in ("batch_size", "max_length", "lora", "beta")})

@@ -146,7 +146,7 @@ def test_candidates_of_one_instruction_see_different_fewshot_draws(tiny_backend)
 @pytest.fixture()
 def tiny_cfg(default_config):
     cfg = copy.deepcopy(default_config)
-    cfg["hardware"] = {"device": "cpu", "dtype": "float32"}
+    cfg["hardware"].update(device="cpu", dtype="float32")
     cfg["generation"]["batch_size"] = 4
     return cfg
 

@@ -54,7 +54,7 @@ def pairs_path(tmp_path):
 @pytest.fixture()
 def train_cfg(default_config):
     cfg = copy.deepcopy(default_config)
-    cfg["hardware"] = {"device": "cpu", "dtype": "float32"}
+    cfg["hardware"].update(device="cpu", dtype="float32")
     cfg["trainer"].update(backend="trl", save_steps=2)
     settings = copy.deepcopy(cfg["stages"][0]["training"])
     settings.update(epochs=1, batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-3, warmup_ratio=0.0)
