@@ -59,13 +59,13 @@ def pairs_file(folder: Path) -> Path:
     return path
 
 
-# variant -> (score only the completion tokens, gradient checkpointing)
+OURS = "completion tokens only, no checkpointing (maximalcai)"
+# variant -> (score only the completion tokens, gradient checkpointing); the first is the baseline
 VARIANTS = {
     "TRL's CPU defaults (all positions, checkpointing)": (False, True),
     "completion tokens only, checkpointing": (True, True),
-    "completion tokens only, no checkpointing (maximalcai)": (True, False),
+    OURS: (True, False),
 }
-OURS = "completion tokens only, no checkpointing (maximalcai)"
 
 
 def child(variant: str, threads: int, pairs: str, work: str) -> None:

@@ -99,6 +99,7 @@ def test_run_job_writes_the_manifest_with_the_rule_name_wildcards_and_what_the_f
     assert manifest["rule"] == "some_rule" and manifest["stage"] == "stage1" and manifest["shard"] == 3
     assert manifest["rows"] == 5 and manifest["seconds"] >= 0 and manifest["config"]["seed"] == 7
     assert manifest["hardware"]["torch_threads"] == 1  # hardware.threads: 1
+    assert manifest["constitution"]["sha256"] and manifest["packages"]
 
 
 def test_run_job_gives_torch_every_available_core_by_default_whatever_the_job_threads(tmp_path, monkeypatch):
@@ -117,7 +118,6 @@ def test_run_job_gives_torch_every_available_core_by_default_whatever_the_job_th
         assert manifest["hardware"]["torch_threads"] == 3
     finally:
         torch.set_num_threads(before)
-    assert manifest["constitution"]["sha256"] and manifest["packages"]
 
 
 def test_a_failing_step_writes_no_manifest_and_logs_its_error(tmp_path):

@@ -103,10 +103,10 @@ def _kind(node: dict) -> str:
         return repr(node["const"])
     if "enum" in node:
         return f"one of {', '.join(map(repr, node['enum']))}"
-    kind = node.get("type", "a value")
-    article = "an" if str(kind)[0] in "aeiou" else "a"
+    types = node.get("type", "value")
+    types = [types] if isinstance(types, str) else types
     bound = f" >= {node['minimum']}" if "minimum" in node else ""
-    return f"{article} {kind}{bound}"
+    return " or ".join(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}" for kind in types) + bound
 
 
 def _explain(error: jsonschema.ValidationError, schema: dict) -> str:
