@@ -114,6 +114,18 @@ def lora_config(lora: dict[str, Any]):
     )
 
 
+def base_weights_dtype(engine: dict):
+    """The frozen base model's dtype on the trl backend: float32 under TRL's bf16 autocast on CUDA;
+    ``trainer.cpu_dtype`` on a CPU, where autocast did not pay (bf16 weights did, on native-bf16 CPUs)."""
+    import torch
+
+    from maximalcai.hardware import resolve_device, resolve_dtype
+
+    if resolve_device(engine["hardware"]["device"]) == "cpu":
+        return resolve_dtype(engine["trainer"]["cpu_dtype"], "cpu")
+    return torch.float32
+
+
 def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, engine: dict, backend: str, seed: int):
     """(model, tokenizer, peft_config-or-None): the model to train and how its adapter is created (``engine``:
     the config's ``hardware`` and ``training`` sections)."""
@@ -153,7 +165,7 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, eng
 
     tokenizer = load_tokenizer(base_dir, padding_side="right")
     ensure_pad_token(tokenizer)
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    kwargs: dict[str, Any] = {"dtype": base_weights_dtype(engine)}
     if engine["trainer"]["load_in_4bit"]:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
         from transformers import BitsAndBytesConfig
 
@@ -356,6 +368,7 @@ def train_stage(
         "settings": settings,
         "seed": seed,
         "backend": backend,
+        "weights_dtype": str(base_weights_dtype(engine)),
         "sft_sha256": file_sha256(sft_path) if sft_path else None,
         "base_model": read_model_info(base_dir),
         "previous_adapter": dir_sha256(previous_adapter) if previous_adapter else None,
@@ -368,6 +381,7 @@ def train_stage(
     if device == "cpu":
         score_only_completions_on_cpu()
     model, tokenizer, peft_config = load_policy(base_dir, previous_adapter, settings, engine, backend, seed)
+    weights_dtype = str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")  # the frozen base's
     if backend == "unsloth":
         from unsloth import PatchDPOTrainer
 
@@ -439,6 +453,7 @@ def train_stage(
         "stage": stage,
         "backend": backend,
         "device": device,
+        "weights_dtype": weights_dtype,
         "train_pairs": len(pairs),
         "sft_examples": sft_count,
         "steps": max((r["step"] for r in dpo_rows), default=0),
