@@ -2,6 +2,8 @@
 measured in the same run: TRL scores every position through the fused LM head and checkpoints every layer's
 activations (its configs default gradient_checkpointing to True); maximalcai scores only the completion
 tokens and follows trainer.gradient_checkpointing (false by default). docs/KNOWN_BUGS_AND_FIXES.md has both.
+Two precision variants: TRL's bf16 autocast over float32 weights, and trainer.cpu_dtype's bf16 base weights
+(what auto picks on a CPU with native bf16).
 
 Each variant trains in its own process, so peak RSS is per variant.
 
@@ -59,12 +61,15 @@ def pairs_file(folder: Path) -> Path:
     return path
 
 
-OURS = "completion tokens only, no checkpointing (maximalcai)"
-# variant -> (score only the completion tokens, gradient checkpointing); the first is the baseline
+OURS = "completion tokens only, no checkpointing, trainer.cpu_dtype auto (maximalcai)"
+# variant -> (score only the completion tokens, gradient checkpointing, trainer.cpu_dtype, TRL's bf16 autocast);
+# the first is the baseline. On a CPU without native bf16, auto is float32 and OURS repeats the float32 row.
 VARIANTS = {
-    "TRL's CPU defaults (all positions, checkpointing)": (False, True),
-    "completion tokens only, checkpointing": (True, True),
-    OURS: (True, False),
+    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False),
+    "completion tokens only, checkpointing": (True, True, "float32", False),
+    "completion tokens only, no checkpointing, float32": (True, False, "float32", False),
+    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True),
+    OURS: (True, False, "auto", False),
 }
 
 
@@ -77,12 +82,13 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
     from maximalcai.config import load_config_file
     from maximalcai.training import dpo
 
-    compact, checkpointing = VARIANTS[variant]
+    compact, checkpointing, cpu_dtype, autocast = VARIANTS[variant]
     if not compact:
         dpo.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
     cfg = load_config_file(REPO / "config.yaml")
-    cfg["trainer"]["gradient_checkpointing"] = checkpointing
+    cfg["trainer"].update(gradient_checkpointing=checkpointing, cpu_dtype=cpu_dtype)
     settings = copy.deepcopy(cfg["stages"][0]["training"])
+    settings["trl_args"] = {"bf16": True} if autocast else {}
     settings["sft_warmup"]["enabled"] = False  # the DPO phase alone is measured
     cfg["trainer"]["save_steps"] = 10_000
     start = time.perf_counter()
@@ -109,6 +115,8 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
                 "steps_per_s": summary["steps_per_s"],
                 "wall_seconds_with_load": round(seconds, 1),
                 "compact": getattr(trl_utils._use_triton, "maximalcai_cpu_compact", False),
+                "weights_dtype": summary["weights_dtype"],
+                "final_loss": summary["final"].get("loss"),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             }
         )
@@ -142,7 +150,7 @@ def main() -> None:
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 results.append(result)
                 print(
-                    f"threads={threads} {variant:54s} {result['steps']} steps in {result['dpo_seconds']} s "
+                    f"threads={threads} {variant:80s} {result['steps']} steps in {result['dpo_seconds']} s "
                     f"({result['steps_per_s']} steps/s), peak RSS {result['peak_rss_mb']} MB",
                     flush=True,
                 )
@@ -150,7 +158,7 @@ def main() -> None:
             runs = [r for r in results if r["threads"] == threads]
             for run in runs[1:]:
                 run["speedup_vs_trl_default"] = round(run["steps_per_s"] / runs[0]["steps_per_s"], 2)
-                print(f"threads={threads} {run['variant']:54s} {run['speedup_vs_trl_default']}x TRL's CPU defaults")
+                print(f"threads={threads} {run['variant']:80s} {run['speedup_vs_trl_default']}x TRL's CPU defaults")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"pairs": str(pairs), "results": results}, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -98,26 +98,25 @@ def qwen_style_tokenizer():
     return build_tokenizer(QWEN_SPECIALS, None, "<|endoftext|>", "<|endoftext|>", None, QWEN_TEMPLATE)
 
 
-def build_tiny_model(tokenizer, seed: int = 0):
+def build_tiny_model(tokenizer, seed: int = 0, **sizes):
+    """A random-weight Gemma 3 with the tokenizer's vocabulary; ``sizes`` override the config's dimensions."""
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(seed)
+    dimensions = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=1, head_dim=8)
+    dimensions.update(sizes)
     config = Gemma3TextConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=8,
         sliding_window=16,
         layer_types=["sliding_attention", "full_attention"],
         max_position_embeddings=4096,
-        query_pre_attn_scalar=8,
+        query_pre_attn_scalar=dimensions["head_dim"],
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        **dimensions,
     )
     model = Gemma3ForCausalLM(config)
     with torch.no_grad():  # larger logits than the default init, so sampling is not uniform noise
