@@ -15,7 +15,9 @@ byte-level tokenizer, then runs the library's own entry points on ``cuda``:
                          carries Llama Guard 3's prompt layout as its chat template, labelling on CUDA in bf16
 
 Each check records ok / seconds / numbers or the error's last lines in one JSON file; one failing check
-does not stop the others. Usage (results in benchmarks/results/gpu_smoke.json when run from the repo)::
+does not stop the others. ``--build-models DIR`` only builds the two random models into DIR: that is how
+``gpu_smoke.sh --airgapped`` gets a base model for the whole workflow (config/gpu-airgapped.yaml).
+Usage (results in benchmarks/results/gpu_smoke.json when run from the repo)::
 
     python benchmarks/gpu_smoke.py --out benchmarks/results/gpu_smoke.json [--only train_unsloth ...]
 """
@@ -376,7 +378,11 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "gpu_smoke.json"))
     parser.add_argument("--only", nargs="*", choices=CHECKS, help="run these checks (default: all)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: dry-run this script")
+    parser.add_argument("--build-models", metavar="DIR", help="only build the random models into DIR (gpu_smoke.sh)")
     args = parser.parse_args()
+    if args.build_models:
+        print(json.dumps({name: str(path) for name, path in build_models(Path(args.build_models)).items()}))
+        return 0
     import torch
 
     global DEVICE

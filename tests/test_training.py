@@ -2,6 +2,7 @@
 
 import copy
 import json
+import logging
 import math
 
 import pytest
@@ -106,7 +107,7 @@ class KillAfter(TrainerCallback):
             raise KeyboardInterrupt(f"killed after step {state.global_step}")
 
 
-def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg):
+def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pairs_path, train_cfg, caplog):
     cfg, settings = train_cfg
     train(cfg, settings, tiny_model_dir, pairs_path, str(tmp_path / "a"), str(tmp_path / "ca"))
     with pytest.raises(KeyboardInterrupt):
@@ -120,8 +121,11 @@ def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pair
             dpo_callbacks=[KillAfter(3)],
         )
     assert (tmp_path / "cb/dpo/checkpoint-2").is_dir() and not (tmp_path / "b").exists()
-    rows, _ = train(cfg, settings, tiny_model_dir, pairs_path, str(tmp_path / "b"), str(tmp_path / "cb"))
+    with caplog.at_level(logging.INFO, logger="maximalcai.training.dpo"):
+        rows, summary = train(cfg, settings, tiny_model_dir, pairs_path, str(tmp_path / "b"), str(tmp_path / "cb"))
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the history of the resumed run covers every step
+    assert "dpo phase resumes from" in caplog.text and "checkpoint-2 (step 2" in caplog.text
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 4  # its rate counts steps 3 and 4 only
     a, b = adapter_tensors(tmp_path / "a"), adapter_tensors(tmp_path / "b")
     assert a.keys() == b.keys()
     for key in a:
@@ -132,10 +136,11 @@ def test_checkpoints_for_other_inputs_are_discarded(tmp_path):
     folder = tmp_path / "ckpt"
     (folder / "checkpoint-4").mkdir(parents=True)
     (folder / "fingerprint.json").write_text(json.dumps({"pairs_sha256": "old"}))
-    assert prepare_checkpoints(folder, {"pairs_sha256": "new"}) is None
+    prepare_checkpoints(folder, {"pairs_sha256": "new"})
     assert not (folder / "checkpoint-4").exists()
-    (folder / "checkpoint-2").mkdir()
-    assert prepare_checkpoints(folder, {"pairs_sha256": "new"}).endswith("checkpoint-2")
+    (folder / "dpo/checkpoint-2").mkdir(parents=True)
+    prepare_checkpoints(folder, {"pairs_sha256": "new"})  # the same inputs: the phase's checkpoint stays
+    assert (folder / "dpo/checkpoint-2").is_dir()
 
 
 def completion_logps(model, batch):

@@ -728,22 +728,26 @@ def test_the_readmes_maximalcai_commands_run_as_printed(tiny_run):
             assert result.stdout.count("assistant> ") == 2
 
 
-def test_the_gpu_smoke_run_is_ready_to_go(tmp_path):
-    """benchmarks/gpu_smoke.sh runs config/gpu-smoke.yaml's stage2_model: a dry run of exactly its command, and
+@pytest.mark.parametrize("overlay", ["config/gpu-smoke.yaml", "config/gpu-airgapped.yaml"])
+def test_the_gpu_smoke_run_is_ready_to_go(tmp_path, overlay):
+    """benchmarks/gpu_smoke.sh runs stage2_model of config/gpu-smoke.yaml (the hub's models) or, with
+    --airgapped, of config/gpu-airgapped.yaml (a random model it builds): a dry run of exactly its command, and
     the report step on a finished run's files."""
     from maximalcai.config import load_workflow_config
 
     script = (REPO / "benchmarks/gpu_smoke.sh").read_text()
     assert subprocess.run(["bash", "-n", str(REPO / "benchmarks/gpu_smoke.sh")]).returncode == 0
-    cfg = load_workflow_config(REPO / "config/gpu-smoke.yaml", REPO)
-    assert (cfg["generation"]["backend"], cfg["trainer"]["backend"], cfg["safety"]["backend"]) == (
-        "vllm",
-        "unsloth",
-        "llama_guard",
-    )
-    assert cfg["base_model"]["hub_id"] == "Qwen/Qwen2.5-0.5B" and cfg["trainer"]["load_in_4bit"]
-    command = re.search(r"^snakemake (.*?)\\\n\s+-- (\w+)$", script, re.M)
-    assert command and command.group(2) == "stage2_model"
+    cfg = load_workflow_config(REPO / overlay, REPO)
+    backends = (cfg["generation"]["backend"], cfg["trainer"]["backend"], cfg["safety"]["backend"])
+    if overlay == "config/gpu-smoke.yaml":
+        assert backends == ("vllm", "unsloth", "llama_guard")
+        assert cfg["base_model"]["hub_id"] == "Qwen/Qwen2.5-0.5B" and cfg["trainer"]["load_in_4bit"]
+    else:  # what an air-gapped node can run: nothing from the hub, no vLLM wheel
+        assert backends == ("transformers", "trl", "fewshot") and cfg["base_model"]["source"] == "local"
+        assert cfg["hardware"]["device"] == "cuda" and '--build-models "$workdir/models"' in script
+        assert cfg["stage_defaults"]["preference"]["comparisons"] == ["responses", "revision"]
+    command = re.search(r'^snakemake (.*) "\$overlay" -- (\w+)$', script, re.M)
+    assert command and command.group(2) == "stage2_model" and f"overlay={overlay}" in script
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     result = snakemake(
         tmp_path,
@@ -752,7 +756,7 @@ def test_the_gpu_smoke_run_is_ready_to_go(tmp_path):
         "all",
         "--configfile",
         str(tmp_path / "config.yaml"),
-        "config/gpu-smoke.yaml",
+        overlay,
         "--",
         "stage2_model",
     )

@@ -251,18 +251,19 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
-def prepare_checkpoints(folder: Path, fingerprint: dict) -> str | None:
-    """The checkpoint to resume from, or None after clearing checkpoints made for other inputs."""
+def checkpoint_step(checkpoint: str | None) -> int:
+    return int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else 0
+
+
+def prepare_checkpoints(folder: Path, fingerprint: dict) -> None:
+    """Clear checkpoints made for other inputs or settings, then stamp the folder with this run's fingerprint;
+    each phase (``folder/sft``, ``folder/dpo``) resumes from its own last checkpoint (run_phase)."""
     stamp = folder / FINGERPRINT
     if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint):
         logger.info("checkpoints in %s were made for other inputs or settings; starting over", folder)
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
-    resume = last_checkpoint(folder)
-    if resume:
-        logger.info("resuming from %s", resume)
-    return resume
 
 
 def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
@@ -327,7 +328,10 @@ def run_phase(
         callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(engine, runs_dir, phase), *callbacks],
         **kwargs,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(folder))
+    resume = last_checkpoint(folder)
+    if resume:
+        logger.info("%s phase resumes from %s (step %d of a killed run)", phase, resume, checkpoint_step(resume))
+    trainer.train(resume_from_checkpoint=resume)
     return trainer.model, log_rows(trainer.state.log_history, phase)
 
 
@@ -421,6 +425,7 @@ def train_stage(
         else:
             logger.warning("SFT warm-up enabled but %s has no examples (see build_pairs' log); skipping it", sft_path)
     dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    resumed_step = checkpoint_step(last_checkpoint(checkpoints / "dpo"))  # steps a killed run already made
     with Timer() as timer:
         model, dpo_rows = run_phase(
             DPOTrainer,
@@ -457,8 +462,9 @@ def train_stage(
         "train_pairs": len(pairs),
         "sft_examples": sft_count,
         "steps": max((r["step"] for r in dpo_rows), default=0),
+        "resumed_from_step": resumed_step or None,
         "dpo_seconds": round(timer.seconds, 2),
-        "steps_per_s": round(max((r["step"] for r in dpo_rows), default=0) / timer.seconds, 4)
+        "steps_per_s": round((max((r["step"] for r in dpo_rows), default=0) - resumed_step) / timer.seconds, 4)
         if timer.seconds
         else None,
         "final": dpo_rows[-1] if dpo_rows else {},
