@@ -49,11 +49,12 @@ def base_model_dir() -> Path:
     return target
 
 
-def ours(model_dir, split_prompts, sampling, batch_size):
+def ours(model_dir, split_prompts, sampling, batch_size, refill=True):
+    """(tokens, seconds) of our backend; ``refill`` False: fixed batches instead of continuous batching."""
     from maximalcai.backends.transformers_backend import TransformersBackend
     from maximalcai.hardware import resolve_dtype
 
-    backend = TransformersBackend(model_dir, dtype=resolve_dtype("auto", "cpu"), batch_size=batch_size)
+    backend = TransformersBackend(model_dir, dtype=resolve_dtype("auto", "cpu"), batch_size=batch_size, refill=refill)
     backend.generate(split_prompts[:2], sampling, seed=1)  # warm-up
     backend.meter.tokens = backend.meter.seconds = 0
     start = time.perf_counter()
@@ -261,6 +262,9 @@ def main() -> None:
         runs = {
             "maximalcai (shared few-shot prefix)": lambda: ours(model_dir, shared, sampling, args.batch_size),
             "maximalcai (no shared prefix)": lambda: ours(model_dir, separate, sampling, args.batch_size),
+            "maximalcai (no shared prefix, fixed batches)": lambda: ours(
+                model_dir, separate, sampling, args.batch_size, refill=False
+            ),
             "transformers generate": lambda: hf_generate(
                 model_dir, [p + s for p, s in separate], sampling, args.batch_size
             ),

@@ -93,10 +93,10 @@ def our_scoring(model_dir, split_prompts, options):
     return tokens, seconds
 
 
-def our_generation(model_dir, split_prompts, sampling):
+def our_generation(model_dir, split_prompts, sampling, refill=True):
     from generation import ours
 
-    return ours(model_dir, split_prompts, sampling, batch_size=16)
+    return ours(model_dir, split_prompts, sampling, batch_size=16, refill=refill)
 
 
 def dpo_tokens(pairs: Path) -> tuple[int, float]:
@@ -190,6 +190,14 @@ def format_report(report: dict) -> str:
             ratio = "-" if r["vs_llama_cpp"] is None else f"{r['vs_llama_cpp']:.2f}x"
             ours, limit = r["ours_tok_s"], r["limit_tok_s"]
             lines.append(f"| {name} | {threads} | {ours} | {peer} | {limit} | {ratio} | {r['of_limit']:.0%} |")
+    for threads, measured in report["threads"].items():
+        fixed, refill = measured["ours"].get("generation_fixed_batches"), measured["ours"]["generation"]
+        if fixed:  # runs before 2026-11-27 measured fixed batches only
+            rate = fixed["tokens"] / fixed["seconds"]
+            speedup = refill["tokens"] / refill["seconds"] / rate
+            lines.append(
+                f"\nthreads={threads}: fixed batches {rate:.1f} tok/s; continuous batching {speedup:.2f}x that"
+            )
     return "\n".join(lines)
 
 
@@ -240,9 +248,11 @@ def main() -> None:
             }
         }
         tokens, seconds = our_generation(model_dir, separate, sampling)
+        fixed_tokens, fixed_seconds = our_generation(model_dir, separate, sampling, refill=False)
         prompt_tokens, scoring_seconds = our_scoring(model_dir, separate, [" Yes", " No"])
         measured["ours"] = {
             "generation": {"tokens": tokens, "seconds": round(seconds, 2), "prompt_tokens": prompt_tokens},
+            "generation_fixed_batches": {"tokens": fixed_tokens, "seconds": round(fixed_seconds, 2)},
             "scoring": {"tokens": prompt_tokens, "seconds": round(scoring_seconds, 2)},
         }
         peer = LlamaCppBatched(threads, slots=16)

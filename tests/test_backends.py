@@ -178,3 +178,100 @@ def test_lm_head_hook_keeps_one_matrix_product_without_gradients():
             head(hidden)
         ops = {event.key for event in prof.key_averages()}
         assert "aten::bmm" not in ops and "aten::mm" in ops, rows
+
+
+def prompts_of_many_lengths() -> list[str]:
+    return [PREFIX_A + t for t in TARGETS] + [PREFIX_B + t for t in TARGETS] + [t for t in TARGETS]
+
+
+def build_qwen2(tokenizer, folder):
+    """A random Qwen2 (full attention: the 2D padding-mask path)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("model", ["gemma3", "qwen2"])
+def test_rows_that_join_a_running_batch_decode_as_if_alone(model, tiny_model_dir, qwen_style_tokenizer, tmp_path):
+    """Continuous batching: with 2 places for 12 prompts of different lengths, prompts join the batch as rows
+    finish (more prefills than fixed batches would make), and greedy text is each prompt's text decoded alone,
+    with Gemma 3's own sliding-window masks and with Qwen2's 2D padding mask."""
+    from maximalcai.backends.transformers_backend import TransformersBackend
+
+    folder = tiny_model_dir if model == "gemma3" else build_qwen2(qwen_style_tokenizer, tmp_path / "q")
+    backend = TransformersBackend(folder, dtype=torch.float32, batch_size=2)
+    prompts = prompts_of_many_lengths()
+    sampling = Sampling(temperature=0.0, max_new_tokens=12)
+    # rows must end at different steps: stop at the character whose first place varies most between answers
+    unstopped = [c.text for c in backend.generate(prompts, sampling, 0, stop=())]
+    characters = sorted({c for text in unstopped for c in text if c.strip()})
+    stop = (max(characters, key=lambda c: len({text.find(c) for text in unstopped})),)
+    backend.prefills = 0
+    joined = [c.text for c in backend.generate(prompts, sampling, 0, stop=stop)]
+    assert backend.refill and backend.prefills > len(prompts) // 2  # 6 fixed batches of 2; refills add more
+    alone = [backend.generate([p], sampling, 0, stop=stop)[0].text for p in prompts]
+    assert joined == alone and len(set(joined)) >= 2  # a row given another row's cache would show
+
+
+def test_sampled_refills_are_reproducible_and_fixed_batches_remain(tiny_model_dir):
+    from maximalcai.backends.transformers_backend import TransformersBackend
+
+    prompts = prompts_of_many_lengths()
+    sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=10)
+    refill = TransformersBackend(tiny_model_dir, dtype=torch.float32, batch_size=3)
+    first = refill.generate(prompts, sampling, seed=5)
+    assert first == refill.generate(prompts, sampling, seed=5) != refill.generate(prompts, sampling, seed=6)
+    fixed = TransformersBackend(tiny_model_dir, dtype=torch.float32, batch_size=3, refill=False)
+    greedy = Sampling(temperature=0.0, max_new_tokens=10)
+    assert [c.text for c in fixed.generate(prompts, greedy, 0)] == [
+        c.text for c in refill.generate(prompts, greedy, 0)
+    ]
+    assert fixed.prefills == 4  # ceil(12 / 3) batches
+
+
+def test_a_cache_with_sliding_layers_decodes_fixed_batches(qwen_style_tokenizer, tmp_path):
+    """transformers' sliding-window cache layers keep only the window, so rows cannot join them. A model whose
+    config has a sliding window but no layer types (Mistral) gets such layers: it decodes fixed batches."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from maximalcai.backends.transformers_backend import TransformersBackend
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=len(qwen_style_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=4096,
+        pad_token_id=qwen_style_tokenizer.pad_token_id,
+        eos_token_id=qwen_style_tokenizer.eos_token_id,
+    )
+    MistralForCausalLM(config).save_pretrained(tmp_path / "m")
+    qwen_style_tokenizer.save_pretrained(tmp_path / "m")
+    backend = TransformersBackend(tmp_path / "m", batch_size=2)
+    assert not backend.refill
+    prompts = prompts_of_many_lengths()[:5]
+    sampling = Sampling(temperature=0.0, max_new_tokens=8)
+    assert [c.text for c in backend.generate(prompts, sampling, 0)] == [
+        backend.generate([p], sampling, 0)[0].text for p in prompts
+    ]
+    assert backend.prefills == 3 + 5

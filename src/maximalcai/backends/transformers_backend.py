@@ -1,13 +1,16 @@
 """Generation and scoring with transformers on CPU or GPU: shared-prefix prefill, a KV-cached decoding loop
-that drops finished rows, stop strings, seeded sampling, and option log-probabilities.
+with continuous batching (finished rows leave, waiting prompts take their places), stop strings, seeded
+sampling, and option log-probabilities.
 
-Prompts that share a prefix (the few-shot examples) are grouped so each batch computes that prefix once.
-Each batch draws from its own seed, so a result depends only on (prompts, seed, batch size), not on what
-ran before in the process. See benchmarks/README.md for what each part buys on a CPU.
+Prompts that share a prefix (the few-shot examples) are grouped so each prefill computes that prefix once.
+Each ``generate`` call draws from its own seeded generator and schedules its prompts in a fixed order, so a
+result depends only on (prompts, seed, batch size), not on what ran before in the process. See
+benchmarks/README.md for what each part buys on a CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from pathlib import Path
@@ -34,7 +37,10 @@ class TransformersBackend(Backend):
         model_name: str | None = None,
         tokenizer=None,
         model=None,
+        refill: bool = True,
     ) -> None:
+        """``refill``: continuous batching (the default); False decodes fixed batches until their last row
+        ends, as before 2026-11-27 (benchmarks/generation.py measures both)."""
         import torch
 
         from maximalcai import models
@@ -47,6 +53,7 @@ class TransformersBackend(Backend):
         self.model = model if model is not None else models.load_model(model_dir, self.dtype, device, adapter_dir)
         self.batch_size = batch_size
         self.scoring_batch_size = scoring_batch_size
+        self.prefills = 0  # prefill passes made by generate (batches, plus refills)
         # transformers renamed past_key_values to cache (5.2x); the GPU stack pins an older release.
         forward = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in forward else "past_key_values"
@@ -60,6 +67,7 @@ class TransformersBackend(Backend):
             if types and window and "sliding_attention" in types
             else None
         )
+        self.refill = refill and can_join(self.model.config, own_masks=self._windows is not None)
 
     # ------------------------------------------------------------------------------------------- helpers
     def _tokens(self, text: str, first: bool) -> list[int]:
@@ -222,68 +230,91 @@ class TransformersBackend(Backend):
     def _generate(
         self, prompts: list[Prompt], sampling: Sampling, seed: int, stop: tuple[str, ...]
     ) -> list[Completion]:
+        """Continuous batching: up to ``batch_size`` rows decode together; when a quarter of the places are
+        free, the next prompts in line are prefilled and join the batch. Prompts are lined up by shared prefix
+        (longest first), so a refill's rows usually share one. Without ``refill``, each batch of that line
+        decodes until its last row ends (the tail of a batch then runs at a few rows)."""
+        import torch
+
         prefixes, suffixes = self._split(prompts)
-        batches = self._batches(prefixes, [len(s) for s in suffixes], self.batch_size)
-        results: list[Completion | None] = [None] * len(prompts)
+        line = [i for batch in self._batches(prefixes, [len(s) for s in suffixes], self.batch_size) for i in batch]
+        prefix_ids, suffix_ids = self._encode(prefixes, suffixes)
+        generator = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "generate"))
         progress = Progress(f"generate ({self.model_name})", len(prompts))
-        for number, batch in enumerate(batches):
-            start = time.perf_counter()
-            completions = self.generate_batch(
-                [prefixes[i] for i in batch],
-                [suffixes[i] for i in batch],
-                sampling,
-                derive_seed(seed, "batch", number),
-                stop,
-            )
-            for index, completion in zip(batch, completions):
-                results[index] = completion
-            tokens = sum(c.num_tokens for c in completions)
-            self.meter.record(tokens, time.perf_counter() - start, len(batch), f"batch {number + 1}/{len(batches)}")
-            progress.update(len(batch), tokens)
+        start, tokens, done = time.perf_counter(), 0, 0
+
+        def finished(index: int, completion: Completion) -> None:
+            nonlocal tokens, done
+            results[index] = completion
+            tokens, done = tokens + completion.num_tokens, done + 1
+            progress.update(1, completion.num_tokens)
+
+        results: list[Completion | None] = [None] * len(prompts)
+        if self.refill:
+            self._decode(line, prefix_ids, suffix_ids, sampling, generator, stop, finished)
+        else:
+            for first in range(0, len(line), self.batch_size):
+                self._decode(
+                    line[first : first + self.batch_size], prefix_ids, suffix_ids, sampling, generator, stop, finished
+                )
+        self.meter.record(tokens, time.perf_counter() - start, done, f"{done} prompts")
         return [r for r in results if r is not None]
 
-    def generate_batch(
-        self, prefixes: list[str], suffixes: list[str], sampling: Sampling, seed: int, stop: tuple[str, ...]
-    ) -> list[Completion]:
-        """Decode one batch with a KV cache, dropping rows from the batch as they finish.
+    def _decode(self, line, prefix_ids, suffix_ids, sampling: Sampling, generator, stop: tuple[str, ...], finished):
+        """Decode the prompts of ``line`` (indices into the id lists) with one KV cache, at most ``batch_size``
+        rows at a time, calling ``finished(index, completion)`` as each row ends.
 
-        ``model.generate`` keeps computing finished rows until the longest one ends. Sampling draws from
-        the same distribution as transformers' warpers (backends/sampling.py); greedy decoding matches
-        ``model.generate`` token for token (tests/test_backends.py).
+        ``model.generate`` keeps computing finished rows until the longest one ends; here they leave the batch
+        at once. Sampling draws from the same distribution as transformers' warpers (backends/sampling.py);
+        greedy decoding matches ``model.generate`` token for token (tests/test_backends.py).
         """
         import torch
 
         device = self.device
-        prefix_ids, suffix_ids = self._encode(prefixes, suffixes)
         penalty = self._repetition_penalty(sampling)
-        generator = torch.Generator(device=device).manual_seed(seed)
         eos = self.tokenizer.eos_token_id
-        active = list(range(len(suffixes)))  # batch row -> output index
-        generated: list[list[int]] = [[] for _ in suffixes]
-        reasons: list[str | None] = [None] * len(suffixes)
+        waiting = list(line)
+        active: list[int] = []  # batch row -> prompt index
+        generated: dict[int, list[int]] = {}
+        state = logits = None  # (cache, valid, positions, history) of the active rows; their next-token logits
         with torch.inference_mode():
-            out, cache, valid, positions, history, length = self._prefill(prefix_ids, suffix_ids, keep=1)
-            for step in range(sampling.max_new_tokens):
-                scores = out.logits[:, -1, :].float()
+            while waiting or active:
+                free = self.batch_size - len(active)
+                if waiting and (not active or free >= max(1, self.batch_size // 4)):
+                    joining, waiting = waiting[:free], waiting[free:]
+                    out, *new = self._prefill([prefix_ids[i] for i in joining], [suffix_ids[i] for i in joining], 1)
+                    self.prefills += 1
+                    new_logits = out.logits[:, -1, :]
+                    state = new[:4] if state is None else merge_rows(state, new[:4], self.tokenizer.pad_token_id)
+                    logits = new_logits if logits is None else torch.cat([logits, new_logits])
+                    active += joining
+                    generated.update((i, []) for i in joining)
+                scores = logits.float()
                 if penalty is not None:
-                    scores = penalty(history, scores)
+                    scores = penalty(state[3], scores)
                 if sampling.greedy:
                     chosen = scores.argmax(-1)
                 else:
                     chosen = sample(scores, sampling.temperature, sampling.top_k, sampling.top_p, generator)
                 keep = []
                 for row, (index, token) in enumerate(zip(active, chosen.tolist())):
-                    generated[index].append(token)
+                    tokens = generated[index]
+                    tokens.append(token)
+                    reason = None
                     if token == eos:
-                        reasons[index] = "eos"
-                    elif stop and any(s in self.tokenizer.decode(generated[index][-16:]) for s in stop):
-                        reasons[index] = "stop"
-                    elif len(generated[index]) >= sampling.max_new_tokens:
-                        reasons[index] = "length"
-                    else:
+                        reason = "eos"
+                    elif stop and any(s in self.tokenizer.decode(tokens[-16:]) for s in stop):
+                        reason = "stop"
+                    elif len(tokens) >= sampling.max_new_tokens:
+                        reason = "length"
+                    if reason is None:
                         keep.append(row)
+                    else:
+                        finished(index, self._completion(generated.pop(index), reason, stop))
                 if not keep:
-                    break
+                    active, state, logits = [], None, None
+                    continue
+                cache, valid, positions, history = state
                 if len(keep) < len(active):
                     rows = torch.tensor(keep, device=device)
                     cache.batch_select_indices(rows)
@@ -298,9 +329,9 @@ class TransformersBackend(Backend):
                     position_ids=positions[:, -1:],
                     **{self._cache_kw: cache},
                     use_cache=True,
-                    cache_position=torch.tensor([length + step], device=device),
+                    cache_position=torch.tensor([valid.shape[1] - 1], device=device),
                 )
-        return [self._completion(tokens, reason, stop) for tokens, reason in zip(generated, reasons)]
+                state, logits = (cache, valid, positions, history), out.logits[:, -1, :]
 
     @staticmethod
     def _repetition_penalty(sampling: Sampling):
@@ -371,12 +402,55 @@ class TransformersBackend(Backend):
         self.model = None
 
 
+def merge_rows(state, joining, pad_id: int):
+    """The decoding state (cache, valid-slot mask, slot positions, token history) of the rows decoding now and
+    of rows just prefilled, as one batch: the shorter side is padded on the left with empty, masked slots."""
+    import torch
+
+    (cache, valid, positions, history), (new_cache, new_valid, new_positions, new_history) = state, joining
+    width = max(valid.shape[1], new_valid.shape[1])
+
+    def left(tensor, fill):
+        pad = width - tensor.shape[1]
+        return tensor if pad == 0 else torch.nn.functional.pad(tensor, (pad, 0), value=fill)
+
+    cache.append_rows(new_cache, width)
+    return (
+        cache,
+        torch.cat([left(valid, 0), left(new_valid, 0)]),
+        torch.cat([left(positions, 0), left(new_positions, 0)]),
+        torch.cat([left(history, pad_id), left(new_history, pad_id)]),
+    )
+
+
 def growing_cache(config, own_masks: bool):
     """A DynamicCache whose full-attention layers append each step's keys and values into spare capacity
     instead of concatenating them (``torch.cat`` copied the whole cache every step: 13% of a few-shot decoding
-    step on a CPU). ``own_masks``: the backend masks sliding windows itself (in real positions), so every layer
-    keeps every slot; otherwise the config's layer types are kept, transformers' sliding layers included.
+    step on a CPU), and that more rows can join (continuous batching). ``own_masks``: the backend masks sliding
+    windows itself (in real positions), so every layer keeps every slot; otherwise the config's layer types are
+    kept, transformers' sliding layers included (rows cannot join those: ``can_join``).
     """
+    from transformers.cache_utils import DynamicLayer
+
+    GrowingLayer, GrowingCache = cache_classes()
+    if own_masks:
+        cache = GrowingCache()
+        cache.layer_class_to_replicate = GrowingLayer
+        return cache
+    cache = GrowingCache(config=config)
+    cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+def can_join(config, own_masks: bool) -> bool:
+    """Whether rows can join a running batch's cache: every layer of it is a growing one."""
+    GrowingLayer, _ = cache_classes()
+    return own_masks or all(isinstance(layer, GrowingLayer) for layer in growing_cache(config, own_masks).layers)
+
+
+@functools.cache
+def cache_classes():
+    """(GrowingLayer, GrowingCache), made once: transformers is imported on first use only."""
     import torch
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
@@ -416,10 +490,28 @@ def growing_cache(config, own_masks: bool):
                 self.buffers = [buffer[indices, :, : self.buffers[0].shape[2]] for buffer in self.buffers]
                 self.keys, self.values = (buffer[:, :, : self.length] for buffer in self.buffers)
 
-    if own_masks:
-        cache = DynamicCache()
-        cache.layer_class_to_replicate = GrowingLayer
-        return cache
-    cache = DynamicCache(config=config)
-    cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
+        def append_rows(self, other, width: int) -> None:
+            """Stack ``other``'s rows under this layer's, both right-aligned in ``width`` slots; the slots
+            before each side's own are zeros (finite, so masked attention over them stays exact)."""
+            rows = self.buffers[0].shape[0] + other.buffers[0].shape[0]
+            capacity = max(64, 2 * width)
+            fresh = [
+                torch.zeros((rows, b.shape[1], capacity, b.shape[3]), dtype=b.dtype, device=b.device)
+                for b in self.buffers
+            ]
+            first = self.buffers[0].shape[0]
+            for new, mine, theirs in zip(fresh, self.buffers, other.buffers):
+                new[:first, :, width - self.length : width] = mine[:, :, : self.length]
+                new[first:, :, width - other.length : width] = theirs[:, :, : other.length]
+            self.buffers, self.length = fresh, width
+            self.keys, self.values = (buffer[:, :, :width] for buffer in self.buffers)
+
+    class GrowingCache(DynamicCache):
+        def append_rows(self, other, width: int) -> None:
+            """Add ``other``'s rows (a cache of prompts just prefilled) to this one's: continuous batching."""
+            for mine, theirs in zip(self.layers, other.layers):
+                if not (isinstance(mine, GrowingLayer) and isinstance(theirs, GrowingLayer)):
+                    raise NotImplementedError(f"rows cannot join a {type(mine).__name__} cache layer")
+                mine.append_rows(theirs, width)
+
+    return GrowingLayer, GrowingCache
