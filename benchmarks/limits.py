@@ -14,6 +14,7 @@ default settings); llama.cpp does not train, so that row has only the limit.
     pip install -e '.[benchmark]'
     python benchmarks/limits.py --threads 1 2 --out benchmarks/results/limits.json
     python benchmarks/limits.py --report benchmarks/results/limits.json      # its table again
+    python benchmarks/limits.py --threads 2 --profile benchmarks/results/limits.json   # add where the time goes
 """
 
 from __future__ import annotations
@@ -97,6 +98,203 @@ def our_generation(model_dir, split_prompts, sampling, refill=True):
     from generation import ours
 
     return ours(model_dir, split_prompts, sampling, batch_size=16, refill=refill)
+
+
+def generation_profile(model_dir, split_prompts, sampling, shapes, rates) -> list[dict]:
+    """Where generation's time goes: forward hooks time each attention block (its projections apart), MLP and
+    the LM head, in the prefill and in decoding; the sampler and our masks are timed by wrapping them; the
+    rest of the model's forward (embeddings, norms) and of the loop (stop strings, cache bookkeeping, Python)
+    is what is left. Each matmul part is set beside its compute-bound time at the measured rates."""
+    from collections import defaultdict
+
+    from maximalcai.backends import transformers_backend
+    from maximalcai.backends.transformers_backend import TransformersBackend
+    from maximalcai.hardware import resolve_dtype
+
+    backend = TransformersBackend(model_dir, dtype=resolve_dtype("auto", "cpu"), batch_size=16)
+    backend.generate(split_prompts[:2], sampling, seed=1)  # warm-up
+    seconds: dict = defaultdict(float)
+    phase, starts = ["decode"], {}
+
+    def timed(module, part):
+        def pre(m, args):
+            starts[m] = time.perf_counter()
+
+        def post(m, args, out):
+            seconds[phase[0], part] += time.perf_counter() - starts[m]
+
+        module.register_forward_pre_hook(pre)
+        module.register_forward_hook(post)
+
+    def wrapped(function, part, switch=None):
+        def run(*args, **kwargs):
+            before, start = phase[0], time.perf_counter()
+            phase[0] = switch or before
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[phase[0], part] += time.perf_counter() - start
+                phase[0] = before
+
+        return run
+
+    model = backend.model
+    timed(model, "model forward")
+    for layer in model.model.layers:
+        timed(layer.self_attn, "attention")
+        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            timed(getattr(layer.self_attn, name), "attention projections")
+        timed(layer.mlp, "mlp")
+    timed(model.lm_head, "lm head")
+    backend._prefill = wrapped(backend._prefill, "total", switch="prefill")
+    backend._attention_mask = wrapped(backend._attention_mask, "our masks")
+    sampler = transformers_backend.sample
+    transformers_backend.sample = wrapped(sampler, "sampling")
+    try:
+        start = time.perf_counter()
+        out = backend.generate(split_prompts, sampling, seed=42)
+        total = time.perf_counter() - start
+    finally:
+        transformers_backend.sample = sampler
+    decoded = sum(o.num_tokens for o in out)
+    prompt_tokens = sum(len(backend.tokenizer(p + s)["input_ids"]) for p, s in split_prompts)
+
+    def bound(names, tokens, rows):  # compute-bound seconds of these linear shapes for `tokens` tokens
+        return sum(
+            tokens * count * 2 * k * n / rates[rows][name] for name, (k, n, count) in shapes.items() if name in names
+        )
+
+    attention_names, mlp_names = ("q_proj", "k_proj/v_proj", "o_proj"), ("gate_proj/up_proj", "down_proj")
+    rows = []
+    for stage, tokens, width in (("prefill", prompt_tokens, "512"), ("decode", decoded, "16")):
+        forward = seconds[stage, "model forward"]
+        parts = {
+            "attention projections": (seconds[stage, "attention projections"], bound(attention_names, tokens, width)),
+            "attention core (scores, softmax, cache)": (
+                seconds[stage, "attention"] - seconds[stage, "attention projections"],
+                None,
+            ),
+            "mlp": (seconds[stage, "mlp"], bound(mlp_names, tokens, width)),
+            "lm head": (
+                seconds[stage, "lm head"],
+                bound(("lm_head",), tokens if stage == "decode" else len(split_prompts), width),
+            ),
+            "rest of the forward (embeddings, norms)": (
+                forward - seconds[stage, "attention"] - seconds[stage, "mlp"] - seconds[stage, "lm head"],
+                None,
+            ),
+            "our attention masks": (seconds[stage, "our masks"], None),
+        }
+        if stage == "decode":
+            loop = (
+                total
+                - seconds["prefill", "total"]
+                - forward
+                - seconds[stage, "our masks"]
+                - seconds[stage, "sampling"]
+            )
+            parts["sampling (top-p)"] = (seconds[stage, "sampling"], None)
+            parts["loop: stop strings, cache bookkeeping, Python"] = (loop, None)
+        else:
+            parts["prefill outside the forward (encoding, cache copies)"] = (
+                seconds[stage, "total"] - forward - seconds[stage, "our masks"],
+                None,
+            )
+        for part, (spent, limit) in parts.items():
+            rows.append(
+                {
+                    "phase": stage,
+                    "part": part,
+                    "seconds": round(spent, 2),
+                    "share": round(spent / total, 3),
+                    "compute_bound_seconds": None if limit is None else round(limit, 2),
+                }
+            )
+    return rows
+
+
+def dpo_profile(threads: int) -> list[dict]:
+    """Where a DPO step's time goes: torch's profiler over the default run's DPO phase after its first step,
+    self CPU time per operator grouped into matmuls, attention, element-wise work, copies and the optimizer;
+    the wall time the operators do not account for is Python, TRL's batching and the profiler itself."""
+    import torch
+    from dpo import pairs_file
+    from transformers import TrainerCallback
+
+    from maximalcai.config import load_config_file
+    from maximalcai.training import dpo
+
+    groups = {
+        "matmuls (forward and backward)": ("mm", "linear", "matmul", "onednn", "mkldnn"),
+        "attention (scores, softmax)": ("attention", "softmax", "sdpa"),
+        "optimizer (AdamW)": ("foreach", "adam"),
+        "copies, casts, layout": (
+            "copy",
+            "cat",
+            "index",
+            "clone",
+            "contiguous",
+            "_to",
+            "pad",
+            "stack",
+            "fill",
+            "zero",
+        ),
+    }
+
+    class Profile(TrainerCallback):
+        def __init__(self):
+            self.profiler, self.start, self.wall = None, 0.0, 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 1 and self.profiler is None:
+                self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+                self.profiler.__enter__()
+                self.start = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.profiler is not None:
+                self.wall = time.perf_counter() - self.start
+                self.profiler.__exit__(None, None, None)
+
+    torch.set_num_threads(threads)
+    cfg = load_config_file(REPO / "config.yaml")
+    cfg["trainer"]["save_steps"] = 10_000
+    settings = dict(cfg["stages"][0]["training"])
+    settings["sft_warmup"] = {**settings["sft_warmup"], "enabled": False}
+    profile = Profile()
+    with tempfile.TemporaryDirectory() as tmp:
+        dpo.train_stage(
+            cfg,
+            settings,
+            "stage1",
+            str(REPO / "results/models/base"),
+            pairs_file(Path(tmp)),
+            None,
+            f"{tmp}/adapter",
+            f"{tmp}/checkpoints",
+            seed=cfg["seed"],
+            dpo_callbacks=[profile],
+        )
+    spent: dict[str, float] = dict.fromkeys([*groups, "element-wise and reductions"], 0.0)
+    for event in profile.profiler.key_averages():
+        name = event.key.lower()
+        group = next((g for g, keys in groups.items() if any(k in name for k in keys)), "element-wise and reductions")
+        spent[group] += event.self_cpu_time_total / 1e6
+    spent["outside torch operators (Python, TRL batching, profiler)"] = profile.wall - sum(spent.values())
+    top = sorted(profile.profiler.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]
+    return [
+        {"phase": "dpo steps 2-", "part": part, "seconds": round(value, 2), "share": round(value / profile.wall, 3)}
+        for part, value in spent.items()
+    ] + [
+        {
+            "phase": "top operators",
+            "part": f"{e.key} ({e.count} calls)",
+            "seconds": round(e.self_cpu_time_total / 1e6, 2),
+            "share": round(e.self_cpu_time_total / 1e6 / profile.wall, 3),
+        }
+        for e in top
+    ]
 
 
 def dpo_tokens(pairs: Path) -> tuple[int, float]:
@@ -191,6 +389,16 @@ def format_report(report: dict) -> str:
             ours, limit = r["ours_tok_s"], r["limit_tok_s"]
             lines.append(f"| {name} | {threads} | {ours} | {peer} | {limit} | {ratio} | {r['of_limit']:.0%} |")
     for threads, measured in report["threads"].items():
+        for workload, rows in measured.get("profile", {}).items():
+            lines += [
+                f"\nWhere the time goes: {workload}, {threads} thread(s)\n",
+                "| phase | part | seconds | share | compute-bound seconds |",
+                "|---|---|---:|---:|---:|",
+            ]
+            for r in rows:
+                bound = "" if r.get("compute_bound_seconds") is None else r["compute_bound_seconds"]
+                lines.append(f"| {r['phase']} | {r['part']} | {r['seconds']} | {r['share']:.0%} | {bound} |")
+    for threads, measured in report["threads"].items():
         fixed, refill = measured["ours"].get("generation_fixed_batches"), measured["ours"]["generation"]
         if fixed:  # runs before 2026-11-27 measured fixed batches only
             rate = fixed["tokens"] / fixed["seconds"]
@@ -201,6 +409,31 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def add_profiles(saved: Path, threads: list[int], count: int, max_new_tokens: int) -> None:
+    """Profile generation (the same prompts and sampling as the saved run) and a DPO step at each thread count,
+    and store the rows in the saved run's JSON beside its measurements."""
+    import torch
+
+    from maximalcai.backends import Sampling
+
+    report = json.loads(saved.read_text())
+    model_dir = base_model_dir()
+    shapes = {k: tuple(v) for k, v in report["shapes"].items()}
+    sampling = Sampling(temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens)
+    for thread_count in threads:
+        torch.set_num_threads(thread_count)
+        measured = report["threads"][str(thread_count)]
+        rates = {
+            rows: {k: v * 1e9 for k, v in r.items()} for rows, r in measured["matmul_gflops"][report["dtype"]].items()
+        }
+        measured["profile"] = {
+            "generation": generation_profile(model_dir, prompts(count, 1), sampling, shapes, rates),
+            "dpo": dpo_profile(thread_count),
+        }
+        saved.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_report(report))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -209,9 +442,15 @@ def main() -> None:
     parser.add_argument("--skip-dpo", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/limits.json"))
     parser.add_argument("--report", type=Path, help="print the table of a saved run and exit")
+    parser.add_argument(
+        "--profile", type=Path, help="add where the time goes (generation, a DPO step) at --threads to a saved run"
+    )
     args = parser.parse_args()
     if args.report:
         print(format_report(json.loads(args.report.read_text())))
+        return
+    if args.profile:
+        add_profiles(args.profile, args.threads, args.prompts, args.max_new_tokens)
         return
 
     import torch
