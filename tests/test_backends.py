@@ -184,12 +184,17 @@ def prompts_of_many_lengths() -> list[str]:
     return [PREFIX_A + t for t in TARGETS] + [PREFIX_B + t for t in TARGETS] + [t for t in TARGETS]
 
 
-def build_qwen2(tokenizer, folder):
-    """A random Qwen2 (full attention: the 2D padding-mask path)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def build_random(tokenizer, folder, family: str):
+    """A random 2-layer model with the tokenizer's vocabulary: ``qwen2`` (full attention: the 2D padding-mask
+    path) or ``mistral`` (a sliding window and no layer types: transformers' sliding-window cache layers)."""
+    import transformers
 
+    config_class, model_class = {
+        "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+        "mistral": ("MistralConfig", "MistralForCausalLM"),
+    }[family]
     torch.manual_seed(0)
-    config = Qwen2Config(
+    config = getattr(transformers, config_class)(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -199,8 +204,9 @@ def build_qwen2(tokenizer, folder):
         max_position_embeddings=4096,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        **({"sliding_window": 4096} if family == "mistral" else {}),
     )
-    model = Qwen2ForCausalLM(config)
+    model = getattr(transformers, model_class)(config)
     with torch.no_grad():
         model.lm_head.weight.mul_(20)
     model.save_pretrained(folder)
@@ -215,7 +221,7 @@ def test_rows_that_join_a_running_batch_decode_as_if_alone(model, tiny_model_dir
     with Gemma 3's own sliding-window masks and with Qwen2's 2D padding mask."""
     from maximalcai.backends.transformers_backend import TransformersBackend
 
-    folder = tiny_model_dir if model == "gemma3" else build_qwen2(qwen_style_tokenizer, tmp_path / "q")
+    folder = tiny_model_dir if model == "gemma3" else build_random(qwen_style_tokenizer, tmp_path / "q", "qwen2")
     backend = TransformersBackend(folder, dtype=torch.float32, batch_size=2)
     prompts = prompts_of_many_lengths()
     sampling = Sampling(temperature=0.0, max_new_tokens=12)
@@ -249,25 +255,9 @@ def test_sampled_refills_are_reproducible_and_fixed_batches_remain(tiny_model_di
 def test_a_cache_with_sliding_layers_decodes_fixed_batches(qwen_style_tokenizer, tmp_path):
     """transformers' sliding-window cache layers keep only the window, so rows cannot join them. A model whose
     config has a sliding window but no layer types (Mistral) gets such layers: it decodes fixed batches."""
-    from transformers import MistralConfig, MistralForCausalLM
-
     from maximalcai.backends.transformers_backend import TransformersBackend
 
-    torch.manual_seed(0)
-    config = MistralConfig(
-        vocab_size=len(qwen_style_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        sliding_window=4096,
-        pad_token_id=qwen_style_tokenizer.pad_token_id,
-        eos_token_id=qwen_style_tokenizer.eos_token_id,
-    )
-    MistralForCausalLM(config).save_pretrained(tmp_path / "m")
-    qwen_style_tokenizer.save_pretrained(tmp_path / "m")
-    backend = TransformersBackend(tmp_path / "m", batch_size=2)
+    backend = TransformersBackend(build_random(qwen_style_tokenizer, tmp_path / "m", "mistral"), batch_size=2)
     assert not backend.refill
     prompts = prompts_of_many_lengths()[:5]
     sampling = Sampling(temperature=0.0, max_new_tokens=8)
