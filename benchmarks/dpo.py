@@ -73,12 +73,9 @@ VARIANTS = {
 }
 
 
-def child(variant: str, threads: int, pairs: str, work: str) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    import trl.trainer.utils as trl_utils
-
+def train_variant(variant: str, pairs, work, dpo_callbacks=()):
+    """``train_stage``'s DPO phase alone on the default config's stage-1 settings, as ``variant`` sets them;
+    returns its (log rows, summary). Also what benchmarks/limits.py profiles."""
     from maximalcai.config import load_config_file
     from maximalcai.training import dpo
 
@@ -91,8 +88,7 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
     settings["trl_args"] = {"bf16": True} if autocast else {}
     settings["sft_warmup"]["enabled"] = False  # the DPO phase alone is measured
     cfg["trainer"]["save_steps"] = 10_000
-    start = time.perf_counter()
-    rows, summary = dpo.train_stage(
+    return dpo.train_stage(
         cfg,
         settings,
         "stage1",
@@ -102,7 +98,18 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
         f"{work}/adapter",
         f"{work}/checkpoints",
         seed=cfg["seed"],
+        dpo_callbacks=dpo_callbacks,
     )
+
+
+def child(variant: str, threads: int, pairs: str, work: str) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    import trl.trainer.utils as trl_utils
+
+    start = time.perf_counter()
+    rows, summary = train_variant(variant, pairs, work)
     seconds = time.perf_counter() - start
     print(
         json.dumps(

@@ -218,11 +218,8 @@ def dpo_profile(threads: int) -> list[dict]:
     self CPU time per operator grouped into matmuls, attention, element-wise work, copies and the optimizer;
     the wall time the operators do not account for is Python, TRL's batching and the profiler itself."""
     import torch
-    from dpo import pairs_file
+    from dpo import OURS, pairs_file, train_variant
     from transformers import TrainerCallback
-
-    from maximalcai.config import load_config_file
-    from maximalcai.training import dpo
 
     groups = {
         "matmuls (forward and backward)": ("mm", "linear", "matmul", "onednn", "mkldnn"),
@@ -258,24 +255,9 @@ def dpo_profile(threads: int) -> list[dict]:
                 self.profiler.__exit__(None, None, None)
 
     torch.set_num_threads(threads)
-    cfg = load_config_file(REPO / "config.yaml")
-    cfg["trainer"]["save_steps"] = 10_000
-    settings = dict(cfg["stages"][0]["training"])
-    settings["sft_warmup"] = {**settings["sft_warmup"], "enabled": False}
     profile = Profile()
     with tempfile.TemporaryDirectory() as tmp:
-        dpo.train_stage(
-            cfg,
-            settings,
-            "stage1",
-            str(REPO / "results/models/base"),
-            pairs_file(Path(tmp)),
-            None,
-            f"{tmp}/adapter",
-            f"{tmp}/checkpoints",
-            seed=cfg["seed"],
-            dpo_callbacks=[profile],
-        )
+        train_variant(OURS, pairs_file(Path(tmp)), tmp, dpo_callbacks=[profile])
     spent: dict[str, float] = dict.fromkeys([*groups, "element-wise and reductions"], 0.0)
     for event in profile.profiler.key_averages():
         name = event.key.lower()
@@ -338,15 +320,20 @@ def dpo_step(threads: int) -> dict:
     return result
 
 
+def saved_shapes_and_rates(report: dict, threads: str) -> tuple[dict, dict]:
+    """A saved run's linear shapes and, at one thread count, its measured matmul rates in FLOP/s by row count
+    ("16", "512") and shape, in the run's dtype."""
+    shapes = {k: tuple(v) for k, v in report["shapes"].items()}
+    measured = report["threads"][threads]["matmul_gflops"][report["dtype"]]
+    return shapes, {rows: {k: v * 1e9 for k, v in r.items()} for rows, r in measured.items()}
+
+
 def workloads(report: dict, threads: str) -> dict[str, dict]:
     """Ours, llama.cpp, the compute-bound limit and the two ratios per workload, from one thread count's
     measurements. Generation's limit counts its prompts' prefill (at the 512-row rates) as well as its
     decoding (at the 16-row rates): both are the work of answering the prompts."""
-    shapes = {k: tuple(v) for k, v in report["shapes"].items()}
+    shapes, rates = saved_shapes_and_rates(report, threads)
     measured = report["threads"][threads]
-    rates = {
-        rows: {k: v * 1e9 for k, v in r.items()} for rows, r in measured["matmul_gflops"][report["dtype"]].items()
-    }
     decode = limit_per_token(shapes, rates["16"])
     prefill = limit_per_token(shapes, rates["512"], lm_head_share=0.0)
     gen, score = measured["ours"]["generation"], measured["ours"]["scoring"]
@@ -418,14 +405,11 @@ def add_profiles(saved: Path, threads: list[int], count: int, max_new_tokens: in
 
     report = json.loads(saved.read_text())
     model_dir = base_model_dir()
-    shapes = {k: tuple(v) for k, v in report["shapes"].items()}
     sampling = Sampling(temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens)
     for thread_count in threads:
         torch.set_num_threads(thread_count)
         measured = report["threads"][str(thread_count)]
-        rates = {
-            rows: {k: v * 1e9 for k, v in r.items()} for rows, r in measured["matmul_gflops"][report["dtype"]].items()
-        }
+        shapes, rates = saved_shapes_and_rates(report, str(thread_count))
         measured["profile"] = {
             "generation": generation_profile(model_dir, prompts(count, 1), sampling, shapes, rates),
             "dpo": dpo_profile(thread_count),

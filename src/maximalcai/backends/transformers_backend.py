@@ -184,7 +184,7 @@ class TransformersBackend(Backend):
         Each distinct prefix is computed once (all of them in one left-padded pass) and its cache rows are
         copied to the rows that use it; then the rest of each row, left-padded after its prefix, is run in
         one pass. Returns (output with the last ``keep`` positions' logits, cache, valid-slot mask, slot
-        positions, token history, sequence length).
+        positions, token history).
         """
         import torch
 
@@ -224,7 +224,7 @@ class TransformersBackend(Backend):
             logits_to_keep=keep,
             cache_position=torch.arange(width, width + ids.shape[1], device=device),
         )
-        return out, cache, valid, positions, torch.cat([history, ids], dim=1), width + ids.shape[1]
+        return out, cache, valid, positions, torch.cat([history, ids], dim=1)
 
     # ------------------------------------------------------------------------------------------ generate
     def _generate(
@@ -241,6 +241,7 @@ class TransformersBackend(Backend):
         prefix_ids, suffix_ids = self._encode(prefixes, suffixes)
         generator = torch.Generator(device=self.device).manual_seed(derive_seed(seed, "generate"))
         progress = Progress(f"generate ({self.model_name})", len(prompts))
+        results: list[Completion | None] = [None] * len(prompts)
         start, tokens, done = time.perf_counter(), 0, 0
 
         def finished(index: int, completion: Completion) -> None:
@@ -249,7 +250,6 @@ class TransformersBackend(Backend):
             tokens, done = tokens + completion.num_tokens, done + 1
             progress.update(1, completion.num_tokens)
 
-        results: list[Completion | None] = [None] * len(prompts)
         if self.refill:
             self._decode(line, prefix_ids, suffix_ids, sampling, generator, stop, finished)
         else:
@@ -285,7 +285,7 @@ class TransformersBackend(Backend):
                     out, *new = self._prefill([prefix_ids[i] for i in joining], [suffix_ids[i] for i in joining], 1)
                     self.prefills += 1
                     new_logits = out.logits[:, -1, :]
-                    state = new[:4] if state is None else merge_rows(state, new[:4], self.tokenizer.pad_token_id)
+                    state = new if state is None else merge_rows(state, new, self.tokenizer.pad_token_id)
                     logits = new_logits if logits is None else torch.cat([logits, new_logits])
                     active += joining
                     generated.update((i, []) for i in joining)

@@ -454,6 +454,7 @@ def train_stage(
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, selected_adapters=["default"])
     tokenizer.save_pretrained(tmp)
+    steps = max((r["step"] for r in dpo_rows), default=0)
     summary = {
         "stage": stage,
         "backend": backend,
@@ -461,12 +462,10 @@ def train_stage(
         "weights_dtype": weights_dtype,
         "train_pairs": len(pairs),
         "sft_examples": sft_count,
-        "steps": max((r["step"] for r in dpo_rows), default=0),
+        "steps": steps,
         "resumed_from_step": resumed_step or None,
         "dpo_seconds": round(timer.seconds, 2),
-        "steps_per_s": round((max((r["step"] for r in dpo_rows), default=0) - resumed_step) / timer.seconds, 4)
-        if timer.seconds
-        else None,
+        "steps_per_s": round((steps - resumed_step) / timer.seconds, 4) if timer.seconds else None,
         "final": dpo_rows[-1] if dpo_rows else {},
         "previous_adapter": previous_adapter,
         "reference": "previous stage's adapter (frozen copy)"
