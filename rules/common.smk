@@ -2,8 +2,9 @@
 from pathlib import Path
 
 from maximalcai.config import previous_stage, stage_config, stage_ids
-from maximalcai.evaluation.sets import compared_models
-from maximalcai.generation import shard_count
+from maximalcai.constitution import load_constitution, principles_by_mechanism
+from maximalcai.evaluation.sets import SETS, compared_models
+from maximalcai.generation import candidates_per_instruction, shard_count
 from maximalcai.hardware import wants_gpu
 from maximalcai.job_resources import job_resources
 
@@ -16,13 +17,16 @@ CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.ya
 # (padding, kernels, reduction order), so each model job has them in its params and a change reruns it.
 ENGINE = {"hardware": config["hardware"], "generation": config["generation"]}
 REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
+# Each principle's mechanism (constitution.yaml): build_pairs names the principle of every pair from it, and
+# generate_contrast reads the construction principles. In params, so only a change of mechanism reruns them.
+PRINCIPLES = principles_by_mechanism(load_constitution(config["constitution"], workflow.basedir))
 
 
 # Keys that are not job settings. File paths go in as inputs, never as params: an absolute path in params
 # would rerun a job whenever the checkout moves, though nothing changed. evaluation.report_stages only picks
 # the inputs of stages_report.
 NOT_SETTINGS = {
-    "evaluation": ("helpful", "redteam", "borderline", "fewshot_pool", "report_stages"),
+    "evaluation": ("helpful", "redteam", "borderline", "honesty", "fewshot_pool", "report_stages"),
     "safety": ("demos",),
     "responses": ("constraint_pool",),
 }
@@ -58,10 +62,40 @@ def constraint_pool(wildcards):
     return {"constraint_pool": path} if path else {}
 
 
+def construction(stage):
+    """The construction principles a stage's contrast data uses (none when contrast is off), id -> mechanism."""
+    contrast = stage["contrast"]
+    only = contrast["principles"]
+    return {
+        pid: p
+        for pid, p in PRINCIPLES.items()
+        if contrast["enabled"] and p["mechanism"] == "construction" and (only is None or pid in only)
+    }
+
+
+def contrast_principles(wildcards):
+    """Params of generate_contrast: the stage's construction principles."""
+    return construction(stage_config(config, wildcards.stage))
+
+
+def contrast_files(wildcards):
+    """The requests and framing pools of a stage's construction principles (inputs: an edit reruns the data)."""
+    specs = construction(stage_config(config, wildcards.stage)).values()
+    return sorted({p["construction"][k] for p in specs for k in ("requests", "follow", "violate")})
+
+
+def contrast_table(wildcards):
+    """build_pairs' contrast input, when the stage makes contrast data."""
+    stage = stage_config(config, wildcards.stage)
+    return {"contrast": f"results/{wildcards.stage}/contrast.parquet"} if construction(stage) else {}
+
+
 def fewshot_pools(wildcards):
     """Every pool a stage's generator saw examples from (the copy filters compare chosen texts with them)."""
     stage = stage_config(config, wildcards.stage)
-    return [stage["pool"]] + ([stage["responses"]["constraint_pool"]] if stage["responses"]["constraint_pool"] else [])
+    pools = [stage["pool"]] + ([stage["responses"]["constraint_pool"]] if stage["responses"]["constraint_pool"] else [])
+    specs = construction(stage).values()
+    return pools + sorted({p["construction"][k] for p in specs for k in ("follow", "violate")})
 
 
 def rule_resources(rule_name):

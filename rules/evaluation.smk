@@ -9,6 +9,7 @@ rule eval_generate:
         helpful=config["evaluation"]["helpful"],
         redteam=config["evaluation"]["redteam"],
         borderline=config["evaluation"]["borderline"],
+        honesty=config["evaluation"]["honesty"],
     output:
         table="results/eval/{model}/generations.parquet",
         manifest="results/eval/{model}/manifests/generations.json",
@@ -64,6 +65,7 @@ rule evaluate:
         helpful=config["evaluation"]["helpful"],
         redteam=config["evaluation"]["redteam"],
         borderline=config["evaluation"]["borderline"],
+        honesty=config["evaluation"]["honesty"],
         constitution=config["constitution"],
         demos=config["feedback"]["preference_demos"],
     output:

@@ -108,6 +108,7 @@ rule aggregate_feedback:
 
 rule build_pairs:
     input:
+        unpack(contrast_table),
         responses="results/{stage}/responses.parquet",
         critiques="results/{stage}/critiques.parquet",
         safety="results/{stage}/safety.parquet",
@@ -130,6 +131,7 @@ rule build_pairs:
         **rule_resources("build_pairs"),
     params:
         settings=settings("pairs"),
+        principles=PRINCIPLES,
         seed=config["seed"],
     script:
         "../workflow_scripts/build_pairs.py"

@@ -31,7 +31,7 @@ rule aggregate_instructions:
         shard_tables=shard_files("instructions", "table"),
         shard_manifests=shard_files("instructions", "manifest"),
         pool=lambda wc: stage_config(config, wc.stage)["pool"],
-        eval_sets=[config["evaluation"][name] for name in ("helpful", "redteam", "borderline")],
+        eval_sets=[config["evaluation"][name] for name in SETS],
     output:
         table="results/{stage}/instructions.parquet",
         manifest="results/{stage}/manifests/instructions.json",
@@ -93,6 +93,34 @@ rule aggregate_responses:
     resources:
         **rule_resources("aggregate_responses"),
     params:
-        per_instruction=lambda wc: stage_config(config, wc.stage)["responses"]["per_instruction"],
+        per_instruction=lambda wc: candidates_per_instruction(stage_config(config, wc.stage)["responses"]),
     script:
         "../workflow_scripts/aggregate_responses.py"
+
+
+# Labels by construction (RLCD): the construction principles' requests answered under the framing that
+# follows each principle and the one that violates it (docs/CONSTITUTION.md). One job per stage.
+rule generate_contrast:
+    input:
+        unpack(generator_model),
+        resources=contrast_files,
+        eval_sets=[config["evaluation"][name] for name in SETS],
+    output:
+        table="results/{stage}/contrast.parquet",
+        manifest="results/{stage}/manifests/contrast.json",
+    log:
+        "logs/{stage}/generate_contrast.log",
+    benchmark:
+        "results/benchmarks/{stage}/generate_contrast.tsv"
+    conda:
+        CONDA_ENV
+    threads: compute_threads
+    resources:
+        **rule_resources("generate_contrast"),
+    params:
+        engine=ENGINE,
+        settings=settings("contrast"),
+        principles=contrast_principles,
+        seed=config["seed"],
+    script:
+        "../workflow_scripts/generate_contrast.py"

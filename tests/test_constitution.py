@@ -85,3 +85,53 @@ def test_sampling_principles_is_seeded():
     constitution = load_constitution(REPO / "constitution.yaml")
     draw = lambda: [p.id for p in sample_principles(constitution, 3, random.Random(5))]  # noqa: E731
     assert draw() == draw() and len(set(draw())) == 3
+
+
+def test_every_shipped_principle_names_a_mechanism_the_cpu_recipe_uses_or_says_why_not():
+    """Issue 28: each principle reaches the data through construction or checks, or states why it cannot here."""
+    from maximalcai.pairs import CHECKS
+
+    constitution = load_constitution(REPO / "constitution.yaml")
+    for p in constitution.principles:
+        if p.mechanism == "model":
+            assert p.cpu and len(p.cpu) > 20, p.id
+        elif p.mechanism == "checks":
+            assert p.check in CHECKS + ("offers_alternative", "no_lecture"), p.id
+        else:
+            assert p.construction.chosen != p.construction.rejected, p.id
+    used = {p.mechanism for p in constitution.principles}
+    assert used == {"construction", "checks", "model"}
+    checks = [p.check for p in constitution.principles if p.mechanism == "checks"]
+    assert sorted(checks) == sorted(set(checks))  # one principle per check
+    hazards = {h for p in constitution.principles if p.construction for h in p.construction.where.get("hazard", ())}
+    assert hazards == {f"S{i}" for i in range(1, 15)}  # every Llama Guard 3 category has a principle
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"check": "stops"}, "field 'check': only used with mechanism checks"),
+        ({"mechanism": "checks"}, "mechanism checks needs the field 'check'"),
+        ({"mechanism": "construction"}, "mechanism construction needs the field 'construction'"),
+        (
+            {
+                "mechanism": "construction",
+                "construction": {
+                    "requests": "missing.jsonl",
+                    "follow": "resources/constitution/refusal_examples.jsonl",
+                    "violate": "resources/constitution/compliant_examples.jsonl",
+                    "chosen": "refuses",
+                    "rejected": "answers",
+                },
+            },
+            "field 'construction.requests': file missing.jsonl not found",
+        ),
+        ({"mechanism": "checks", "check": "sounds_nice"}, "sounds_nice"),
+    ],
+)
+def test_a_mechanism_without_what_it_needs_is_named(tmp_path, monkeypatch, fields, message):
+    monkeypatch.chdir(REPO)
+    path = write(tmp_path, {"principles": [principle("a", "helpful", **fields), *three()[1:]]})
+    with pytest.raises(ConstitutionError) as error:
+        load_constitution(path)
+    assert message in str(error.value) and str(path) in str(error.value)

@@ -12,7 +12,6 @@ from maximalcai.evaluation.evaluate import (
     answer_shift,
     first_of_each_set,
     head_to_head,
-    is_refusal,
     item_scores,
     judge_report,
     pair_margins,
@@ -21,25 +20,27 @@ from maximalcai.evaluation.evaluate import (
 )
 from maximalcai.evaluation.sets import EvalPrompt, eval_set_paths, load_eval_prompts
 from maximalcai.evaluation.stats import BETTER, DIFFERENT, NEWCOMBE, PAIRED_T, SAME, TOO_FEW, WORSE
+from maximalcai.verifiable import is_refusal
 
 
 def test_eval_sets_are_cut_to_max_prompts_in_file_order(default_config):
     prompts = load_eval_prompts(
         eval_set_paths(default_config["evaluation"]), default_config["evaluation"]["max_prompts"]
     )
-    counts = {s: sum(p.set == s for p in prompts) for s in ("helpful", "redteam", "borderline")}
+    counts = {s: sum(p.set == s for p in prompts) for s in ("helpful", "redteam", "borderline", "honesty")}
     assert counts == default_config["evaluation"]["max_prompts"]
     assert prompts[0].id == "h-01" and prompts[0].instruction_id_list == ["length_constraints:number_words"]
     full = copy.deepcopy(default_config)
-    full["evaluation"]["max_prompts"] = {"helpful": None, "redteam": None, "borderline": None}
+    full["evaluation"]["max_prompts"] = {"helpful": None, "redteam": None, "borderline": None, "honesty": None}
     counts = {
         s: sum(
             p.set == s
             for p in load_eval_prompts(eval_set_paths(full["evaluation"]), full["evaluation"]["max_prompts"])
         )
-        for s in ("helpful", "redteam", "borderline")
+        for s in ("helpful", "redteam", "borderline", "honesty")
     }
     assert counts["helpful"] >= 300 and counts["redteam"] >= 100 and counts["borderline"] >= 100
+    assert counts["honesty"] >= 100
 
 
 def test_unknown_ifeval_ids_are_refused(default_config, tmp_path):
@@ -237,7 +238,8 @@ def test_head_to_head_asks_both_orders_and_measures_the_judges_agreement(gemma_s
 
 
 def test_scored_prompts_are_the_first_of_each_set():
-    rows = [generation(f"{s}{i}", s, "x") for s in ("h", "r") for i in range(5)]
+    sets = {"h": "helpful", "r": "redteam", "n": "honesty"}  # the judge reads the form sets, not honesty
+    rows = [generation(f"{k}{i}", s, "x") for k, s in sets.items() for i in range(5)]
     assert first_of_each_set(rows, 2) == {"h0", "h1", "r0", "r1"} and len(first_of_each_set(rows, None)) == 10
 
 

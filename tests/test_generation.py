@@ -11,6 +11,7 @@ from conftest import REPO
 from maximalcai import tables, verifiable
 from maximalcai.generation import (
     attach_constraints,
+    candidates_per_instruction,
     filter_instructions,
     generate_instruction_candidates,
     generate_responses,
@@ -105,7 +106,13 @@ def test_constrained_instructions_draw_examples_from_the_constraint_pool(tiny_ba
         {"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task {i}.", "instruction_id_list": ids}
         for i, ids in enumerate([[], ["punctuation:no_comma"], [], ["startend:quotation"]])
     ]
-    settings = {"per_instruction": 2, "fewshot_k": 2, "fewshot_share": 2, "sampling": SETTINGS["sampling"]}
+    settings = {
+        "per_instruction": 2,
+        "fewshot_k": 2,
+        "fewshot_share": 2,
+        "on_policy": False,
+        "sampling": SETTINGS["sampling"],
+    }
     rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, 42, constraint_pool)
     for row in rows:
         constrained = row["instruction_id"] in ("stage1-i00001", "stage1-i00003")
@@ -133,7 +140,13 @@ def test_candidates_of_one_instruction_see_different_fewshot_draws(tiny_backend)
         {"instruction_id": f"stage1-i{i:05d}", "instruction": f"Task number {i}.", "instruction_id_list": []}
         for i in range(3)
     ]
-    settings = {"per_instruction": 2, "fewshot_k": 2, "fewshot_share": 3, "sampling": SETTINGS["sampling"]}
+    settings = {
+        "per_instruction": 2,
+        "fewshot_k": 2,
+        "fewshot_share": 3,
+        "on_policy": False,
+        "sampling": SETTINGS["sampling"],
+    }
     rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, seed=42)
     assert len(rows) == 6
     by_instruction = {}
@@ -212,6 +225,7 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
         "shard_size": 3,
         "fewshot_k": 2,
         "fewshot_share": 2,
+        "on_policy": True,  # a third candidate: the generator's greedy zero-shot answer
         "sampling": SETTINGS["sampling"],
     }
     parts = []
@@ -234,8 +248,11 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
             "instructions": str(tmp_path / "ins.parquet"),
         },
         {"table": str(tmp_path / "resp.parquet"), "manifest": str(tmp_path / "resp.json")},
-        {"per_instruction": 2},
+        {"per_instruction": candidates_per_instruction(response_settings)},
         {"stage": "stage1"},
     )
-    assert len(tables.read_table(tmp_path / "resp.parquet", "responses")) == 8
+    responses = tables.read_table(tmp_path / "resp.parquet", "responses")
+    assert len(responses) == 12
+    greedy = [r for r in responses if r["candidate_index"] == 2]
+    assert len(greedy) == 4 and all(r["fewshot_ids"] == [] and '"temperature":0.0' in r["sampling"] for r in greedy)
     assert json.loads((tmp_path / "resp.json").read_text())["generation"]["shards"] == 2

@@ -90,10 +90,14 @@ def test_funnel_is_known_and_adds_up():
         ("length", 5, 4),
         ("dedupe_by_prompt", 4, 3),
         ("split", 3, 3),
+        ("principle:-", 1, 1),  # the safety swap: the guard decided it, no principle
+        ("principle:p", 2, 2),  # the labeller's pairs: the principle it was asked about
     ]
-    for row in funnel[1:]:  # step 0 turns texts into comparisons; every later step only drops
+    steps = [f for f in funnel if not f["filter"].startswith("principle:")]
+    for row in steps[1:]:  # step 0 turns texts into comparisons; every later step only drops
         assert row["rows_in"] - row["rows_out"] == row["dropped"]
-    assert all(a["rows_out"] == b["rows_in"] for a, b in zip(funnel, funnel[1:]))
+    assert all(a["rows_out"] == b["rows_in"] for a, b in zip(steps, steps[1:]))
+    assert {(p["principle_id"], p["mechanism"]) for p in pairs} == {("", "guard"), ("p", "model")}
     kept = {p["instruction_id"][-1]: p for p in pairs}
     assert set(kept) == {"0", "1", "9"}
     assert kept["1"]["chosen"] == "A safe refusal here." and kept["1"]["safety_swapped"]

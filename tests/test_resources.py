@@ -14,6 +14,8 @@ from maximalcai.similarity import NearDuplicateIndex
 
 POOLS = sorted((REPO / "resources/pools").glob("*.jsonl"))
 DEMOS = sorted((REPO / "resources/feedback").glob("*.jsonl"))
+# The constitution's construction files: seed requests (`request`) and framing pools (`instruction`).
+CONSTRUCTION = sorted((REPO / "resources/constitution").glob("*.jsonl"))
 XSTEST_KINDS = {
     "homonyms",
     "figurative_language",
@@ -54,6 +56,9 @@ def test_eval_prompts_never_enter_a_fewshot_pool_or_demonstration():
     for path in DEMOS:
         for row in rows(path):
             index.add(f"{path.name}:{row['id']}", row.get("instruction") or row["user"])
+    for path in CONSTRUCTION:
+        for row in rows(path):
+            index.add(f"{path.name}:{row['id']}", row.get("request") or row["instruction"])
     leaks = [(name, pid, index.closest(text)) for name, pid, text in eval_texts() if index.closest(text)]
     assert not leaks, f"eval prompts too close to pool or demonstration instructions: {leaks}"
 
@@ -113,3 +118,37 @@ def test_every_constraint_example_meets_its_own_constraints():
             ]
             == 1.0
         ), row["id"]
+
+
+def test_construction_seeds_cover_the_hazard_categories_and_xstest_kinds():
+    """The red-team seed pool covers Llama Guard 3's S1-S14 (hazard known by construction) and the borderline
+    seeds XSTest's kinds; each framing pool pairs the same requests with answers that follow and violate."""
+    harmful = rows(REPO / "resources/constitution/harmful_requests.jsonl")
+    borderline = rows(REPO / "resources/constitution/borderline_requests.jsonl")
+    assert collections.Counter(r["hazard"] for r in harmful).keys() == set(HAZARDS)
+    assert min(collections.Counter(r["hazard"] for r in harmful).values()) >= 4
+    assert set(r["kind"] for r in borderline) == XSTEST_KINDS
+    for follow, violate in (("refusal", "compliant"), ("borderline_answers", "overrefusal")):
+        a = load_pool(
+            REPO / f"resources/constitution/{follow}_examples.jsonl".replace("_answers_examples", "_answers")
+        )
+        b = load_pool(REPO / f"resources/constitution/{violate}_examples.jsonl")
+        assert [e.instruction for e in a] == [e.instruction for e in b] and len(a) >= 8
+    refusals = load_pool(REPO / "resources/constitution/refusal_examples.jsonl")
+    assert all(verifiable.is_refusal(e.response) and verifiable.offers_alternative(e.response) for e in refusals)
+    assert not any(verifiable.lectures(e.response) for e in refusals)
+    assert not any(
+        verifiable.is_refusal(e.response) for e in load_pool(REPO / "resources/constitution/compliant_examples.jsonl")
+    )
+    overrefusals = load_pool(REPO / "resources/constitution/overrefusal_examples.jsonl")
+    assert all(verifiable.is_refusal(e.response) for e in overrefusals)
+    assert not any(
+        verifiable.is_refusal(e.response) for e in load_pool(REPO / "resources/constitution/borderline_answers.jsonl")
+    )
+
+
+def test_honesty_set_spreads_its_kinds():
+    honesty = rows(REPO / "resources/eval/honesty.jsonl")
+    assert len(honesty) >= 100 and len({r["prompt"] for r in honesty}) == len(honesty)
+    assert [r["kind"] for r in honesty[:3]] == ["false_premise", "unanswerable", "sycophancy"]
+    assert min(collections.Counter(r["kind"] for r in honesty).values()) >= 30

@@ -43,6 +43,8 @@ def pair(i, split="train"):
         "rejected_safety": "safe",
         "safety_swapped": False,
         "decided_by": "labeller",
+        "principle_id": "helpfulness",
+        "mechanism": "model",
         "split": split,
         "constitution_hash": "h",
     }
@@ -230,6 +232,8 @@ def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_
             "source": "response",
             "prompt": f"### Instruction:\nQ{i}?\n\n### Response:\n",
             "completion": f"Better answer {i}.",
+            "principle_id": "helpfulness",
+            "mechanism": "checks",
         }
         for i in range(3)
     ]

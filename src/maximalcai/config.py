@@ -200,7 +200,10 @@ def _path_keys(cfg: dict) -> list[tuple[dict, str, str]]:
     """(container, key, dotted name) of every config value that is a file path."""
     keys = [(cfg, "constitution", "constitution"), (cfg["safety"], "demos", "safety.demos")]
     keys += [(cfg["feedback"], k, f"feedback.{k}") for k in ("critique_demos", "preference_demos")]
-    keys += [(cfg["evaluation"], k, f"evaluation.{k}") for k in ("helpful", "redteam", "borderline", "fewshot_pool")]
+    keys += [
+        (cfg["evaluation"], k, f"evaluation.{k}")
+        for k in ("helpful", "redteam", "borderline", "honesty", "fewshot_pool")
+    ]
     keys += [(cfg["stage_defaults"], "pool", "stage_defaults.pool")]
     keys += [(stage, "pool", f"stages[{i}].pool") for i, stage in enumerate(cfg["stages"])]
     keys += [
@@ -226,7 +229,7 @@ def resolve_paths(cfg: dict, roots: Sequence[Path]) -> None:
                 container[key] = str((found[0] if found else roots[0] / value).resolve())
 
 
-def _check_semantics(cfg: dict, sources: str) -> None:
+def _check_semantics(cfg: dict, sources: str, root: Path | None = None) -> None:
     problems: list[str] = []
 
     def need_file(key: str, path: str) -> None:
@@ -234,7 +237,7 @@ def _check_semantics(cfg: dict, sources: str) -> None:
             problems.append(f"{key}: file '{path}' does not exist")
 
     need_file("constitution", cfg["constitution"])
-    for name in ("helpful", "redteam", "borderline", "fewshot_pool"):
+    for name in ("helpful", "redteam", "borderline", "honesty", "fewshot_pool"):
         need_file(f"evaluation.{name}", cfg["evaluation"][name])
     need_file("feedback.critique_demos", cfg["feedback"]["critique_demos"])
     need_file("feedback.preference_demos", cfg["feedback"]["preference_demos"])
@@ -284,10 +287,10 @@ def _check_semantics(cfg: dict, sources: str) -> None:
         )
     if problems:
         raise ConfigError(f"{sources} is invalid:\n  - " + "\n  - ".join(problems))
-    _check_resources(cfg)
+    _check_resources(cfg, sources, root)
 
 
-def _check_resources(cfg: dict) -> None:
+def _check_resources(cfg: dict, sources: str = "config.yaml", root: Path | None = None) -> None:
     """Parse the constitution, pools and demonstrations now, so a malformed file stops the workflow at
     start with its path, line and field instead of failing a job later."""
     from maximalcai.constitution import load_constitution
@@ -296,7 +299,15 @@ def _check_resources(cfg: dict) -> None:
     from maximalcai.feedback.preference import load_preference_demos
     from maximalcai.prompting import load_pool
 
-    load_constitution(cfg["constitution"])
+    constitution = load_constitution(cfg["constitution"], root)
+    construction = [p.id for p in constitution.principles if p.mechanism == "construction"]
+    for index, stage in enumerate(cfg["stages"]):
+        unknown = sorted(set(stage["contrast"]["principles"] or ()) - set(construction))
+        if stage["contrast"]["enabled"] and unknown:
+            raise ConfigError(
+                f"{sources} is invalid:\n  - stages[{index}].contrast.principles: {unknown} are not principles "
+                f"with mechanism construction in {cfg['constitution']}; choose from {', '.join(construction)}"
+            )
     load_critique_demos(cfg["feedback"]["critique_demos"])
     load_preference_demos(cfg["feedback"]["preference_demos"])
     if cfg["safety"]["backend"] == "fewshot":
@@ -316,7 +327,7 @@ def load_config(raw: dict, sources: str = "config.yaml", root: str | Path = ".")
     validate_against_schema(raw, sources, schema)
     cfg = resolve(raw, schema)
     resolve_paths(cfg, [Path.cwd(), Path(root)])
-    _check_semantics(cfg, sources)
+    _check_semantics(cfg, sources, Path(root))
     return cfg
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -23,6 +23,29 @@ SCHEMA_PATH = Path(str(files("maximalcai").joinpath("schemas/constitution.schema
 CATEGORIES = ("helpful", "harmless", "honest")
 
 
+MECHANISMS = ("construction", "checks", "model")
+# Checks by code a principle can name with mechanism checks: the pair checks (pairs.CHECKS) and the text
+# checks on refusals (verifiable.TEXT_CHECKS).
+PRINCIPLE_CHECKS = ("not_empty", "stops", "no_loop", "constraint", "offers_alternative", "no_lecture")
+
+
+@dataclass(frozen=True)
+class Construction:
+    """Labels by construction (RLCD): the same request answered after examples that follow the principle
+    (``follow``) and after examples that violate it (``violate``); the first is chosen when it passes the
+    ``chosen`` check by code and the second passes ``rejected``."""
+
+    requests: str
+    follow: str
+    violate: str
+    chosen: str
+    rejected: str
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "where": {k: list(v) for k, v in self.where.items()}}
+
+
 @dataclass(frozen=True)
 class Principle:
     id: str
@@ -30,6 +53,10 @@ class Principle:
     critique_request: str
     revision_request: str
     preference_question: str
+    mechanism: str = "model"
+    check: str | None = None
+    construction: Construction | None = None
+    cpu: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +84,9 @@ def _where(data: dict, path: Sequence) -> str:
     return ".".join(map(str, parts)) or "top level"
 
 
-def load_constitution(path: str | Path) -> Constitution:
+def load_constitution(path: str | Path, root: str | Path | None = None) -> Constitution:
+    """The validated constitution. Construction files are found from the working directory, beside the
+    constitution, then under ``root`` (the workflow's folder), as the config's own paths are."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -86,11 +115,9 @@ def load_constitution(path: str | Path) -> Constitution:
                 lines.append(f"{where}: {error.message}")
         raise ConstitutionError(f"{path} is invalid:\n  - " + "\n  - ".join(lines))
 
-    principles = tuple(
-        Principle(**{k: p[k].strip() if isinstance(p[k], str) else p[k] for k in Principle.__dataclass_fields__})
-        for p in data["principles"]
-    )
-    problems = []
+    folders = [path.parent] + ([Path(root)] if root else [])
+    principles = tuple(_principle(p, folders) for p in data["principles"])
+    problems = [problem for index, p in enumerate(principles) for problem in _mechanism_problems(p, index, path)]
     seen: set[str] = set()
     for index, principle in enumerate(principles):
         if principle.id in seen:
@@ -107,6 +134,65 @@ def load_constitution(path: str | Path) -> Constitution:
     if problems:
         raise ConstitutionError(f"{path} is invalid:\n  - " + "\n  - ".join(problems))
     return Constitution(str(path), constitution_hash(path), principles)
+
+
+def _find(file: str, folders: Sequence[Path]) -> str:
+    """A construction file as written when it exists from the working directory, else the first of
+    ``folders`` (beside the constitution, the workflow's folder) that has it, as an absolute path."""
+    if Path(file).exists() or Path(file).is_absolute():
+        return file
+    return next((str((folder / file).resolve()) for folder in folders if (folder / file).exists()), file)
+
+
+def _principle(data: dict, folders: Sequence[Path]) -> Principle:
+    values = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+    if isinstance(values.get("construction"), dict):
+        spec = dict(values["construction"])
+        spec["where"] = {k: tuple(v) for k, v in spec.get("where", {}).items()}
+        spec |= {k: _find(spec[k], folders) for k in ("requests", "follow", "violate")}
+        values["construction"] = Construction(**spec)
+    return Principle(**values)
+
+
+def _mechanism_problems(principle: Principle, index: int, path: Path) -> list[str]:
+    """What a principle's mechanism needs: a check, or a construction whose files exist (relative to the
+    constitution's folder's working directory, as the workflow reads them), or nothing for a model."""
+    where = f"principle '{principle.id}' (#{index + 1})"
+    needs = {"checks": "check", "construction": "construction"}
+    problems = [
+        f"{where}, field '{name}': only used with mechanism {mechanism}; set mechanism: {mechanism} or remove it"
+        for mechanism, name in needs.items()
+        if getattr(principle, name) is not None and principle.mechanism != mechanism
+    ]
+    if principle.mechanism in needs and getattr(principle, needs[principle.mechanism]) is None:
+        problems.append(f"{where}: mechanism {principle.mechanism} needs the field '{needs[principle.mechanism]}'")
+    if principle.construction is not None:
+        for name in ("requests", "follow", "violate"):
+            file = getattr(principle.construction, name)
+            if not Path(file).is_file():
+                problems.append(
+                    f"{where}, field 'construction.{name}': file {file} not found (looked in the working "
+                    "directory, beside the constitution and in the workflow's folder)"
+                )
+        if principle.construction.chosen == principle.construction.rejected:
+            problems.append(
+                f"{where}, field 'construction': chosen and rejected name the same check "
+                f"({principle.construction.chosen}); a pair needs answers that differ"
+            )
+    return problems
+
+
+def principles_by_mechanism(constitution: Constitution) -> dict[str, dict]:
+    """What build_pairs and generate_contrast need of each principle: mechanism, check, construction (plain
+    data, so that a rule's params change only when a principle's mechanism does)."""
+    return {
+        p.id: {
+            "mechanism": p.mechanism,
+            "check": p.check,
+            "construction": p.construction.as_dict() if p.construction else None,
+        }
+        for p in constitution.principles
+    }
 
 
 def sample_principles(constitution: Constitution, k: int, rng: random.Random) -> list[Principle]:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maximalcai import tables, verifiable
+from maximalcai import formats, tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
 from maximalcai.errors import TableError
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
@@ -226,7 +226,9 @@ def generate_responses(
     """``per_instruction`` sampled responses for each instruction of one shard.
 
     Instructions with a verifiable constraint draw their examples from ``constraint_pool`` (examples that
-    meet such constraints) when one is given, the others from ``pool``.
+    meet such constraints) when one is given, the others from ``pool``. With ``on_policy``, each instruction
+    also gets the generator's own greedy answer to the zero-shot prompt (candidate ``per_instruction``, no
+    few-shot ids): how the model answers once trained, so the checks can reject the loops it really makes.
     """
     rng = random.Random(derive_seed(seed, stage, "responses", shard, "fewshot"))
     # Candidate-major order: the candidates of one instruction fall into different few-shot groups.
@@ -250,6 +252,11 @@ def generate_responses(
     completions = backend.generate(
         [response_prompt(s, ins["instruction"]) for ins, _, s in jobs], sampling, sample_seed
     )
+    answers = [(ins, j, s, c, sampling) for (ins, j, s), c in zip(jobs, completions)]
+    if settings["on_policy"]:
+        greedy = Sampling.from_config({"temperature": 0.0, "max_new_tokens": settings["sampling"]["max_new_tokens"]})
+        policy = backend.generate([formats.prompt(ins["instruction"]) for ins in instructions], greedy, sample_seed)
+        answers += [(ins, settings["per_instruction"], [], c, greedy) for ins, c in zip(instructions, policy)]
     return [
         {
             "response_id": f"{ins['instruction_id']}-r{j}",
@@ -258,9 +265,9 @@ def generate_responses(
             "instruction": ins["instruction"],
             "candidate_index": j,
             "response": c.text,
-            **_provenance(backend, c, s, sample_seed, sampling),
+            **_provenance(backend, c, s, sample_seed, used),
         }
-        for (ins, j, s), c in zip(jobs, completions)
+        for ins, j, s, c, used in answers
     ]
 
 
@@ -368,6 +375,11 @@ def run_response_shard(
         logger.info("shard %d is past the last instruction; writing an empty shard", shard)
     tables.write_table(rows, table, "responses")
     return {"rows": len(rows), **meter}
+
+
+def candidates_per_instruction(response_settings: dict[str, Any]) -> int:
+    """Responses per instruction: the sampled ones, plus the greedy on-policy answer."""
+    return response_settings["per_instruction"] + bool(response_settings["on_policy"])
 
 
 def run_aggregate_responses(

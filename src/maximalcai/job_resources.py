@@ -23,6 +23,7 @@ from maximalcai.hardware import wants_gpu
 SERVED_MODEL_RULES = (
     "generate_instructions",
     "generate_responses",
+    "generate_contrast",
     "critique_revise",
     "safety_label",
     "preference_label",

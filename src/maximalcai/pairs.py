@@ -36,6 +36,33 @@ logger = logging.getLogger(__name__)
 
 # Verifiable principles, in priority order: checks by code that can decide a preference without a model.
 CHECKS = ("not_empty", "stops", "no_loop", "constraint")
+# The safety column of a contrast pair: checks by code on the request's framing stand in for the guard.
+BY_CONSTRUCTION = "by_construction"
+
+
+def principle_of_check(check: str, principles: dict[str, dict]) -> str:
+    """The constitution principle a check by code carries (constitution.yaml's ``check:``), else
+    ``verifiable:<check>``."""
+    return next(
+        (pid for pid, p in principles.items() if p["mechanism"] == "checks" and p["check"] == check),
+        f"verifiable:{check}",
+    )
+
+
+def attribute(pairs: Sequence[dict[str, Any]], principles: dict[str, dict]) -> None:
+    """Set each pair's ``principle_id`` and ``mechanism`` from what decided it: a construction principle,
+    a check by code (the principle that names the check), the guard (safety swaps), or the labeller (the
+    first principle it was asked about)."""
+    for pair in pairs:
+        source, _, detail = pair["decided_by"].partition(":")
+        if source == "construction":
+            pair.update(principle_id=detail, mechanism="construction")
+        elif source == "verifiable":
+            pair.update(principle_id=principle_of_check(detail, principles), mechanism="checks")
+        elif source == "safety":
+            pair.update(principle_id="", mechanism="guard")
+        else:
+            pair.update(principle_id=(pair["principle_ids"] or [""])[0], mechanism="model")
 
 
 @dataclass(frozen=True)
@@ -389,14 +416,16 @@ def filter_pairs(
             decided,
             len(current),
             f"checks by code ({', '.join(rules['checks'])}) decided "
-            + ", ".join(f"{n} by {k.split(':')[1]}" for k, n in sorted(by_check.items()) if k != "labeller")
+            + ", ".join(
+                f"{n} by {k.split(':')[1]}" for k, n in sorted(by_check.items()) if k.startswith("verifiable:")
+            )
             + f"; undecided pairs: {'left to the labeller' if rules['undecided'] == 'labeller' else 'dropped'}"
             + f" ({by_check.get('labeller', 0)} kept)",
         )
     safe_side: list[dict[str, Any]] = []
     swapped = 0
     for pair in current:
-        if pair["chosen_safety"] == "safe":
+        if pair["chosen_safety"] in ("safe", BY_CONSTRUCTION):
             safe_side.append(pair)
         elif settings["unsafe_chosen"] == "swap" and pair["rejected_safety"] == "safe":
             safe_side.append(_swap(pair))
@@ -536,8 +565,15 @@ def build_pairs(
     fewshot_texts: Sequence[str] = (),
     instructions: Sequence[dict[str, Any]] = (),
     candidates_texts: CandidateTexts | None = None,
+    contrast: Sequence[dict[str, Any]] = (),
+    principles: dict[str, dict] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(pairs rows, funnel rows). ``candidates_texts``: see ``candidate_texts`` (built here when not given)."""
+    """(pairs rows, funnel rows). ``candidates_texts``: see ``candidate_texts`` (built here when not given).
+    ``contrast``: rows of the contrast table (labels by construction); ``principles``: the constitution's
+    mechanisms (``constitution.principles_by_mechanism``), for each pair's principle."""
+    from maximalcai.contrast import contrast_pairs
+
+    principles = principles or {}
     rules = settings["verifiable"]
     texts = candidates_texts or candidate_texts(responses, critiques, safety, instructions, rules)
     prompts = {r["instruction_id"]: r["instruction"] for r in responses}
@@ -549,8 +585,11 @@ def build_pairs(
     if texts.revisions:
         instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
         constructed += code_revision_pairs(texts.revisions, texts.items, texts.labels, instruction_of, stage)
+    by_construction, _, contrast_counts = contrast_pairs(contrast, principles, rules["max_repetition"], stage)
+    constructed += by_construction
     kept, steps = filter_pairs(candidates + constructed, settings, fewshot_texts, texts.items)
     assign_split(kept, settings["heldout_fraction"], seed, stage)
+    attribute(kept, principles)
     revisions = len({c["response_id"] for c in critiques})
     funnel = [
         {
@@ -563,10 +602,26 @@ def build_pairs(
             f"{len(candidates)} labelled comparisons"
             + "".join(
                 f" and {n} {name} pairs decided by checks"
-                for kind, name in (("best_worst", "best-vs-worst"), ("code_revision", "code-revision"))
+                for kind, name in (
+                    ("best_worst", "best-vs-worst"),
+                    ("code_revision", "code-revision"),
+                    ("contrast", "contrast (by construction)"),
+                )
                 if (n := sum(p["kind"] == kind for p in constructed))
             ),
         },
+    ]
+    funnel += [
+        {
+            "step": len(funnel),
+            "filter": f"contrast:{pid}",
+            "rows_in": tally["requests"],
+            "rows_out": tally["paired"],
+            "dropped": tally["requests"] - tally["paired"],
+            "reason": f"requests of principle {pid} paired by construction; not paired: "
+            + ", ".join(f"{n} {why}" for why, n in tally.items() if why not in ("requests", "paired")),
+        }
+        for pid, tally in sorted(contrast_counts.items())
     ]
     funnel += [
         {"step": i, "filter": name, "rows_in": before, "rows_out": after, "dropped": before - after, "reason": reason}
@@ -583,6 +638,22 @@ def build_pairs(
             "reason": f"{len(kept) - heldout} train, {heldout} held out for evaluation",
         }
     )
+    by_principle: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for pair in kept:
+        by_principle.setdefault((pair["principle_id"], pair["mechanism"]), []).append(pair)
+    funnel += [
+        {
+            "step": len(funnel) + i,
+            "filter": f"principle:{pid or '-'}",
+            "rows_in": len(rows),
+            "rows_out": len(rows),
+            "dropped": 0,
+            "reason": f"pairs decided by {mechanism}" + f" ({sum(p['split'] == 'train' for p in rows)} train)",
+        }
+        for i, ((pid, mechanism), rows) in enumerate(sorted(by_principle.items()))
+    ]
+    for number, row in enumerate(funnel):
+        row["step"] = number
     return kept, funnel
 
 
@@ -594,8 +665,15 @@ def sft_examples(
     settings: dict[str, Any],
     fewshot_texts: Sequence[str] = (),
     seed: int = 0,
+    contrast: Sequence[dict[str, Any]] = (),
+    principles: dict[str, dict] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """SL-CAI / context distillation data: the better answers, under the *zero-shot* prompt.
+
+    ``contrast``: the contrast table's rows; each request's chosen answer (``contrast.contrast_pairs``) is an
+    example of its construction principle, whether or not a rejected answer made a pair. Every row records the
+    principle and the mechanism that decided it (checks: instruction-following where the prompt has a
+    constraint, else helpfulness; model revisions: the critique's principle).
 
     Candidates come from ``settings["sft"]["sources"]``: ``responses`` (the few-shot-prompted samples),
     ``revisions`` (final critique revisions), ``code_revisions`` (answers rewritten by code to meet their
@@ -606,8 +684,10 @@ def sft_examples(
     not held out for the preference eval; at most ``per_instruction`` per instruction, in that order of sources
     (constraint variants, each under its own prompt, are not counted). Returns (rows, counts of why dropped).
     """
+    from maximalcai.contrast import contrast_pairs
     from maximalcai.feedback.critique import final_revisions
 
+    principles = principles or {}
     rules, sft = settings["verifiable"], settings["sft"]
     checks = rules["checks"] if rules["enabled"] else ()
     items, labels = dict(texts.items), dict(texts.labels)
@@ -637,6 +717,7 @@ def sft_examples(
         candidates += [
             (vid, instruction_of[original], "constraint_variant") for vid, (original, _) in variants.items()
         ]
+    critique_principle = {c["critique_id"]: c["principle_id"] for c in critiques}
     order = {"response": 0, "revision": 1, "code_revision": 2, "constraint_variant": 3}
     kept: dict[str, list[dict[str, Any]]] = {}
     dropped = {"unsafe": 0, "checks": 0, "copied": 0, "heldout": 0, "per_instruction": 0}
@@ -660,6 +741,11 @@ def sft_examples(
         if reason:
             dropped[reason] += 1
             continue
+        if source == "revision":
+            principle, mechanism = critique_principle.get(text_id, ""), "model"
+        else:
+            check = "constraint" if item.instruction_ids else "not_empty"
+            principle, mechanism = principle_of_check(check, principles), "checks"
         kept.setdefault(instruction_id, []).append(
             {
                 "example_id": text_id,
@@ -667,8 +753,28 @@ def sft_examples(
                 "source": source,
                 "prompt": formats.prompt(item.instruction),
                 "completion": item.text,
+                "principle_id": principle,
+                "mechanism": mechanism,
             }
         )
+    dropped["contrast_copied"] = 0
+    for row in contrast_pairs(contrast, principles, rules["max_repetition"], "")[1]:
+        if row["request_id"] in heldout:
+            dropped["heldout"] += 1
+        elif copies.closest(row["response"]):
+            dropped["contrast_copied"] += 1
+        else:
+            kept.setdefault(row["request_id"], []).append(
+                {
+                    "example_id": row["contrast_id"],
+                    "instruction_id": row["request_id"],
+                    "source": "contrast",
+                    "prompt": formats.prompt(row["request"]),
+                    "completion": row["response"],
+                    "principle_id": row["principle_id"],
+                    "mechanism": "construction",
+                }
+            )
     return [row for rows in kept.values() for row in rows], dropped
 
 
@@ -695,9 +801,12 @@ def run_build_pairs(
     table: str,
     funnel: str,
     sft: str,
+    principles: dict | None = None,
+    contrast: str | None = None,
 ) -> dict[str, Any]:
     """Rule build_pairs: the stage's chosen/rejected pairs (``table``), the funnel of what each filter
-    dropped (``funnel``) and the SFT warm-up examples (``sft``)."""
+    dropped (``funnel``) and the SFT warm-up examples (``sft``). ``contrast``: the stage's contrast table,
+    when the stage makes one; ``principles``: the constitution's mechanisms."""
     from maximalcai.feedback.critique import load_critique_demos
     from maximalcai.prompting import load_pool
 
@@ -708,17 +817,22 @@ def run_build_pairs(
     tasks = tables.read_table(instructions, "instructions")
     fewshot = [e.response for path in pools for e in load_pool(path)]
     fewshot += [d["revision"] for d in load_critique_demos(critique_demos)]
+    framed = tables.read_table(contrast, "contrast") if contrast else []
     texts = candidate_texts(answers, revisions, labels, tasks, settings["verifiable"])
-    pairs, steps = build_pairs(answers, revisions, labels, preferred, settings, seed, stage, fewshot, tasks, texts)
+    pairs, steps = build_pairs(
+        answers, revisions, labels, preferred, settings, seed, stage, fewshot, tasks, texts, framed, principles
+    )
     logger.info("pair funnel for %s:\n%s", stage, format_funnel(steps))
-    demonstrations, dropped = sft_examples(answers, revisions, texts, pairs, settings, fewshot, seed)
+    demonstrations, dropped = sft_examples(
+        answers, revisions, texts, pairs, settings, fewshot, seed, framed, principles
+    )
     logger.info(
         "SFT examples for %s: %d kept (%s); dropped: %s",
         stage,
         len(demonstrations),
         ", ".join(
             f"{sum(r['source'] == s for r in demonstrations)} {s}s"
-            for s in ("response", "revision", "code_revision", "constraint_variant")
+            for s in ("response", "revision", "code_revision", "constraint_variant", "contrast")
         ),
         dropped,
     )
@@ -736,4 +850,11 @@ def run_build_pairs(
         "sft_examples": len(demonstrations),
         "sft_dropped": dropped,
         "decided_by": {k: sum(p["decided_by"] == k for p in pairs) for k in sorted({p["decided_by"] for p in pairs})},
+        "principles": {
+            k: sum(p["principle_id"] == k for p in pairs) for k in sorted({p["principle_id"] for p in pairs})
+        },
+        "sft_principles": {
+            k: sum(r["principle_id"] == k for r in demonstrations)
+            for k in sorted({r["principle_id"] for r in demonstrations})
+        },
     }

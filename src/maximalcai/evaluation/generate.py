@@ -68,6 +68,7 @@ def run_eval_generate(
     helpful: str,
     redteam: str,
     borderline: str,
+    honesty: str,
     table: str,
     adapter: str | None = None,
     pool: str | None = None,
@@ -76,7 +77,9 @@ def run_eval_generate(
     baseline only): ``fewshot_k`` examples from ``pool`` before each prompt, one draw per ``fewshot_share``."""
     from maximalcai.backends import open_backend
 
-    prompts = load_eval_prompts({"helpful": helpful, "redteam": redteam, "borderline": borderline}, max_prompts)
+    prompts = load_eval_prompts(
+        {"helpful": helpful, "redteam": redteam, "borderline": borderline, "honesty": honesty}, max_prompts
+    )
     draws = None
     if model == BASE_FEWSHOT:
         examples = load_pool(pool, min_size=fewshot["fewshot_k"] + 1)

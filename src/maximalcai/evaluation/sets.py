@@ -16,7 +16,9 @@ from typing import Any
 from maximalcai.errors import ResourceError
 from maximalcai.resources import read_jsonl
 
-SETS = ("helpful", "redteam", "borderline")
+SETS = ("helpful", "redteam", "borderline", "honesty")
+# The sets the form metrics (stop, loops, distinct-2, length) and the judge read: honesty has its own metric.
+FORM_SETS = ("helpful", "redteam", "borderline")
 # ``base``: the base model zero-shot; ``base_fewshot``: the same model aligned in context (URIAL-style).
 BASE, BASE_FEWSHOT = "base", "base_fewshot"
 

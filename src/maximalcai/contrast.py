@@ -1,0 +1,341 @@
+"""Labels by construction (RLCD, arXiv 2307.12950): the constitution's principles at a scale a small model carries.
+
+A principle with ``mechanism: construction`` names seed requests and two few-shot pools: answers that follow
+it and answers that violate it (constitution.yaml). For each request, the stage's generator answers once
+after examples that follow the principle and once after examples that violate it; with ``on_policy`` it
+also answers zero-shot and greedily, as the trained model will. No judge is asked: the answer written under
+the positive framing is ``chosen`` by construction, once checks by code confirm that each side did what its
+framing asked (``chosen``/``rejected``: refuses | answers) and that the chosen one stops, does not loop, and
+meets the principles carried by checks on refusals (``helpful-refusal``: offers an alternative,
+``no-preaching``: short, no moralizing).
+
+Requests: the seed requests (hazard or kind known by construction), plus ``generated_per_principle`` new ones
+the generator writes Self-Instruct style from seeds of the same category. Seeds and generated requests
+close to any eval prompt are dropped, as generated instructions are.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from maximalcai import formats, tables, verifiable
+from maximalcai.backends import Backend, Completion, Sampling
+from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
+from maximalcai.reproducibility import derive_seed
+from maximalcai.resources import read_jsonl
+from maximalcai.similarity import NearDuplicateIndex, words
+
+logger = logging.getLogger(__name__)
+
+FRAMINGS = ("follow", "violate", "policy")
+# The checks by code on a chosen refusal, and the principle that names each (constitution.yaml's `check:`).
+REFUSAL_CHECKS = ("offers_alternative", "no_lecture")
+
+
+def construction_principles(principles: dict[str, dict], only: Sequence[str] | None = None) -> dict[str, dict]:
+    """The principles labelled by construction (``only``: a subset by id; None: all), id -> construction."""
+    return {
+        pid: p["construction"]
+        for pid, p in principles.items()
+        if p["mechanism"] == "construction" and (only is None or pid in only)
+    }
+
+
+def load_requests(spec: dict[str, Any], principle_id: str) -> list[dict[str, str]]:
+    """A principle's seed requests: rows of its ``requests`` file selected by ``where``, with their category
+    (the value of the first ``where`` field, else the row's ``hazard`` or ``kind``)."""
+    rows = read_jsonl(spec["requests"], {"request": str}, f"requests of principle '{principle_id}'")
+    where = spec.get("where") or {}
+    kept = [r for r in rows if all(str(r.get(k)) in values for k, values in where.items())]
+    field = next(iter(where), None)
+    return [
+        {
+            "id": r["id"],
+            "request": r["request"],
+            "category": str(r.get(field) or r.get("hazard") or r.get("kind") or ""),
+        }
+        for r in kept
+    ]
+
+
+def request_shots(
+    seeds: Sequence[dict[str, str]], principle_id: str, settings: dict[str, Any], seed: int, stage: str
+) -> list[tuple[str, list[PoolExample]]]:
+    """The few-shot draws for a principle's new requests: twice ``generated_per_principle`` prompts of
+    ``fewshot_k`` seeds of one category each, the categories in turn; (category, seeds) per prompt."""
+    count = settings["generated_per_principle"]
+    if not count or not seeds:
+        return []
+    rng = random.Random(derive_seed(seed, stage, "contrast", principle_id, "requests"))
+    by_category: dict[str, list[PoolExample]] = {}
+    for s in seeds:
+        by_category.setdefault(s["category"], []).append(PoolExample(s["id"], s["request"], ""))
+    categories = sorted(by_category)
+    return [
+        (cat, rng.sample(by_category[cat], min(settings["fewshot_k"], len(by_category[cat]))))
+        for cat in (categories[i % len(categories)] for i in range(2 * count))
+    ]
+
+
+def keep_requests(
+    candidates: Sequence[tuple[str, Completion]],
+    seeds: Sequence[dict[str, str]],
+    principle_id: str,
+    settings: dict[str, Any],
+    stage: str,
+    held_out: Sequence[str],
+) -> tuple[list[dict[str, str]], dict[str, int]]:
+    """Up to ``generated_per_principle`` of a principle's (category, completion) candidates, kept when they end,
+    have ``min_words``-``max_words`` words and are not close to a seed, an eval prompt or each other. Returns
+    (requests, counts of why candidates were dropped)."""
+    dropped = {"unfinished": 0, "length": 0, "near_seed": 0, "near_eval": 0, "near_kept": 0, "surplus": 0}
+    limit = settings["max_similarity"]
+    seed_index, eval_index, kept_index = (NearDuplicateIndex(limit) for _ in range(3))
+    for s in seeds:
+        seed_index.add(s["id"], s["request"])
+    for number, text in enumerate(held_out):
+        eval_index.add(str(number), text)
+    kept: list[dict[str, str]] = []
+    for number, (category, c) in enumerate(candidates):
+        n = len(words(c.text))
+        reason = (
+            "unfinished"
+            if c.finish_reason == "length"
+            else "length"
+            if not settings["min_words"] <= n <= settings["max_words"]
+            else "near_seed"
+            if seed_index.closest(c.text)
+            else "near_eval"
+            if eval_index.closest(c.text)
+            else "near_kept"
+            if kept_index.closest(c.text)
+            else "surplus"
+            if len(kept) >= settings["generated_per_principle"]
+            else None
+        )
+        if reason:
+            dropped[reason] += 1
+            continue
+        request_id = f"{stage}-{principle_id}-g{number:04d}"
+        kept.append({"id": request_id, "request": c.text, "category": category})
+        kept_index.add(request_id, c.text)
+    return kept, dropped
+
+
+def spread(requests: Sequence[dict[str, str]], limit: int | None) -> list[dict[str, str]]:
+    """The first ``limit`` requests taking one of each category in turn (all with None), in file order within
+    a category."""
+    rank: dict[str, int] = {}
+    ordered = []
+    for index, r in enumerate(requests):
+        rank[r["category"]] = rank.get(r["category"], -1) + 1
+        ordered.append((rank[r["category"]], index, r))
+    return [r for _, _, r in sorted(ordered, key=lambda t: t[:2])][:limit]
+
+
+def drop_near_eval(
+    requests: Sequence[dict[str, str]], held_out: Sequence[str], limit: float
+) -> tuple[list[dict[str, str]], int]:
+    """Seed requests that are not close to an eval prompt (tests keep the committed seeds clear of them)."""
+    index = NearDuplicateIndex(limit)
+    for number, text in enumerate(held_out):
+        index.add(str(number), text)
+    kept = [r for r in requests if not index.closest(r["request"])]
+    return kept, len(requests) - len(kept)
+
+
+def answer_jobs(
+    requests: Sequence[dict[str, str]],
+    principle_id: str,
+    spec: dict[str, Any],
+    settings: dict[str, Any],
+    seed: int,
+    stage: str,
+) -> list[tuple[dict[str, str], str, int, list[PoolExample]]]:
+    """(request, framing, index, examples) for ``per_framing`` answers per request under each framing."""
+    pools = {name: load_pool(spec[name], min_size=settings["fewshot_k"]) for name in ("follow", "violate")}
+    rng = random.Random(derive_seed(seed, stage, "contrast", principle_id, "fewshot"))
+    jobs = []
+    for framing, pool in pools.items():
+        members = [(r, j) for j in range(settings["per_framing"]) for r in requests]
+        draws = shared_draws(pool, settings["fewshot_k"], settings["fewshot_share"], len(members), rng)
+        jobs += [(r, framing, j, d) for (r, j), d in zip(members, draws)]
+    return jobs
+
+
+def generate_contrast(
+    backend: Backend,
+    principles: dict[str, dict],
+    settings: dict[str, Any],
+    seed: int,
+    stage: str,
+    held_out: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every construction principle's requests and framed answers: (contrast rows, per-principle counts).
+    All principles share each generation call (new requests, framed answers, greedy answers), so a CPU
+    decodes them in full batches."""
+    specs = construction_principles(principles, settings["principles"])
+    seeds, counts = {}, {}
+    for principle_id, spec in specs.items():
+        usable, near_eval = drop_near_eval(load_requests(spec, principle_id), held_out, settings["max_similarity"])
+        seeds[principle_id] = spread(usable, settings["seeds_per_principle"])
+        counts[principle_id] = {"seed_requests": len(seeds[principle_id]), "seeds_near_eval": near_eval}
+    shots = {pid: request_shots(seeds[pid], pid, settings, seed, stage) for pid in specs}
+    flat = [(pid, cat, s) for pid in specs for cat, s in shots[pid]]
+    written = backend.generate(
+        [instruction_prompt(s) for _, _, s in flat],
+        Sampling.from_config(settings["request_sampling"]),
+        derive_seed(seed, stage, "contrast", "request-sampling"),
+    )
+    requests = {}
+    for principle_id in specs:
+        candidates = [(cat, c) for (pid, cat, _), c in zip(flat, written) if pid == principle_id]
+        generated, dropped = keep_requests(candidates, seeds[principle_id], principle_id, settings, stage, held_out)
+        requests[principle_id] = seeds[principle_id] + generated
+        counts[principle_id] |= {"generated_requests": len(generated), "generated_dropped": dropped}
+        logger.info("contrast %s: %s", principle_id, counts[principle_id])
+    jobs = [
+        (pid, *job)
+        for pid, spec in specs.items()
+        for job in answer_jobs(requests[pid], pid, spec, settings, seed, stage)
+    ]
+    sampling = Sampling.from_config(settings["sampling"])
+    sample_seed = derive_seed(seed, stage, "contrast", "sampling")
+    completions = backend.generate([response_prompt(d, r["request"]) for _, r, _, _, d in jobs], sampling, sample_seed)
+    answers = [(*job, c, sampling) for job, c in zip(jobs, completions)]
+    if settings["on_policy"]:
+        greedy = Sampling.from_config({"temperature": 0.0, "max_new_tokens": settings["sampling"]["max_new_tokens"]})
+        asked = [(pid, r) for pid in specs for r in requests[pid]]
+        policy = backend.generate([formats.prompt(r["request"]) for _, r in asked], greedy, sample_seed)
+        answers += [(pid, r, "policy", 0, [], c, greedy) for (pid, r), c in zip(asked, policy)]
+    rows = [
+        {
+            "contrast_id": f"{r['id']}-{pid}-{framing}{j}",
+            "stage": stage,
+            "principle_id": pid,
+            "request_id": r["id"],
+            "request": r["request"],
+            "origin": "generated" if r["id"].startswith(f"{stage}-") else "seed",
+            "category": r["category"],
+            "framing": framing,
+            "response": c.text,
+            "finish_reason": c.finish_reason,
+            "num_tokens": c.num_tokens,
+            "generator": backend.model_name,
+            "fewshot_ids": [e.id for e in shots],
+            "seed": sample_seed,
+            "sampling": tables.canonical_json(used.as_dict()),
+        }
+        for pid, r, framing, j, shots, c, used in answers
+    ]
+    return rows, counts
+
+
+# ------------------------------------------------------------------------------------------------ pairs
+def passes(row: dict[str, Any], check: str, max_repetition: float) -> bool:
+    """A framed answer did what its side needs: ends by itself, does not loop, and passes ``check``."""
+    text = row["response"]
+    return (
+        bool(text.strip())
+        and row["finish_reason"] in ("stop", "eos")
+        and verifiable.repeated_ngram_rate(text) <= max_repetition
+        and verifiable.TEXT_CHECKS[check](text)
+    )
+
+
+def refusal_checks(principles: dict[str, dict]) -> dict[str, str]:
+    """The principles carried by checks on a chosen refusal: check -> principle id."""
+    return {
+        p["check"]: pid for pid, p in principles.items() if p["mechanism"] == "checks" and p["check"] in REFUSAL_CHECKS
+    }
+
+
+def contrast_pairs(
+    rows: Sequence[dict[str, Any]], principles: dict[str, dict], max_repetition: float, stage: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """One pair per request: the first follow answer that passes the chosen check (and, for a refusal, the
+    checks of the principles carried on refusals) against the on-policy answer when it passes the rejected
+    check, else the first violate answer that does. Returns (pairs, the chosen answer of every request that has
+    one, paired or not: the SFT candidates, per-principle counts of requests paired and why the others were
+    not)."""
+    on_refusals = refusal_checks(principles)
+    by_request: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: r["contrast_id"]):
+        by_request.setdefault((row["principle_id"], row["request_id"]), []).append(row)
+    pairs, chosen_rows, counts = [], [], {}
+    for (principle_id, request_id), answers in sorted(by_request.items()):
+        spec = principles[principle_id]["construction"]
+        tally = counts.setdefault(
+            principle_id, {"requests": 0, "paired": 0, "no_chosen": 0, "no_rejected": 0, **{c: 0 for c in on_refusals}}
+        )
+        tally["requests"] += 1
+        follow = [r for r in answers if r["framing"] == "follow" and passes(r, spec["chosen"], max_repetition)]
+        if spec["chosen"] == "refuses":
+            for check in on_refusals:
+                failing = [r for r in follow if not verifiable.TEXT_CHECKS[check](r["response"])]
+                tally[check] += bool(follow) and len(failing) == len(follow)
+                follow = [r for r in follow if r not in failing]
+        rejected = sorted(
+            (r for r in answers if r["framing"] in ("policy", "violate") and passes(r, spec["rejected"], 1.0)),
+            key=lambda r: (r["framing"] != "policy", r["contrast_id"]),
+        )
+        if not follow:
+            tally["no_chosen"] += 1
+            continue
+        chosen_rows.append(follow[0])
+        if not rejected:
+            tally["no_rejected"] += 1
+            continue
+        tally["paired"] += 1
+        chosen, worse = follow[0], rejected[0]
+        pairs.append(
+            {
+                "pair_id": f"{request_id}-{principle_id}-contrast",
+                "stage": stage,
+                "prompt": formats.prompt(chosen["request"]),
+                "chosen": chosen["response"],
+                "rejected": worse["response"],
+                "instruction_id": request_id,
+                "chosen_id": chosen["contrast_id"],
+                "rejected_id": worse["contrast_id"],
+                "comparison_id": f"{request_id}-{principle_id}-contrast",
+                "kind": "contrast",
+                "principle_ids": [principle_id] + (list(on_refusals.values()) if spec["chosen"] == "refuses" else []),
+                "soft_label": 1.0,
+                "margin": 0.5,
+                "chosen_safety": "by_construction",
+                "rejected_safety": "by_construction",
+                "safety_swapped": False,
+                "decided_by": f"construction:{principle_id}",
+                "split": "train",
+                "constitution_hash": "",
+            }
+        )
+    return pairs, chosen_rows, counts
+
+
+# ------------------------------------------------------------------------------- rule entry point (I/O)
+def run_generate_contrast(
+    engine: dict,
+    settings: dict,
+    principles: dict,
+    seed: int,
+    stage: str,
+    base_model: str,
+    eval_sets: Sequence[str],
+    table: str,
+    resources: Sequence[str] = (),
+    adapter: str | None = None,
+) -> dict[str, Any]:
+    """Rule generate_contrast: the stage's requests under each construction principle's two framings."""
+    from maximalcai.backends import open_backend
+    from maximalcai.generation import held_out_texts
+
+    del resources  # the construction files: inputs so that an edit reruns this rule; read through ``principles``
+    backend = open_backend(engine, base_model, adapter)
+    rows, counts = generate_contrast(backend, principles, settings, seed, stage, held_out_texts(eval_sets))
+    tables.write_table(rows, table, "contrast")
+    return {"rows": len(rows), "principles": counts, **backend.meter.as_dict()}
