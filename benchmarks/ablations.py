@@ -31,7 +31,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = [REPO / "config.yaml", REPO / "config/cpu-full.yaml"]
-HEADLINE = ("stop_rate", "repeated_4gram_rate", "ifeval_strict", "over_refusal_rate")
+HEADLINE = (
+    "stop_rate",
+    "repeated_4gram_rate",
+    "ifeval_strict",
+    "redteam_refusal_rate",
+    "over_refusal_rate",
+    "honesty_rate",
+)
 # Outputs a variant rebuilds (everything downstream of the pairs); the rest is shared with the source run.
 REBUILT = (
     "results/stage1/pairs.parquet",
@@ -55,10 +62,19 @@ LABELLER = {
     "pairs": {"verifiable": {"enabled": False}, "sft": {"sources": ["responses"]}},
 }
 VARIANTS: dict[str, tuple[str, dict]] = {
-    "recipe": (
-        "SFT on few-shot answers that pass the checks and on revisions by code, then DPO on pairs "
-        "decided by the checks (config/cpu-full.yaml)",
-        {},
+    "recipe": ("the recipe of config/cpu-full.yaml at the source run's commit", {}),
+    # The levers of the constitution recipe (docs/CONSTITUTION.md), each switched off on its own, and both.
+    "no-contrast": (
+        "without labels by construction (no contrast pairs or SFT examples; on-policy negatives kept)",
+        {"contrast": {"enabled": False}},
+    ),
+    "no-on-policy": (
+        "without on-policy negatives (the responses regenerated without the greedy candidate; contrast kept)",
+        {"responses": {"on_policy": False}, "contrast": {"on_policy": False}},
+    ),
+    "before-constitution": (
+        "the recipe before the constitution reached the data: no contrast, no on-policy negatives",
+        {"contrast": {"enabled": False}, "responses": {"on_policy": False}},
     ),
     "dpo-checks": (
         "DPO only, on the same check-decided pairs (no SFT)",
