@@ -44,12 +44,20 @@ def values(workdir: Path, stage: str) -> dict[tuple[str, str], dict[str, float]]
     return out
 
 
+def mean(got: dict[str, float], items: list[str]) -> str:
+    shared = [got[i] for i in items if i in got]
+    return f"{sum(shared) / len(shared):.3f}" if shared else "n/a"
+
+
 def compare(new: Path, old: Path, stage: str, new_name: str, old_name: str) -> tuple[list[dict], str]:
     ours, theirs = values(new, stage), values(old, stage)
-    rows, lines = [], [
-        f"| metric | prompts | base | base_fewshot | {old_name} | {new_name} | {new_name} - {old_name} | verdict |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
-    ]
+    rows, lines = (
+        [],
+        [
+            f"| metric | prompts | base | base_fewshot | {old_name} | {new_name} | {new_name} - {old_name} | verdict |",
+            "|---|---:|---:|---:|---:|---:|---|---|",
+        ],
+    )
     for metric in SHOWN:
         a, b = ours.get((stage, metric), {}), theirs.get((stage, metric), {})
         common = sorted(set(a) & set(b))
@@ -59,18 +67,13 @@ def compare(new: Path, old: Path, stage: str, new_name: str, old_name: str) -> t
         higher = METRICS[metric][1]
         judged = verdict(interval.low, interval.high, 0.0, higher)
 
-        def mean(model: str, source: dict) -> str:
-            got = source.get((model, metric), {})
-            shared = [got[i] for i in common if i in got]
-            return f"{sum(shared) / len(shared):.3f}" if shared else "n/a"
-
         row = {
             "metric": metric,
             "prompts": len(common),
-            "base": mean("base", ours),
-            "base_fewshot": mean("base_fewshot", ours),
-            "old": mean(stage, theirs),
-            "new": mean(stage, ours),
+            "base": mean(ours.get(("base", metric), {}), common),
+            "base_fewshot": mean(ours.get(("base_fewshot", metric), {}), common),
+            "old": mean(b, common),
+            "new": mean(a, common),
             "estimate": interval.estimate,
             "low": interval.low,
             "high": interval.high,

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 from maximalcai import tables, verifiable
 from maximalcai.constitution import load_constitution, principles_by_mechanism
-from maximalcai.contrast import contrast_pairs, generate_contrast, run_generate_contrast, spread
+from maximalcai.contrast import balanced_counts, contrast_pairs, generate_contrast, run_generate_contrast, spread
 from maximalcai.pairs import build_pairs, candidate_texts, sft_examples
 
 PRINCIPLES = principles_by_mechanism(load_constitution(REPO / "constitution.yaml"))
@@ -16,6 +16,7 @@ SETTINGS = {
     "enabled": True,
     "principles": ["privacy", "answer-the-question"],
     "seeds_per_principle": 2,
+    "balance": False,
     "generated_per_principle": 1,
     "fewshot_k": 2,
     "fewshot_share": 2,
@@ -150,6 +151,18 @@ def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
     }
     assert sum(r["source"] == "contrast" for r in rows) == 3
     tables.to_arrow(rows, "sft_examples")
+
+
+def test_balance_gives_answering_as_many_requests_as_refusing():
+    specs = {pid: p["construction"] for pid, p in PRINCIPLES.items() if p["mechanism"] == "construction"}
+    refusing = [pid for pid, spec in specs.items() if spec["chosen"] == "refuses"]
+    counts = balanced_counts(
+        specs, SETTINGS | {"balance": True, "seeds_per_principle": 4, "generated_per_principle": 2}
+    )
+    assert counts["answer-the-question"] == {"seeds": 4 * len(refusing), "generated": 2 * len(refusing)}
+    assert all(counts[pid] == {"seeds": 4, "generated": 2} for pid in refusing)
+    unbalanced = balanced_counts(specs, SETTINGS | {"seeds_per_principle": None})
+    assert unbalanced["answer-the-question"] == {"seeds": None, "generated": 1}
 
 
 def test_seed_requests_are_spread_over_categories():

@@ -61,12 +61,27 @@ def load_requests(spec: dict[str, Any], principle_id: str) -> list[dict[str, str
     ]
 
 
+def balanced_counts(specs: dict[str, dict], settings: dict[str, Any]) -> dict[str, dict[str, int | None]]:
+    """Seed and generated requests per principle. With ``balance``, the principles whose chosen answer must
+    answer (``answer-the-question``) together get as many as those whose chosen answer must refuse, so the
+    data teaches when to refuse rather than to refuse whatever sounds risky."""
+    kinds = {kind: [p for p, spec in specs.items() if spec["chosen"] == kind] for kind in ("refuses", "answers")}
+    scale = len(kinds["refuses"]) / len(kinds["answers"]) if settings["balance"] and all(kinds.values()) else 1.0
+    seeds, generated = settings["seeds_per_principle"], settings["generated_per_principle"]
+    return {
+        pid: {
+            "seeds": None if seeds is None else round(seeds * (scale if pid in kinds["answers"] else 1.0)),
+            "generated": round(generated * (scale if pid in kinds["answers"] else 1.0)),
+        }
+        for pid in specs
+    }
+
+
 def request_shots(
-    seeds: Sequence[dict[str, str]], principle_id: str, settings: dict[str, Any], seed: int, stage: str
+    seeds: Sequence[dict[str, str]], principle_id: str, count: int, settings: dict[str, Any], seed: int, stage: str
 ) -> list[tuple[str, list[PoolExample]]]:
-    """The few-shot draws for a principle's new requests: twice ``generated_per_principle`` prompts of
-    ``fewshot_k`` seeds of one category each, the categories in turn; (category, seeds) per prompt."""
-    count = settings["generated_per_principle"]
+    """The few-shot draws for ``count`` new requests of a principle: twice ``count`` prompts of ``fewshot_k``
+    seeds of one category each, the categories in turn; (category, seeds) per prompt."""
     if not count or not seeds:
         return []
     rng = random.Random(derive_seed(seed, stage, "contrast", principle_id, "requests"))
@@ -84,11 +99,12 @@ def keep_requests(
     candidates: Sequence[tuple[str, Completion]],
     seeds: Sequence[dict[str, str]],
     principle_id: str,
+    count: int,
     settings: dict[str, Any],
     stage: str,
     held_out: Sequence[str],
 ) -> tuple[list[dict[str, str]], dict[str, int]]:
-    """Up to ``generated_per_principle`` of a principle's (category, completion) candidates, kept when they end,
+    """Up to ``count`` of a principle's (category, completion) candidates, kept when they end,
     have ``min_words``-``max_words`` words and are not close to a seed, an eval prompt or each other. Returns
     (requests, counts of why candidates were dropped)."""
     dropped = {"unfinished": 0, "length": 0, "near_seed": 0, "near_eval": 0, "near_kept": 0, "surplus": 0}
@@ -113,7 +129,7 @@ def keep_requests(
             else "near_kept"
             if kept_index.closest(c.text)
             else "surplus"
-            if len(kept) >= settings["generated_per_principle"]
+            if len(kept) >= count
             else None
         )
         if reason:
@@ -178,12 +194,13 @@ def generate_contrast(
     All principles share each generation call (new requests, framed answers, greedy answers), so a CPU
     decodes them in full batches."""
     specs = construction_principles(principles, settings["principles"])
+    wanted = balanced_counts(specs, settings)
     seeds, counts = {}, {}
     for principle_id, spec in specs.items():
         usable, near_eval = drop_near_eval(load_requests(spec, principle_id), held_out, settings["max_similarity"])
-        seeds[principle_id] = spread(usable, settings["seeds_per_principle"])
+        seeds[principle_id] = spread(usable, wanted[principle_id]["seeds"])
         counts[principle_id] = {"seed_requests": len(seeds[principle_id]), "seeds_near_eval": near_eval}
-    shots = {pid: request_shots(seeds[pid], pid, settings, seed, stage) for pid in specs}
+    shots = {pid: request_shots(seeds[pid], pid, wanted[pid]["generated"], settings, seed, stage) for pid in specs}
     flat = [(pid, cat, s) for pid in specs for cat, s in shots[pid]]
     written = backend.generate(
         [instruction_prompt(s) for _, _, s in flat],
@@ -193,7 +210,9 @@ def generate_contrast(
     requests = {}
     for principle_id in specs:
         candidates = [(cat, c) for (pid, cat, _), c in zip(flat, written) if pid == principle_id]
-        generated, dropped = keep_requests(candidates, seeds[principle_id], principle_id, settings, stage, held_out)
+        generated, dropped = keep_requests(
+            candidates, seeds[principle_id], principle_id, wanted[principle_id]["generated"], settings, stage, held_out
+        )
         requests[principle_id] = seeds[principle_id] + generated
         counts[principle_id] |= {"generated_requests": len(generated), "generated_dropped": dropped}
         logger.info("contrast %s: %s", principle_id, counts[principle_id])
