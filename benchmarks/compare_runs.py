@@ -51,13 +51,8 @@ def mean(got: dict[str, float], items: list[str]) -> str:
 
 def compare(new: Path, old: Path, stage: str, new_name: str, old_name: str) -> tuple[list[dict], str]:
     ours, theirs = values(new, stage), values(old, stage)
-    rows, lines = (
-        [],
-        [
-            f"| metric | prompts | base | base_fewshot | {old_name} | {new_name} | {new_name} - {old_name} | verdict |",
-            "|---|---:|---:|---:|---:|---:|---|---|",
-        ],
-    )
+    models = f"| base | base_fewshot | {old_name} | {new_name} | {new_name} - {old_name} |"
+    rows, lines = [], [f"| metric | prompts {models} verdict |", "|---|---:|---:|---:|---:|---:|---|---|"]
     for metric in SHOWN:
         a, b = ours.get((stage, metric), {}), theirs.get((stage, metric), {})
         common = sorted(set(a) & set(b))
