@@ -77,6 +77,17 @@ def balanced_counts(specs: dict[str, dict], settings: dict[str, Any]) -> dict[st
     }
 
 
+def contrast_requests(principles: dict[str, dict], settings: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """(seed, generated) requests each construction principle asks for at most: its seed file's rows (before the
+    eval-prompt filter) up to the balanced limits; what the plan estimates."""
+    specs = construction_principles(principles, settings["principles"])
+    wanted = balanced_counts(specs, settings)
+    return {
+        pid: (len(spread(load_requests(spec, pid), wanted[pid]["seeds"])), wanted[pid]["generated"])
+        for pid, spec in specs.items()
+    }
+
+
 def request_shots(
     seeds: Sequence[dict[str, str]], principle_id: str, count: int, settings: dict[str, Any], seed: int, stage: str
 ) -> list[tuple[str, list[PoolExample]]]:

@@ -51,8 +51,10 @@ def sft_examples(stage: dict[str, Any]) -> float:
 
 def item_counts(stage: dict[str, Any]) -> tuple[int, int, int]:
     """Responses, critiqued responses and preference comparisons of one stage."""
+    from maximalcai.generation import candidates_per_instruction
+
     ins, res, cri, pref = stage["instructions"], stage["responses"], stage["critique"], stage["preference"]
-    responses = ins["count"] * res["per_instruction"]
+    responses = ins["count"] * candidates_per_instruction(res)
     critiqued = ins["count"] * min(cri["responses_per_instruction"], res["per_instruction"]) * cri["rounds"]
     comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * (
         "revision" in pref["comparisons"]
@@ -97,6 +99,7 @@ def rule_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[st
             * 2
             * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens)
         },
+        "generate_contrast": contrast_tokens(stage, cfg),
         "train_dpo": {
             "trained": stage_pairs(stage, comparisons) * training["epochs"] * 2 * example_tokens,
             "sft_trained": sft_examples(stage) * training["sft_warmup"]["epochs"] * example_tokens,
@@ -106,6 +109,26 @@ def rule_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[st
             * cfg["evaluation"]["sampling"]["max_new_tokens"]
             * TYPICAL_FILL
         },
+    }
+
+
+def contrast_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
+    """generate_contrast's tokens: the requests it writes, and each request's framed and on-policy answers
+    (``contrast.contrast_requests`` counts them from the constitution's seed files, as the job does)."""
+    from maximalcai.constitution import load_constitution, principles_by_mechanism
+    from maximalcai.contrast import contrast_requests
+
+    settings = stage["contrast"]
+    if not settings["enabled"]:
+        return {}
+    counts = contrast_requests(principles_by_mechanism(load_constitution(cfg["constitution"])), settings)
+    requests = sum(seeds + generated for seeds, generated in counts.values())
+    answers = requests * (2 * settings["per_framing"] + settings["on_policy"])
+    written = sum(2 * generated for _, generated in counts.values())  # twice as many candidates as kept
+    answer_tokens = settings["sampling"]["max_new_tokens"] * TYPICAL_FILL
+    return {
+        "generated": answers * answer_tokens + written * settings["request_sampling"]["max_new_tokens"] * TYPICAL_FILL,
+        "scored": answers * (settings["fewshot_k"] * EXAMPLE_TOKENS / max(1, settings["fewshot_share"]) + 30),
     }
 
 
