@@ -4,6 +4,7 @@ import copy
 import json
 import logging
 import math
+import shutil
 
 import pytest
 import torch
@@ -123,9 +124,13 @@ def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pair
             dpo_callbacks=[KillAfter(3)],
         )
     assert (tmp_path / "cb/dpo/checkpoint-2").is_dir() and not (tmp_path / "b").exists()
+    # A save the kill cut short (issue 29): checkpoint-3 without its trainer state, and with a truncated one.
+    shutil.copytree(tmp_path / "cb/dpo/checkpoint-2", tmp_path / "cb/dpo/checkpoint-3")
+    (tmp_path / "cb/dpo/checkpoint-3/trainer_state.json").write_text('{"global_step": 3, "log_hist')
     with caplog.at_level(logging.INFO, logger="maximalcai.training.dpo"):
         rows, summary = train(cfg, settings, tiny_model_dir, pairs_path, str(tmp_path / "b"), str(tmp_path / "cb"))
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # the history of the resumed run covers every step
+    assert "checkpoint-3 was cut short while it was saved" in caplog.text
     assert "dpo phase resumes from" in caplog.text and "checkpoint-2 (step 2" in caplog.text
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 4  # its rate counts steps 3 and 4 only
     a, b = adapter_tensors(tmp_path / "a"), adapter_tensors(tmp_path / "b")

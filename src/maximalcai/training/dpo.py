@@ -246,9 +246,34 @@ def loss_types(setting: str | list[str]) -> list[str]:
     return [setting] if isinstance(setting, str) else list(setting)
 
 
+# What a checkpoint needs to resume from: the trainer's state (written last), the weights and the optimizer.
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
+
+
+def complete_checkpoint(path: Path) -> bool:
+    """A checkpoint a killed save did not cut short: its files are there and its state parses."""
+    if not all((path / name).is_file() for name in CHECKPOINT_FILES):
+        return False
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        return False
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def last_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint of a phase. A checkpoint that a kill, an out-of-memory kill or a full disk
+    cut short while it was saved is removed, with a log line, so the rerun resumes from the one before."""
     checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(checkpoints[-1]) if checkpoints else None
+    for path in reversed(checkpoints):
+        if complete_checkpoint(path):
+            return str(path)
+        logger.warning("%s was cut short while it was saved (files missing); removing it and resuming before it", path)
+        shutil.rmtree(path)
+    return None
 
 
 def checkpoint_step(checkpoint: str | None) -> int:
