@@ -18,22 +18,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+sys.path[:0] = [str(REPO / "src"), str(REPO / "benchmarks")]
+
+from ablations import HEADLINE  # noqa: E402
 
 from maximalcai import tables  # noqa: E402
 from maximalcai.evaluation.evaluate import METRICS  # noqa: E402
 from maximalcai.evaluation.stats import paired_difference, verdict  # noqa: E402
 
-SHOWN = (
-    "stop_rate",
-    "repeated_4gram_rate",
-    "ifeval_strict",
-    "redteam_refusal_rate",
-    "over_refusal_rate",
-    "honesty_rate",
-    "unsafe_rate",
-    "length_tokens",
-)
+SHOWN = (*HEADLINE, "unsafe_rate", "length_tokens")  # the ablations' headline, the guard's verdict and length
 
 
 def values(workdir: Path, stage: str) -> dict[tuple[str, str], dict[str, float]]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
+from maximalcai.generation import provenance
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
@@ -252,12 +253,7 @@ def generate_contrast(
             "category": r["category"],
             "framing": framing,
             "response": c.text,
-            "finish_reason": c.finish_reason,
-            "num_tokens": c.num_tokens,
-            "generator": backend.model_name,
-            "fewshot_ids": [e.id for e in shots],
-            "seed": sample_seed,
-            "sampling": tables.canonical_json(used.as_dict()),
+            **provenance(backend, c, shots, sample_seed, used),
         }
         for pid, r, framing, j, shots, c, used in answers
     ]

@@ -54,7 +54,7 @@ def shard_count(stage_settings: dict[str, Any], rule_or_table: str) -> int:
 
 
 # -------------------------------------------------------------------------------------------- provenance
-def _provenance(
+def provenance(
     backend: Backend, completion: Completion, shots: Sequence[PoolExample], sample_seed: int, sampling: Sampling
 ) -> dict[str, Any]:
     """The columns every generated row carries: how it ended, who wrote it, from which examples and draws."""
@@ -86,7 +86,7 @@ def generate_instruction_candidates(
             "stage": stage,
             "shard": shard,
             "text": c.text,
-            **_provenance(backend, c, s, sample_seed, sampling),
+            **provenance(backend, c, s, sample_seed, sampling),
         }
         for i, (s, c) in enumerate(zip(shots, completions))
     ]
@@ -265,7 +265,7 @@ def generate_responses(
             "instruction": ins["instruction"],
             "candidate_index": j,
             "response": c.text,
-            **_provenance(backend, c, s, sample_seed, used),
+            **provenance(backend, c, s, sample_seed, used),
         }
         for ins, j, s, c, used in answers
     ]
