@@ -554,6 +554,40 @@ def text_items(
     return items
 
 
+def contrast_funnel(counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Funnel rows of the construction principles: requests paired, and why the others were not."""
+    return [
+        {
+            "step": 0,
+            "filter": f"contrast:{pid}",
+            "rows_in": tally["requests"],
+            "rows_out": tally["paired"],
+            "dropped": tally["requests"] - tally["paired"],
+            "reason": f"requests of principle {pid} paired by construction; not paired: "
+            + ", ".join(f"{n} {why}" for why, n in tally.items() if why not in ("requests", "paired")),
+        }
+        for pid, tally in sorted(counts.items())
+    ]
+
+
+def principle_funnel(kept: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Funnel rows of the kept pairs per principle and mechanism."""
+    by_principle: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for pair in kept:
+        by_principle.setdefault((pair["principle_id"], pair["mechanism"]), []).append(pair)
+    return [
+        {
+            "step": 0,
+            "filter": f"principle:{pid or '-'}",
+            "rows_in": len(rows),
+            "rows_out": len(rows),
+            "dropped": 0,
+            "reason": f"pairs decided by {mechanism} ({sum(p['split'] == 'train' for p in rows)} train)",
+        }
+        for (pid, mechanism), rows in sorted(by_principle.items())
+    ]
+
+
 def build_pairs(
     responses: Sequence[dict[str, Any]],
     critiques: Sequence[dict[str, Any]],
@@ -611,18 +645,7 @@ def build_pairs(
             ),
         },
     ]
-    funnel += [
-        {
-            "step": len(funnel),
-            "filter": f"contrast:{pid}",
-            "rows_in": tally["requests"],
-            "rows_out": tally["paired"],
-            "dropped": tally["requests"] - tally["paired"],
-            "reason": f"requests of principle {pid} paired by construction; not paired: "
-            + ", ".join(f"{n} {why}" for why, n in tally.items() if why not in ("requests", "paired")),
-        }
-        for pid, tally in sorted(contrast_counts.items())
-    ]
+    funnel += contrast_funnel(contrast_counts)
     funnel += [
         {"step": i, "filter": name, "rows_in": before, "rows_out": after, "dropped": before - after, "reason": reason}
         for i, (name, before, after, reason) in enumerate(steps, start=1)
@@ -638,23 +661,42 @@ def build_pairs(
             "reason": f"{len(kept) - heldout} train, {heldout} held out for evaluation",
         }
     )
-    by_principle: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for pair in kept:
-        by_principle.setdefault((pair["principle_id"], pair["mechanism"]), []).append(pair)
-    funnel += [
-        {
-            "step": len(funnel) + i,
-            "filter": f"principle:{pid or '-'}",
-            "rows_in": len(rows),
-            "rows_out": len(rows),
-            "dropped": 0,
-            "reason": f"pairs decided by {mechanism}" + f" ({sum(p['split'] == 'train' for p in rows)} train)",
-        }
-        for i, ((pid, mechanism), rows) in enumerate(sorted(by_principle.items()))
-    ]
+    funnel += principle_funnel(kept)
     for number, row in enumerate(funnel):
         row["step"] = number
     return kept, funnel
+
+
+def contrast_examples(
+    contrast: Sequence[dict[str, Any]],
+    principles: dict[str, dict],
+    max_repetition: float,
+    heldout: set[str],
+    copies: NearDuplicateIndex,
+) -> tuple[list[dict[str, Any]], int, int]:
+    """SFT examples of the construction principles: each request's chosen answer, unless its pair is held out or
+    it copies a framing example. Returns (rows, held out, copied)."""
+    from maximalcai.contrast import contrast_pairs
+
+    rows, held, copied = [], 0, 0
+    for row in contrast_pairs(contrast, principles, max_repetition, "")[1]:
+        if row["request_id"] in heldout:
+            held += 1
+        elif copies.closest(row["response"]):
+            copied += 1
+        else:
+            rows.append(
+                {
+                    "example_id": row["contrast_id"],
+                    "instruction_id": row["request_id"],
+                    "source": "contrast",
+                    "prompt": formats.prompt(row["request"]),
+                    "completion": row["response"],
+                    "principle_id": row["principle_id"],
+                    "mechanism": "construction",
+                }
+            )
+    return rows, held, copied
 
 
 def sft_examples(
@@ -684,7 +726,6 @@ def sft_examples(
     not held out for the preference eval; at most ``per_instruction`` per instruction, in that order of sources
     (constraint variants, each under its own prompt, are not counted). Returns (rows, counts of why dropped).
     """
-    from maximalcai.contrast import contrast_pairs
     from maximalcai.feedback.critique import final_revisions
 
     principles = principles or {}
@@ -757,24 +798,11 @@ def sft_examples(
                 "mechanism": mechanism,
             }
         )
-    dropped["contrast_copied"] = 0
-    for row in contrast_pairs(contrast, principles, rules["max_repetition"], "")[1]:
-        if row["request_id"] in heldout:
-            dropped["heldout"] += 1
-        elif copies.closest(row["response"]):
-            dropped["contrast_copied"] += 1
-        else:
-            kept.setdefault(row["request_id"], []).append(
-                {
-                    "example_id": row["contrast_id"],
-                    "instruction_id": row["request_id"],
-                    "source": "contrast",
-                    "prompt": formats.prompt(row["request"]),
-                    "completion": row["response"],
-                    "principle_id": row["principle_id"],
-                    "mechanism": "construction",
-                }
-            )
+    examples, dropped["contrast_heldout"], dropped["contrast_copied"] = contrast_examples(
+        contrast, principles, rules["max_repetition"], heldout, copies
+    )
+    for row in examples:
+        kept.setdefault(row["instruction_id"], []).append(row)
     return [row for rows in kept.values() for row in rows], dropped
 
 
