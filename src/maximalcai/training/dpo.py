@@ -515,7 +515,7 @@ def model_card(seed: int, settings: dict, stage: str, base_dir: str, pairs_path:
         "---",
         f"# maximalcai {stage} adapter",
         "",
-        f"A LoRA adapter trained with DPO by [maximalcai](https://github.com/) (progressive Constitutional AI) on "
+        f"A LoRA adapter trained with DPO by maximalcai (a Snakemake workflow for progressive Constitutional AI) on "
         f"top of the base model `{info.get('name')}` ({info.get('source')}).",
         "",
         "## Data",
