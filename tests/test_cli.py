@@ -170,3 +170,9 @@ def test_the_console_script_is_installed():
     script = Path(sys.executable).parent / "maximalcai"  # pip install -e . puts it beside the interpreter
     result = subprocess.run([str(script), "generate", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--prompts" in result.stdout
+
+
+def test_help_is_plain_text():
+    """`maximalcai --help` shows the module's first paragraph without its reStructuredText markup."""
+    result = subprocess.run([sys.executable, "-m", "maximalcai.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "The maximalcai command" in result.stdout and "``" not in result.stdout

@@ -234,7 +234,7 @@ def push(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="maximalcai", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="maximalcai", description=__doc__.split("\n\n")[0].replace("``", ""))
     commands = top.add_subparsers(dest="command", required=True)
     for name, text in (
         ("chat", "talk to a model in the terminal, answers streamed"),
