@@ -25,7 +25,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PY
 configfile: "config.yaml"
 
 
-from maximalcai.config import load_config, stage_ids
+from maximalcai.config import config_sources, load_config, stage_ids
 from maximalcai.plan import check_budget
 from maximalcai.targets import check_forcerun, command_line_request
 from maximalcai.hardware import check_hardware, wants_gpu
@@ -33,7 +33,7 @@ from maximalcai.hardware import check_hardware, wants_gpu
 config.update(
     load_config(
         config,
-        sources=", ".join(map(str, workflow.overwrite_configfiles)) or "config.yaml",
+        sources=config_sources(workflow.overwrite_configfiles, workflow.config_settings.config),
         root=workflow.basedir,
     )
 )

@@ -7,6 +7,7 @@ import yaml
 
 from conftest import REPO
 from maximalcai.config import (
+    config_sources,
     deep_merge,
     load_config,
     load_schema,
@@ -151,3 +152,13 @@ def test_nested_command_line_values_are_read_as_yaml():
     raw["hardware"] = {"threads": "0"}
     with pytest.raises(ConfigError, match=r"hardware.threads: '0' is not 'auto' or an integer >= 1"):
         load(raw)
+    # a negative number is a range error, not a type error (issue 30: `--config generation='{batch_size: -1}'`)
+    raw = raw_default()
+    raw["generation"] = {"batch_size": "-1"}
+    with pytest.raises(ConfigError, match=r"generation.batch_size: -1 is less than the minimum of 1"):
+        load(raw)
+
+
+def test_errors_from_command_line_values_name_them():
+    assert config_sources([], {}) == "config.yaml"
+    assert config_sources(["a.yaml"], {"generation": "{batch_size: -1}"}) == "a.yaml and --config generation"

@@ -144,12 +144,21 @@ def coerce_command_line_strings(raw: dict, validator) -> None:
             value = yaml.safe_load(error.instance)
         except yaml.YAMLError:
             continue
-        if isinstance(value, str) or not validator.evolve(schema=error.schema).is_valid(value):
+        # The value's type is what the command line lost; its range is checked afterwards, so that -1 for a
+        # positive integer is reported as below the minimum, not as "not of type integer".
+        wanted = {"type": error.schema["type"]} if error.validator == "type" else error.schema
+        if isinstance(value, str) or not validator.evolve(schema=wanted).is_valid(value):
             continue
         container = raw
         for key in list(error.absolute_path)[:-1]:
             container = container[key]
         container[error.absolute_path[-1]] = value
+
+
+def config_sources(configfiles, command_line: dict) -> str:
+    """Where a run's config came from, for its error messages: the config files and the --config keys."""
+    files = ", ".join(map(str, configfiles)) or "config.yaml"
+    return files + (f" and --config {', '.join(sorted(command_line))}" if command_line else "")
 
 
 def validate_against_schema(raw: dict, sources: str, schema: dict | None = None) -> None:
