@@ -22,6 +22,7 @@ from maximalcai.training.dpo import (
     score_only_completions_on_cpu,
     train_stage,
     trainer_args,
+    training_code_versions,
 )
 
 
@@ -133,10 +134,16 @@ def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pair
     assert "checkpoint-3 was cut short while it was saved" in caplog.text
     assert "dpo phase resumes from" in caplog.text and "checkpoint-2 (step 2" in caplog.text
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 4  # its rate counts steps 3 and 4 only
+    assert not (tmp_path / "cb").exists()  # done: a forced rerun (--forcerun train_dpo) trains from the start
     a, b = adapter_tensors(tmp_path / "a"), adapter_tensors(tmp_path / "b")
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_the_checkpoint_fingerprint_names_the_training_code():
+    versions = training_code_versions()
+    assert {"torch", "transformers", "trl", "peft", "training_module_sha256"} <= set(versions)
 
 
 def test_checkpoints_for_other_inputs_are_discarded(tmp_path):

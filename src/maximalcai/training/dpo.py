@@ -9,8 +9,9 @@
 - An optional SFT warm-up (SL-CAI) first fine-tunes the adapter on the final revisions labelled safe;
   DPO then uses the warmed-up adapter as its reference.
 - Checkpoints go to ``results/<stage>/checkpoints/`` (not a declared output, so Snakemake never deletes it
-  when a job is killed). A rerun resumes from the last checkpoint if its fingerprint (pairs, settings,
-  base model, previous adapter) matches, and starts over otherwise.
+  when a job is killed). A rerun resumes from the last complete checkpoint if its fingerprint (pairs,
+  settings, base model, previous adapter, library versions and this module's source) matches, and starts
+  over otherwise. Once the adapter is saved the checkpoints are removed, so a forced rerun trains again.
 """
 
 from __future__ import annotations
@@ -264,6 +265,17 @@ def complete_checkpoint(path: Path) -> bool:
     return True
 
 
+def training_code_versions() -> dict[str, str]:
+    """What determines the weights besides data and settings: the training libraries' versions and this
+    module's source. In the checkpoint fingerprint, so an upgrade never resumes from another version's state."""
+    from importlib.metadata import version
+
+    return {
+        **{name: version(name) for name in ("torch", "transformers", "trl", "peft")},
+        "training_module_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+    }
+
+
 def last_checkpoint(folder: Path) -> str | None:
     """The newest complete checkpoint of a phase. A checkpoint that a kill, an out-of-memory kill or a full disk
     cut short while it was saved is removed, with a log line, so the rerun resumes from the one before."""
@@ -401,6 +413,7 @@ def train_stage(
         "sft_sha256": file_sha256(sft_path) if sft_path else None,
         "base_model": read_model_info(base_dir),
         "previous_adapter": dir_sha256(previous_adapter) if previous_adapter else None,
+        "code": training_code_versions(),
     }
     checkpoints = Path(checkpoint_dir)
     sft = settings["sft_warmup"]["enabled"]
@@ -501,6 +514,10 @@ def train_stage(
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
+    # The adapter is the result now; its checkpoints would make a forced rerun (--forcerun train_dpo) resume at
+    # the last step and train nothing.
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    logger.info("adapter saved to %s; checkpoints in %s removed", out, checkpoints)
     return rows, summary
 
 
