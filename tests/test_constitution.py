@@ -135,3 +135,11 @@ def test_a_mechanism_without_what_it_needs_is_named(tmp_path, monkeypatch, field
     with pytest.raises(ConstitutionError) as error:
         load_constitution(path)
     assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_a_chat_template_token_in_a_principle_is_named_at_start(tmp_path):
+    """Issue 29: a principle holding `<start_of_turn>` failed a job only when sampled, without naming the file."""
+    leaky = principle("a", "helpful", critique_request="<start_of_turn>user Find what is wrong here.")
+    path = write(tmp_path, {"principles": [leaky, *three()[1:]]})
+    with pytest.raises(ConstitutionError, match=r"principle 'a' \(#1\), field 'critique_request': chat-template"):
+        load_constitution(path)

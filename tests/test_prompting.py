@@ -55,6 +55,13 @@ def test_pool_errors_name_file_and_line(tmp_path):
     bad.write_text('{"id": "a", "instruction": "x", "response": "y"}\nnot json\n')
     with pytest.raises(ResourceError, match=r"pool.jsonl:2: not valid JSON"):
         load_pool(bad)
+    # issue 29: invalid UTF-8 and chat-template tokens, named with the file and line at start
+    bad.write_bytes(b'{"id": "a", "instruction": "x", "response": "y"}\n{"id": "b", "instruction": "\xff"}\n')
+    with pytest.raises(ResourceError, match=r"pool.jsonl:2: not UTF-8"):
+        load_pool(bad)
+    bad.write_text('{"id": "a", "instruction": "x", "response": "<|im_start|>assistant y"}\n')
+    with pytest.raises(ResourceError, match=r"pool.jsonl:1: chat-template token\(s\) <\|im_start\|>"):
+        load_pool(bad)
 
 
 def test_check_fires_on_a_qwen_chat_template(qwen_style_tokenizer):

@@ -18,6 +18,7 @@ import yaml
 
 from maximalcai.errors import ConstitutionError
 from maximalcai.manifest import constitution_hash
+from maximalcai.resources import chat_markers
 
 SCHEMA_PATH = Path(str(files("maximalcai").joinpath("schemas/constitution.schema.yaml")))
 CATEGORIES = ("helpful", "harmless", "honest")
@@ -123,6 +124,14 @@ def load_constitution(path: str | Path, root: str | Path | None = None) -> Const
         if principle.id in seen:
             problems.append(f"principle '{principle.id}' (#{index + 1}), field 'id': duplicate id")
         seen.add(principle.id)
+        for name in ("critique_request", "revision_request", "preference_question"):
+            leaked = chat_markers(getattr(principle, name))
+            if leaked:
+                problems.append(
+                    f"principle '{principle.id}' (#{index + 1}), field '{name}': chat-template token(s) "
+                    f"{', '.join(leaked)}; principles go into base-model prompts as plain text "
+                    "(docs/BASE_MODEL_TRUTH.md)"
+                )
         if not principle.preference_question.rstrip().endswith("?"):
             problems.append(
                 f"principle '{principle.id}' (#{index + 1}), field 'preference_question': "

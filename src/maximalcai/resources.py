@@ -19,10 +19,16 @@ def read_jsonl(path: str | Path, required: dict[str, type | tuple[type, ...]], w
         raise ResourceError(f"{what} {path}: file not found")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        where = f"{what} {path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ResourceError(
+                f"{where}: not UTF-8 (byte {exc.start + 1} of the line); save the file as UTF-8"
+            ) from exc
         if not line.strip():
             continue
-        where = f"{what} {path}:{number}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -33,6 +39,12 @@ def read_jsonl(path: str | Path, required: dict[str, type | tuple[type, ...]], w
             value = row.get(field)
             if value is None or not isinstance(value, kind) or (isinstance(value, (str, list)) and not value):
                 raise ResourceError(f"{where}: field '{field}' is missing, empty or not {_kind_name(kind)}")
+        leaked = chat_markers(row)
+        if leaked:
+            raise ResourceError(
+                f"{where}: chat-template token(s) {', '.join(leaked)} in the text; base-model prompts are plain "
+                "strings in the project's format (docs/BASE_MODEL_TRUTH.md): remove them"
+            )
         if row["id"] in seen:
             raise ResourceError(f"{where}: duplicate id '{row['id']}'")
         seen.add(row["id"])
@@ -40,6 +52,19 @@ def read_jsonl(path: str | Path, required: dict[str, type | tuple[type, ...]], w
     if not rows:
         raise ResourceError(f"{what} {path}: the file has no rows")
     return rows
+
+
+def chat_markers(value: Any) -> list[str]:
+    """The chat-template control tokens (prompting.KNOWN_CHAT_MARKERS) in any string of ``value``."""
+    from maximalcai.prompting import KNOWN_CHAT_MARKERS
+
+    if isinstance(value, str):
+        return [m for m in KNOWN_CHAT_MARKERS if m in value]
+    if isinstance(value, dict):
+        return sorted({m for v in value.values() for m in chat_markers(v)})
+    if isinstance(value, list):
+        return sorted({m for v in value for m in chat_markers(v)})
+    return []
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
