@@ -140,3 +140,20 @@ def test_a_llama_cpp_setting_without_the_converter_names_the_fix(tmp_path):
 
     with pytest.raises(ModelSourceError, match="export.llama_cpp: .* has no convert_hf_to_gguf.py"):
         export.llama_cpp_converter(str(tmp_path))
+
+
+def test_a_download_from_a_stalled_server_fails_instead_of_hanging(tmp_path):
+    """Issue 29: urlretrieve waited forever on a proxy that accepts and never answers."""
+    import socket
+    import time
+
+    from maximalcai.export import download
+
+    with socket.socket() as server:  # the kernel completes the handshake; nothing is ever sent back
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/llama_cpp_python.tar.gz"
+        start = time.monotonic()
+        with pytest.raises(OSError, match="2 tries, each read waiting at most 0.5 s; the last: timed out"):
+            download(url, tmp_path / "x.part", timeout=0.5, attempts=2, wait=0.1)
+        assert time.monotonic() - start < 10

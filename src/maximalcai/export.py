@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,23 @@ def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: Path) -> dict[
     }
 
 
+def download(url: str, target: Path, timeout: float = 30.0, attempts: int = 3, wait: float = 2.0) -> None:
+    """``url`` to ``target``, failing instead of hanging: every read waits at most ``timeout`` seconds (a proxy
+    that accepts and never answers), and a failed try is repeated ``attempts`` times in all, ``wait`` seconds
+    apart, doubling. Raises the last OSError."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+            return
+        except OSError as exc:
+            if attempt == attempts:
+                raise OSError(f"{attempts} tries, each read waiting at most {timeout:g} s; the last: {exc}") from exc
+            logger.warning("download of %s failed (%s); try %d of %d in %.0f s", url, exc, attempt + 1, attempts, wait)
+            time.sleep(wait)
+            wait *= 2
+
+
 def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
     """llama.cpp's ``convert_hf_to_gguf.py``: in ``setting`` (a llama.cpp checkout) when given, else from the
     llama-cpp-python sdist (downloaded once from PyPI, sha256-checked, only the converter's files kept)."""
@@ -145,7 +163,7 @@ def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
     archive = folder.parent / f"{name}.tar.gz.part"
     logger.info("downloading llama.cpp's GGUF converter (the %s sdist, 77 MB) from %s", name, url)
     try:
-        urllib.request.urlretrieve(url, archive)
+        download(url, archive)
     except OSError as exc:
         raise ModelSourceError(
             f"cannot download {url} ({exc}); set export.llama_cpp to a llama.cpp checkout, or "
