@@ -52,6 +52,7 @@ def printed_by_errors() -> list[tuple[str, str]]:
         ("tables._rerun_hint", hint.split(": ", 1)[1]),
         ("targets.check_forcerun", corrected),
         ("models: no model there", "snakemake --cores 1 results/models/base"),
+        ("models.check_adapter", "snakemake --cores 1 --forcerun train_dpo -- results/stage1/adapter"),
     ]
 
 

@@ -88,3 +88,22 @@ def test_one_gguf_read_parses_each_file_once_for_transformers(tmp_path, monkeypa
         first, second = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
         assert first is second and first.fields["tiny.answer"].contents() == 42
     assert len(opened) == 1 and gguf.GGUFReader is counting  # restored on the way out
+
+
+def test_half_written_model_files_are_refused_where_they_are_read(tmp_path, tiny_model_dir):
+    """Issue 29: a base checkpoint without weights was imported with exit 0, and an adapter without its weights
+    failed with a hub-id validation error."""
+    import shutil
+
+    weightless = tmp_path / "weightless"
+    shutil.copytree(tiny_model_dir, weightless)
+    (weightless / "model.safetensors").unlink()
+    with pytest.raises(ModelSourceError, match="has config and tokenizer but no weights"):
+        models.import_base_model({"source": "local", "path": str(weightless), "name": None}, tmp_path / "base")
+    assert not (tmp_path / "base").exists()
+    adapter = tmp_path / "results/stage1/adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    message = "adapter_model.safetensors missing.*snakemake --cores 1 --forcerun train_dpo -- .*results/stage1/adapter"
+    with pytest.raises(ModelSourceError, match=message):
+        models.load_model(tiny_model_dir, None, "cpu", adapter)

@@ -180,6 +180,11 @@ def _describe_checkpoint(folder: Path) -> dict[str, Any]:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except Exception as exc:
         raise ModelSourceError(f"imported model in {folder} does not load ({type(exc).__name__}: {exc})") from exc
+    if not checkpoint_weights(folder):
+        raise ModelSourceError(
+            f"the checkpoint imported into {folder} has config and tokenizer but no weights (*.safetensors or "
+            "pytorch_model*.bin); point base_model at a complete checkpoint"
+        )
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if has_template:
         logger.warning(
@@ -253,8 +258,7 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
     if adapter_dir is not None:
         from peft import PeftModel
 
-        if not (Path(adapter_dir) / "adapter_config.json").is_file():
-            raise ModelSourceError(f"{adapter_dir}: no adapter_config.json; rebuild the previous stage's adapter")
+        check_adapter(adapter_dir)
         model = PeftModel.from_pretrained(model, adapter_dir)
         if merge:
             model = model.merge_and_unload()
@@ -266,6 +270,29 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
         if head is not None:
             head.register_forward_pre_hook(_contiguous_input)
     return model.to(device).eval()
+
+
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+MODEL_WEIGHTS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def check_adapter(adapter_dir: str | Path) -> None:
+    """A LoRA adapter folder that a kill or a deleted file left incomplete is an error naming the command that
+    rebuilds it (Snakemake sees a directory output by its time stamp only, so it would not rerun it)."""
+    folder = Path(adapter_dir)
+    missing = [name for name in ("adapter_config.json",) if not (folder / name).is_file()]
+    if not any((folder / name).is_file() for name in ADAPTER_WEIGHTS):
+        missing.append(ADAPTER_WEIGHTS[0])
+    if missing:
+        raise ModelSourceError(
+            f"{adapter_dir}: incomplete adapter ({', '.join(missing)} missing); rebuild it with: "
+            f"snakemake --cores 1 --forcerun train_dpo -- {adapter_dir}"
+        )
+
+
+def checkpoint_weights(folder: Path) -> list[Path]:
+    """The weight files of a transformers checkpoint folder."""
+    return sorted(path for pattern in MODEL_WEIGHTS for path in folder.glob(pattern))
 
 
 def onednn_available() -> bool:
