@@ -20,6 +20,7 @@ from maximalcai.errors import ConstitutionError
 from maximalcai.manifest import constitution_hash
 from maximalcai.resources import chat_markers
 
+WORKFLOW_DIR = Path(__file__).resolve().parents[2]  # this checkout: where the shipped resources are
 SCHEMA_PATH = Path(str(files("maximalcai").joinpath("schemas/constitution.schema.yaml")))
 CATEGORIES = ("helpful", "harmless", "honest")
 
@@ -87,7 +88,8 @@ def _where(data: dict, path: Sequence) -> str:
 
 def load_constitution(path: str | Path, root: str | Path | None = None) -> Constitution:
     """The validated constitution. Construction files are found from the working directory, beside the
-    constitution, then under ``root`` (the workflow's folder), as the config's own paths are."""
+    constitution, then under ``root`` (the workflow's folder; default this checkout), as the config's own paths
+    are."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -116,7 +118,7 @@ def load_constitution(path: str | Path, root: str | Path | None = None) -> Const
                 lines.append(f"{where}: {error.message}")
         raise ConstitutionError(f"{path} is invalid:\n  - " + "\n  - ".join(lines))
 
-    folders = [path.parent] + ([Path(root)] if root else [])
+    folders = [path.parent, Path(root) if root else WORKFLOW_DIR]
     principles = tuple(_principle(p, folders) for p in data["principles"])
     problems = [problem for index, p in enumerate(principles) for problem in _mechanism_problems(p, index, path)]
     seen: set[str] = set()
