@@ -93,7 +93,9 @@ def contrast_table(wildcards):
 def fewshot_pools(wildcards):
     """Every pool a stage's generator saw examples from (the copy filters compare chosen texts with them)."""
     stage = stage_config(config, wildcards.stage)
-    pools = [stage["pool"]] + ([stage["responses"]["constraint_pool"]] if stage["responses"]["constraint_pool"] else [])
+    pools = [stage["pool"]] + (
+        [stage["responses"]["constraint_pool"]] if stage["responses"]["constraint_pool"] else []
+    )
     specs = construction(stage).values()
     return pools + sorted({p["construction"][k] for p in specs for k in ("follow", "violate")})
 

@@ -375,7 +375,14 @@ def test_the_32b_plan_asks_each_job_for_what_the_plan_and_the_model_need(tmp_pat
     cfg = load_workflow_config(REPO / "config/qwen2.5-32b.yaml", REPO)
     jobs = job_requests(result)
     assert {("train_dpo", "stage1"), ("train_dpo", "stage2")} <= planned_stage_jobs(result)
-    served = {"generate_instructions", "generate_responses", "critique_revise", "safety_label", "preference_label"}
+    served = {
+        "generate_instructions",
+        "generate_responses",
+        "generate_contrast",
+        "critique_revise",
+        "safety_label",
+        "preference_label",
+    }
     served |= {"eval_generate", "eval_safety", "evaluate"}
     seen = set()
     for rule, wildcards, resources in jobs:
