@@ -89,8 +89,10 @@ def test_stage1_datasets_build_with_provenance_and_no_template_tokens(tiny_run):
     instructions = tables.read_table(tiny_run / "results/stage1/instructions.parquet", "instructions")
     responses = tables.read_table(tiny_run / "results/stage1/responses.parquet", "responses")
     assert 1 <= len(instructions) <= 6
-    assert len(responses) == 2 * len(instructions)
-    assert all(r["generator"] == "gemma-3-270m-q4_k_m" and r["fewshot_ids"] for r in instructions + responses)
+    assert len(responses) == 3 * len(instructions)  # two sampled, and the greedy on-policy answer (no examples)
+    sampled = [r for r in responses if r["candidate_index"] < 2]
+    assert all(r["generator"] == "gemma-3-270m-q4_k_m" and r["fewshot_ids"] for r in instructions + sampled)
+    assert all(not r["fewshot_ids"] for r in responses if r["candidate_index"] == 2)
     assert {r["instruction_id"] for r in responses} == {r["instruction_id"] for r in instructions}
     check = ChatTokenCheck(load_tokenizer(tiny_run / "results/models/base"))
     for row in instructions + responses:
@@ -165,13 +167,16 @@ def test_feedback_tables_pairs_and_funnel(tiny_run):
     assert all(
         r["label"] in ("safe", "unsafe", "malformed") and r["guard_backend"] == "fewshot" for r in safety.values()
     )
-    assert len(preferences) == len(responses) // 2 + len(critiques)
+    assert len(preferences) == len({r["instruction_id"] for r in responses}) + len(critiques)  # candidates 0-1
     assert all(len(r["p_a_first"]) == len(r["p_a_second"]) == len(r["principle_ids"]) for r in preferences)
     code_revised = {p["chosen_id"]: p["rejected_id"] for p in pairs if p["kind"] == "code_revision"}
-    assert all(safety[code_revised.get(p["chosen_id"], p["chosen_id"])]["label"] == "safe" for p in pairs)
-    assert funnel[0]["rows_out"] >= len(preferences) and funnel[-1]["rows_out"] == len(pairs)
-    assert all(a["rows_out"] == b["rows_in"] for a, b in zip(funnel, funnel[1:]))
-    assert {p["decided_by"].split(":")[0] for p in pairs} <= {"labeller", "verifiable", "safety"}
+    guarded = [p for p in pairs if p["kind"] != "contrast"]  # contrast pairs pass checks by code instead
+    assert all(safety[code_revised.get(p["chosen_id"], p["chosen_id"])]["label"] == "safe" for p in guarded)
+    steps = [f for f in funnel if not f["filter"].startswith(("contrast:", "principle:"))]
+    assert steps[0]["rows_out"] >= len(preferences) and steps[-1]["rows_out"] == len(pairs)
+    assert all(a["rows_out"] == b["rows_in"] for a, b in zip(steps, steps[1:]))
+    assert {p["decided_by"].split(":")[0] for p in pairs} <= {"labeller", "verifiable", "safety", "construction"}
+    assert all(p["principle_id"] or p["mechanism"] == "guard" for p in pairs)
     assert "pair funnel for stage1" in (tiny_run / "logs/stage1/build_pairs.log").read_text()
     instructions = tables.read_table(stage / "instructions.parquet", "instructions")
     assert sum(bool(r["instruction_id_list"]) for r in instructions) == round(0.5 * len(instructions))
