@@ -240,7 +240,7 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
     assert log and log[-1]["phase"] == "dpo" and {r["phase"] for r in log} <= {"sft", "dpo"}
     metrics = json.loads((stage / "eval/metrics.json").read_text())
     assert metrics["models"] == ["stage1", "base", "base_fewshot"]
-    assert metrics["prompts"] == {"helpful": 4, "redteam": 3, "borderline": 3}
+    assert metrics["prompts"] == {"helpful": 4, "redteam": 3, "borderline": 3, "honesty": 3}
     compared = {(c["metric"], c["baseline"]) for c in metrics["comparisons"]}
     for baseline in ("base", "base_fewshot"):
         for metric in (
@@ -300,7 +300,7 @@ def test_scored_prompts_zero_skips_the_judge_and_the_shift_only(tiny_run, tmp_pa
         generations=[str(results / f"eval/{m}/generations.parquet") for m in models],
         safety=[str(results / f"eval/{m}/safety.parquet") for m in models],
         pairs=str(results / "stage1/pairs.parquet"),
-        **{name: cfg["evaluation"][name] for name in ("helpful", "redteam", "borderline")},
+        **{name: cfg["evaluation"][name] for name in ("helpful", "redteam", "borderline", "honesty")},
         constitution=cfg["constitution"],
         demos=cfg["feedback"]["preference_demos"],
         metrics=str(tmp_path / "metrics.json"),
