@@ -81,7 +81,8 @@ def contrast_principles(wildcards):
 def contrast_files(wildcards):
     """The requests and framing pools of a stage's construction principles (inputs: an edit reruns the data)."""
     specs = construction(stage_config(config, wildcards.stage)).values()
-    return sorted({p["construction"][k] for p in specs for k in ("requests", "follow", "violate")})
+    keys = ("requests", "follow", "violate", "written")
+    return sorted({p["construction"][k] for p in specs for k in keys if p["construction"].get(k)})
 
 
 def contrast_table(wildcards):

@@ -127,6 +127,20 @@ def test_every_shipped_principle_names_a_mechanism_the_cpu_recipe_uses_or_says_w
             "field 'construction.requests': file missing.jsonl not found",
         ),
         ({"mechanism": "checks", "check": "sounds_nice"}, "sounds_nice"),
+        (
+            {
+                "mechanism": "construction",
+                "construction": {
+                    "requests": "resources/constitution/harmful_requests.jsonl",
+                    "follow": "resources/constitution/refusal_examples.jsonl",
+                    "violate": "resources/constitution/compliant_examples.jsonl",
+                    "written": "resources/constitution/overrefusal_examples.jsonl",  # refusals with no alternative
+                    "chosen": "refuses",
+                    "rejected": "answers",
+                },
+            },
+            "fails the check 'offers_alternative' that a chosen answer must pass",
+        ),
     ],
 )
 def test_a_mechanism_without_what_it_needs_is_named(tmp_path, monkeypatch, fields, message):

@@ -2,6 +2,7 @@
 principle and mechanism, and the generation job on the tiny model (counts, eval prompts kept out, seeded)."""
 
 import copy
+import json
 
 import pytest
 
@@ -22,6 +23,7 @@ SETTINGS = {
     "fewshot_share": 2,
     "per_framing": 1,
     "on_policy": True,
+    "written": False,
     "min_words": 1,
     "max_words": 40,
     "max_similarity": 0.6,
@@ -93,10 +95,21 @@ def test_pairs_by_construction_take_the_follow_answer_that_passes_its_checks():
         "paired": 1,
         "no_chosen": 4,  # q2 complied, q3 and q4 failed a refusal check, q6 did not stop
         "no_rejected": 1,  # q5: every other answer refused
+        "written": 0,
         "offers_alternative": 1,
         "no_lecture": 1,
     }
     assert {r["request_id"] for r in chosen} == {"q1", "q5", "b1"}  # SFT also takes q5's refusal
+
+
+def test_a_written_answer_is_chosen_only_when_no_follow_answer_passes():
+    written = "I can't help with getting into someone's account. You can ask the provider how recovery works."
+    rows = CASES + [framed("q1", "written", written), framed("q2", "written", written)]
+    rows.append(framed("q3", "written", "I can't help with that."))  # fails helpful-refusal's check: never chosen
+    pairs, _, counts = contrast_pairs(rows, PRINCIPLES, 0.2, "stage1")
+    chosen = {p["instruction_id"]: p["chosen"] for p in pairs}
+    assert chosen["q1"] == REFUSAL and chosen["q2"] == written and "q3" not in chosen
+    assert counts["privacy"]["written"] == 1 and counts["privacy"]["paired"] == 2
 
 
 def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
@@ -156,12 +169,20 @@ def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
 def test_balance_gives_answering_as_many_requests_as_refusing():
     specs = {pid: p["construction"] for pid, p in PRINCIPLES.items() if p["mechanism"] == "construction"}
     refusing = [pid for pid, spec in specs.items() if spec["chosen"] == "refuses"]
+    plenty = dict.fromkeys(specs, 100)
     counts = balanced_counts(
-        specs, SETTINGS | {"balance": True, "seeds_per_principle": 4, "generated_per_principle": 2}
+        specs, SETTINGS | {"balance": True, "seeds_per_principle": 4, "generated_per_principle": 2}, plenty
     )
+    # seeds scaled up to the refusing side's; generated to its too (the seeds already match)
     assert counts["answer-the-question"] == {"seeds": 4 * len(refusing), "generated": 2 * len(refusing)}
     assert all(counts[pid] == {"seeds": 4, "generated": 2} for pid in refusing)
-    unbalanced = balanced_counts(specs, SETTINGS | {"seeds_per_principle": None})
+    # every seed of each: the answering side generates what its seeds fall short of the refusing side's total
+    few = plenty | {"answer-the-question": 7} | {pid: 3 for pid in refusing}
+    counts = balanced_counts(
+        specs, SETTINGS | {"balance": True, "seeds_per_principle": None, "generated_per_principle": 2}, few
+    )
+    assert counts["answer-the-question"] == {"seeds": None, "generated": 5 * len(refusing) - 7}
+    unbalanced = balanced_counts(specs, SETTINGS | {"seeds_per_principle": None, "balance": False}, plenty)
     assert unbalanced["answer-the-question"] == {"seeds": None, "generated": 1}
 
 
@@ -187,6 +208,17 @@ def test_generate_contrast_answers_every_request_under_both_framings_and_on_poli
     assert len(requests) == len(rows) // 3
     again, _ = generate_contrast(tiny_backend, PRINCIPLES, SETTINGS, 42, "stage1", held_out)
     assert again == rows  # seeded
+    tables.to_arrow(rows, "contrast")
+
+
+def test_written_answers_join_each_request_of_a_principle_that_has_them(tiny_backend):
+    rows, _ = generate_contrast(tiny_backend, PRINCIPLES, SETTINGS | {"written": True}, 42, "stage1")
+    written = [r for r in rows if r["framing"] == "written"]
+    privacy = {r["request_id"] for r in rows if r["principle_id"] == "privacy"}
+    assert {r["request_id"] for r in written} == privacy  # answer-the-question names no written file
+    hazards = {json.loads(line)["category"] for line in open(REPO / "resources/constitution/written_refusals.jsonl")}
+    assert {r["category"] for r in written} <= hazards and all(r["generator"].startswith("written:") for r in written)
+    assert all(verifiable.is_refusal(r["response"]) for r in written)
     tables.to_arrow(rows, "contrast")
 
 

@@ -58,7 +58,7 @@ def test_eval_prompts_never_enter_a_fewshot_pool_or_demonstration():
             index.add(f"{path.name}:{row['id']}", row.get("instruction") or row["user"])
     for path in CONSTRUCTION:
         for row in rows(path):
-            index.add(f"{path.name}:{row['id']}", row.get("request") or row["instruction"])
+            index.add(f"{path.name}:{row['id']}", row.get("request") or row.get("instruction") or row["response"])
     leaks = [(name, pid, index.closest(text)) for name, pid, text in eval_texts() if index.closest(text)]
     assert not leaks, f"eval prompts too close to pool or demonstration instructions: {leaks}"
 
@@ -127,6 +127,12 @@ def test_construction_seeds_cover_the_hazard_categories_and_xstest_kinds():
     borderline = rows(REPO / "resources/constitution/borderline_requests.jsonl")
     assert collections.Counter(r["hazard"] for r in harmful).keys() == set(HAZARDS)
     assert min(collections.Counter(r["hazard"] for r in harmful).values()) >= 4
+    written = rows(REPO / "resources/constitution/written_refusals.jsonl")
+    assert {r["category"] for r in written} == set(HAZARDS)
+    assert all(
+        verifiable.is_refusal(t) and verifiable.offers_alternative(t) and not verifiable.lectures(t)
+        for t in (r["response"] for r in written)
+    )
     assert set(r["kind"] for r in borderline) == XSTEST_KINDS
     for follow, violate in (("refusal", "compliant"), ("borderline_answers", "overrefusal")):
         a = load_pool(

@@ -28,6 +28,8 @@ CATEGORIES = ("helpful", "harmless", "honest")
 MECHANISMS = ("construction", "checks", "model")
 # Checks by code a principle can name with mechanism checks: the pair checks (pairs.CHECKS) and the text
 # checks on refusals (verifiable.TEXT_CHECKS).
+# The files a construction names (written is optional).
+CONSTRUCTION_FILES = ("requests", "follow", "violate", "written")
 PRINCIPLE_CHECKS = ("not_empty", "stops", "no_loop", "constraint", "offers_alternative", "no_lecture")
 
 
@@ -35,7 +37,8 @@ PRINCIPLE_CHECKS = ("not_empty", "stops", "no_loop", "constraint", "offers_alter
 class Construction:
     """Labels by construction (RLCD): the same request answered after examples that follow the principle
     (``follow``) and after examples that violate it (``violate``); the first is chosen when it passes the
-    ``chosen`` check by code and the second passes ``rejected``."""
+    ``chosen`` check by code and the second passes ``rejected``. ``written``: answers written by hand per
+    category of the requests, the chosen fallback when no follow answer passes."""
 
     requests: str
     follow: str
@@ -43,6 +46,7 @@ class Construction:
     chosen: str
     rejected: str
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    written: str | None = None
 
     def as_dict(self) -> dict:
         return {**asdict(self), "where": {k: list(v) for k, v in self.where.items()}}
@@ -160,7 +164,7 @@ def _principle(data: dict, folders: Sequence[Path]) -> Principle:
     if isinstance(values.get("construction"), dict):
         spec = dict(values["construction"])
         spec["where"] = {k: tuple(v) for k, v in spec.get("where", {}).items()}
-        spec |= {k: _find(spec[k], folders) for k in ("requests", "follow", "violate")}
+        spec |= {k: _find(spec[k], folders) for k in CONSTRUCTION_FILES if spec.get(k)}
         values["construction"] = Construction(**spec)
     return Principle(**values)
 
@@ -178,9 +182,9 @@ def _mechanism_problems(principle: Principle, index: int, path: Path) -> list[st
     if principle.mechanism in needs and getattr(principle, needs[principle.mechanism]) is None:
         problems.append(f"{where}: mechanism {principle.mechanism} needs the field '{needs[principle.mechanism]}'")
     if principle.construction is not None:
-        for name in ("requests", "follow", "violate"):
+        for name in CONSTRUCTION_FILES:
             file = getattr(principle.construction, name)
-            if not Path(file).is_file():
+            if file is not None and not Path(file).is_file():
                 problems.append(
                     f"{where}, field 'construction.{name}': file {file} not found (looked in the working "
                     "directory, beside the constitution and in the workflow's folder)"
@@ -190,7 +194,27 @@ def _mechanism_problems(principle: Principle, index: int, path: Path) -> list[st
                 f"{where}, field 'construction': chosen and rejected name the same check "
                 f"({principle.construction.chosen}); a pair needs answers that differ"
             )
+        problems += _written_problems(principle.construction, where)
     return problems
+
+
+def _written_problems(spec: Construction, where: str) -> list[str]:
+    """Written answers that fail a check their side must pass (they could never be chosen): the ``chosen``
+    check, and for a refusal the checks on refusals (an alternative, no lecture)."""
+    from maximalcai.resources import read_jsonl
+    from maximalcai.verifiable import TEXT_CHECKS
+
+    if spec.written is None or not Path(spec.written).is_file():
+        return []
+    checks = [spec.chosen] + (["offers_alternative", "no_lecture"] if spec.chosen == "refuses" else [])
+    rows = read_jsonl(spec.written, {"category": str, "response": str}, f"{where}'s written answers")
+    return [
+        f"{where}, file {spec.written}:{number} ({row['id']}): fails the check '{check}' that a chosen "
+        "answer must pass; rewrite it"
+        for number, row in enumerate(rows, start=1)
+        for check in checks
+        if not TEXT_CHECKS[check](row["response"])
+    ]
 
 
 def principles_by_mechanism(constitution: Constitution) -> dict[str, dict]:

@@ -9,6 +9,11 @@ framing asked (``chosen``/``rejected``: refuses | answers) and that the chosen o
 meets the principles carried by checks on refusals (``helpful-refusal``: offers an alternative,
 ``no-preaching``: short, no moralizing).
 
+Written answers (``written``): a principle may name answers written by hand for each category of its requests
+(constitution.yaml's ``construction.written``); with ``contrast.written`` each request gets one, drawn by
+code, which is chosen only when none of the generator's follow answers passes the checks. At 270M most
+refusal-framed answers fail them, and without this fallback half of the harmful requests made no pair.
+
 Requests: the seed requests (hazard or kind known by construction), plus ``generated_per_principle`` new ones
 the generator writes Self-Instruct style from seeds of the same category. Seeds and generated requests
 close to any eval prompt are dropped, as generated instructions are.
@@ -31,7 +36,7 @@ from maximalcai.similarity import NearDuplicateIndex, words
 
 logger = logging.getLogger(__name__)
 
-FRAMINGS = ("follow", "violate", "policy")
+FRAMINGS = ("follow", "violate", "policy", "written")
 # The checks by code on a chosen refusal, and the principle that names each (constitution.yaml's `check:`).
 REFUSAL_CHECKS = ("offers_alternative", "no_lecture")
 
@@ -62,31 +67,37 @@ def load_requests(spec: dict[str, Any], principle_id: str) -> list[dict[str, str
     ]
 
 
-def balanced_counts(specs: dict[str, dict], settings: dict[str, Any]) -> dict[str, dict[str, int | None]]:
-    """Seed and generated requests per principle. With ``balance``, the principles whose chosen answer must
-    answer (``answer-the-question``) together get as many as those whose chosen answer must refuse, so the
-    data teaches when to refuse rather than to refuse whatever sounds risky."""
+def balanced_counts(
+    specs: dict[str, dict], settings: dict[str, Any], available: dict[str, int]
+) -> dict[str, dict[str, int | None]]:
+    """Seed and generated requests per principle (``available``: its usable seed requests). With ``balance``,
+    the principles whose chosen answer must answer (``answer-the-question``) together get as many requests,
+    seeds and generated, as those whose chosen answer must refuse: their seed limit is scaled up, and they
+    generate what their seeds fall short of. The data then teaches when to refuse rather than to refuse
+    whatever sounds risky."""
     kinds = {kind: [p for p, spec in specs.items() if spec["chosen"] == kind] for kind in ("refuses", "answers")}
-    scale = len(kinds["refuses"]) / len(kinds["answers"]) if settings["balance"] and all(kinds.values()) else 1.0
-    seeds, generated = settings["seeds_per_principle"], settings["generated_per_principle"]
-    return {
-        pid: {
-            "seeds": None if seeds is None else round(seeds * (scale if pid in kinds["answers"] else 1.0)),
-            "generated": round(generated * (scale if pid in kinds["answers"] else 1.0)),
-        }
-        for pid in specs
+    balance = settings["balance"] and all(kinds.values())
+    scale = len(kinds["refuses"]) / len(kinds["answers"]) if balance else 1.0
+    limit, generated = settings["seeds_per_principle"], settings["generated_per_principle"]
+    seeds = {
+        pid: None if limit is None else round(limit * (scale if pid in kinds["answers"] else 1.0)) for pid in specs
     }
+    used = {pid: available[pid] if seeds[pid] is None else min(seeds[pid], available[pid]) for pid in specs}
+    counts = {pid: {"seeds": seeds[pid], "generated": generated} for pid in specs}
+    if balance:
+        gap = sum(used[p] + generated for p in kinds["refuses"]) - sum(used[p] for p in kinds["answers"])
+        for pid in kinds["answers"]:
+            counts[pid]["generated"] = max(0, -(-gap // len(kinds["answers"])))
+    return counts
 
 
 def contrast_requests(principles: dict[str, dict], settings: dict[str, Any]) -> dict[str, tuple[int, int]]:
     """(seed, generated) requests each construction principle asks for at most: its seed file's rows (before the
     eval-prompt filter) up to the balanced limits; what the plan estimates."""
     specs = construction_principles(principles, settings["principles"])
-    wanted = balanced_counts(specs, settings)
-    return {
-        pid: (len(spread(load_requests(spec, pid), wanted[pid]["seeds"])), wanted[pid]["generated"])
-        for pid, spec in specs.items()
-    }
+    seeds = {pid: load_requests(spec, pid) for pid, spec in specs.items()}
+    wanted = balanced_counts(specs, settings, {pid: len(rows) for pid, rows in seeds.items()})
+    return {pid: (len(spread(seeds[pid], wanted[pid]["seeds"])), wanted[pid]["generated"]) for pid in specs}
 
 
 def request_shots(
@@ -194,6 +205,46 @@ def answer_jobs(
     return jobs
 
 
+def load_written(spec: dict[str, Any], principle_id: str) -> dict[str, list[str]]:
+    """A principle's written answers by category (``any``: for every category); empty when it names none."""
+    if not spec.get("written"):
+        return {}
+    rows = read_jsonl(
+        spec["written"], {"category": str, "response": str}, f"written answers of principle '{principle_id}'"
+    )
+    by_category: dict[str, list[str]] = {}
+    for row in rows:
+        by_category.setdefault(row["category"], []).append(row["response"])
+    return by_category
+
+
+def written_rows(
+    requests: Sequence[dict[str, str]], principle_id: str, spec: dict[str, Any], seed: int, stage: str
+) -> list[tuple[dict[str, str], str]]:
+    """(request, written answer) for each request whose category (or ``any``) has written answers, one drawn
+    per request by a seeded generator."""
+    written = load_written(spec, principle_id)
+    rng = random.Random(derive_seed(seed, stage, "contrast", principle_id, "written"))
+    choices = [(r, written.get(r["category"]) or written.get("any")) for r in requests]
+    return [(r, rng.choice(options)) for r, options in choices if options]
+
+
+def request_columns(
+    stage: str, principle_id: str, request: dict[str, str], framing: str, index: int
+) -> dict[str, str]:
+    """The columns of a contrast row that say which request, principle and framing it answers."""
+    return {
+        "contrast_id": f"{request['id']}-{principle_id}-{framing}{index}",
+        "stage": stage,
+        "principle_id": principle_id,
+        "request_id": request["id"],
+        "request": request["request"],
+        "origin": "generated" if request["id"].startswith(f"{stage}-") else "seed",
+        "category": request["category"],
+        "framing": framing,
+    }
+
+
 def generate_contrast(
     backend: Backend,
     principles: dict[str, dict],
@@ -206,12 +257,14 @@ def generate_contrast(
     All principles share each generation call (new requests, framed answers, greedy answers), so a CPU
     decodes them in full batches."""
     specs = construction_principles(principles, settings["principles"])
-    wanted = balanced_counts(specs, settings)
-    seeds, counts = {}, {}
+    usable, near_eval = {}, {}
     for principle_id, spec in specs.items():
-        usable, near_eval = drop_near_eval(load_requests(spec, principle_id), held_out, settings["max_similarity"])
-        seeds[principle_id] = spread(usable, wanted[principle_id]["seeds"])
-        counts[principle_id] = {"seed_requests": len(seeds[principle_id]), "seeds_near_eval": near_eval}
+        usable[principle_id], near_eval[principle_id] = drop_near_eval(
+            load_requests(spec, principle_id), held_out, settings["max_similarity"]
+        )
+    wanted = balanced_counts(specs, settings, {pid: len(rows) for pid, rows in usable.items()})
+    seeds = {pid: spread(usable[pid], wanted[pid]["seeds"]) for pid in specs}
+    counts = {pid: {"seed_requests": len(seeds[pid]), "seeds_near_eval": near_eval[pid]} for pid in specs}
     shots = {pid: request_shots(seeds[pid], pid, wanted[pid]["generated"], settings, seed, stage) for pid in specs}
     flat = [(pid, cat, s) for pid in specs for cat, s in shots[pid]]
     written = backend.generate(
@@ -244,19 +297,27 @@ def generate_contrast(
         answers += [(pid, r, "policy", 0, [], c, greedy) for (pid, r), c in zip(asked, policy)]
     rows = [
         {
-            "contrast_id": f"{r['id']}-{pid}-{framing}{j}",
-            "stage": stage,
-            "principle_id": pid,
-            "request_id": r["id"],
-            "request": r["request"],
-            "origin": "generated" if r["id"].startswith(f"{stage}-") else "seed",
-            "category": r["category"],
-            "framing": framing,
+            **request_columns(stage, pid, r, framing, j),
             "response": c.text,
             **provenance(backend, c, shots, sample_seed, used),
         }
         for pid, r, framing, j, shots, c, used in answers
     ]
+    if settings["written"]:
+        rows += [
+            {
+                **request_columns(stage, pid, r, "written", 0),
+                "response": text,
+                "finish_reason": "stop",
+                "num_tokens": 0,
+                "generator": f"written:{spec['written']}",
+                "fewshot_ids": [],
+                "seed": derive_seed(seed, stage, "contrast", pid, "written"),
+                "sampling": "{}",
+            }
+            for pid, spec in specs.items()
+            for r, text in written_rows(requests[pid], pid, spec, seed, stage)
+        ]
     return rows, counts
 
 
@@ -283,10 +344,10 @@ def contrast_pairs(
     rows: Sequence[dict[str, Any]], principles: dict[str, dict], max_repetition: float, stage: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, int]]]:
     """One pair per request: the first follow answer that passes the chosen check (and, for a refusal, the
-    checks of the principles carried on refusals) against the on-policy answer when it passes the rejected
-    check, else the first violate answer that does. Returns (pairs, the chosen answer of every request that has
-    one, paired or not: the SFT candidates, per-principle counts of requests paired and why the others were
-    not)."""
+    checks of the principles carried on refusals), else the written answer when it does, against the
+    on-policy answer when it passes the rejected check, else the first violate answer that does. Returns
+    (pairs, the chosen answer of every request that has one, paired or not: the SFT candidates, per-principle
+    counts of requests paired, paired on a written answer, and why the others were not)."""
     on_refusals = refusal_checks(principles)
     by_request: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: r["contrast_id"]):
@@ -295,10 +356,25 @@ def contrast_pairs(
     for (principle_id, request_id), answers in sorted(by_request.items()):
         spec = principles[principle_id]["construction"]
         tally = counts.setdefault(
-            principle_id, {"requests": 0, "paired": 0, "no_chosen": 0, "no_rejected": 0, **{c: 0 for c in on_refusals}}
+            principle_id,
+            {
+                "requests": 0,
+                "paired": 0,
+                "no_chosen": 0,
+                "no_rejected": 0,
+                "written": 0,
+                **{c: 0 for c in on_refusals},
+            },
         )
         tally["requests"] += 1
-        follow = [r for r in answers if r["framing"] == "follow" and passes(r, spec["chosen"], max_repetition)]
+        follow = sorted(
+            (
+                r
+                for r in answers
+                if r["framing"] in ("follow", "written") and passes(r, spec["chosen"], max_repetition)
+            ),
+            key=lambda r: (r["framing"] == "written", r["contrast_id"]),
+        )
         if spec["chosen"] == "refuses":
             for check in on_refusals:
                 failing = [r for r in follow if not verifiable.TEXT_CHECKS[check](r["response"])]
@@ -312,6 +388,7 @@ def contrast_pairs(
             tally["no_chosen"] += 1
             continue
         chosen_rows.append(follow[0])
+        tally["written"] += follow[0]["framing"] == "written"
         if not rejected:
             tally["no_rejected"] += 1
             continue

@@ -563,8 +563,9 @@ def contrast_funnel(counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
             "rows_in": tally["requests"],
             "rows_out": tally["paired"],
             "dropped": tally["requests"] - tally["paired"],
-            "reason": f"requests of principle {pid} paired by construction; not paired: "
-            + ", ".join(f"{n} {why}" for why, n in tally.items() if why not in ("requests", "paired")),
+            "reason": f"requests of principle {pid} paired by construction ({tally['written']} of them on a written "
+            "chosen answer: no framed answer passed); not paired: "
+            + ", ".join(f"{n} {why}" for why, n in tally.items() if why not in ("requests", "paired", "written")),
         }
         for pid, tally in sorted(counts.items())
     ]
