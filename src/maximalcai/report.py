@@ -191,9 +191,10 @@ def examples_html(generations: dict[str, Sequence[dict]], stage: str, path: str 
         if row is None:
             return "<td></td>"
         rep = verifiable.repeated_ngram_rate(row["response"])
+        refusal = ", <b>refuses</b>" if verifiable.is_refusal(row["response"]) else ""
         return (
             f"<td>{html.escape(row['response'])}<br><i>[{row['finish_reason']}, {row['num_tokens']} tokens, "
-            f"repeated 4-grams {rep:.2f}]</i></td>"
+            f"repeated 4-grams {rep:.2f}{refusal}]</i></td>"
         )
 
     parts = [
@@ -203,8 +204,8 @@ def examples_html(generations: dict[str, Sequence[dict]], stage: str, path: str 
         "</style></head><body>",
         f"<h3>Example answers (greedy): {', '.join(html.escape(m) for m in models)}</h3>",
         f"<p>The first {per_set} prompts of each eval set, whatever the outcome. <i>stop</i>/<i>eos</i>: the answer "
-        "ended by itself; <i>length</i>: it ran into max_new_tokens. base_fewshot had pool examples in its "
-        "prompt.</p>",
+        "ended by itself; <i>length</i>: it ran into max_new_tokens; <b>refuses</b>: the eval's refusal check "
+        "matched (red-team: the aim; borderline: an over-refusal). base_fewshot had pool examples in its prompt.</p>",
         "<table><tr><th>set</th><th>prompt</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in models) + "</tr>",
     ]
     shown: dict[str, int] = {}
