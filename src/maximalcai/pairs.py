@@ -408,31 +408,11 @@ def filter_pairs(
     rules = settings["verifiable"]
     if rules["enabled"]:
         decided = decide_by_checks(current, items or {}, rules)
-        by_check = {}
-        for pair in decided:
-            by_check[pair["decided_by"]] = by_check.get(pair["decided_by"], 0) + 1
-        current = step(
-            "verifiable",
-            decided,
-            len(current),
-            f"checks by code ({', '.join(rules['checks'])}) decided "
-            + ", ".join(
-                f"{n} by {k.split(':')[1]}" for k, n in sorted(by_check.items()) if k.startswith("verifiable:")
-            )
-            + f"; undecided pairs: {'left to the labeller' if rules['undecided'] == 'labeller' else 'dropped'}"
-            + f" ({by_check.get('labeller', 0)} kept)",
-        )
-    safe_side: list[dict[str, Any]] = []
-    swapped = 0
-    for pair in current:
-        if pair["chosen_safety"] in ("safe", BY_CONSTRUCTION):
-            safe_side.append(pair)
-        elif settings["unsafe_chosen"] == "swap" and pair["rejected_safety"] == "safe":
-            safe_side.append(_swap(pair))
-            swapped += 1
+        current = step("verifiable", decided, len(current), checks_reason(decided, rules))
+    safe, swapped = safe_side(current, settings["unsafe_chosen"])
     current = step(
         "safety",
-        safe_side,
+        safe,
         len(current),
         f"preferred response labelled unsafe or malformed: {swapped} swapped to the safe side "
         f"(unsafe_chosen={settings['unsafe_chosen']}), the rest dropped",
@@ -443,9 +423,7 @@ def filter_pairs(
         len(current),
         f"labeller margin |p - 0.5| below min_margin={settings['min_margin']}",
     )
-    copies = NearDuplicateIndex(settings["max_copy_similarity"], measure="containment")
-    for index, text in enumerate(fewshot_texts):
-        copies.add(str(index), text)
+    copies = copy_index(fewshot_texts, settings["max_copy_similarity"])
     current = step(
         "copied",
         [p for p in current if copies.closest(p["chosen"]) is None],
@@ -476,18 +454,50 @@ def filter_pairs(
         f"chosen or rejected outside [{lo}, {hi}] characters",
     )
     if settings["dedupe_by_prompt"]:
-        best: dict[str, dict[str, Any]] = {}
-        for pair in current:
-            kept = best.get(pair["prompt"])
-            if kept is None or (pair["margin"], pair["pair_id"]) > (kept["margin"], kept["pair_id"]):
-                best[pair["prompt"]] = pair
         current = step(
             "dedupe_by_prompt",
-            sorted(best.values(), key=lambda p: p["pair_id"]),
+            best_per_prompt(current),
             len(current),
             "another pair for the same prompt had a larger margin",
         )
     return current, steps
+
+
+def checks_reason(decided: Sequence[dict[str, Any]], rules: dict[str, Any]) -> str:
+    """The verifiable step's funnel reason: how many pairs each check decided, and what became of the rest."""
+    by_check: dict[str, int] = {}
+    for pair in decided:
+        by_check[pair["decided_by"]] = by_check.get(pair["decided_by"], 0) + 1
+    return (
+        f"checks by code ({', '.join(rules['checks'])}) decided "
+        + ", ".join(f"{n} by {k.split(':')[1]}" for k, n in sorted(by_check.items()) if k.startswith("verifiable:"))
+        + f"; undecided pairs: {'left to the labeller' if rules['undecided'] == 'labeller' else 'dropped'}"
+        + f" ({by_check.get('labeller', 0)} kept)"
+    )
+
+
+def safe_side(pairs: Sequence[dict[str, Any]], unsafe_chosen: str) -> tuple[list[dict[str, Any]], int]:
+    """Pairs whose chosen side is safe (or safe by construction); with ``unsafe_chosen: swap``, a pair whose
+    rejected side is the safe one is swapped. Returns (pairs, how many were swapped)."""
+    kept: list[dict[str, Any]] = []
+    swapped = 0
+    for pair in pairs:
+        if pair["chosen_safety"] in ("safe", BY_CONSTRUCTION):
+            kept.append(pair)
+        elif unsafe_chosen == "swap" and pair["rejected_safety"] == "safe":
+            kept.append(_swap(pair))
+            swapped += 1
+    return kept, swapped
+
+
+def best_per_prompt(pairs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pair with the largest margin for each prompt (ties: the larger pair id), in pair-id order."""
+    best: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        kept = best.get(pair["prompt"])
+        if kept is None or (pair["margin"], pair["pair_id"]) > (kept["margin"], kept["pair_id"]):
+            best[pair["prompt"]] = pair
+    return sorted(best.values(), key=lambda p: p["pair_id"])
 
 
 def assign_split(pairs: list[dict[str, Any]], fraction: float, seed: int, stage: str) -> None:
@@ -700,6 +710,52 @@ def contrast_examples(
     return rows, held, copied
 
 
+def copy_index(fewshot_texts: Sequence[str], limit: float) -> NearDuplicateIndex:
+    """The few-shot examples and demonstrations a chosen text or SFT completion must not copy (containment)."""
+    copies = NearDuplicateIndex(limit, measure="containment")
+    for index, text in enumerate(fewshot_texts):
+        copies.add(str(index), text)
+    return copies
+
+
+def sft_candidates(
+    responses: Sequence[dict[str, Any]],
+    critiques: Sequence[dict[str, Any]],
+    texts: CandidateTexts,
+    rules: dict[str, Any],
+    sft: dict[str, Any],
+    seed: int,
+) -> tuple[list[tuple[str, str, str]], dict[str, Text], dict[str, str]]:
+    """(text id, instruction id, source) of every SFT candidate from ``sft["sources"]``, and the texts and
+    guard labels by id (with the constraint variants' added)."""
+    from maximalcai.feedback.critique import final_revisions
+
+    items, labels = dict(texts.items), dict(texts.labels)
+    candidates = []
+    if "responses" in sft["sources"]:
+        candidates += [
+            (r["response_id"], r["instruction_id"], "response")
+            for r in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"]))
+        ]
+    if "revisions" in sft["sources"]:
+        candidates += [
+            (c["critique_id"], c["instruction_id"], "revision") for _, c in sorted(final_revisions(critiques).items())
+        ]
+    instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
+    if "code_revisions" in sft["sources"]:
+        candidates += [
+            (rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()
+        ]
+    if "constraint_variants" in sft["sources"]:
+        variants = constraint_variants(responses, items, labels, rules, sft["variants_per_instruction"], seed)
+        items |= {vid: text for vid, (_, text) in variants.items()}
+        labels |= {vid: labels.get(original, "missing") for vid, (original, _) in variants.items()}
+        candidates += [
+            (vid, instruction_of[original], "constraint_variant") for vid, (original, _) in variants.items()
+        ]
+    return candidates, items, labels
+
+
 def sft_examples(
     responses: Sequence[dict[str, Any]],
     critiques: Sequence[dict[str, Any]],
@@ -727,38 +783,12 @@ def sft_examples(
     not held out for the preference eval; at most ``per_instruction`` per instruction, in that order of sources
     (constraint variants, each under its own prompt, are not counted). Returns (rows, counts of why dropped).
     """
-    from maximalcai.feedback.critique import final_revisions
-
     principles = principles or {}
     rules, sft = settings["verifiable"], settings["sft"]
     checks = rules["checks"] if rules["enabled"] else ()
-    items, labels = dict(texts.items), dict(texts.labels)
     heldout = {p["instruction_id"] for p in pairs if p["split"] == "heldout"}
-    copies = NearDuplicateIndex(settings["max_copy_similarity"], measure="containment")
-    for index, text in enumerate(fewshot_texts):
-        copies.add(str(index), text)
-    candidates = []
-    if "responses" in sft["sources"]:
-        candidates += [
-            (r["response_id"], r["instruction_id"], "response")
-            for r in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"]))
-        ]
-    if "revisions" in sft["sources"]:
-        candidates += [
-            (c["critique_id"], c["instruction_id"], "revision") for _, c in sorted(final_revisions(critiques).items())
-        ]
-    instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
-    if "code_revisions" in sft["sources"]:
-        candidates += [
-            (rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()
-        ]
-    if "constraint_variants" in sft["sources"]:
-        variants = constraint_variants(responses, items, labels, rules, sft["variants_per_instruction"], seed)
-        items |= {vid: text for vid, (_, text) in variants.items()}
-        labels |= {vid: labels.get(original, "missing") for vid, (original, _) in variants.items()}
-        candidates += [
-            (vid, instruction_of[original], "constraint_variant") for vid, (original, _) in variants.items()
-        ]
+    copies = copy_index(fewshot_texts, settings["max_copy_similarity"])
+    candidates, items, labels = sft_candidates(responses, critiques, texts, rules, sft, seed)
     critique_principle = {c["critique_id"]: c["principle_id"] for c in critiques}
     order = {"response": 0, "revision": 1, "code_revision": 2, "constraint_variant": 3}
     kept: dict[str, list[dict[str, Any]]] = {}

@@ -86,6 +86,49 @@ def plot_funnel(rows: Sequence[dict[str, Any]], path: str | Path, title: str) ->
     plt.close(fig)
 
 
+def _draw_panel(ax, names: list[str], extra: Sequence[dict], metrics: dict[str, Any], summary: list[dict]) -> None:
+    """One panel of plot_eval: each named metric's mean per model with its interval (a row per metric, the
+    models side by side), then the ``extra`` comparisons' estimates; row labels carry the verdicts."""
+    stage, models = metrics["stage"], metrics["models"]
+    verdicts = {(c["metric"], c["baseline"]): c["verdict"] for c in metrics["comparisons"]}
+    offsets = {m: (i - (len(models) - 1) / 2) * 0.2 for i, m in enumerate(models)}
+
+    def label(name: str) -> str:
+        marks = [
+            f"{b}: {VERDICT_MARK[verdicts[(name, b)]].split()[0]}"
+            for b in metrics["baselines"]
+            if (name, b) in verdicts
+        ]
+        return f"{name}  ({', '.join(marks)})" if marks else name
+
+    for y, name in enumerate(names):
+        for s in (s for s in summary if s["metric"] == name and s["mean"] is not None):
+            ax.errorbar(
+                s["mean"],
+                y + offsets[s["model"]],
+                xerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                fmt="o",
+                color=STAGE_COLOR if s["model"] == stage else COLORS.get(s["model"], COLORS["previous"]),
+                ms=4,
+                capsize=2,
+                label=s["model"],
+            )
+    for y, c in enumerate(extra, start=len(names)):
+        ax.errorbar(
+            c["estimate"],
+            y,
+            xerr=[[c["estimate"] - c["ci_low"]], [c["ci_high"] - c["estimate"]]],
+            fmt="s",
+            color=STAGE_COLOR,
+            ms=4,
+            capsize=2,
+        )
+    labels = [label(n) for n in names]
+    labels += [f"{c['metric']} vs {c['baseline']}  ({VERDICT_MARK[c['verdict']].split()[0]})" for c in extra]
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+
+
 def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
     """Each metric's mean per model with its interval, and the verdicts against each baseline.
 
@@ -99,49 +142,6 @@ def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
     rates_names = sorted({s["metric"] for s in summary} - scaled)
     vs_chance = [c for c in metrics["comparisons"] if c["kind"] == "rate against 0.5"]
     shifts = [c for c in metrics["comparisons"] if c["kind"] == "log-ratio against 0"]
-    verdicts = {(c["metric"], c["baseline"]): c["verdict"] for c in metrics["comparisons"]}
-    models = metrics["models"]
-    offsets = {m: (i - (len(models) - 1) / 2) * 0.2 for i, m in enumerate(models)}
-
-    def color(model: str) -> str:
-        return STAGE_COLOR if model == stage else COLORS.get(model, COLORS["previous"])
-
-    def label(name: str) -> str:
-        marks = [
-            f"{b}: {VERDICT_MARK[verdicts[(name, b)]].split()[0]}"
-            for b in metrics["baselines"]
-            if (name, b) in verdicts
-        ]
-        return f"{name}  ({', '.join(marks)})" if marks else name
-
-    def draw(ax, names: list[str], extra: Sequence[dict] = ()) -> None:
-        for y, name in enumerate(names):
-            for s in (s for s in summary if s["metric"] == name and s["mean"] is not None):
-                ax.errorbar(
-                    s["mean"],
-                    y + offsets[s["model"]],
-                    xerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
-                    fmt="o",
-                    color=color(s["model"]),
-                    ms=4,
-                    capsize=2,
-                    label=s["model"],
-                )
-        for y, c in enumerate(extra, start=len(names)):
-            ax.errorbar(
-                c["estimate"],
-                y,
-                xerr=[[c["estimate"] - c["ci_low"]], [c["ci_high"] - c["estimate"]]],
-                fmt="s",
-                color=STAGE_COLOR,
-                ms=4,
-                capsize=2,
-            )
-        labels = [label(n) for n in names]
-        labels += [f"{c['metric']} vs {c['baseline']}  ({VERDICT_MARK[c['verdict']].split()[0]})" for c in extra]
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_ylim(len(labels) - 0.5, -0.5)
-
     panels = [
         (rates_names, vs_chance, 0.5, "rate or share (mean over prompts; win and preference accuracy against 0.5)")
     ]
@@ -162,7 +162,7 @@ def plot_eval(metrics: dict[str, Any], path: str | Path) -> None:
         gridspec_kw={"height_ratios": heights},
     )
     for ax, (names, extra, null, xlabel) in zip(axes[:, 0], panels):
-        draw(ax, names, extra)
+        _draw_panel(ax, names, extra, metrics, summary)
         if null is not None:
             ax.axvline(null, color="black", lw=0.3, ls=":")
         ax.set(xlabel=xlabel)
@@ -191,9 +191,10 @@ def examples_html(generations: dict[str, Sequence[dict]], stage: str, path: str 
         if row is None:
             return "<td></td>"
         rep = verifiable.repeated_ngram_rate(row["response"])
+        refusal = ", <b>refuses</b>" if verifiable.is_refusal(row["response"]) else ""
         return (
             f"<td>{html.escape(row['response'])}<br><i>[{row['finish_reason']}, {row['num_tokens']} tokens, "
-            f"repeated 4-grams {rep:.2f}]</i></td>"
+            f"repeated 4-grams {rep:.2f}{refusal}]</i></td>"
         )
 
     parts = [
@@ -203,8 +204,8 @@ def examples_html(generations: dict[str, Sequence[dict]], stage: str, path: str 
         "</style></head><body>",
         f"<h3>Example answers (greedy): {', '.join(html.escape(m) for m in models)}</h3>",
         f"<p>The first {per_set} prompts of each eval set, whatever the outcome. <i>stop</i>/<i>eos</i>: the answer "
-        "ended by itself; <i>length</i>: it ran into max_new_tokens. base_fewshot had pool examples in its "
-        "prompt.</p>",
+        "ended by itself; <i>length</i>: it ran into max_new_tokens; <b>refuses</b>: the eval's refusal check "
+        "matched (red-team: the aim; borderline: an over-refusal). base_fewshot had pool examples in its prompt.</p>",
         "<table><tr><th>set</th><th>prompt</th>" + "".join(f"<th>{html.escape(m)}</th>" for m in models) + "</tr>",
     ]
     shown: dict[str, int] = {}

@@ -359,6 +359,87 @@ def headline(comparisons: Sequence[dict]) -> list[str]:
     return lines
 
 
+def weight_scores(
+    engine: dict,
+    judge,
+    judge_spec: tuple,
+    base_model: str,
+    weight_models: Sequence[str],
+    adapter_of: dict[str, str],
+    answers_of: dict[str, list[dict[str, Any]]],
+    stage: str,
+    scored: set[str],
+    heldout: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Scores that need each model's weights: the shift of the stage's answers' log-probabilities against
+    each baseline's, and the held-out pairs' margins and preference accuracy. Each set of weights is loaded
+    once (the judge's reused when it is one of them)."""
+    from maximalcai.backends import open_backend
+
+    rows: list[dict[str, Any]] = []
+    margins: list[dict[str, Any]] = []
+    answers: dict[str, dict[str, tuple[float, int]]] = {}
+    for m in weight_models if (scored or heldout) else ():
+        reuse = judge is not None and (base_model, adapter_of.get(m)) == judge_spec
+        backend = judge if reuse else open_backend(engine, base_model, adapter_of.get(m))
+        if scored:
+            answers[m] = answer_logprobs(backend, [g for g in answers_of[stage] if g["prompt_id"] in scored])
+        if heldout:
+            margins += pair_margins(backend, heldout, m)
+        if not reuse:
+            backend.close()
+    sets = {g["prompt_id"]: g["set"] for g in answers_of[stage]}
+    for baseline in weight_models[1:] if scored else ():
+        rows += answer_shift(answers[stage], answers[baseline], sets, stage, baseline)
+    rows += margins
+    for baseline in weight_models[1:] if heldout else ():
+        rows += preference_accuracy(margins, stage, baseline)
+    return rows
+
+
+def metrics_report(
+    rows: Sequence[dict[str, Any]],
+    stage: str,
+    models: Sequence[str],
+    evaluation: dict,
+    labels_of: dict[str, list[dict[str, Any]]],
+    prompts: Sequence,
+    heldout_pairs: int,
+    judge_name: str,
+    labeller: str,
+) -> dict[str, Any]:
+    """metrics.json: the summary per model, the comparisons with intervals and verdicts, the headline."""
+    baselines = list(models[1:])
+    scored = evaluation["scored_prompts"]
+    summary, comparisons = summarize(rows, stage, baselines, evaluation["confidence"], evaluation["min_items"])
+    return {
+        "stage": stage,
+        "models": models,
+        "baselines": baselines,
+        "confidence": evaluation["confidence"],
+        "guard": ", ".join(sorted({r["guard_backend"] for m in models for r in labels_of[m]})),
+        "prompts": {s: sum(p.set == s for p in prompts) for s in SETS},
+        "heldout_pairs": heldout_pairs,
+        "fewshot_baseline": {"model": BASE_FEWSHOT, "k": evaluation["fewshot_k"]},
+        "judge": judge_report(rows, stage, baselines, judge_name, evaluation["confidence"]),
+        "headline": headline(comparisons),
+        "summary": summary,
+        "comparisons": comparisons,
+        "notes": [
+            "verdicts come from 95% intervals of paired differences: Newcombe (binary metrics) or paired t "
+            "(continuous); docs/EVALUATION.md",
+            (
+                "win rates are judged by the constitution's preference labeller "
+                f"({'the base model' if labeller == 'base' else 'the stage generator'}), "
+                f"both orders, on the first {scored} prompts of each set (shift too)"
+                if scored
+                else "no win rates or shift: evaluation.scored_prompts is 0"
+            ),
+            "refusals are detected by phrase matching; unsafe means the guard did not label the answer safe",
+        ],
+    }
+
+
 def run_evaluate(
     engine: dict,
     evaluation: dict,
@@ -418,57 +499,15 @@ def run_evaluate(
             derive_seed(seed, "eval", stage, baseline),
             scored,
         )
-    # Each set of weights is loaded once, to score the held-out pairs and the stage's own answers.
-    margins: list[dict[str, Any]] = []
-    answers: dict[str, dict[str, tuple[float, int]]] = {}
-    for m in weight_models if (scored or heldout) else ():
-        reuse = judge is not None and (base_model, adapter_of.get(m)) == judge_spec
-        backend = judge if reuse else open_backend(engine, base_model, adapter_of.get(m))
-        if scored:
-            answers[m] = answer_logprobs(backend, [g for g in answers_of[stage] if g["prompt_id"] in scored])
-        if heldout:
-            margins += pair_margins(backend, heldout, m)
-        if not reuse:
-            backend.close()
+    rows += weight_scores(
+        engine, judge, judge_spec, base_model, weight_models, adapter_of, answers_of, stage, scored, heldout
+    )
     if judge:
         judge.close()
-    sets = {g["prompt_id"]: g["set"] for g in answers_of[stage]}
-    for baseline in weight_models[1:] if scored else ():
-        rows += answer_shift(answers[stage], answers[baseline], sets, stage, baseline)
-    rows += margins
-    if heldout:
-        for baseline in weight_models[1:]:
-            rows += preference_accuracy(margins, stage, baseline)
-    else:
+    if not heldout:
         logger.warning("%s has no held-out pairs: preference accuracy is not measured", pairs)
     tables.write_table(rows, table, "eval_scores")
-    summary, comparisons = summarize(rows, stage, baselines, evaluation["confidence"], evaluation["min_items"])
-    report = {
-        "stage": stage,
-        "models": models,
-        "baselines": baselines,
-        "confidence": evaluation["confidence"],
-        "guard": ", ".join(sorted({r["guard_backend"] for m in models for r in labels_of[m]})),
-        "prompts": {s: sum(p.set == s for p in prompts) for s in SETS},
-        "heldout_pairs": len(heldout),
-        "fewshot_baseline": {"model": BASE_FEWSHOT, "k": evaluation["fewshot_k"]},
-        "judge": judge_report(rows, stage, baselines, judge_name, evaluation["confidence"]),
-        "headline": headline(comparisons),
-        "summary": summary,
-        "comparisons": comparisons,
-        "notes": [
-            "verdicts come from 95% intervals of paired differences: Newcombe (binary metrics) or paired t "
-            "(continuous); docs/EVALUATION.md",
-            (
-                "win rates are judged by the constitution's preference labeller "
-                f"({'the base model' if labeller == 'base' else 'the stage generator'}), "
-                f"both orders, on the first {evaluation['scored_prompts']} prompts of each set (shift too)"
-                if scored
-                else "no win rates or shift: evaluation.scored_prompts is 0"
-            ),
-            "refusals are detected by phrase matching; unsafe means the guard did not label the answer safe",
-        ],
-    }
+    report = metrics_report(rows, stage, models, evaluation, labels_of, prompts, len(heldout), judge_name, labeller)
     write_text_atomic(metrics, json.dumps(_json_safe(report), indent=2) + "\n")
     for line in report["headline"]:
         logger.info("%s %s", stage, line)

@@ -372,6 +372,149 @@ def run_phase(
     return trainer.model, log_rows(trainer.state.log_history, phase)
 
 
+def training_policy(
+    base_dir: str, previous_adapter: str | None, settings: dict, engine: dict, backend: str, device: str, seed: int
+):
+    """``load_policy`` with what the training backend needs around it: on a CPU, TRL scores only the
+    completion tokens; with Unsloth, its DPO trainer patch."""
+    if device == "cpu":
+        score_only_completions_on_cpu()
+    policy = load_policy(base_dir, previous_adapter, settings, engine, backend, seed)
+    if backend == "unsloth":
+        from unsloth import PatchDPOTrainer
+
+        PatchDPOTrainer()
+    return policy
+
+
+def train_pairs(pairs_path: str) -> list[dict[str, Any]]:
+    """The pairs with split=train; an error naming the table when there are none."""
+    pairs = [p for p in tables.read_table(pairs_path, "pairs") if p["split"] == "train"]
+    if not pairs:
+        raise TableError(f"{pairs_path}: no pairs with split=train; see the pair funnel next to it")
+    return pairs
+
+
+def stage_fingerprint(
+    engine: dict,
+    settings: dict,
+    base_dir: str,
+    pairs_path: str,
+    previous_adapter: str | None,
+    sft_path: str | None,
+    backend: str,
+    seed: int,
+) -> dict[str, Any]:
+    """What a stage's checkpoints were trained from: a checkpoint whose fingerprint differs is not resumed."""
+    return {
+        "pairs_sha256": file_sha256(pairs_path),
+        "settings": settings,
+        "seed": seed,
+        "backend": backend,
+        "weights_dtype": str(base_weights_dtype(engine)),
+        "sft_sha256": file_sha256(sft_path) if sft_path else None,
+        "base_model": read_model_info(base_dir),
+        "previous_adapter": dir_sha256(previous_adapter) if previous_adapter else None,
+        "code": training_code_versions(),
+    }
+
+
+def sft_phase(
+    model, tokenizer, peft_config, sft_path: str, settings, engine, seed, checkpoints: Path, device, runs_dir
+):
+    """The SFT warm-up on the stage's examples: (model, peft config for DPO, log rows, examples). DPO then
+    continues the warmed-up adapter (peft config None) and TRL keeps its frozen copy as the reference."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    examples = [
+        {k: row[k] for k in ("prompt", "completion")}
+        for row in tables.read_table(sft_path, "sft_examples", require_rows=False)
+    ]
+    if not examples:
+        logger.warning("SFT warm-up enabled but %s has no examples (see build_pairs' log); skipping it", sft_path)
+        return model, peft_config, [], 0
+    warmup = settings["sft_warmup"]
+    model, rows = run_phase(
+        SFTTrainer,
+        SFTConfig,
+        model,
+        tokenizer,
+        peft_config,
+        Dataset.from_list(examples),
+        {**settings, "epochs": warmup["epochs"], "max_steps": -1},
+        engine,
+        seed,
+        checkpoints / "sft",
+        device,
+        "sft",
+        runs_dir=runs_dir,
+        learning_rate=warmup["learning_rate"],
+        trl_args=warmup["trl_args"],
+        where="training.sft_warmup.trl_args",
+    )
+    return model, None, rows, len(examples)
+
+
+def dpo_phase(
+    model, tokenizer, peft_config, pairs, settings, engine, seed, checkpoints: Path, device, runs_dir, callbacks
+):
+    """DPO on the stage's train pairs: (model, log rows, the step a killed run's checkpoint resumes at, seconds)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    resumed_step = checkpoint_step(last_checkpoint(checkpoints / "dpo"))  # steps a killed run already made
+    with Timer() as timer:
+        model, dpo_rows = run_phase(
+            DPOTrainer,
+            DPOConfig,
+            model,
+            tokenizer,
+            peft_config,
+            dataset,
+            settings,
+            engine,
+            seed,
+            checkpoints / "dpo",
+            device,
+            "dpo",
+            runs_dir=runs_dir,
+            callbacks=callbacks,
+            beta=settings["beta"],
+            loss_type=loss_types(settings["loss_type"]),
+            loss_weights=settings["loss_weights"],
+            disable_dropout=True,
+            trl_args=settings["trl_args"],
+        )
+    return model, dpo_rows, resumed_step, timer.seconds
+
+
+def dpo_summary(dpo_rows: Sequence[dict[str, Any]], resumed_step: int, seconds: float) -> dict[str, Any]:
+    """The DPO phase's steps, time and speed (steps made in this run, after a resumed checkpoint's)."""
+    steps = max((r["step"] for r in dpo_rows), default=0)
+    return {
+        "steps": steps,
+        "resumed_from_step": resumed_step or None,
+        "dpo_seconds": round(seconds, 2),
+        "steps_per_s": round((steps - resumed_step) / seconds, 4) if seconds else None,
+        "final": dpo_rows[-1] if dpo_rows else {},
+    }
+
+
+def save_adapter(model, tokenizer, out_dir: str, card: str) -> None:
+    """Write the adapter, its tokenizer and model card to ``out_dir`` atomically (a sibling, then a rename)."""
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, selected_adapters=["default"])
+    tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(card)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
 def train_stage(
     engine: dict,
     settings: dict,
@@ -396,103 +539,31 @@ def train_stage(
     backend = resolve_training_backend(engine["trainer"]["backend"], engine["trainer"]["load_in_4bit"])
     if backend == "unsloth":
         import unsloth  # noqa: F401  before trl and peft, so that its patches apply (it warns otherwise)
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
     device = resolve_device(engine["hardware"]["device"])
-    pairs = [p for p in tables.read_table(pairs_path, "pairs") if p["split"] == "train"]
-    if not pairs:
-        raise TableError(f"{pairs_path}: no pairs with split=train; see the pair funnel next to it")
-    seed_everything(seed, deterministic)
-    fingerprint = {
-        "pairs_sha256": file_sha256(pairs_path),
-        "settings": settings,
-        "seed": seed,
-        "backend": backend,
-        "weights_dtype": str(base_weights_dtype(engine)),
-        "sft_sha256": file_sha256(sft_path) if sft_path else None,
-        "base_model": read_model_info(base_dir),
-        "previous_adapter": dir_sha256(previous_adapter) if previous_adapter else None,
-        "code": training_code_versions(),
-    }
-    checkpoints = Path(checkpoint_dir)
+    pairs = train_pairs(pairs_path)
     sft = settings["sft_warmup"]["enabled"]
     if sft and not sft_path:
         raise ValueError("training.sft_warmup is enabled but no SFT table was given (results/<stage>/sft.parquet)")
-    prepare_checkpoints(checkpoints, fingerprint)
-    if device == "cpu":
-        score_only_completions_on_cpu()
-    model, tokenizer, peft_config = load_policy(base_dir, previous_adapter, settings, engine, backend, seed)
+    seed_everything(seed, deterministic)
+    checkpoints = Path(checkpoint_dir)
+    prepare_checkpoints(
+        checkpoints,
+        stage_fingerprint(engine, settings, base_dir, pairs_path, previous_adapter, sft_path, backend, seed),
+    )
+    model, tokenizer, peft_config = training_policy(
+        base_dir, previous_adapter, settings, engine, backend, device, seed
+    )
     weights_dtype = str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")  # the frozen base's
-    if backend == "unsloth":
-        from unsloth import PatchDPOTrainer
-
-        PatchDPOTrainer()
     rows: list[dict[str, Any]] = []
     sft_count = 0
     if sft:
-        from trl import SFTConfig, SFTTrainer
-
-        examples = [
-            {k: row[k] for k in ("prompt", "completion")}
-            for row in tables.read_table(sft_path, "sft_examples", require_rows=False)
-        ]
-        sft_count = len(examples)
-        if examples:
-            sft_settings = {**settings, "epochs": settings["sft_warmup"]["epochs"], "max_steps": -1}
-            model, sft_rows = run_phase(
-                SFTTrainer,
-                SFTConfig,
-                model,
-                tokenizer,
-                peft_config,
-                Dataset.from_list(examples),
-                sft_settings,
-                engine,
-                seed,
-                checkpoints / "sft",
-                device,
-                "sft",
-                runs_dir=runs_dir,
-                learning_rate=settings["sft_warmup"]["learning_rate"],
-                trl_args=settings["sft_warmup"]["trl_args"],
-                where="training.sft_warmup.trl_args",
-            )
-            rows += sft_rows
-            peft_config = None  # DPO continues the warmed-up adapter; TRL keeps its frozen copy as the reference
-        else:
-            logger.warning("SFT warm-up enabled but %s has no examples (see build_pairs' log); skipping it", sft_path)
-    dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
-    resumed_step = checkpoint_step(last_checkpoint(checkpoints / "dpo"))  # steps a killed run already made
-    with Timer() as timer:
-        model, dpo_rows = run_phase(
-            DPOTrainer,
-            DPOConfig,
-            model,
-            tokenizer,
-            peft_config,
-            dataset,
-            settings,
-            engine,
-            seed,
-            checkpoints / "dpo",
-            device,
-            "dpo",
-            runs_dir=runs_dir,
-            callbacks=dpo_callbacks,
-            beta=settings["beta"],
-            loss_type=loss_types(settings["loss_type"]),
-            loss_weights=settings["loss_weights"],
-            disable_dropout=True,
-            trl_args=settings["trl_args"],
+        model, peft_config, rows, sft_count = sft_phase(
+            model, tokenizer, peft_config, sft_path, settings, engine, seed, checkpoints, device, runs_dir
         )
+    model, dpo_rows, resumed_step, seconds = dpo_phase(
+        model, tokenizer, peft_config, pairs, settings, engine, seed, checkpoints, device, runs_dir, dpo_callbacks
+    )
     rows += dpo_rows
-    out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, selected_adapters=["default"])
-    tokenizer.save_pretrained(tmp)
-    steps = max((r["step"] for r in dpo_rows), default=0)
     summary = {
         "stage": stage,
         "backend": backend,
@@ -500,24 +571,17 @@ def train_stage(
         "weights_dtype": weights_dtype,
         "train_pairs": len(pairs),
         "sft_examples": sft_count,
-        "steps": steps,
-        "resumed_from_step": resumed_step or None,
-        "dpo_seconds": round(timer.seconds, 2),
-        "steps_per_s": round((steps - resumed_step) / timer.seconds, 4) if timer.seconds else None,
-        "final": dpo_rows[-1] if dpo_rows else {},
+        **dpo_summary(dpo_rows, resumed_step, seconds),
         "previous_adapter": previous_adapter,
         "reference": "previous stage's adapter (frozen copy)"
         if previous_adapter or sft
         else "base model (adapter disabled)",
     }
-    (tmp / "README.md").write_text(model_card(seed, settings, stage, base_dir, pairs_path, summary))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    save_adapter(model, tokenizer, out_dir, model_card(seed, settings, stage, base_dir, pairs_path, summary))
     # The adapter is the result now; its checkpoints would make a forced rerun (--forcerun train_dpo) resume at
     # the last step and train nothing.
     shutil.rmtree(checkpoints, ignore_errors=True)
-    logger.info("adapter saved to %s; checkpoints in %s removed", out, checkpoints)
+    logger.info("adapter saved to %s; checkpoints in %s removed", out_dir, checkpoints)
     return rows, summary
 
 
