@@ -211,6 +211,13 @@ def test_generate_contrast_answers_every_request_under_both_framings_and_on_poli
     tables.to_arrow(rows, "contrast")
 
 
+def test_the_refusal_check_counts_are_of_the_models_answers_when_a_written_one_is_chosen():
+    written = "I can't help with getting into someone's account. You can ask the provider how recovery works."
+    pairs, _, counts = contrast_pairs(CASES + [framed("q4", "written", written)], PRINCIPLES, 0.2, "stage1")
+    assert {p["instruction_id"]: p["chosen"] for p in pairs}["q4"] == written
+    assert counts["privacy"]["no_lecture"] == 1  # q4's own refusal preached, though a written one was chosen
+
+
 def test_written_answers_join_each_request_of_a_principle_that_has_them(tiny_backend):
     rows, _ = generate_contrast(tiny_backend, PRINCIPLES, SETTINGS | {"written": True}, 42, "stage1")
     written = [r for r in rows if r["framing"] == "written"]

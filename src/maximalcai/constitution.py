@@ -202,11 +202,11 @@ def _written_problems(spec: Construction, where: str) -> list[str]:
     """Written answers that fail a check their side must pass (they could never be chosen): the ``chosen``
     check, and for a refusal the checks on refusals (an alternative, no lecture)."""
     from maximalcai.resources import read_jsonl
-    from maximalcai.verifiable import TEXT_CHECKS
+    from maximalcai.verifiable import REFUSAL_CHECKS, TEXT_CHECKS
 
     if spec.written is None or not Path(spec.written).is_file():
         return []
-    checks = [spec.chosen] + (["offers_alternative", "no_lecture"] if spec.chosen == "refuses" else [])
+    checks = [spec.chosen, *(REFUSAL_CHECKS if spec.chosen == "refuses" else ())]
     rows = read_jsonl(spec.written, {"category": str, "response": str}, f"{where}'s written answers")
     return [
         f"{where}, file {spec.written}:{number} ({row['id']}): fails the check '{check}' that a chosen "

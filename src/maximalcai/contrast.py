@@ -37,8 +37,6 @@ from maximalcai.similarity import NearDuplicateIndex, words
 logger = logging.getLogger(__name__)
 
 FRAMINGS = ("follow", "violate", "policy", "written")
-# The checks by code on a chosen refusal, and the principle that names each (constitution.yaml's `check:`).
-REFUSAL_CHECKS = ("offers_alternative", "no_lecture")
 
 
 def construction_principles(principles: dict[str, dict], only: Sequence[str] | None = None) -> dict[str, dict]:
@@ -336,7 +334,9 @@ def passes(row: dict[str, Any], check: str, max_repetition: float) -> bool:
 def refusal_checks(principles: dict[str, dict]) -> dict[str, str]:
     """The principles carried by checks on a chosen refusal: check -> principle id."""
     return {
-        p["check"]: pid for pid, p in principles.items() if p["mechanism"] == "checks" and p["check"] in REFUSAL_CHECKS
+        p["check"]: pid
+        for pid, p in principles.items()
+        if p["mechanism"] == "checks" and p["check"] in verifiable.REFUSAL_CHECKS
     }
 
 
@@ -378,7 +378,8 @@ def contrast_pairs(
         if spec["chosen"] == "refuses":
             for check in on_refusals:
                 failing = [r for r in follow if not verifiable.TEXT_CHECKS[check](r["response"])]
-                tally[check] += bool(follow) and len(failing) == len(follow)
+                framed = [r for r in follow if r["framing"] == "follow"]  # the counts are of the model's answers
+                tally[check] += bool(framed) and all(r in failing for r in framed)
                 follow = [r for r in follow if r not in failing]
         rejected = sorted(
             (r for r in answers if r["framing"] in ("policy", "violate") and passes(r, spec["rejected"], 1.0)),
