@@ -17,7 +17,7 @@ SETTINGS = {
     "enabled": True,
     "principles": ["privacy", "answer-the-question"],
     "seeds_per_principle": 2,
-    "balance": False,
+    "balance": None,
     "generated_per_principle": 1,
     "fewshot_k": 2,
     "fewshot_share": 2,
@@ -166,12 +166,12 @@ def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
     tables.to_arrow(rows, "sft_examples")
 
 
-def test_balance_gives_answering_as_many_requests_as_refusing():
+def test_balance_gives_answering_its_ratio_of_the_refusing_requests():
     specs = {pid: p["construction"] for pid, p in PRINCIPLES.items() if p["mechanism"] == "construction"}
     refusing = [pid for pid, spec in specs.items() if spec["chosen"] == "refuses"]
     plenty = dict.fromkeys(specs, 100)
     counts = balanced_counts(
-        specs, SETTINGS | {"balance": True, "seeds_per_principle": 4, "generated_per_principle": 2}, plenty
+        specs, SETTINGS | {"balance": 1.0, "seeds_per_principle": 4, "generated_per_principle": 2}, plenty
     )
     # seeds scaled up to the refusing side's; generated to its too (the seeds already match)
     assert counts["answer-the-question"] == {"seeds": 4 * len(refusing), "generated": 2 * len(refusing)}
@@ -179,10 +179,19 @@ def test_balance_gives_answering_as_many_requests_as_refusing():
     # every seed of each: the answering side generates what its seeds fall short of the refusing side's total
     few = plenty | {"answer-the-question": 7} | {pid: 3 for pid in refusing}
     counts = balanced_counts(
-        specs, SETTINGS | {"balance": True, "seeds_per_principle": None, "generated_per_principle": 2}, few
+        specs, SETTINGS | {"balance": 1.0, "seeds_per_principle": None, "generated_per_principle": 2}, few
     )
     assert counts["answer-the-question"] == {"seeds": None, "generated": 5 * len(refusing) - 7}
-    unbalanced = balanced_counts(specs, SETTINGS | {"seeds_per_principle": None, "balance": False}, plenty)
+    # half as many again: 1.5 answering requests per refusing one, seeds first
+    counts = balanced_counts(
+        specs, SETTINGS | {"balance": 1.5, "seeds_per_principle": None, "generated_per_principle": 2}, few
+    )
+    assert counts["answer-the-question"] == {"seeds": None, "generated": round(1.5 * 5 * len(refusing)) - 7}
+    counts = balanced_counts(
+        specs, SETTINGS | {"balance": 1.5, "seeds_per_principle": 4, "generated_per_principle": 2}, plenty
+    )
+    assert counts["answer-the-question"] == {"seeds": 6 * len(refusing), "generated": 3 * len(refusing)}
+    unbalanced = balanced_counts(specs, SETTINGS | {"seeds_per_principle": None, "balance": None}, plenty)
     assert unbalanced["answer-the-question"] == {"seeds": None, "generated": 1}
 
 

@@ -68,22 +68,23 @@ def load_requests(spec: dict[str, Any], principle_id: str) -> list[dict[str, str
 def balanced_counts(
     specs: dict[str, dict], settings: dict[str, Any], available: dict[str, int]
 ) -> dict[str, dict[str, int | None]]:
-    """Seed and generated requests per principle (``available``: its usable seed requests). With ``balance``,
-    the principles whose chosen answer must answer (``answer-the-question``) together get as many requests,
-    seeds and generated, as those whose chosen answer must refuse: their seed limit is scaled up, and they
-    generate what their seeds fall short of. The data then teaches when to refuse rather than to refuse
-    whatever sounds risky."""
+    """Seed and generated requests per principle (``available``: its usable seed requests). With ``balance``
+    (a ratio), the principles whose chosen answer must answer (``answer-the-question``) together get ``balance``
+    requests, seeds and generated, per request of those whose chosen answer must refuse: their seed limit is
+    scaled up, and they generate what their seeds fall short of. The data then teaches when to refuse rather
+    than to refuse whatever sounds risky."""
     kinds = {kind: [p for p, spec in specs.items() if spec["chosen"] == kind] for kind in ("refuses", "answers")}
-    balance = settings["balance"] and all(kinds.values())
-    scale = len(kinds["refuses"]) / len(kinds["answers"]) if balance else 1.0
+    ratio = settings["balance"] if all(kinds.values()) else None
+    scale = ratio * len(kinds["refuses"]) / len(kinds["answers"]) if ratio else 1.0
     limit, generated = settings["seeds_per_principle"], settings["generated_per_principle"]
     seeds = {
         pid: None if limit is None else round(limit * (scale if pid in kinds["answers"] else 1.0)) for pid in specs
     }
     used = {pid: available[pid] if seeds[pid] is None else min(seeds[pid], available[pid]) for pid in specs}
     counts = {pid: {"seeds": seeds[pid], "generated": generated} for pid in specs}
-    if balance:
-        gap = sum(used[p] + generated for p in kinds["refuses"]) - sum(used[p] for p in kinds["answers"])
+    if ratio:
+        wanted = round(ratio * sum(used[p] + generated for p in kinds["refuses"]))
+        gap = wanted - sum(used[p] for p in kinds["answers"])
         for pid in kinds["answers"]:
             counts[pid]["generated"] = max(0, -(-gap // len(kinds["answers"])))
     return counts
