@@ -29,14 +29,11 @@ from maximalcai.config import config_sources, load_config, stage_ids
 from maximalcai.plan import check_budget
 from maximalcai.targets import check_forcerun, command_line_request
 from maximalcai.hardware import check_hardware, wants_gpu
+from maximalcai.preflight import check_resources
 
-config.update(
-    load_config(
-        config,
-        sources=config_sources(workflow.overwrite_configfiles, workflow.config_settings.config),
-        root=workflow.basedir,
-    )
-)
+CONFIG_SOURCES = config_sources(workflow.overwrite_configfiles, workflow.config_settings.config)
+config.update(load_config(config, sources=CONFIG_SOURCES, root=workflow.basedir))
+check_resources(config, CONFIG_SOURCES, workflow.basedir)
 
 
 # With --software-deployment-method apptainer, every job runs in this image (config `container`; docs/RUNPOD.md).

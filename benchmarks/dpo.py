@@ -76,12 +76,13 @@ VARIANTS = {
 def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     """``train_stage``'s DPO phase alone on the default config's stage-1 settings, as ``variant`` sets them;
     returns its (log rows, summary). Also what benchmarks/limits.py profiles."""
+    from maximalcai import patches
     from maximalcai.config import load_config_file
     from maximalcai.training import dpo
 
     compact, checkpointing, cpu_dtype, autocast = VARIANTS[variant]
     if not compact:
-        dpo.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
+        patches.trl_scoring.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
     cfg = load_config_file(REPO / "config.yaml")
     cfg["trainer"].update(gradient_checkpointing=checkpointing, cpu_dtype=cpu_dtype)
     settings = copy.deepcopy(cfg["stages"][0]["training"])

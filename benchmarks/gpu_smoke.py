@@ -37,7 +37,7 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "src"), str(REPO / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -77,7 +77,7 @@ def build_models(folder: Path) -> dict[str, Path]:
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from conftest import GEMMA_SPECIALS, build_tiny_model, build_tokenizer
+    from maximalcai.tiny import GEMMA_SPECIALS, build_tiny_model, build_tokenizer
 
     tokenizer = build_tokenizer(GEMMA_SPECIALS, "<bos>", "<eos>", "<pad>", "<unk>")
     tiny, shaped = folder / "tiny", folder / "gemma3-270m-shaped"
@@ -296,9 +296,9 @@ def check_guard_llama(models, work, results) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from conftest import GEMMA_SPECIALS, LLAMA_GUARD_TEMPLATE, build_tokenizer
     from maximalcai.config import load_config_file
     from maximalcai.feedback.guard import LABELS, GuardItem, open_guard, parse_llama_guard
+    from maximalcai.tiny import GEMMA_SPECIALS, LLAMA_GUARD_TEMPLATE, build_tokenizer
 
     folder = work / "llama-guard-shaped"
     tokenizer = build_tokenizer(GEMMA_SPECIALS, "<bos>", "<eos>", "<pad>", "<unk>", LLAMA_GUARD_TEMPLATE)

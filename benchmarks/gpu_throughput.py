@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "src"), str(REPO / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -54,7 +54,7 @@ def build_model(folder: Path, layers: int, shrink: int, device: str) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from conftest import QWEN_SPECIALS, build_tokenizer
+    from maximalcai.tiny import QWEN_SPECIALS, build_tokenizer
 
     tokenizer = build_tokenizer(QWEN_SPECIALS, None, "<|endoftext|>", "<|endoftext|>", None)
     heads = max(1, QWEN32B["num_attention_heads"] // shrink)
@@ -91,9 +91,9 @@ def build_model(folder: Path, layers: int, shrink: int, device: str) -> Path:
 
 def texts(tokenizer, count: int, tokens: int, offset: int = 0) -> list[str]:
     """``count`` distinct texts of about ``tokens`` tokens each, from the repository's own pools."""
-    from conftest import _corpus
+    from maximalcai.tiny import corpus
 
-    words = " ".join(_corpus()).split()
+    words = " ".join(corpus()).split()
     out = []
     for i in range(count):
         start = (offset + i * 977) % max(1, len(words) - 4 * tokens)

@@ -5,7 +5,6 @@ import torch
 
 from maximalcai import formats
 from maximalcai.backends import Sampling
-from maximalcai.backends.attention import register
 
 GREEDY = Sampling(temperature=0.0, max_new_tokens=12)
 PREFIX_A = formats.example("Name a color.", "Blue.") + formats.example("Count to three.", "One, two, three.")
@@ -70,20 +69,6 @@ def test_batching_does_not_change_greedy_results(tiny_backend):
     assert batched == single
 
 
-def test_grouped_attention_equals_eager(tiny_model_dir):
-    from transformers import AutoModelForCausalLM
-
-    ids = torch.randint(5, 500, (2, 40))
-    mask = torch.ones_like(ids)
-    mask[0, :7] = 0
-    logits = []
-    for impl in ("eager", register()):
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=impl, dtype=torch.float32)
-        with torch.inference_mode():
-            logits.append(model(input_ids=ids, attention_mask=mask).logits[:, 7:])
-    torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-5)
-
-
 def test_sampling_is_reproducible_and_seed_dependent(tiny_backend):
     sampling = Sampling(temperature=1.0, top_p=0.95, max_new_tokens=10)
     prompts = [(PREFIX_A, t) for t in TARGETS]
@@ -135,49 +120,6 @@ def test_scoring_with_shared_prefixes_matches_plain_prompts(tiny_backend):
     shared = tiny_backend.continuation_logprobs(split, options)
     for a, b in zip(plain, shared):
         assert a == pytest.approx(b, abs=1e-4)
-
-
-def test_cpu_linears_run_in_onednn_with_the_same_values(tiny_model_dir):
-    """On a CPU the float32 linears (the LM head included) run in oneDNN with prepacked weights (2.2-2.5x
-    faster for Gemma 3's head on AVX2 hosts) and give the dense product's values, for strided 3-D inputs too
-    (the head gets ``hidden[:, -k:, :]``)."""
-    from torch.profiler import ProfilerActivity, profile
-    from transformers import AutoModelForCausalLM
-
-    from maximalcai.models import load_model
-
-    model = load_model(tiny_model_dir, torch.float32, "cpu")
-    dense = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    assert not any(p.requires_grad for p in model.parameters())
-    assert not any(type(m) is torch.nn.Linear for m in model.modules())
-    weight = dense.get_output_embeddings().weight
-    for rows in (4, 1):
-        hidden = torch.randn(rows, 7, model.config.hidden_size)[:, -3:, :]
-        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
-            logits = model.get_output_embeddings()(hidden)
-        torch.testing.assert_close(logits, torch.nn.functional.linear(hidden, weight), rtol=1e-5, atol=1e-5)
-        ops = {event.key for event in prof.key_averages()}
-        assert "mkldnn::_linear_pointwise" in ops and "aten::bmm" not in ops, (rows, ops)
-    ids = torch.randint(5, 500, (2, 30))
-    with torch.inference_mode():
-        torch.testing.assert_close(model(input_ids=ids).logits, dense(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
-
-
-def test_lm_head_hook_keeps_one_matrix_product_without_gradients():
-    """Regression (non-CPU heads keep the hook): a sliced hidden state fed to a gradient-free LM head made
-    torch.matmul broadcast the whole [vocab, hidden] weight per row (bmm), 10x slower with merged adapters."""
-    from torch.profiler import ProfilerActivity, profile
-
-    from maximalcai.models import _contiguous_input
-
-    head = torch.nn.Linear(16, 300, bias=False).requires_grad_(False)
-    head.register_forward_pre_hook(_contiguous_input)
-    for rows in (4, 1):  # one row: .contiguous() is a no-op there and keeps the stride that defeats folding
-        hidden = torch.randn(rows, 7, 16)[:, -1:, :]
-        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
-            head(hidden)
-        ops = {event.key for event in prof.key_averages()}
-        assert "aten::bmm" not in ops and "aten::mm" in ops, rows
 
 
 def prompts_of_many_lengths() -> list[str]:
@@ -235,11 +177,14 @@ def test_rows_that_join_a_running_batch_decode_as_if_alone(model, tiny_model_dir
         unstopped = [c.text for c in backend.generate(prompts, sampling, 0, stop=())]
         if len(set(unstopped)) >= 4:
             break
-    # rows must end at different steps: stop at the character whose first place varies most between answers
+    # rows must end at different steps: stop at a character whose first place varies between answers, trying
+    # those that vary most first, until one makes rows end while others decode
     characters = sorted({c for text in unstopped for c in text if c.strip()})
-    stop = (max(characters, key=lambda c: len({text.find(c) for text in unstopped})),)
-    backend.prefills = 0
-    joined = [c.text for c in backend.generate(prompts, sampling, 0, stop=stop)]
+    for character in sorted(characters, key=lambda c: -len({text.find(c) for text in unstopped}))[:10]:
+        stop, backend.prefills = (character,), 0
+        joined = [c.text for c in backend.generate(prompts, sampling, 0, stop=stop)]
+        if backend.prefills > len(prompts) // 2:
+            break
     assert backend.refill and backend.prefills > len(prompts) // 2  # 6 fixed batches of 2; refills add more
     alone = [backend.generate([p], sampling, 0, stop=stop)[0].text for p in prompts]
     assert joined == alone and len(set(joined)) >= 2  # a row given another row's cache would show

@@ -1,6 +1,8 @@
 """Config validation: defaults, stage inheritance, and errors that name the key and the fix."""
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -16,6 +18,7 @@ from maximalcai.config import (
     stage_ids,
 )
 from maximalcai.errors import ConfigError
+from maximalcai.preflight import check_resources
 
 
 def raw_default() -> dict:
@@ -162,3 +165,31 @@ def test_nested_command_line_values_are_read_as_yaml():
 def test_errors_from_command_line_values_name_them():
     assert config_sources([], {}) == "config.yaml"
     assert config_sources(["a.yaml"], {"generation": "{batch_size: -1}"}) == "a.yaml and --config generation"
+
+
+def test_config_imports_no_step_module():
+    """config sits on the ground floor: validating a config loads no step (preflight does, above them)."""
+    code = "import sys, maximalcai.config; print(sorted(m for m in sys.modules if m.startswith('maximalcai')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['maximalcai', 'maximalcai.config', 'maximalcai.errors']"
+
+
+def test_preflight_names_the_key_of_an_unknown_constraint_type_and_principle():
+    raw = raw_default()
+    raw["stage_defaults"]["instructions"]["constraints"] = {"types": ["detectable_format:json_format", "no_such"]}
+    raw["stage_defaults"]["contrast"] = {"enabled": True, "principles": ["privacy", "be-nice"]}
+    with pytest.raises(ConfigError) as err:
+        check_resources(load(raw), "config.yaml", REPO)
+    message = str(err.value)
+    assert "stages[0].instructions.constraints.types: ['no_such'] are not IFEval instruction ids" in message
+    assert "stages[0].contrast.principles: ['be-nice'] are not principles with mechanism construction" in message
+
+
+def test_preflight_names_a_malformed_pool_file(tmp_path):
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"instruction": "a", "response": "b"}\nnot json\n')
+    raw = raw_default()
+    raw["stages"][0]["pool"] = str(pool)
+    with pytest.raises(Exception) as err:
+        check_resources(load(raw), "config.yaml", REPO)
+    assert str(pool) in str(err.value)

@@ -29,3 +29,14 @@ def test_readme_test_command_is_what_ci_runs():
     assert len(commands) >= 2
     assert commands[1] in (REPO / ".ci/run").read_text()
     assert commands[0].endswith("snakemake --cores 1 stage1_model")
+
+
+def test_every_test_the_docs_cite_exists():
+    """A doc that names ``tests/FILE.py::test_name`` names a test that is there (renamed or moved tests
+    left stale citations before)."""
+    cited = set()
+    for doc in [REPO / "README.md", *(REPO / "docs").glob("*.md"), REPO / "benchmarks/README.md"]:
+        cited |= {(doc.name, *m) for m in re.findall(r"tests/(test_\w+\.py)::(test_\w+)", doc.read_text())}
+    assert cited
+    missing = [c for c in cited if f"def {c[2]}(" not in (REPO / "tests" / c[1]).read_text()]
+    assert not missing, missing

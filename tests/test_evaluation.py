@@ -268,8 +268,8 @@ def test_answer_shift_is_zero_against_itself_and_measurable_against_another_mode
 ):
     import torch
 
-    from conftest import build_tiny_model
     from maximalcai.backends.transformers_backend import TransformersBackend
+    from maximalcai.tiny import build_tiny_model
 
     other_dir = tmp_path / "other"
     build_tiny_model(gemma_style_tokenizer, seed=1).save_pretrained(other_dir)

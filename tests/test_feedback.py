@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from conftest import LLAMA_GUARD_TEMPLATE, REPO
+from conftest import REPO
 from maximalcai import formats
 from maximalcai.backends import Backend
 from maximalcai.constitution import load_constitution
@@ -20,6 +20,7 @@ from maximalcai.feedback.guard import (
     select_demos,
 )
 from maximalcai.feedback.preference import build_comparisons, label_preferences, load_preference_demos, position_bias
+from maximalcai.tiny import LLAMA_GUARD_TEMPLATE
 
 CONSTITUTION = load_constitution(REPO / "constitution.yaml")
 CRITIQUE_DEMOS = load_critique_demos(REPO / "resources/feedback/critique_demos.jsonl")

@@ -63,33 +63,6 @@ def test_cuda_requests_fail_clearly_without_a_gpu():
     assert hardware.resolve_device("auto") == "cpu"
 
 
-def test_one_gguf_read_parses_each_file_once_for_transformers(tmp_path, monkeypatch):
-    import inspect
-
-    import gguf
-    import numpy as np
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
-
-    # one_gguf_read replaces gguf.GGUFReader; transformers must still look it up there at call time
-    assert "from gguf import GGUFReader" in inspect.getsource(load_gguf_checkpoint)
-    path = tmp_path / "tiny.gguf"
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_uint32("tiny.answer", 42)
-    writer.add_tensor("t", np.zeros(4, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    opened = []
-    original = gguf.GGUFReader
-    monkeypatch.setattr(gguf, "GGUFReader", lambda p, mode="r": opened.append(p) or original(p, mode))
-    counting = gguf.GGUFReader
-    with models.one_gguf_read():
-        first, second = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
-        assert first is second and first.fields["tiny.answer"].contents() == 42
-    assert len(opened) == 1 and gguf.GGUFReader is counting  # restored on the way out
-
-
 def test_half_written_model_files_are_refused_where_they_are_read(tmp_path, tiny_model_dir):
     """Issue 29: a base checkpoint without weights was imported with exit 0, and an adapter without its weights
     failed with a hub-id validation error."""

@@ -11,15 +11,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from conftest import build_tiny_model
-from maximalcai import tables
+from maximalcai import patches, tables
 from maximalcai.errors import ConfigError, HardwareError
 from maximalcai.hardware import check_hardware
+from maximalcai.tiny import build_tiny_model
 from maximalcai.training.dpo import (
     load_policy,
     prepare_checkpoints,
     run_phase,
-    score_only_completions_on_cpu,
     train_stage,
     trainer_args,
     training_code_versions,
@@ -283,38 +282,6 @@ def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg
         trainer_args(DPOConfig, settings, cfg, cfg["seed"], tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
 
 
-def test_cpu_compact_scoring_gives_identical_logprobs(tiny_model_dir, monkeypatch):
-    """The TRL patch must take effect (fewer rows through the LM head) and change nothing else. If TRL renames
-    or stops consulting ``trainer.utils._use_triton``, this fails: check the new TRL and update
-    ``score_only_completions_on_cpu`` (covered: TRL 1.15.0 and 1.16.0, the newest on PyPI on 2026-11-26)."""
-    import trl.trainer.utils as trl_utils
-    from transformers import AutoModelForCausalLM
-    from trl.trainer.utils import add_fused_lm_head
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    add_fused_lm_head(model)
-    ids = torch.randint(10, 500, (2, 20))
-    labels = ids.clone()
-    labels[:, :8] = -100  # the prompt
-    labels[1, 15:] = -100  # padding
-    rows = []
-    apply = trl_utils._ChunkedLogProbFunction.apply
-
-    def counting(hidden, *args):
-        rows.append(hidden.shape[0])
-        return apply(hidden, *args)
-
-    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
-    # TRL as installed (an earlier training test in this process may have patched it already)
-    monkeypatch.setattr(trl_utils, "_use_triton", getattr(trl_utils._use_triton, "unpatched", trl_utils._use_triton))
-    full = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
-    assert score_only_completions_on_cpu()
-    compact = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
-    scored = int((labels[:, 1:] != -100).sum())  # positions with a next-token label
-    assert rows == [2 * 19, scored], rows  # every shifted position, then only the labelled ones
-    torch.testing.assert_close(full, compact, rtol=1e-5, atol=1e-5)
-
-
 @pytest.mark.parametrize(
     "section, key, value, message",
     [
@@ -405,7 +372,7 @@ def test_qlora_load_path_runs_on_the_cpu_through_bitsandbytes(tmp_path, gemma_st
     kl = float((exact.exp() * (exact - nf4)).sum(-1).mean())
     assert 0 < kl < 0.05, kl  # NF4 rounding shows, but the distribution is the model's
 
-    score_only_completions_on_cpu()
+    patches.trl_scoring.score_only_completions_on_cpu()
     rows = [r for r in tables.read_table(pairs_path, "pairs") if r["split"] == "train"]
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     _, log = run_phase(

@@ -26,6 +26,7 @@ from typing import TextIO
 from maximalcai import formats
 from maximalcai.config import load_workflow_config
 from maximalcai.errors import MaximalcaiError
+from maximalcai.preflight import check_resources
 
 BASE_DIR = "results/models/base"
 
@@ -285,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"maximalcai: --directory {args.directory}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        cfg = load_workflow_config(args.configfile)
+        cfg = check_resources(load_workflow_config(args.configfile), args.configfile)
         if args.command == "generate":
             return generate(cfg, args, sys.stdout)
         if args.command == "push":

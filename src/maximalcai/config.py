@@ -22,7 +22,6 @@ from typing import Any
 import jsonschema
 import yaml
 
-from maximalcai import verifiable
 from maximalcai.errors import ConfigError
 
 SCHEMA_PATH = Path(str(files("maximalcai").joinpath("schemas/config.schema.yaml")))
@@ -265,12 +264,6 @@ def _check_semantics(cfg: dict, sources: str, root: Path | None = None) -> None:
         need_file(f"{key}.pool", stage["pool"])
         if stage["responses"]["constraint_pool"]:
             need_file(f"{key}.responses.constraint_pool", stage["responses"]["constraint_pool"])
-        unknown = sorted(set(stage["instructions"]["constraints"]["types"] or ()) - set(verifiable.constraint_types()))
-        if unknown:
-            problems.append(
-                f"{key}.instructions.constraints.types: {unknown} are not IFEval instruction ids that "
-                f"if-verifiable checks; choose from {', '.join(verifiable.constraint_types())}"
-            )
         ins = stage["instructions"]
         if ins["candidates"] < ins["count"]:
             problems.append(
@@ -296,34 +289,6 @@ def _check_semantics(cfg: dict, sources: str, root: Path | None = None) -> None:
         )
     if problems:
         raise ConfigError(f"{sources} is invalid:\n  - " + "\n  - ".join(problems))
-    _check_resources(cfg, sources, root)
-
-
-def _check_resources(cfg: dict, sources: str = "config.yaml", root: Path | None = None) -> None:
-    """Parse the constitution, pools and demonstrations now, so a malformed file stops the workflow at
-    start with its path, line and field instead of failing a job later."""
-    from maximalcai.constitution import load_constitution
-    from maximalcai.feedback.critique import load_critique_demos
-    from maximalcai.feedback.guard import load_safety_demos
-    from maximalcai.feedback.preference import load_preference_demos
-    from maximalcai.prompting import load_pool
-
-    constitution = load_constitution(cfg["constitution"], root)
-    construction = [p.id for p in constitution.principles if p.mechanism == "construction"]
-    for index, stage in enumerate(cfg["stages"]):
-        unknown = sorted(set(stage["contrast"]["principles"] or ()) - set(construction))
-        if stage["contrast"]["enabled"] and unknown:
-            raise ConfigError(
-                f"{sources} is invalid:\n  - stages[{index}].contrast.principles: {unknown} are not principles "
-                f"with mechanism construction in {cfg['constitution']}; choose from {', '.join(construction)}"
-            )
-    load_critique_demos(cfg["feedback"]["critique_demos"])
-    load_preference_demos(cfg["feedback"]["preference_demos"])
-    if cfg["safety"]["backend"] == "fewshot":
-        load_safety_demos(cfg["safety"]["demos"])
-    for stage in cfg["stages"]:
-        load_pool(stage["pool"], min_size=max(stage["instructions"]["fewshot_k"], stage["responses"]["fewshot_k"]) + 1)
-    load_pool(cfg["evaluation"]["fewshot_pool"], min_size=cfg["evaluation"]["fewshot_k"] + 1)
 
 
 def load_config(raw: dict, sources: str = "config.yaml", root: str | Path = ".") -> dict:

@@ -21,11 +21,10 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from maximalcai import patches
 from maximalcai.errors import ModelSourceError
 from maximalcai.reproducibility import file_sha256
 
@@ -53,7 +52,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
 
     folder, name = str(gguf_path.parent), gguf_path.name
     logger.info("loading GGUF %s (dequantizing; this is the only conversion)", gguf_path)
-    with one_gguf_read():
+    with patches.gguf_reader.one_gguf_read():
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     # The weights are already dense; transformers only refuses to save because of the gguf quantizer tag.
@@ -62,33 +61,6 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict[str, Any]:
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return {"gguf_file": name, "gguf_sha256": file_sha256(gguf_path), "parameters": model.num_parameters()}
-
-
-@contextmanager
-def one_gguf_read() -> Iterator[None]:
-    """Parse each GGUF once while transformers loads from it.
-
-    transformers opens a fresh ``gguf.GGUFReader`` for the tokenizer, for the config and for the weights, and
-    gguf-py parses the whole metadata each time: about 30 s per read for Gemma 3's 262k-token vocabulary on
-    one core, 90 of the import's 100 s. The reader is read-only (a numpy memmap), so one can serve all three.
-    tests/test_models.py checks that transformers still takes its reader from ``gguf.GGUFReader``.
-    """
-    import gguf
-
-    original = gguf.GGUFReader
-    readers: dict[tuple[str, str], Any] = {}
-
-    def shared_reader(path, mode="r"):
-        key = (str(Path(path).resolve()), mode)
-        if key not in readers:
-            readers[key] = original(path, mode)
-        return readers[key]
-
-    gguf.GGUFReader = shared_reader
-    try:
-        yield
-    finally:
-        gguf.GGUFReader = original
 
 
 def _link_or_copy(src: str, dst: str) -> str:
@@ -233,10 +205,9 @@ def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
 def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Path | None = None, merge: bool = True):
     """A causal LM for inference from the imported base directory, with an optional LoRA adapter (merged).
 
-    On the CPU it uses maximalcai's grouped-query attention (backends/attention.py), which does not copy
+    On the CPU it uses maximalcai's grouped-query attention (patches/gqa_attention.py), which does not copy
     the KV cache per query head; on CUDA it keeps transformers' default (SDPA / flash kernels).
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     local = Path(model_dir)
@@ -246,9 +217,7 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
         )
     kwargs = {}
     if device == "cpu":
-        from maximalcai.backends.attention import register
-
-        kwargs["attn_implementation"] = register()
+        kwargs["attn_implementation"] = patches.gqa_attention.register()
     try:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, **kwargs)
     except OSError as exc:  # a hub id that cannot be downloaded (offline, gated, misspelt)
@@ -263,12 +232,7 @@ def load_model(model_dir: str | Path, dtype, device: str, adapter_dir: str | Pat
         if merge:
             model = model.merge_and_unload()
     model.requires_grad_(False)
-    if device == "cpu" and dtype == torch.float32 and onednn_available():
-        use_onednn_linears(model)
-    else:
-        head = model.get_output_embeddings()
-        if head is not None:
-            head.register_forward_pre_hook(_contiguous_input)
+    patches.onednn_linear.speed_up_frozen(model, dtype, device)
     return model.to(device).eval()
 
 
@@ -293,53 +257,3 @@ def check_adapter(adapter_dir: str | Path) -> None:
 def checkpoint_weights(folder: Path) -> list[Path]:
     """The weight files of a transformers checkpoint folder."""
     return sorted(path for pattern in MODEL_WEIGHTS for path in folder.glob(pattern))
-
-
-def onednn_available() -> bool:
-    import torch
-
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def use_onednn_linears(model) -> int:
-    """Run every plain float32 ``nn.Linear`` of a frozen CPU model through oneDNN with prepacked weights.
-
-    On a 2-core AVX2 host, MKL's sgemm computes Gemma 3's [262144, 640] LM head at 30-50 GFLOP/s; oneDNN's
-    kernel on a weight reordered once is 2.2-2.5x faster there, and 1.2-1.8x on the layers' shapes at
-    decoding batch sizes (docs/KNOWN_BUGS_AND_FIXES.md). Results are float32, equal up to summation order
-    (tests/test_backends.py). Returns how many layers were converted.
-    """
-    import torch
-
-    class OneDnnLinear(torch.nn.Module):
-        def __init__(self, linear) -> None:
-            super().__init__()
-            self.in_features, self.out_features = linear.in_features, linear.out_features
-            self.register_buffer(
-                "packed", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach()), persistent=False
-            )
-            self.register_buffer("bias", None if linear.bias is None else linear.bias.detach(), persistent=False)
-
-        def forward(self, hidden):
-            flat = hidden.reshape(-1, self.in_features).contiguous()
-            out = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
-            return out.reshape(*hidden.shape[:-1], self.out_features)
-
-    converted = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear and child.weight.dtype == torch.float32:
-                setattr(parent, name, OneDnnLinear(child))
-                converted += 1
-    return converted
-
-
-def _contiguous_input(module, args):
-    """The LM head receives ``hidden[:, -k:, :]``, a strided view. Without gradients, torch.matmul folds a
-    3-D input into one matrix product only when its strides are canonical; otherwise it broadcasts the
-    [vocab, hidden] weight over the batch, copying it once per row (5.4 GB for 16 rows of Gemma 3's 262k
-    vocabulary, 10x slower). ``.contiguous()`` is not enough: for one row ([1, 1, hidden]) it is a no-op that
-    keeps the odd stride. A fresh copy (a few kB) keeps it one ``mm`` (docs/KNOWN_BUGS_AND_FIXES.md)."""
-    import torch
-
-    return (args[0].clone(memory_format=torch.contiguous_format), *args[1:])

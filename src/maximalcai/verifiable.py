@@ -20,12 +20,13 @@ without its punkt sentence split (docs/KNOWN_BUGS_AND_FIXES.md).
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from maximalcai import patches
 
 RELATIONS = ("less than", "at least")
 KEYWORDS = (
@@ -191,45 +192,13 @@ def attach(
     return {"prompt": prompt, "instruction_id_list": ids, "kwargs": kwargs}
 
 
-class _NltkWithoutPunktData:
-    """``nltk`` as IFEval's checkers see it when no punkt data is installed: ``word_tokenize`` skips its
-    punkt sentence split (``preserve_line=True``) and tokenizes the whole text with the Treebank tokenizer;
-    everything else is nltk itself."""
-
-    def __getattr__(self, name: str):
-        import nltk
-
-        return getattr(nltk, name)
-
-    @staticmethod
-    def word_tokenize(text: str, language: str = "english", preserve_line: bool = False) -> list[str]:
-        import nltk
-
-        return nltk.word_tokenize(text, language, preserve_line=True)
-
-
-@functools.cache
-def _patch_sentence_tokenizer() -> None:
-    import nltk
-    from if_verifiable.ifeval import instructions_util
-
-    try:
-        nltk.data.find("tokenizers/punkt/english.pickle")
-    except LookupError:
-        instructions_util._get_sentence_tokenizer = lambda: nltk.tokenize.PunktSentenceTokenizer()
-    try:
-        nltk.data.find("tokenizers/punkt_tab/english/")
-    except LookupError:  # capital_word_frequency calls nltk.word_tokenize, which loads punkt_tab
-        instructions_util.nltk = _NltkWithoutPunktData()
-
-
 def score(
     prompt: str, instruction_ids: Sequence[str], kwargs: Sequence[dict[str, Any]], response: str
 ) -> dict[str, float]:
     """Prompt-level strict and loose pass (all instructions followed) and the share of instructions followed."""
     from if_verifiable import IFEvalSample, evaluate_output_for_sample
 
-    _patch_sentence_tokenizer()
+    patches.ifeval_punkt.work_without_punkt_data()
     seed_language_detection()
     sample = IFEvalSample(key=0, prompt=prompt, instruction_id_list=list(instruction_ids), kwargs=list(kwargs))
     _, scores = evaluate_output_for_sample("ifeval", sample, response)

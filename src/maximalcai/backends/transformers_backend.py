@@ -10,7 +10,6 @@ benchmarks/README.md for what each part buys on a CPU.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from maximalcai import formats
 from maximalcai.backends.base import Backend, Completion, Prompt, Sampling
 from maximalcai.backends.sampling import sample
+from maximalcai.patches import kv_cache
 from maximalcai.progress import Progress
 from maximalcai.reproducibility import derive_seed
 
@@ -67,7 +67,7 @@ class TransformersBackend(Backend):
             if types and window and "sliding_attention" in types
             else None
         )
-        self.refill = refill and can_join(self.model.config, own_masks=self._windows is not None)
+        self.refill = refill and kv_cache.can_join(self.model.config, own_masks=self._windows is not None)
 
     # ------------------------------------------------------------------------------------------- helpers
     def _tokens(self, text: str, first: bool) -> list[int]:
@@ -191,7 +191,7 @@ class TransformersBackend(Backend):
         device = self.device
         distinct = list(dict.fromkeys(tuple(p) for p in prefix_ids))
         group = torch.tensor([distinct.index(tuple(p)) for p in prefix_ids], device=device)
-        cache = growing_cache(self.model.config, own_masks=self._windows is not None)
+        cache = kv_cache.growing_cache(self.model.config, own_masks=self._windows is not None)
         width = max(len(p) for p in distinct)
         if width:
             shared, shared_valid = self._left_padded([list(p) for p in distinct])
@@ -421,97 +421,3 @@ def merge_rows(state, joining, pad_id: int):
         torch.cat([left(positions, 0), left(new_positions, 0)]),
         torch.cat([left(history, pad_id), left(new_history, pad_id)]),
     )
-
-
-def growing_cache(config, own_masks: bool):
-    """A DynamicCache whose full-attention layers append each step's keys and values into spare capacity
-    instead of concatenating them (``torch.cat`` copied the whole cache every step: 13% of a few-shot decoding
-    step on a CPU), and that more rows can join (continuous batching). ``own_masks``: the backend masks sliding
-    windows itself (in real positions), so every layer keeps every slot; otherwise the config's layer types are
-    kept, transformers' sliding layers included (rows cannot join those: ``can_join``).
-    """
-    from transformers.cache_utils import DynamicLayer
-
-    GrowingLayer, GrowingCache = cache_classes()
-    if own_masks:
-        cache = GrowingCache()
-        cache.layer_class_to_replicate = GrowingLayer
-        return cache
-    cache = GrowingCache(config=config)
-    cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
-    return cache
-
-
-def can_join(config, own_masks: bool) -> bool:
-    """Whether rows can join a running batch's cache: every layer of it is a growing one."""
-    GrowingLayer, _ = cache_classes()
-    return own_masks or all(isinstance(layer, GrowingLayer) for layer in growing_cache(config, own_masks).layers)
-
-
-@functools.cache
-def cache_classes():
-    """(GrowingLayer, GrowingCache), made once: transformers is imported on first use only."""
-    import torch
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    class GrowingLayer(DynamicLayer):
-        def lazy_initialization(self, key_states, value_states) -> None:
-            super().lazy_initialization(key_states, value_states)
-            self.length, self.buffers = 0, None
-
-        def _reserve(self, rows: int, needed: int, like) -> None:
-            capacity = max(64, 2 * needed)
-            fresh = [
-                torch.empty((rows, t.shape[1], capacity, t.shape[3]), dtype=t.dtype, device=t.device) for t in like
-            ]
-            if self.buffers is not None and self.length:
-                for new, old in zip(fresh, self.buffers):
-                    new[:, :, : self.length] = old[:, :, : self.length]
-            self.buffers = fresh
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            end = self.length + key_states.shape[-2]
-            if self.buffers is None or end > self.buffers[0].shape[2]:
-                self._reserve(key_states.shape[0], end, (key_states, value_states))
-            for buffer, new in zip(self.buffers, (key_states, value_states)):
-                buffer[:, :, self.length : end] = new
-            self.length = end
-            self.keys, self.values = (buffer[:, :, :end] for buffer in self.buffers)
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.length if self.is_initialized else 0
-
-        def batch_select_indices(self, indices) -> None:
-            if self.get_seq_length() > 0:
-                self.buffers = [buffer[indices, :, : self.buffers[0].shape[2]] for buffer in self.buffers]
-                self.keys, self.values = (buffer[:, :, : self.length] for buffer in self.buffers)
-
-        def append_rows(self, other, width: int) -> None:
-            """Stack ``other``'s rows under this layer's, both right-aligned in ``width`` slots; the slots
-            before each side's own are zeros (finite, so masked attention over them stays exact)."""
-            rows = self.buffers[0].shape[0] + other.buffers[0].shape[0]
-            capacity = max(64, 2 * width)
-            fresh = [
-                torch.zeros((rows, b.shape[1], capacity, b.shape[3]), dtype=b.dtype, device=b.device)
-                for b in self.buffers
-            ]
-            first = self.buffers[0].shape[0]
-            for new, mine, theirs in zip(fresh, self.buffers, other.buffers):
-                new[:first, :, width - self.length : width] = mine[:, :, : self.length]
-                new[first:, :, width - other.length : width] = theirs[:, :, : other.length]
-            self.buffers, self.length = fresh, width
-            self.keys, self.values = (buffer[:, :, :width] for buffer in self.buffers)
-
-    class GrowingCache(DynamicCache):
-        def append_rows(self, other, width: int) -> None:
-            """Add ``other``'s rows (a cache of prompts just prefilled) to this one's: continuous batching."""
-            for mine, theirs in zip(self.layers, other.layers):
-                if not (isinstance(mine, GrowingLayer) and isinstance(theirs, GrowingLayer)):
-                    raise NotImplementedError(f"rows cannot join a {type(mine).__name__} cache layer")
-                mine.append_rows(theirs, width)
-
-    return GrowingLayer, GrowingCache

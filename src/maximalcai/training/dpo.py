@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maximalcai import formats, tables
+from maximalcai import formats, patches, tables
 from maximalcai.config import did_you_mean
 from maximalcai.errors import ConfigError, TableError
 from maximalcai.manifest import Timer, package_versions
@@ -73,33 +73,6 @@ def ensure_pad_token(tokenizer) -> None:
         "pad token %r equals EOS or UNK; TRL pads by length, but check EOS handling for this tokenizer",
         tokenizer.pad_token,
     )
-
-
-def score_only_completions_on_cpu() -> bool:
-    """Make TRL's fused LM head score only completion tokens on a CPU, as it does on Triton devices.
-
-    TRL 1.15/1.16 projects *every* position (prompt and padding included) through the LM head unless Triton
-    is available, to keep tile shapes static for compiled backends such as Neuron. Eager CPU execution has no
-    such constraint, and with a 262k-token vocabulary (Gemma 3) the projection was 71% of a DPO step: scoring
-    only the completion tokens halves the step time with identical log-probabilities
-    (docs/KNOWN_BUGS_AND_FIXES.md, tests/test_training.py). Returns whether the patch is in place.
-    """
-    import trl.trainer.utils as trl_utils
-
-    original = getattr(trl_utils, "_use_triton", None)
-    if original is None:
-        logger.warning("TRL no longer has trainer.utils._use_triton; CPU DPO scores every position (slower)")
-        return False
-    if getattr(original, "maximalcai_cpu_compact", False):
-        return True
-
-    def compact_on_cpu(device) -> bool:
-        return device.type == "cpu" or original(device)
-
-    compact_on_cpu.maximalcai_cpu_compact = True
-    compact_on_cpu.unpatched = original
-    trl_utils._use_triton = compact_on_cpu
-    return True
 
 
 def lora_config(lora: dict[str, Any]):
@@ -378,7 +351,7 @@ def training_policy(
     """``load_policy`` with what the training backend needs around it: on a CPU, TRL scores only the
     completion tokens; with Unsloth, its DPO trainer patch."""
     if device == "cpu":
-        score_only_completions_on_cpu()
+        patches.trl_scoring.score_only_completions_on_cpu()
     policy = load_policy(base_dir, previous_adapter, settings, engine, backend, seed)
     if backend == "unsloth":
         from unsloth import PatchDPOTrainer

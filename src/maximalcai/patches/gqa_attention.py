@@ -10,6 +10,9 @@ function and the (eager, additive) mask builder.
 
 from __future__ import annotations
 
+from maximalcai.patches import require
+
+require(__name__)
 ATTENTION = "maximalcai_gqa"
 
 

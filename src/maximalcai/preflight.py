@@ -1,0 +1,51 @@
+"""Checks at workflow start that need the steps' own loaders: the constitution, pools, demonstrations and
+constraint types a config names are parsed now, so a malformed file stops the workflow before any job with its
+path, line and field instead of failing a job later.
+
+``config`` validates the config's shape and values and imports no step; this module sits above the steps and
+is what the Snakefile and the command line call after ``load_config``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from maximalcai import verifiable
+from maximalcai.constitution import load_constitution
+from maximalcai.errors import ConfigError
+from maximalcai.feedback.critique import load_critique_demos
+from maximalcai.feedback.guard import load_safety_demos
+from maximalcai.feedback.preference import load_preference_demos
+from maximalcai.prompting import load_pool
+
+
+def check_resources(cfg: dict, sources: str = "config.yaml", root: str | Path | None = None) -> dict:
+    """Load every resource file ``cfg`` names with the loader of the step that reads it; raise ConfigError
+    naming the config key and the fix. Returns ``cfg``."""
+    problems = []
+    for index, stage in enumerate(cfg["stages"]):
+        unknown = sorted(set(stage["instructions"]["constraints"]["types"] or ()) - set(verifiable.constraint_types()))
+        if unknown:
+            problems.append(
+                f"stages[{index}].instructions.constraints.types: {unknown} are not IFEval instruction ids that "
+                f"if-verifiable checks; choose from {', '.join(verifiable.constraint_types())}"
+            )
+    constitution = load_constitution(cfg["constitution"], Path(root) if root is not None else None)
+    construction = [p.id for p in constitution.principles if p.mechanism == "construction"]
+    for index, stage in enumerate(cfg["stages"]):
+        unknown = sorted(set(stage["contrast"]["principles"] or ()) - set(construction))
+        if stage["contrast"]["enabled"] and unknown:
+            problems.append(
+                f"stages[{index}].contrast.principles: {unknown} are not principles with mechanism construction "
+                f"in {cfg['constitution']}; choose from {', '.join(construction)}"
+            )
+    if problems:
+        raise ConfigError(f"{sources} is invalid:\n  - " + "\n  - ".join(problems))
+    load_critique_demos(cfg["feedback"]["critique_demos"])
+    load_preference_demos(cfg["feedback"]["preference_demos"])
+    if cfg["safety"]["backend"] == "fewshot":
+        load_safety_demos(cfg["safety"]["demos"])
+    for stage in cfg["stages"]:
+        load_pool(stage["pool"], min_size=max(stage["instructions"]["fewshot_k"], stage["responses"]["fewshot_k"]) + 1)
+    load_pool(cfg["evaluation"]["fewshot_pool"], min_size=cfg["evaluation"]["fewshot_k"] + 1)
+    return cfg

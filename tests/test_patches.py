@@ -1,0 +1,187 @@
+"""Every patch of a library's internals (src/maximalcai/patches): its version guard, and a test per patch that
+fails when the patch stops taking effect with the installed libraries (then check the new version, update the
+patch and its range in ``patches.WRITTEN_FOR``)."""
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+from maximalcai import patches
+
+
+def test_every_patch_module_has_a_version_range_and_a_test_here():
+    modules = {p.stem for p in (REPO / "src/maximalcai/patches").glob("*.py")} - {"__init__"}
+    assert modules == set(patches.WRITTEN_FOR)
+    tested = set(re.findall(r"^def test_([a-z]+_[a-z]+)_", Path(__file__).read_text(), re.M))
+    assert set(patches.WRITTEN_FOR) <= tested, set(patches.WRITTEN_FOR) - tested
+
+
+def test_the_pinned_versions_are_inside_every_patch_range():
+    from packaging.specifiers import SpecifierSet
+
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==([^\s#]+)", (REPO / "constraints/cpu.txt").read_text(), re.M))
+    for name, libraries in patches.WRITTEN_FOR.items():
+        for library, spec in libraries.items():
+            assert pins[library] in SpecifierSet(spec), (name, library, pins[library], spec)
+
+
+def test_a_library_outside_a_patch_range_fails_loudly_with_the_fix(monkeypatch):
+    patches.require("maximalcai.patches.trl_scoring")  # the installed TRL is inside the range
+    monkeypatch.setattr(metadata, "version", lambda library: "1.99.0" if library == "trl" else "0")
+    with pytest.raises(patches.PatchVersionError) as err:
+        patches.require("maximalcai.patches.trl_scoring")
+    message = str(err.value)
+    assert "written for trl>=1.15,<1.17, but trl 1.99.0 is installed" in message
+    assert "python -m pytest tests/test_patches.py" in message
+
+
+def test_kv_cache_grows_in_place_and_takes_joining_rows():
+    layer_class, cache_class = patches.kv_cache.cache_classes()
+    layer = layer_class()
+    keys = torch.randn(2, 1, 3, 4)
+    layer.update(keys, keys + 1)
+    buffer = layer.buffers[0]
+    for _ in range(5):  # decoding steps write into the spare capacity: the same storage, no torch.cat copy
+        layer.update(torch.randn(2, 1, 1, 4), torch.randn(2, 1, 1, 4))
+    assert layer.buffers[0] is buffer and layer.get_seq_length() == 8
+    torch.testing.assert_close(layer.keys[:, :, :3], keys)
+    other = layer_class()
+    other.update(torch.ones(1, 1, 2, 4), torch.ones(1, 1, 2, 4))
+    layer.append_rows(other, width=8)
+    assert layer.keys.shape == (3, 1, 8, 4)
+    torch.testing.assert_close(layer.keys[2, :, 6:], torch.ones(1, 2, 4))
+    assert float(layer.keys[2, :, :6].abs().sum()) == 0.0
+    assert isinstance(cache_class(), __import__("transformers").DynamicCache)
+
+
+def test_ifeval_punkt_checks_run_without_the_punkt_data():
+    import nltk
+    from if_verifiable.ifeval import instructions_util
+
+    patches.ifeval_punkt.work_without_punkt_data()
+    for resource in ("tokenizers/punkt/english.pickle", "tokenizers/punkt_tab/english/"):
+        try:
+            nltk.data.find(resource)
+        except LookupError:
+            continue
+        pytest.skip(f"nltk data {resource} is installed here: the patch is not needed")
+    assert instructions_util.count_sentences("One. Two. Three.") == 3
+    assert instructions_util.nltk.word_tokenize("Two words") == ["Two", "words"]
+
+
+def test_gguf_reader_parses_each_file_once_for_transformers(tmp_path, monkeypatch):
+    import inspect
+
+    import gguf
+    import numpy as np
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    # one_gguf_read replaces gguf.GGUFReader; transformers must still look it up there at call time
+    assert "from gguf import GGUFReader" in inspect.getsource(load_gguf_checkpoint)
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint32("tiny.answer", 42)
+    writer.add_tensor("t", np.zeros(4, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    opened = []
+    original = gguf.GGUFReader
+    monkeypatch.setattr(gguf, "GGUFReader", lambda p, mode="r": opened.append(p) or original(p, mode))
+    counting = gguf.GGUFReader
+    with patches.gguf_reader.one_gguf_read():
+        first, second = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
+        assert first is second and first.fields["tiny.answer"].contents() == 42
+    assert len(opened) == 1 and gguf.GGUFReader is counting  # restored on the way out
+
+
+def test_onednn_linear_head_hook_keeps_one_matrix_product():
+    """Regression (non-CPU heads keep the hook): a sliced hidden state fed to a gradient-free LM head made
+    torch.matmul broadcast the whole [vocab, hidden] weight per row (bmm), 10x slower with merged adapters."""
+    from torch.profiler import ProfilerActivity, profile
+
+    head = torch.nn.Linear(16, 300, bias=False).requires_grad_(False)
+    head.register_forward_pre_hook(patches.onednn_linear.contiguous_input)
+    for rows in (4, 1):  # one row: .contiguous() is a no-op there and keeps the stride that defeats folding
+        hidden = torch.randn(rows, 7, 16)[:, -1:, :]
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            head(hidden)
+        ops = {event.key for event in prof.key_averages()}
+        assert "aten::bmm" not in ops and "aten::mm" in ops, rows
+
+
+def test_onednn_linear_runs_cpu_linears_with_the_same_values(tiny_model_dir):
+    """On a CPU the float32 linears (the LM head included) run in oneDNN with prepacked weights (2.2-2.5x
+    faster for Gemma 3's head on AVX2 hosts) and give the dense product's values, for strided 3-D inputs too
+    (the head gets ``hidden[:, -k:, :]``)."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import AutoModelForCausalLM
+
+    from maximalcai.models import load_model
+
+    model = load_model(tiny_model_dir, torch.float32, "cpu")
+    dense = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert not any(p.requires_grad for p in model.parameters())
+    assert not any(type(m) is torch.nn.Linear for m in model.modules())
+    weight = dense.get_output_embeddings().weight
+    for rows in (4, 1):
+        hidden = torch.randn(rows, 7, model.config.hidden_size)[:, -3:, :]
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            logits = model.get_output_embeddings()(hidden)
+        torch.testing.assert_close(logits, torch.nn.functional.linear(hidden, weight), rtol=1e-5, atol=1e-5)
+        ops = {event.key for event in prof.key_averages()}
+        assert "mkldnn::_linear_pointwise" in ops and "aten::bmm" not in ops, (rows, ops)
+    ids = torch.randint(5, 500, (2, 30))
+    with torch.inference_mode():
+        torch.testing.assert_close(model(input_ids=ids).logits, dense(input_ids=ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_gqa_attention_equals_eager(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.randint(5, 500, (2, 40))
+    mask = torch.ones_like(ids)
+    mask[0, :7] = 0
+    logits = []
+    for impl in ("eager", patches.gqa_attention.register()):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=impl, dtype=torch.float32)
+        with torch.inference_mode():
+            logits.append(model(input_ids=ids, attention_mask=mask).logits[:, 7:])
+    torch.testing.assert_close(logits[0], logits[1], rtol=1e-5, atol=1e-5)
+
+
+def test_trl_scoring_of_completions_gives_identical_logprobs(tiny_model_dir, monkeypatch):
+    """The TRL patch must take effect (fewer rows through the LM head) and change nothing else. If TRL renames
+    or stops consulting ``trainer.utils._use_triton``, this fails: check the new TRL and update
+    ``score_only_completions_on_cpu`` (covered: TRL 1.15.0 and 1.16.0, the newest on PyPI on 2026-11-26)."""
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    add_fused_lm_head(model)
+    ids = torch.randint(10, 500, (2, 20))
+    labels = ids.clone()
+    labels[:, :8] = -100  # the prompt
+    labels[1, 15:] = -100  # padding
+    rows = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def counting(hidden, *args):
+        rows.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
+    # TRL as installed (an earlier training test in this process may have patched it already)
+    monkeypatch.setattr(trl_utils, "_use_triton", getattr(trl_utils._use_triton, "unpatched", trl_utils._use_triton))
+    full = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
+    assert patches.trl_scoring.score_only_completions_on_cpu()
+    compact = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
+    scored = int((labels[:, 1:] != -100).sum())  # positions with a next-token label
+    assert rows == [2 * 19, scored], rows  # every shifted position, then only the labelled ones
+    torch.testing.assert_close(full, compact, rtol=1e-5, atol=1e-5)
