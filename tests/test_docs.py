@@ -40,3 +40,9 @@ def test_every_test_the_docs_cite_exists():
     assert cited
     missing = [c for c in cited if f"def {c[2]}(" not in (REPO / "tests" / c[1]).read_text()]
     assert not missing, missing
+
+
+def test_every_config_key_has_a_meaning():
+    rows = [line.split("|") for line in render().splitlines() if line.startswith("| `")]
+    assert len(rows) > 150
+    assert not [row[1].strip() for row in rows if not row[4].strip()]

@@ -18,8 +18,8 @@ Generated from `src/maximalcai/schemas/config.schema.yaml` by `python -m maximal
 edit by hand. The workflow validates the config against that schema at start: an unknown key, a wrong type
 or an out-of-range value stops it before any job, with the key's dotted path in the message.
 
-Files: `config.yaml` (the CPU default: embedded Gemma 3 270M, small counts, about 10 minutes for
-`stage1_model` on 2 cores), `config/qwen2.5-32b.yaml` (the real plan), `tests/configs/tiny.yaml` (tests).
+Files: `config.yaml` (the CPU default: embedded Gemma 3 270M, small counts; its time for `stage1_model`
+is in the README), `config/qwen2.5-32b.yaml` (the real plan), `tests/configs/tiny.yaml` (tests).
 Override any key on the command line, e.g. `snakemake --cores 1 stage1_model --config seed=7`, or with
 another file: `--configfile my.yaml` (merged over `config.yaml`).
 
