@@ -46,3 +46,15 @@ def test_every_config_key_has_a_meaning():
     rows = [line.split("|") for line in render().splitlines() if line.startswith("| `")]
     assert len(rows) > 150
     assert not [row[1].strip() for row in rows if not row[4].strip()]
+
+
+def test_generated_doc_tables_match_their_results_files():
+    """Tables of measured figures are drawn from the results file they cite (benchmarks/doc_tables.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("doc_tables", REPO / "benchmarks/doc_tables.py")
+    doc_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc_tables)
+    marked = [m for path in doc_tables.docs() for m in doc_tables.BLOCK.finditer(path.read_text())]
+    assert len(marked) >= 5 and "README.md" in {p.name for p in doc_tables.docs()}
+    assert doc_tables.stale() == [], "redraw them: python benchmarks/doc_tables.py"

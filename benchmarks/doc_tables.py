@@ -1,0 +1,97 @@
+"""The tables in the docs that hold measured figures, generated from the results files they cite.
+
+Each generated table sits between two markers that name how it is drawn and from which file:
+
+    <!-- table: metrics benchmarks/results/cpu_full_stage1_written_metrics.json -->
+    | metric | base | ... |
+    <!-- end table -->
+
+    python benchmarks/doc_tables.py          # redraw every marked table in README.md, docs/ and benchmarks/
+    python benchmarks/doc_tables.py --check  # exit 1 naming each table that differs from its file
+
+tests/test_docs.py runs the check, so a figure in a marked table cannot drift from its results file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from metrics_table import table as metrics_table  # noqa: E402
+
+DOCS = ("README.md", "docs/*.md", "benchmarks/README.md", "benchmarks/results/*.md")
+BLOCK = re.compile(r"<!-- table: (\w+) (\S+) -->\n(.*?)<!-- end table -->", re.S)
+
+
+def headline(metrics: dict) -> str:
+    """The stage against both baselines on the headline metrics, one short line each: what the README shows."""
+    stage = metrics["stage"]
+    means = {(s["model"], s["metric"]): s["mean"] for s in metrics["summary"]}
+    diffs = {(c["metric"], c["baseline"]): c for c in metrics["comparisons"]}
+    lines = [
+        f"| metric | base | base + examples | {stage} | vs base | vs base + examples |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for metric, label in LABELS.items():
+        if (stage, metric) not in means:
+            continue
+        cells = [f"{means[(m, metric)]:.2f}" for m in ("base", "base_fewshot", stage)]
+        cells += [diffs[(metric, b)]["verdict"] for b in ("base", "base_fewshot")]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+LABELS = {
+    "stop_rate": "stops by itself",
+    "repeated_4gram_rate": "repeated 4-grams (lower is better)",
+    "ifeval_strict": "IFEval strict",
+    "redteam_refusal_rate": "declines red-team requests",
+    "over_refusal_rate": "refuses benign requests (lower is better)",
+    "honesty_rate": "corrects false premises",
+}
+RENDERERS = {"metrics": metrics_table, "headline": headline}
+
+
+def render(kind: str, source: str) -> str:
+    if kind not in RENDERERS:
+        raise SystemExit(f"doc_tables: unknown table kind {kind!r}; one of {', '.join(RENDERERS)}")
+    return RENDERERS[kind](json.loads((REPO / source).read_text()))
+
+
+def docs() -> list[Path]:
+    return sorted({path for pattern in DOCS for path in REPO.glob(pattern)})
+
+
+def redraw(text: str) -> str:
+    return BLOCK.sub(lambda m: f"<!-- table: {m[1]} {m[2]} -->\n{render(m[1], m[2])}<!-- end table -->", text)
+
+
+def stale() -> list[str]:
+    """'doc: kind source' for each marked table that differs from what its file gives."""
+    return [
+        f"{path.relative_to(REPO)}: {m[1]} {m[2]}"
+        for path in docs()
+        for m in BLOCK.finditer(path.read_text())
+        if m[3] != render(m[1], m[2])
+    ]
+
+
+def main(argv: list[str]) -> int:
+    if "--check" in argv:
+        differing = stale()
+        for line in differing:
+            print(f"stale table: {line} (redraw: python benchmarks/doc_tables.py)")
+        return 1 if differing else 0
+    for path in docs():
+        text = path.read_text()
+        if BLOCK.search(text):
+            path.write_text(redraw(text))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
