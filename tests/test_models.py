@@ -44,7 +44,8 @@ def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
     import huggingface_hub
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    with pytest.raises(ModelSourceError, match="could not download 'Qwen/Qwen2.5-32B'.*use source: local"):
+    monkeypatch.setattr(models, "HUB_WAIT_S", 0.0)
+    with pytest.raises(ModelSourceError, match="could not download 'Qwen/Qwen2.5-32B'.* after 3 tries.*source: local"):
         models.import_base_model(
             {"source": "hub", "hub_id": "Qwen/Qwen2.5-32B", "revision": None, "name": None}, tmp_path / "c"
         )

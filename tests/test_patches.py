@@ -3,6 +3,8 @@ fails when the patch stops taking effect with the installed libraries (then chec
 patch and its range in ``patches.WRITTEN_FOR``)."""
 
 import re
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -56,6 +58,40 @@ def test_kv_cache_grows_in_place_and_takes_joining_rows():
     torch.testing.assert_close(layer.keys[2, :, 6:], torch.ones(1, 2, 4))
     assert float(layer.keys[2, :, :6].abs().sum()) == 0.0
     assert isinstance(cache_class(), __import__("transformers").DynamicCache)
+
+
+def test_hub_timeouts_end_a_request_to_a_hub_that_never_answers(monkeypatch, tmp_path):
+    """A proxy that accepts the connection and never answers hung snapshot_download for good (its first request,
+    repo_info, has no timeout). Bounded, the import fails after its tries with an error naming the hub and the
+    way around it."""
+    import socket
+    import threading
+    import time
+
+    from huggingface_hub import constants
+
+    from maximalcai import models
+    from maximalcai.errors import ModelSourceError
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+    threading.Thread(target=lambda: [held.append(server.accept()) for _ in range(10)], daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.getsockname()[1]}"
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(patches.hub_timeouts, "READ_S", 0.5)
+    monkeypatch.setattr(models, "HUB_WAIT_S", 0.0)
+    start = time.monotonic()
+    with pytest.raises(ModelSourceError) as err:
+        models.import_base_model({"source": "hub", "hub_id": "org/model", "revision": None}, tmp_path / "base")
+    assert time.monotonic() - start < 30
+    assert f"could not download 'org/model' from {endpoint} after 3 tries" in str(err.value)
+    assert "Timeout" in str(err.value) and "base_model.source: local" in str(err.value)
+    server.close()
+    # the way around it that the message prints is a real command of the installed huggingface_hub
+    printed = re.search(r"\((hf download \S+ --local-dir DIR)\)", str(err.value))[1]
+    hf = Path(sys.executable).with_name("hf")
+    usage = subprocess.run([str(hf), *printed.split()[1:2], "--help"], capture_output=True, text=True, check=True)
+    assert "--local-dir" in usage.stdout
 
 
 def test_ifeval_punkt_checks_run_without_the_punkt_data():

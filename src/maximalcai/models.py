@@ -112,21 +112,8 @@ def import_base_model(source: dict[str, Any], base_model: str | Path) -> dict[st
             info.update(path=str(path))
             info["name"] = source.get("name") or path.stem
         elif kind == "hub":
-            from huggingface_hub import snapshot_download
-
+            download_from_hub(source["hub_id"], source.get("revision"), tmp)
             hub_id = source["hub_id"]
-            try:
-                snapshot_download(
-                    repo_id=hub_id,
-                    revision=source.get("revision"),
-                    local_dir=tmp,
-                    allow_patterns=list(_CHECKPOINT_PATTERNS),
-                )
-            except Exception as exc:  # network, auth, missing repo: say which and how to fix
-                raise ModelSourceError(
-                    f"base_model.hub_id: could not download '{hub_id}' ({type(exc).__name__}: {exc}); check "
-                    "the id, your network and HF_TOKEN, or download it yourself and use source: local"
-                ) from exc
             info.update(hub_id=hub_id, revision=source.get("revision"))
             info["name"] = source.get("name") or hub_id
         else:  # the schema rules this out; keep the error explicit anyway
@@ -141,6 +128,44 @@ def import_base_model(source: dict[str, Any], base_model: str | Path) -> dict[st
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("base model ready in %s: %s", out_dir, info)
     return info
+
+
+HUB_ATTEMPTS, HUB_WAIT_S = 3, 5.0
+
+
+def download_from_hub(hub_id: str, revision: str | None, folder: Path) -> None:
+    """The checkpoint's files from the hub into ``folder``: every request waits a bounded time
+    (patches.hub_timeouts), and a failed try is retried ``HUB_ATTEMPTS`` times in all, ``HUB_WAIT_S`` apart
+    (files already complete are not fetched again); then an error that names the hub and the way around it."""
+    import time
+
+    from huggingface_hub import constants, snapshot_download
+
+    patches.hub_timeouts.bound_hub_requests()
+    for attempt in range(1, HUB_ATTEMPTS + 1):
+        try:
+            snapshot_download(
+                repo_id=hub_id, revision=revision, local_dir=folder, allow_patterns=list(_CHECKPOINT_PATTERNS)
+            )
+            return
+        except Exception as exc:  # network, auth, missing repo: say which and how to fix
+            if attempt < HUB_ATTEMPTS and not _permanent(exc):
+                logger.warning("hub download of %s failed (%s); try %d of %d", hub_id, exc, attempt, HUB_ATTEMPTS)
+                time.sleep(HUB_WAIT_S)
+                continue
+            raise ModelSourceError(
+                f"base_model.hub_id: could not download '{hub_id}' from {constants.ENDPOINT} after {attempt} "
+                f"tries, each request waiting at most {patches.hub_timeouts.READ_S:g} s ({type(exc).__name__}: "
+                f"{exc}); check the id, your network and HF_TOKEN, or download it where the hub is reachable "
+                f"(hf download {hub_id} --local-dir DIR) and set base_model.source: local, base_model.path: DIR"
+            ) from exc
+
+
+def _permanent(exc: Exception) -> bool:
+    """A hub error a retry cannot fix: the repository or revision does not exist, or access is refused."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    return isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError))
 
 
 def _describe_checkpoint(folder: Path) -> dict[str, Any]:

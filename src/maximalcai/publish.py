@@ -148,6 +148,9 @@ def publish(
         )
     from huggingface_hub import DatasetCard, HfApi, get_token
 
+    from maximalcai import patches
+
+    patches.hub_timeouts.bound_hub_requests()
     token = get_token()
     if not token:
         raise PublishError("no Hugging Face token: set HF_TOKEN (a write token) or run `hf auth login`")

@@ -1,7 +1,7 @@
 """Every patch of a library's internals, in one place.
 
-maximalcai changes the behaviour of a library's private code in six spots, each for a speed-up or a missing data
-file measured in docs/KNOWN_BUGS_AND_FIXES.md. Each lives in its own module here, and each module names the
+maximalcai changes the behaviour of a library's private code in seven spots, each for a speed-up, a missing data
+file or a hang measured in docs/KNOWN_BUGS_AND_FIXES.md. Each lives in its own module here, and each module names the
 library versions it was written for in ``WRITTEN_FOR``: importing it outside them raises ``PatchVersionError``
 (a library that renamed a private helper would otherwise make the patch a silent no-op, or wrong), and
 tests/test_patches.py fails when a patch stops taking effect with the pinned versions.
@@ -14,6 +14,7 @@ tests/test_patches.py fails when a patch stops taking effect with the pinned ver
 | ``onednn_linear`` | ``torch.ops.mkldnn`` linears; a hook on the LM head | faster frozen CPU linears; no copies |
 | ``trl_scoring`` | ``trl.trainer.utils._use_triton`` | CPU DPO scores completion tokens only |
 | ``ifeval_punkt`` | ``if_verifiable``'s nltk tokenizers | IFEval checks without nltk's punkt data |
+| ``hub_timeouts`` | huggingface_hub's client factory | no hub request waits for ever |
 
 Modules are imported on first use (``patches.kv_cache``), so importing this package loads no library.
 """
@@ -31,6 +32,7 @@ WRITTEN_FOR: dict[str, dict[str, str]] = {
     "onednn_linear": {"torch": ">=2.3,<3"},
     "trl_scoring": {"trl": ">=1.15,<1.17"},
     "ifeval_punkt": {"if-verifiable": ">=0.1.2,<0.2", "nltk": ">=3.8,<4"},
+    "hub_timeouts": {"huggingface_hub": ">=1.0,<3"},
 }
 
 
