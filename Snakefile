@@ -26,7 +26,7 @@ configfile: "config.yaml"
 
 
 from maximalcai.config import config_sources, load_config, stage_ids
-from maximalcai.plan import check_budget
+from maximalcai.plan import check_budget, check_size
 from maximalcai.targets import check_forcerun, command_line_request
 from maximalcai.hardware import check_hardware, wants_gpu
 from maximalcai.preflight import check_resources
@@ -34,6 +34,7 @@ from maximalcai.preflight import check_resources
 CONFIG_SOURCES = config_sources(workflow.overwrite_configfiles, workflow.config_settings.config)
 config.update(load_config(config, sources=CONFIG_SOURCES, root=workflow.basedir))
 check_resources(config, CONFIG_SOURCES, workflow.basedir)
+check_size(config, CONFIG_SOURCES)  # before the DAG: a million shards would never finish planning
 
 
 # With --software-deployment-method apptainer, every job runs in this image (config `container`; docs/RUNPOD.md).

@@ -219,3 +219,23 @@ def test_a_cache_with_sliding_layers_decodes_fixed_batches(qwen_style_tokenizer,
         backend.generate([p], sampling, 0)[0].text for p in prompts
     ]
     assert backend.prefills == 3 + 5
+
+
+def test_a_prompt_past_the_context_is_refused_with_its_length(tiny_backend):
+    """Issue 29: a 7,500-token prompt to a 4,096-token model was answered with garbage and exit 0, and a
+    100k-character one crashed. The tiny model's context is 4,096 positions."""
+    from maximalcai.errors import PromptTooLongError
+
+    assert tiny_backend.context_length == 4096
+    long = formats.prompt("word " * 5000)
+    with pytest.raises(PromptTooLongError, match=r"1 generation prompt\(s\) of 2 do not fit .* context of 4,096"):
+        tiny_backend.generate([TARGETS[0], long], GREEDY, seed=0)
+    with pytest.raises(PromptTooLongError, match="number 1, has"):
+        tiny_backend.continuation_logprobs([long], [["yes", "no"]])
+    per_word = len(tiny_backend.tokenizer("word " * 100)["input_ids"]) / 100
+    edge = formats.prompt("word " * int(3900 / per_word))
+    fits = 4096 - len(tiny_backend.tokenizer(edge)["input_ids"])
+    assert 0 < fits < 400
+    tiny_backend.check_lengths([edge], fits, "prompt")  # exactly full: allowed
+    with pytest.raises(PromptTooLongError):
+        tiny_backend.check_lengths([edge], fits + 1, "prompt")

@@ -119,6 +119,24 @@ def test_chat_streams_and_keeps_the_history(workdir, capsys, monkeypatch):
     assert seen[2] == formats.prompt("Hello.")  # after /reset
 
 
+def test_chat_leaves_out_the_oldest_messages_that_no_longer_fit(gemma_style_tokenizer):
+    """Past the context a model answers garbage: chat drops the oldest exchanges first, and refuses a message
+    that cannot fit alone."""
+    messages = []
+    for turn in range(6):
+        messages += [{"role": "user", "content": f"question {turn} " * 40}, {"role": "assistant", "content": "ok"}]
+    messages.append({"role": "user", "content": "last question"})
+    full = len(gemma_style_tokenizer(formats.prompt(formats.conversation(messages)))["input_ids"])
+    prompt, dropped = cli.fitting_prompt(messages, gemma_style_tokenizer, full + 10, 10)
+    assert dropped == 0 and prompt == formats.prompt(formats.conversation(messages))
+    prompt, dropped = cli.fitting_prompt(messages, gemma_style_tokenizer, full // 2, 10)
+    assert dropped % 2 == 0 and 0 < dropped < len(messages)
+    assert prompt == formats.prompt(formats.conversation(messages[dropped:]))
+    assert len(gemma_style_tokenizer(prompt)["input_ids"]) + 10 <= full // 2
+    with pytest.raises(cli.PromptTooLongError, match="does not fit the model's context of 5 tokens"):
+        cli.fitting_prompt(messages, gemma_style_tokenizer, 5, 1)
+
+
 def test_streamed_answer_is_cut_at_the_stop_strings(tiny_model_dir):
     from maximalcai import models
     from maximalcai.backends import Sampling
@@ -149,6 +167,7 @@ def test_streamed_answer_is_cut_at_the_stop_strings(tiny_model_dir):
         (["generate", "--stage", "stage1"], "no prompts"),
         (["generate", "--stage", "stage1", "--prompts", "bad.jsonl"], "bad.jsonl:1: not a JSON object"),
         (["chat", "--stage", "stage1", "--configfile", "missing.yaml"], "config file not found"),
+        (["generate", "--stage", "stage1", "--prompt", "word " * 9000], "context of 4,096 tokens with 128 new tokens"),
     ],
 )
 def test_mistakes_name_the_fix(workdir, capsys, argv, message):

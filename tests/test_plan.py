@@ -1,6 +1,7 @@
 """The budget plan and the guard that refuses an over-budget GPU run."""
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -8,7 +9,7 @@ import yaml
 from conftest import REPO
 from maximalcai.config import deep_merge, load_config
 from maximalcai.errors import ConfigError
-from maximalcai.plan import build_plan, check_budget, format_plan
+from maximalcai.plan import MAX_JOBS_PER_STAGE, build_plan, check_budget, check_size, format_plan
 
 
 def qwen_config() -> dict:
@@ -120,3 +121,21 @@ def test_the_throughput_script_dry_runs_on_a_cpu(tmp_path):
     assert set(run["depths"]) == {"1", "2"} and run["warmup"] is not None
     assert set(run["fits"]) == {"scoring", "generation", "sft", "dpo"}
     assert all(len(run["depths"][d]["dpo_step_s"]) == run["lengths"]["steps"] for d in run["depths"])
+
+
+def test_counts_that_would_make_too_many_jobs_are_refused_before_the_dag(default_config):
+    """Issue 29: instructions.count 1,000,000 kept `snakemake -n` in "Building DAG of jobs..." for minutes; the
+    shipped configs stay far under the limit."""
+    from maximalcai.config import load_workflow_config
+
+    for cfg in (default_config, qwen_config(), load_workflow_config(REPO / "config/cpu-full.yaml", REPO)):
+        check_size(cfg)
+    big = copy.deepcopy(default_config)
+    big["stages"][0]["instructions"].update(count=1_000_000, candidates=1_000_000)
+    with pytest.raises(ConfigError) as err:
+        check_size(big, "big.yaml")
+    assert re.search(r"^big.yaml: stages\[0\] would run [0-9,]{7,} jobs", str(err.value))
+    assert f"more than the {MAX_JOBS_PER_STAGE:,}" in str(err.value)
+    assert "raise stages[0].instructions.shard_size and stages[0].responses.shard_size" in str(err.value)
+    big["stages"][0]["instructions"]["shard_size"] = big["stages"][0]["responses"]["shard_size"] = 1_000
+    check_size(big)  # the same counts in large shards plan fine

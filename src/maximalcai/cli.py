@@ -25,7 +25,7 @@ from typing import TextIO
 
 from maximalcai import formats
 from maximalcai.config import load_workflow_config
-from maximalcai.errors import MaximalcaiError
+from maximalcai.errors import MaximalcaiError, PromptTooLongError
 from maximalcai.preflight import check_resources
 
 BASE_DIR = "results/models/base"
@@ -183,6 +183,21 @@ def stream_answer(model, tokenizer, prompt: str, sampling, seed: int) -> Iterato
         yield final[shown:]
 
 
+def fitting_prompt(messages: list[dict[str, str]], tokenizer, context: int, new_tokens: int) -> tuple[str, int]:
+    """The chat prompt of the latest messages that fit ``context`` tokens with ``new_tokens`` to answer: the
+    oldest exchanges are left out first. Returns (prompt, messages left out); PromptTooLongError when the last
+    message alone does not fit."""
+    for start in range(0, len(messages), 2):
+        prompt = formats.prompt(formats.conversation(messages[start:]))
+        tokens = len(tokenizer(prompt)["input_ids"])
+        if tokens + new_tokens <= context:
+            return prompt, start
+    raise PromptTooLongError(
+        f"the message has {tokens:,} tokens; with {new_tokens} new tokens it does not fit the model's context of "
+        f"{context:,} tokens; shorten it"
+    )
+
+
 def chat(cfg: dict, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     from maximalcai import hardware, models
     from maximalcai.reproducibility import derive_seed
@@ -193,6 +208,7 @@ def chat(cfg: dict, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int
     tokenizer = models.load_tokenizer(base)
     sampling = sampling_of(cfg, args)
     interactive = stdin.isatty()
+    context = model.config.get_text_config().max_position_embeddings
     name = models.model_name(base, adapter)
     out.write(f"{name}: chat in the project's format. /reset clears the history, /quit (or Ctrl-D) ends.\n")
     messages: list[dict[str, str]] = []
@@ -211,7 +227,14 @@ def chat(cfg: dict, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int
             out.write("(history cleared)\n")
             continue
         messages.append({"role": "user", "content": text})
-        prompt = formats.prompt(formats.conversation(messages))
+        try:
+            prompt, dropped = fitting_prompt(messages, tokenizer, context, sampling.max_new_tokens)
+        except PromptTooLongError as exc:
+            messages.pop()
+            out.write(f"(not sent: {exc})\n")
+            continue
+        if dropped:
+            out.write(f"(the {dropped} oldest messages no longer fit the context and are left out)\n")
         out.write("assistant> ")
         answer = ""
         for piece in stream_answer(

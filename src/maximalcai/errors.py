@@ -29,6 +29,10 @@ class ChatTemplateLeakError(MaximalcaiError):
     """A chat-template control token reached a base-model prompt."""
 
 
+class PromptTooLongError(MaximalcaiError):
+    """A prompt that, with the answer it may get, does not fit the model's context."""
+
+
 class HardwareError(MaximalcaiError):
     """A GPU-only option was asked for on a machine without CUDA, or a GPU package is missing."""
 

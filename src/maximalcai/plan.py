@@ -243,6 +243,29 @@ def format_plan(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+MAX_JOBS_PER_STAGE = 5_000  # Snakemake builds its DAG in minutes beyond this (1M candidates: still building at 2 min)
+
+
+def check_size(cfg: dict[str, Any], sources: str = "config.yaml") -> None:
+    """Refuse, before Snakemake builds its DAG, a stage whose counts make more jobs than it can plan: each
+    shard is a job, so the count is the sharded rules' shards (generation.shard_count)."""
+    from maximalcai.generation import SHARDED_RULES, instruction_shards, response_shards
+
+    for index, stage in enumerate(cfg["stages"]):
+        ins, res = stage["instructions"], stage["responses"]
+        jobs = instruction_shards(ins) + response_shards(ins, res) * len(SHARDED_RULES)
+        if jobs > MAX_JOBS_PER_STAGE:
+            key = f"stages[{index}]"
+            raise ConfigError(
+                f"{sources}: {key} would run {jobs:,} jobs ({instruction_shards(ins):,} shards of "
+                f"instructions.candidates={ins['candidates']:,} at instructions.shard_size={ins['shard_size']}, "
+                f"{response_shards(ins, res):,} of instructions.count={ins['count']:,} at "
+                f"responses.shard_size={res['shard_size']} for each of {len(SHARDED_RULES)} rules), more than "
+                f"the {MAX_JOBS_PER_STAGE:,} Snakemake plans in reasonable time; raise {key}.instructions.shard_size "
+                f"and {key}.responses.shard_size (each shard is one job), or lower the counts"
+            )
+
+
 def check_budget(cfg: dict[str, Any]) -> dict[str, Any]:
     """Refuse a GPU run whose estimate exceeds budget.max_usd unless budget.allow_over_budget is set."""
     plan = build_plan(cfg)

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from maximalcai import formats
+from maximalcai.errors import PromptTooLongError
 from maximalcai.prompting import ChatTokenCheck
 
 logger = logging.getLogger(__name__)
@@ -113,9 +114,27 @@ class Backend(ABC):
         self.meter = ThroughputMeter()
         self._check = ChatTokenCheck(tokenizer) if plain_prompts else None
 
+    # The longest sequence (prompt + answer) the model takes, in tokens; None: no limit known. Set by subclasses.
+    context_length: int | None = None
+
     def check_prompts(self, prompts: Sequence[str], context: str) -> None:
         if self._check is not None:
             self._check.check(prompts, context)
+
+    def check_lengths(self, prompts: Sequence[str], new_tokens: int, context: str) -> None:
+        """Refuse prompts that, with ``new_tokens`` more, do not fit ``context_length``: past it a model answers
+        with garbage (positions it never saw) or runs out of memory, so nothing is truncated in silence."""
+        if self.context_length is None:
+            return
+        lengths = [len(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+        over = [(i, n) for i, n in enumerate(lengths) if n + new_tokens > self.context_length]
+        if over:
+            index, tokens = max(over, key=lambda item: item[1])
+            raise PromptTooLongError(
+                f"{len(over)} {context}(s) of {len(prompts)} do not fit {self.model_name}'s context of "
+                f"{self.context_length:,} tokens with {new_tokens} new tokens (the longest, number {index + 1}, "
+                f"has {tokens:,} tokens); shorten them, or lower max_new_tokens"
+            )
 
     def generate(
         self,
@@ -128,7 +147,9 @@ class Backend(ABC):
         prompts = list(prompts)
         if not prompts:
             return []
-        self.check_prompts([prompt_text(p) for p in prompts], "generation prompt")
+        texts = [prompt_text(p) for p in prompts]
+        self.check_prompts(texts, "generation prompt")
+        self.check_lengths(texts, sampling.max_new_tokens, "generation prompt")
         start = time.perf_counter()
         out = self._generate(prompts, sampling, seed, tuple(stop))
         logger.debug("generated %d completions in %.1f s", len(out), time.perf_counter() - start)
@@ -141,7 +162,11 @@ class Backend(ABC):
             raise ValueError("one list of options per prompt")
         if not prompts:
             return []
-        self.check_prompts([prompt_text(p) for p in prompts], "scoring prompt")
+        texts = [prompt_text(p) for p in prompts]
+        self.check_prompts(texts, "scoring prompt")
+        flat = [o for opts in options for o in opts]
+        answers = self.tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+        self.check_lengths(texts, max(map(len, answers), default=0), "scoring prompt")
         return self._continuation_logprobs(prompts, [list(o) for o in options])
 
     @abstractmethod

@@ -61,6 +61,7 @@ class TransformersBackend(Backend):
         # shared prefix, then padding, then the row's own text) would see fewer real tokens. For such models
         # the cache keeps every slot and the masks below count the window in real token positions.
         text = self.model.config.get_text_config()
+        self.context_length = getattr(text, "max_position_embeddings", None)
         types, window = getattr(text, "layer_types", None), getattr(text, "sliding_window", None)
         self._windows = (
             {t: (window if t == "sliding_attention" else None) for t in dict.fromkeys(types)}

@@ -104,6 +104,7 @@ class VLLMBackend(Backend):
                 enable_prefix_caching=True,
             )
         self.llm = _ENGINES[key]
+        self.context_length = max_model_len
         self.lora = None
         if adapter_dir is not None:
             lora_id = _LORA_IDS.setdefault(str(adapter_dir), len(_LORA_IDS) + 1)
