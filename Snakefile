@@ -17,12 +17,16 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 # The library in src/ is what this checkout's rules run, also inside --use-conda environments.
-SRC = str(Path(workflow.basedir, "src"))
+# This workflow's own folder (also when it runs as a module of another workflow, whose basedir is elsewhere).
+HERE = Path(str(workflow.current_basedir)).resolve()
+SRC = str(HERE / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 
-configfile: "config.yaml"
+# The working directory's config.yaml when it has one, else the workflow's own: the workflow runs from any
+# folder (snakemake -s PATH/Snakefile, --directory, a module), with results/ there and resources found here.
+configfile: "config.yaml" if Path("config.yaml").is_file() else str(HERE / "config.yaml")
 
 
 from maximalcai.config import config_sources, load_config, stage_ids
@@ -32,8 +36,8 @@ from maximalcai.hardware import check_hardware, wants_gpu
 from maximalcai.preflight import check_resources
 
 CONFIG_SOURCES = config_sources(workflow.overwrite_configfiles, workflow.config_settings.config)
-config.update(load_config(config, sources=CONFIG_SOURCES, root=workflow.basedir))
-check_resources(config, CONFIG_SOURCES, workflow.basedir)
+config.update(load_config(config, sources=CONFIG_SOURCES, root=HERE))
+check_resources(config, CONFIG_SOURCES, HERE)
 check_size(config, CONFIG_SOURCES)  # before the DAG: a million shards would never finish planning
 
 

@@ -19,7 +19,7 @@ ENGINE = {"hardware": config["hardware"], "generation": config["generation"]}
 REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
 # Each principle's mechanism (constitution.yaml): build_pairs names the principle of every pair from it, and
 # generate_contrast reads the construction principles. In params, so only a change of mechanism reruns them.
-PRINCIPLES = principles_by_mechanism(load_constitution(config["constitution"], workflow.basedir))
+PRINCIPLES = principles_by_mechanism(load_constitution(config["constitution"], HERE))
 
 
 # Keys that are not job settings. File paths go in as inputs, never as params: an absolute path in params

@@ -193,3 +193,19 @@ def test_preflight_names_a_malformed_pool_file(tmp_path):
     with pytest.raises(Exception) as err:
         check_resources(load(raw), "config.yaml", REPO)
     assert str(pool) in str(err.value)
+
+
+def test_a_tracker_that_is_not_installed_stops_the_run_at_start_with_its_install(monkeypatch):
+    """Issue 30: trainer.report_to [tensorboard] without tensorboard failed only when train_dpo ran."""
+    import importlib.util
+
+    raw = raw_default()
+    raw["trainer"] = {"report_to": ["tensorboard", "wandb"]}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        check_resources(load(raw), "config.yaml", REPO)
+    assert "trainer.report_to: wandb needs the wandb package, which is not installed; pip install wandb" in str(
+        err.value
+    )
+    assert "tensorboard" not in str(err.value).split("wandb needs")[0]  # installed here (test extra): no complaint

@@ -20,8 +20,9 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
 
 def snakemake(workdir, *args, check=True, timeout=1800):
+    """Run the checkout's workflow in ``workdir``, from there: every workflow test runs outside the checkout."""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
@@ -65,6 +66,39 @@ def test_default_config_dry_runs_on_a_fresh_checkout(tmp_path):
     result = snakemake(tmp_path, "-n", "stage1_datasets", "--cores", "1")
     jobs = planned_jobs(result)
     assert {"import_base_model", "generate_instructions", "generate_responses", "aggregate_responses"} <= jobs
+
+
+def test_it_runs_from_a_folder_without_a_config_and_as_a_module(tmp_path):
+    """Issue 30: `snakemake -s PATH/Snakefile` from another folder stopped on the missing config.yaml, and a
+    module's basedir is the including workflow's. The workflow's own config and resources are found beside its
+    Snakefile; results go where it runs."""
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--cores", "1", "stage1_model"],
+        cwd=alone,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {"import_base_model", "train_dpo", "evaluate"} <= planned_jobs(result)
+    host = tmp_path / "host"
+    host.mkdir()
+    shutil.copy(REPO / "config.yaml", host / "config.yaml")
+    (host / "Snakefile").write_text(
+        'configfile: "config.yaml"\n\n\nmodule maximalcai:\n    snakefile:\n'
+        f'        "{REPO / "Snakefile"}"\n    config:\n        config\n\n\nuse rule * from maximalcai\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "stage1_model"],
+        cwd=host,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {"import_base_model", "train_dpo", "evaluate"} <= planned_jobs(result)
 
 
 def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):

@@ -18,6 +18,35 @@ from maximalcai.feedback.guard import load_safety_demos
 from maximalcai.feedback.preference import load_preference_demos
 from maximalcai.prompting import load_pool
 
+# The module each tracker of trainer.report_to imports, and its PyPI name.
+TRACKERS = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "trackio": ("trackio", "trackio"),
+    "mlflow": ("mlflow", "mlflow"),
+    "comet_ml": ("comet_ml", "comet-ml"),
+    "clearml": ("clearml", "clearml"),
+    "dvclive": ("dvclive", "dvclive"),
+    "swanlab": ("swanlab", "swanlab"),
+}
+
+
+def missing_packages(cfg: dict) -> list[str]:
+    """The optional packages the config's options need that are not installed, with the install that fixes
+    each: found now, not when train_dpo starts after the data jobs. (GPU-only packages are checked with the
+    hardware: hardware.check_hardware.)"""
+    from importlib.util import find_spec
+
+    problems = []
+    for tracker in cfg["trainer"]["report_to"]:
+        module, package = TRACKERS[tracker]
+        if find_spec(module) is None:
+            problems.append(
+                f"trainer.report_to: {tracker} needs the {package} package, which is not installed; "
+                f"pip install {package} (or remove {tracker} from trainer.report_to)"
+            )
+    return problems
+
 
 def check_resources(cfg: dict, sources: str = "config.yaml", root: str | Path | None = None) -> dict:
     """Load every resource file ``cfg`` names with the loader of the step that reads it; raise ConfigError
@@ -39,6 +68,7 @@ def check_resources(cfg: dict, sources: str = "config.yaml", root: str | Path | 
                 f"stages[{index}].contrast.principles: {unknown} are not principles with mechanism construction "
                 f"in {cfg['constitution']}; choose from {', '.join(construction)}"
             )
+    problems += missing_packages(cfg)
     if problems:
         raise ConfigError(f"{sources} is invalid:\n  - " + "\n  - ".join(problems))
     load_critique_demos(cfg["feedback"]["critique_demos"])
