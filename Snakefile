@@ -109,6 +109,12 @@ for _stage in STAGES:
 
     rule:
         name:
+            f"{_stage}_browse"
+        input:
+            f"results/{_stage}/browse.html",
+
+    rule:
+        name:
             f"{_stage}_export"
         input:
             f"results/{_stage}/export",

@@ -175,11 +175,12 @@ def evaluation_inputs(wildcards):
 
 
 def stage_model(stage):
-    """What `stageK_model` yields: the adapter, its evaluation and the report figures."""
+    """What `stageK_model` yields: the adapter, its evaluation, the report figures and the data browser."""
     return [
         f"results/{stage}/adapter",
         f"results/{stage}/eval/metrics.json",
         *[f"results/{stage}/report/{name}" for name in REPORT_FILES],
+        f"results/{stage}/browse.html",
     ]
 
 

@@ -44,3 +44,33 @@ rule stage_report:
         **rule_resources("stage_report"),
     script:
         "../workflow_scripts/stage_report.py"
+
+
+rule browse_stage:
+    input:
+        unpack(contrast_table),
+        instructions="results/{stage}/instructions.parquet",
+        responses="results/{stage}/responses.parquet",
+        critiques="results/{stage}/critiques.parquet",
+        safety="results/{stage}/safety.parquet",
+        preferences="results/{stage}/preferences.parquet",
+        pairs="results/{stage}/pairs.parquet",
+        funnel="results/{stage}/pairs_funnel.parquet",
+        sft="results/{stage}/sft.parquet",
+    output:
+        page=report(
+            "results/{stage}/browse.html",
+            caption="../report/browse.rst",
+            category="{stage}",
+            subcategory="Data",
+        ),
+    log:
+        "logs/{stage}/browse_stage.log",
+    localrule: True
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        **rule_resources("browse_stage"),
+    script:
+        "../workflow_scripts/browse_stage.py"

@@ -302,6 +302,12 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
     assert all(len(r["fewshot_ids"]) == 3 for r in fewshot)
     for name in ("training.svg", "funnel.svg", "eval.svg", "examples.html"):
         assert (stage / "report" / name).stat().st_size > 1000
+    browsed = (stage / "browse.html").read_text()  # the data browser, every table of the stage
+    tabs = {
+        t["name"]: len(t["rows"])
+        for t in json.loads(browsed.split('type="application/json">')[1].split("</script>")[0])
+    }
+    assert tabs["pairs"] == len(tables.read_table(stage / "pairs.parquet", "pairs")) and tabs["responses"] > 0
 
     command = next(
         line.split("  #")[0].strip()

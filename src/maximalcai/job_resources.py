@@ -39,6 +39,7 @@ SMALL_RULES = (
     "build_pairs",
     "stage_report",
     "stages_report",
+    "browse_stage",
 )
 
 

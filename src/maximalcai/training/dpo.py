@@ -102,7 +102,7 @@ def base_weights_dtype(engine: dict):
 
 def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, engine: dict, backend: str, seed: int):
     """(model, tokenizer, peft_config-or-None): the model to train and how its adapter is created (``engine``:
-    the config's ``hardware`` and ``training`` sections)."""
+    the config's ``hardware`` and ``trainer`` sections)."""
     import torch
 
     from maximalcai.models import load_tokenizer
@@ -505,7 +505,7 @@ def train_stage(
     deterministic: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically.
-    ``engine``: the config's ``hardware`` and ``training`` sections; ``runs_dir``: where tracker event files
+    ``engine``: the config's ``hardware`` and ``trainer`` sections; ``runs_dir``: where tracker event files
     go (``trainer.report_to``); ``dpo_callbacks``: more ``TrainerCallback`` objects for the DPO phase."""
     from maximalcai.hardware import resolve_device, resolve_training_backend
 
