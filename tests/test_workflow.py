@@ -19,7 +19,7 @@ from maximalcai.prompting import ChatTokenCheck
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
 
-def snakemake(workdir, *args, check=True, timeout=1800):
+def snakemake(workdir, *args, check=True, timeout=3000):  # a hang guard; AVX2 hosts take 2x
     """Run the checkout's workflow in ``workdir``, from there: every workflow test runs outside the checkout."""
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=workdir)
