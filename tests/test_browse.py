@@ -77,3 +77,16 @@ def test_the_page_searches_filters_and_pages_in_a_real_browser(tmp_path):
         browser.close()
     assert errors == []
     assert requests == [path.as_uri()]  # the page itself, nothing from the network
+
+
+def test_a_stage_without_critiques_or_preferences_still_gets_its_page(tmp_path):
+    """The CPU recipe makes no critiques and no preference labels: their tables are empty, not missing."""
+    from maximalcai import tables
+
+    paths = {}
+    for tab, schema in browse.TABS.items():
+        paths[tab] = str(tmp_path / f"{tab}.parquet")
+        tables.write_table([], paths[tab], schema)
+    counts = browse.run_browse("stage1", str(tmp_path / "browse.html"), **paths)
+    assert counts == dict.fromkeys(browse.TABS, 0)
+    assert [t["rows"] for t in page_data((tmp_path / "browse.html").read_text())] == [[]] * len(browse.TABS)

@@ -76,7 +76,9 @@ def run_browse(
     """Rule browse_stage: ``page`` from the stage's tables (``contrast``: only when the stage makes one)."""
     paths = dict(instructions=instructions, responses=responses, contrast=contrast, critiques=critiques)
     paths |= dict(safety=safety, preferences=preferences, pairs=pairs, funnel=funnel, sft=sft)
-    data = {tab: tables.read_table(paths[tab], schema) for tab, schema in TABS.items() if paths[tab]}
+    data = {
+        tab: tables.read_table(paths[tab], schema, require_rows=False) for tab, schema in TABS.items() if paths[tab]
+    }
     write_text_atomic(page, render(stage, data))
     return {tab: len(rows) for tab, rows in data.items()}
 
