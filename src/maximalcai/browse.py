@@ -50,7 +50,8 @@ def table_data(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         distinct = {v for v in (r[index] for r in values) if not isinstance(v, float)}
         if 1 < len(distinct) <= MAX_FILTER_VALUES and all(isinstance(v, (str, bool, int)) for v in distinct):
             filters[column] = sorted(distinct, key=str)
-    return {"name": name, "columns": columns, "rows": values, "filters": filters}
+    long = [c for i, c in enumerate(columns) if sum(len(str(r[i])) > 60 for r in values) * 4 > len(values)]
+    return {"name": name, "columns": columns, "rows": values, "filters": filters, "wide": long}
 
 
 def render(stage: str, data: dict[str, list[dict[str, Any]]]) -> str:
@@ -95,10 +96,12 @@ nav button{margin:0 .3em .3em 0;padding:.3em .7em;border:1px solid #999;backgrou
 nav button.on{background:#246;color:#fff}
 #bar{margin:.5em 0;display:flex;flex-wrap:wrap;gap:.5em;align-items:center}
 #bar input{width:22em;padding:.3em}
-table{border-collapse:collapse;width:100%;table-layout:fixed}
+table{border-collapse:collapse}
+select{max-width:18em}
 th,td{border:1px solid #ccc;padding:.25em .4em;vertical-align:top;text-align:left;overflow-wrap:anywhere}
 th{background:#eee;position:sticky;top:0}
-td div{max-height:9em;overflow:auto;white-space:pre-wrap}
+td div{max-height:9em;max-width:32em;min-width:7em;overflow:auto;white-space:pre-wrap}
+td.wide div{min-width:20em}
 </style></head><body>
 <h1>{{title}}</h1>
 <nav id="tabs"></nav>
@@ -144,10 +147,12 @@ function apply() {
 function draw() {
   const body = $("body"); body.innerHTML = "";
   const start = page * PAGE, rows = shown.slice(start, start + PAGE);
+  const wide = table.columns.map((c) => table.wide.includes(c));
   for (const r of rows) {
     const tr = document.createElement("tr");
-    for (const v of r) { const td = document.createElement("td"), d = document.createElement("div");
-      d.textContent = text(v); td.appendChild(d); tr.appendChild(td); }
+    r.forEach((v, i) => { const td = document.createElement("td"), d = document.createElement("div");
+      if (wide[i]) td.className = "wide";
+      d.textContent = text(v); td.appendChild(d); tr.appendChild(td); });
     body.appendChild(tr);
   }
   $("count").textContent = shown.length ? `rows ${start + 1}-${start + rows.length} of ${shown.length}`
