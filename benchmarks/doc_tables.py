@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from metrics_table import indexed  # noqa: E402
 from metrics_table import table as metrics_table  # noqa: E402
 
 DOCS = ("README.md", "docs/*.md", "benchmarks/README.md", "benchmarks/results/*.md")
@@ -29,9 +30,7 @@ BLOCK = re.compile(r"<!-- table: (\w+) (\S+) -->\n(.*?)<!-- end table -->", re.S
 
 def headline(metrics: dict) -> str:
     """The stage against both baselines on the headline metrics, one short line each: what the README shows."""
-    stage = metrics["stage"]
-    means = {(s["model"], s["metric"]): s["mean"] for s in metrics["summary"]}
-    diffs = {(c["metric"], c["baseline"]): c for c in metrics["comparisons"]}
+    stage, means, diffs = indexed(metrics)
     lines = [
         f"| metric | base | base + examples | {stage} | vs base | vs base + examples |",
         "|---|---:|---:|---:|---|---|",

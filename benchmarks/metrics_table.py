@@ -16,10 +16,14 @@ from ablations import HEADLINE  # noqa: E402
 SHOWN = (*HEADLINE, "unsafe_rate", "length_tokens")
 
 
-def table(metrics: dict) -> str:
-    stage = metrics["stage"]
+def indexed(metrics: dict) -> tuple[str, dict, dict]:
+    """(stage, (model, metric) -> mean, (metric, baseline) -> comparison) of an evaluate output."""
     means = {(s["model"], s["metric"]): s["mean"] for s in metrics["summary"]}
-    diffs = {(c["metric"], c["baseline"]): c for c in metrics["comparisons"]}
+    return metrics["stage"], means, {(c["metric"], c["baseline"]): c for c in metrics["comparisons"]}
+
+
+def table(metrics: dict) -> str:
+    stage, means, diffs = indexed(metrics)
     lines = [
         f"| metric | base | base_fewshot | {stage} | {stage} - base | {stage} - base_fewshot |",
         "|---|---:|---:|---:|---|---|",

@@ -72,33 +72,19 @@ def test_it_runs_from_a_folder_without_a_config_and_as_a_module(tmp_path):
     """Issue 30: `snakemake -s PATH/Snakefile` from another folder stopped on the missing config.yaml, and a
     module's basedir is the including workflow's. The workflow's own config and resources are found beside its
     Snakefile; results go where it runs."""
-    alone = tmp_path / "alone"
+    alone, host = tmp_path / "alone", tmp_path / "host"
     alone.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n", "--cores", "1", "stage1_model"],
-        cwd=alone,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert {"import_base_model", "train_dpo", "evaluate"} <= planned_jobs(result)
-    host = tmp_path / "host"
     host.mkdir()
     shutil.copy(REPO / "config.yaml", host / "config.yaml")
     (host / "Snakefile").write_text(
         'configfile: "config.yaml"\n\n\nmodule maximalcai:\n    snakefile:\n'
         f'        "{REPO / "Snakefile"}"\n    config:\n        config\n\n\nuse rule * from maximalcai\n'
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "stage1_model"],
-        cwd=host,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert {"import_base_model", "train_dpo", "evaluate"} <= planned_jobs(result)
+    for folder, snakefile in ((alone, ["-s", str(REPO / "Snakefile")]), (host, [])):
+        command = [sys.executable, "-m", "snakemake", *snakefile, "-n", "--cores", "1", "stage1_model"]
+        result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert {"import_base_model", "train_dpo", "evaluate"} <= planned_jobs(result)
 
 
 def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
