@@ -794,7 +794,7 @@ def test_the_gpu_smoke_run_is_ready_to_go(tmp_path, overlay):
         "all",
         "--configfile",
         str(tmp_path / "config.yaml"),
-        overlay,
+        str(REPO / overlay),  # the script runs in the checkout; this test in its own folder
         "--",
         "stage2_model",
     )
