@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -184,12 +183,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    kind = "AVX512-BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else platform.machine()
-    return f"{os.cpu_count()}-core {kind} CPU"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, required=True, help="workflow folder with results/")
@@ -201,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from maximalcai.config import load_workflow_config
+    from maximalcai.manifest import result_stamp
 
     os.chdir(args.workdir)
     workdir = Path.cwd()
@@ -215,12 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{model}: refusal rate {sum(refusals[model].values()) / len(rows):.3f} ({seconds[model]} s)")
     sources = list(SOURCES)
     rates, comparisons = compare(refusals, args.models, sources, cfg["evaluation"]["confidence"])
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     result = {
         "command": "python benchmarks/external.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit.stdout.strip(),
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d"),
+        **result_stamp(REPO),
         "garak": GARAK,
         "models": args.models,
         "sources": sources,

@@ -206,6 +206,29 @@ def test_sampled_refills_are_reproducible_and_fixed_batches_remain(tiny_model_di
     assert fixed.prefills == 4  # ceil(12 / 3) batches
 
 
+def test_a_prefill_bound_splits_long_batches_without_changing_answers_or_scores(tiny_model_dir):
+    """Issue 29: memory grew with batch x longest prompt squared (19 GB at batch 64 on long prompts). Under a
+    ``prefill_cells`` bound, a batch is prefilled in parts that join one cache: the greedy answers and the
+    option scores are those of the unbounded backend, with more prefill passes."""
+    from maximalcai.backends.transformers_backend import TransformersBackend
+
+    prompts = [(PREFIX_A, t * k) for k in (1, 4) for t in TARGETS] + [t for t in TARGETS]
+    sampling = Sampling(temperature=0.0, max_new_tokens=10)
+    free = TransformersBackend(tiny_model_dir, dtype=torch.float32, batch_size=16, scoring_batch_size=16)
+    bound = TransformersBackend(
+        tiny_model_dir, dtype=torch.float32, batch_size=16, scoring_batch_size=16, prefill_cells=20_000
+    )
+    assert [c.text for c in bound.generate(prompts, sampling, 0)] == [
+        c.text for c in free.generate(prompts, sampling, 0)
+    ]
+    assert free.prefills == 1 and bound.prefills > 2
+    parts = bound._parts(list(range(len(prompts))), *bound._encode(*bound._split(prompts)))
+    assert sorted(i for part in parts for i in part) == list(range(len(prompts)))
+    options = [["A", "B) and more"]] * len(prompts)
+    for a, b in zip(free.continuation_logprobs(prompts, options), bound.continuation_logprobs(prompts, options)):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
 def test_a_cache_with_sliding_layers_decodes_fixed_batches(qwen_style_tokenizer, tmp_path):
     """transformers' sliding-window cache layers keep only the window, so rows cannot join them. A model whose
     config has a sliding window but no layer types (Mistral) gets such layers: it decodes fixed batches."""

@@ -87,3 +87,24 @@ def test_external_benchmark_reads_the_wheel_drops_prompts_near_training_and_comp
         | {"rates": rates, "comparisons": comparisons}
     )
     assert "| stage2 - stage1 |" in table and "| base | 0.000 | 0.000 | 0.000 |" in table
+
+
+def test_kills_at_random_instants_of_training_rerun_to_the_uninterrupted_adapter(tmp_path):
+    """The fault suite (benchmarks/kill_train.py) at two instants: SIGKILL of a real training process, rerun,
+    adapter compared tensor by tensor with an uninterrupted run's. The committed results file holds the run at
+    20 instants, saves included."""
+    import subprocess
+
+    out = tmp_path / "kill.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/kill_train.py"), "--instants", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(out.read_text())
+    assert summary["kills"] == 2 and summary["identical"] == 2 and len(summary["rows"]) == 2
+    committed = json.loads((REPO / "benchmarks/results/kill_train.json").read_text())
+    assert committed["kills"] >= 20 and committed["identical"] == committed["kills"]
+    assert committed["half_written_checkpoints"] >= 1

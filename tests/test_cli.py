@@ -195,3 +195,33 @@ def test_help_is_plain_text():
     """`maximalcai --help` shows the module's first paragraph without its reStructuredText markup."""
     result = subprocess.run([sys.executable, "-m", "maximalcai.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "The maximalcai command" in result.stdout and "``" not in result.stdout
+
+
+def test_an_empty_checkout_gets_every_fix_in_one_message_before_heavy_imports(tmp_path):
+    """On a checkout with nothing built: the unknown stage first (a typo, whatever else is missing), else one
+    message naming the stage and the base model and the one target that builds both, and the prompt file's
+    problems beside it; all before torch is imported (a mistake costs well under a second, not 5 s)."""
+    (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    (tmp_path / "latin1.jsonl").write_bytes('{"prompt": "café"}\n'.encode("latin-1"))
+    probe = (
+        "import sys; from maximalcai import cli; code = cli.main(sys.argv[1:]); "
+        "print('torch imported' if 'torch' in sys.modules else 'torch not imported'); sys.exit(code)"
+    )
+
+    def run_cli(*argv):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 2 and "torch not imported" in result.stdout, result.stdout + result.stderr
+        return result.stderr
+
+    err = run_cli("generate", "--stage", "stage9", "--prompt", "x")
+    assert "not a stage of this config" in err and "base model" not in err
+    err = run_cli("generate", "--stage", "stage1", "--prompt", "x")
+    assert "stage1 has not been trained" in err and "base model is not imported either" in err
+    assert err.strip().endswith("snakemake --cores 1 stage1_model") and err.count("\n") == 1
+    err = run_cli("generate", "--stage", "stage1", "--prompt", "", "--prompts", "latin1.jsonl")
+    assert "2 things to fix" in err and "stage1_model" in err
+    assert "--prompt number 1 is empty" in err and "latin1.jsonl:1: not UTF-8 text" in err
+    err = run_cli("generate", "--model", "base", "--prompts", "missing.jsonl")
+    assert "results/models/base" in err and "--prompts missing.jsonl: no such file" in err

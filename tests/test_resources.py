@@ -107,6 +107,12 @@ def test_stage1_pool_has_refusal_examples():
     assert sum(r["category"] == "refusal" for r in pool) >= 5
 
 
+def test_if_verifiable_checks_every_type_the_start_up_check_accepts():
+    """The start-up check reads our own list (no if-verifiable import, 2 s saved on every Snakemake call): every
+    type on it must be one the installed if-verifiable checks."""
+    assert verifiable.known_types() == verifiable.constraint_types()
+
+
 def test_every_constraint_example_meets_its_own_constraints():
     """The few-shot examples for verifiable instructions show what the checkers accept, every type included."""
     pool = rows(REPO / "resources/pools/stage1_constraints.jsonl")

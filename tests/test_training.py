@@ -154,6 +154,9 @@ def test_checkpoints_for_other_inputs_are_discarded(tmp_path):
     (folder / "dpo/checkpoint-2").mkdir(parents=True)
     prepare_checkpoints(folder, {"pairs_sha256": "new"})  # the same inputs: the phase's checkpoint stays
     assert (folder / "dpo/checkpoint-2").is_dir()
+    (folder / "fingerprint.json").write_text('{"pairs_sha2')  # a kill while the stamp was written
+    prepare_checkpoints(folder, {"pairs_sha256": "new"})  # starts over instead of failing on the half-written stamp
+    assert not (folder / "dpo").exists() and json.loads((folder / "fingerprint.json").read_text())
 
 
 def completion_logps(model, batch):

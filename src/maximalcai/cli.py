@@ -19,9 +19,9 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from maximalcai import formats
 from maximalcai.config import load_workflow_config
@@ -43,54 +43,93 @@ def check_stage(cfg: dict, stage: str) -> None:
 
 
 def model_dirs(cfg: dict, stage: str | None, model: str | None, adapter: str | None) -> tuple[str, str | None]:
-    """(base model directory, adapter directory or None) for ``--stage``, ``--model base`` or ``--adapter``."""
+    """(base model directory, adapter directory or None) for ``--stage``, ``--model base`` or ``--adapter``.
+
+    Checks the command line first, then the files, and says every missing piece in one message with the one
+    command that builds them all (a stage's target imports the base model too)."""
     if sum(x is not None for x in (stage, model, adapter)) != 1:
         raise CommandError("name one model: --stage stageK (a trained stage), --model base, or --adapter DIR")
-    if not (Path(BASE_DIR) / "config.json").is_file():
-        raise CommandError(
-            f"{Path(BASE_DIR).resolve()}: the base model is not imported here; run it from the "
-            "workflow's folder (--directory) or build it: snakemake --cores 1 results/models/base"
-        )
-    if model is not None:
-        if model != "base":
-            raise CommandError(f"--model {model}: only 'base' is a model name; a trained stage is --stage stageK")
-        return BASE_DIR, None
+    if model is not None and model != "base":
+        raise CommandError(f"--model {model}: only 'base' is a model name; a trained stage is --stage stageK")
     if stage is not None:
         check_stage(cfg, stage)
         adapter = f"results/{stage}/adapter"
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise CommandError(
-                f"{stage} has not been trained yet ({adapter} is missing); train it with: "
-                f"snakemake --cores 1 {stage}_model"
-            )
-        return BASE_DIR, adapter
-    if not (Path(adapter) / "adapter_config.json").is_file():
+    base_missing = not (Path(BASE_DIR) / "config.json").is_file()
+    adapter_missing = adapter is not None and not (Path(adapter) / "adapter_config.json").is_file()
+    if adapter_missing and stage is None:
         raise CommandError(
             f"--adapter {adapter}: no adapter_config.json there; point it at a stage's adapter folder, "
             "for example results/stage1/adapter"
+            + (f" (and {Path(BASE_DIR).resolve()} is missing: run it from the workflow's folder)" * base_missing)
+        )
+    if adapter_missing:
+        also = " and the base model is not imported either" if base_missing else ""
+        raise CommandError(
+            f"{stage} has not been trained yet ({Path(adapter).resolve()} is missing{also}); if the workflow's "
+            f"results are elsewhere, give --directory; otherwise build {'both' if also else 'it'} with: "
+            f"snakemake --cores 1 {stage}_model"
+        )
+    if base_missing:
+        raise CommandError(
+            f"{Path(BASE_DIR).resolve()}: the base model is not imported here; run it from the "
+            "workflow's folder (--directory) or build it: snakemake --cores 1 results/models/base"
         )
     return BASE_DIR, adapter
 
 
 def read_prompts(prompts: Sequence[str], path: str | None) -> list[dict]:
     """Prompts from ``--prompt`` values and a JSONL file (each line an object with "prompt", and optionally
-    "id"; "instruction" is read as "prompt" too)."""
-    rows = [{"id": str(i), "prompt": p} for i, p in enumerate(prompts)]
+    "id"; "instruction" is read as "prompt" too). Every mistake found is named at once."""
+    rows, problems = [], []
+    for i, text in enumerate(prompts):
+        if not text.strip():
+            problems.append(f"--prompt number {i + 1} is empty")
+        rows.append({"id": str(i), "prompt": text})
     if path:
-        for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            lines, _ = [], problems.append(f"--prompts {path}: no such file")
+        except UnicodeDecodeError as exc:
+            line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
+            lines, _ = [], problems.append(f"{path}:{line}: not UTF-8 text ({exc.reason}); save the file as UTF-8")
+        except OSError as exc:
+            lines, _ = [], problems.append(f"--prompts {path}: {exc.strerror}")
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
                 text = row.get("prompt", row.get("instruction"))
             except (json.JSONDecodeError, AttributeError) as exc:
-                raise CommandError(f"{path}:{number}: not a JSON object ({exc})") from exc
+                problems.append(f"{path}:{number}: not a JSON object ({exc})")
+                continue
             if not isinstance(text, str) or not text.strip():
-                raise CommandError(f"{path}:{number}: needs a non-empty string field 'prompt'")
+                problems.append(f"{path}:{number}: needs a non-empty string field 'prompt'")
+                continue
             rows.append({"id": str(row.get("id", f"{Path(path).stem}-{number}")), "prompt": text})
-    if not rows:
-        raise CommandError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE.jsonl")
+    if not rows and not problems:
+        problems.append("no prompts: give --prompt TEXT (repeatable) or --prompts FILE.jsonl")
+    if problems:
+        raise CommandError("\n  - ".join(["the prompts:", *problems[:10]]) if len(problems) > 1 else problems[0])
     return rows
+
+
+def checked(*checks: Callable[[], Any]) -> list[Any]:
+    """Run every check and raise one CommandError naming all their problems, in the order given (the order
+    that fixes them), before anything heavy is imported."""
+    results, problems = [], []
+    for check in checks:
+        try:
+            results.append(check())
+        except CommandError as exc:
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise CommandError(problems[0])
+    if problems:
+        numbered = "\n".join(f"{i}. {p}" for i, p in enumerate(problems, start=1))
+        raise CommandError(f"{len(problems)} things to fix, in this order:\n{numbered}")
+    return results
 
 
 def sampling_of(cfg: dict, args: argparse.Namespace):
@@ -108,11 +147,13 @@ def sampling_of(cfg: dict, args: argparse.Namespace):
 
 
 def generate(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
+    (base, adapter), rows = checked(
+        lambda: model_dirs(cfg, args.stage, args.model, args.adapter),
+        lambda: read_prompts(args.prompt or [], args.prompts),
+    )
     from maximalcai.backends import open_backend
     from maximalcai.reproducibility import derive_seed
 
-    base, adapter = model_dirs(cfg, args.stage, args.model, args.adapter)
-    rows = read_prompts(args.prompt or [], args.prompts)
     backend = open_backend(cfg, base, adapter)
     completions = backend.generate(
         [formats.prompt(r["prompt"]) for r in rows],
@@ -199,10 +240,10 @@ def fitting_prompt(messages: list[dict[str, str]], tokenizer, context: int, new_
 
 
 def chat(cfg: dict, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    base, adapter = model_dirs(cfg, args.stage, args.model, args.adapter)
     from maximalcai import hardware, models
     from maximalcai.reproducibility import derive_seed
 
-    base, adapter = model_dirs(cfg, args.stage, args.model, args.adapter)
     device = hardware.resolve_device(cfg["hardware"]["device"])
     model = models.load_model(base, hardware.resolve_dtype(cfg["hardware"]["dtype"], device), device, adapter)
     tokenizer = models.load_tokenizer(base)

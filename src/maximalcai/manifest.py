@@ -73,6 +73,19 @@ def git_state(cwd: str | Path = ".") -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def machine_kind() -> str:
+    """The kind a figure is comparable within: "2-core AVX512-BF16 CPU", "2-core AVX2 CPU" (about 2x apart)."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    kind = "AVX512-BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else platform.machine()
+    return f"{os.cpu_count()}-core {kind} CPU"
+
+
+def result_stamp(repo: str | Path) -> dict[str, str]:
+    """What every benchmark result file carries: the commit (short), the machine kind and the date."""
+    commit = git_state(repo)["commit"]
+    return {"commit": (commit or "unknown")[:7], "machine": machine_kind(), "date": time.strftime("%Y-%m-%d")}
+
+
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),

@@ -53,11 +53,11 @@ def check_resources(cfg: dict, sources: str = "config.yaml", root: str | Path | 
     naming the config key and the fix. Returns ``cfg``."""
     problems = []
     for index, stage in enumerate(cfg["stages"]):
-        unknown = sorted(set(stage["instructions"]["constraints"]["types"] or ()) - set(verifiable.constraint_types()))
+        unknown = sorted(set(stage["instructions"]["constraints"]["types"] or ()) - set(verifiable.known_types()))
         if unknown:
             problems.append(
                 f"stages[{index}].instructions.constraints.types: {unknown} are not IFEval instruction ids that "
-                f"if-verifiable checks; choose from {', '.join(verifiable.constraint_types())}"
+                f"if-verifiable checks; choose from {', '.join(verifiable.known_types())}"
             )
     constitution = load_constitution(cfg["constitution"], Path(root) if root is not None else None)
     construction = [p.id for p in constitution.principles if p.mechanism == "construction"]

@@ -159,6 +159,12 @@ def constraint_types() -> list[str]:
     return sorted(set(registry()) & set(SAMPLERS))
 
 
+def known_types() -> list[str]:
+    """The instruction ids we can draw arguments for, without importing if-verifiable and nltk (2 s): what
+    the start-up check uses. tests/test_verifiable.py checks that if-verifiable checks every one of them."""
+    return sorted(SAMPLERS)
+
+
 def sample_kwargs(instruction_id: str, rng: random.Random, task: str) -> dict[str, Any]:
     return SAMPLERS[instruction_id](rng, task)
 

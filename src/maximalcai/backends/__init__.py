@@ -53,6 +53,7 @@ def open_backend(
         dtype=dtype,
         batch_size=engine["generation"]["batch_size"],
         scoring_batch_size=engine["generation"]["scoring_batch_size"],
+        prefill_cells=engine["generation"]["prefill_cells"],
         plain_prompts=plain_prompts,
         model_name=model_name,
     )

@@ -38,9 +38,13 @@ class TransformersBackend(Backend):
         tokenizer=None,
         model=None,
         refill: bool = True,
+        prefill_cells: int | None = None,
     ) -> None:
         """``refill``: continuous batching (the default); False decodes fixed batches until their last row
-        ends, as before 2026-11-27 (benchmarks/generation.py measures both)."""
+        ends, as before 2026-11-27 (benchmarks/generation.py measures both). ``prefill_cells``: the most
+        attention scores one prefill pass may compute (rows x new tokens x cache slots); rows beyond it are
+        prefilled in further passes, so memory is bounded by this setting, not by the prompts' lengths
+        (benchmarks/memory.py). None: no bound."""
         import torch
 
         from maximalcai import models
@@ -53,6 +57,7 @@ class TransformersBackend(Backend):
         self.model = model if model is not None else models.load_model(model_dir, self.dtype, device, adapter_dir)
         self.batch_size = batch_size
         self.scoring_batch_size = scoring_batch_size
+        self.prefill_cells = prefill_cells
         self.prefills = 0  # prefill passes made by generate (batches, plus refills)
         # transformers renamed past_key_values to cache (5.2x); the GPU stack pins an older release.
         forward = inspect.signature(self.model.forward).parameters
@@ -179,6 +184,25 @@ class TransformersBackend(Backend):
                 batches.append(list(group))
         return batches
 
+    def _parts(self, rows: list[int], prefix_ids: list[list[int]], suffix_ids: list[list[int]]) -> list[list[int]]:
+        """``rows`` (in order) cut into consecutive parts whose prefill stays within ``prefill_cells``: a part's
+        cost is its rows x its longest own text x (its longest shared prefix + that text). A row over the
+        bound alone is a part of its own."""
+        if self.prefill_cells is None:
+            return [rows]
+        parts: list[list[int]] = []
+        prefix = own = 0
+        for row in rows:
+            wider = (max(prefix, len(prefix_ids[row])), max(own, len(suffix_ids[row])))
+            if parts and (len(parts[-1]) + 1) * wider[1] * sum(wider) > self.prefill_cells:
+                parts.append([])
+                wider = (len(prefix_ids[row]), len(suffix_ids[row]))
+            elif not parts:
+                parts.append([])
+            parts[-1].append(row)
+            prefix, own = wider
+        return parts
+
     def _prefill(self, prefix_ids: list[list[int]], suffix_ids: list[list[int]], keep: int):
         """Run a batch's prompts through the model with a fresh KV cache.
 
@@ -283,11 +307,14 @@ class TransformersBackend(Backend):
                 free = self.batch_size - len(active)
                 if waiting and (not active or free >= max(1, self.batch_size // 4)):
                     joining, waiting = waiting[:free], waiting[free:]
-                    out, *new = self._prefill([prefix_ids[i] for i in joining], [suffix_ids[i] for i in joining], 1)
-                    self.prefills += 1
-                    new_logits = out.logits[:, -1, :]
-                    state = new if state is None else merge_rows(state, new, self.tokenizer.pad_token_id)
-                    logits = new_logits if logits is None else torch.cat([logits, new_logits])
+                    # Parts join one cache, so only a cache that takes rows (refill) can be prefilled in parts.
+                    for part in self._parts(joining, prefix_ids, suffix_ids) if self.refill else [joining]:
+                        out, *new = self._prefill([prefix_ids[i] for i in part], [suffix_ids[i] for i in part], 1)
+                        self.prefills += 1
+                        new_logits = out.logits[:, -1, :]
+                        state = new if state is None else merge_rows(state, new, self.tokenizer.pad_token_id)
+                        logits = new_logits if logits is None else torch.cat([logits, new_logits])
+                        del out
                     active += joining
                     generated.update((i, []) for i in joining)
                 scores = logits.float()
@@ -385,9 +412,15 @@ class TransformersBackend(Backend):
         ):
             chunk = [rows[i] for i in batch]
             keep = max(r[4] for r in chunk) + 1
+            shared, own = [r[2] for r in chunk], [r[3] for r in chunk]
             with torch.inference_mode():
-                out = self._prefill([r[2] for r in chunk], [r[3] for r in chunk], keep=keep)[0]
-            logprobs = torch.log_softmax(out.logits.float(), dim=-1)  # [rows, keep, vocab]; position j predicts j+1
+                logits = torch.cat(
+                    [
+                        self._prefill([shared[i] for i in part], [own[i] for i in part], keep=keep)[0].logits
+                        for part in self._parts(list(range(len(chunk))), shared, own)
+                    ]
+                )
+            logprobs = torch.log_softmax(logits.float(), dim=-1)  # [rows, keep, vocab]; position j predicts j+1
             for i, (p, o, _, own, n) in enumerate(chunk):
                 if o is None:
                     last = logprobs[i, -1]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -269,11 +270,17 @@ def prepare_checkpoints(folder: Path, fingerprint: dict) -> None:
     """Clear checkpoints made for other inputs or settings, then stamp the folder with this run's fingerprint;
     each phase (``folder/sft``, ``folder/dpo``) resumes from its own last checkpoint (run_phase)."""
     stamp = folder / FINGERPRINT
-    if folder.exists() and (not stamp.is_file() or json.loads(stamp.read_text()) != fingerprint):
+    try:
+        same = json.loads(stamp.read_text()) == fingerprint
+    except (OSError, ValueError):  # none yet, or cut short by a kill while it was written
+        same = False
+    if folder.exists() and not same:
         logger.info("checkpoints in %s were made for other inputs or settings; starting over", folder)
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+    partial = stamp.with_suffix(".partial")
+    partial.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+    os.replace(partial, stamp)  # a kill mid-write leaves the old stamp or none, never half of one
 
 
 def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
