@@ -52,13 +52,41 @@ LABELS = {
     "over_refusal_rate": "refuses benign requests (lower is better)",
     "honesty_rate": "corrects false premises",
 }
-RENDERERS = {"metrics": metrics_table, "headline": headline}
+
+
+def runs(named: dict[str, dict]) -> str:
+    """Several runs' stage on the headline metrics, side by side: each cell the value and its verdicts against
+    base and base_fewshot (+ better, - worse, = no measurable difference). For a recipe's history."""
+    mark = {"better": "+", "worse": "-", "no measurable difference": "="}
+    lines = ["| metric | " + " | ".join(named) + " |", "|---|" + "---:|" * len(named)]
+    for metric, label in LABELS.items():
+        cells = []
+        for metrics in named.values():
+            stage, means, diffs = indexed(metrics)
+            if (stage, metric) not in means:
+                cells.append("")
+                continue
+            verdicts = "".join(mark.get(diffs[(metric, b)]["verdict"], "?") for b in ("base", "base_fewshot"))
+            cells.append(f"{means[(stage, metric)]:.2f} ({verdicts})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"metrics": metrics_table, "headline": headline, "runs": runs}
 
 
 def render(kind: str, source: str) -> str:
+    """The table of ``kind`` from ``source``: one results file, or for ``runs`` several joined by commas."""
     if kind not in RENDERERS:
         raise SystemExit(f"doc_tables: unknown table kind {kind!r}; one of {', '.join(RENDERERS)}")
-    return RENDERERS[kind](json.loads((REPO / source).read_text()))
+    if kind == "runs":
+        files = source.split(",")
+        return runs({Path(f).stem.removeprefix("cpu_full_").removesuffix("_metrics"): load(f) for f in files})
+    return RENDERERS[kind](load(source))
+
+
+def load(source: str) -> dict:
+    return json.loads((REPO / source).read_text())
 
 
 def docs() -> list[Path]:

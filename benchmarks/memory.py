@@ -2,15 +2,17 @@
 
 A batch's prefill computes rows x prompt tokens x cache slots attention scores (and the masks beside them):
 at ``generation.batch_size: 64`` a public benchmark's 8,665-character prompt among others drove the process to
-19 GB. ``generation.prefill_cells`` bounds that product; this script measures the peak resident memory of
+19 GB. ``generation.prefill_cells`` bounds that product, and ``generation.cache_slots`` the KV cache of the rows
+decoding together (rows x widest prompt and answer). This script measures the peak resident memory of
 ``--count`` prompts of 50 to 8,000 characters (log-uniform, seeded; text from the repository's pools, each a
-few-shot-free completion prompt) answered at ``--batch-size``, once per bound given, each in a fresh process.
+few-shot-free completion prompt) answered at ``--batch-size``, once per pair of bounds, each in a fresh process.
 
-    python benchmarks/memory.py --base results/models/base --cells 0 32000000 \\
+    python benchmarks/memory.py --base results/models/base --bounds 0:0 32000000:0 32000000:65536 \\
         --out benchmarks/results/memory.json
 
-``--cells 0`` is no bound (as before). A watchdog ends a measurement that passes ``--max-gb`` (so the
-unbounded case cannot take the machine down), and reports it as over that figure.
+``--bounds CELLS:SLOTS``; 0 is no bound (``0:0`` is the backend before the bounds). A watchdog ends a
+measurement that passes ``--max-gb`` (so the unbounded case cannot take the machine down), and reports it as
+over that figure.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def watchdog(limit_gib: float) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def measure(base: Path, cells: int, args) -> dict:
+def measure(base: Path, bounds: str, args) -> dict:
     """One measurement, in this process (the parent runs each in its own)."""
     from maximalcai.backends import Sampling
     from maximalcai.backends.transformers_backend import TransformersBackend
@@ -74,15 +76,17 @@ def measure(base: Path, cells: int, args) -> dict:
 
     watchdog(args.max_gb)
     prompts = long_prompts(args.count, args.shortest, args.longest, args.seed)
+    cells, slots = (int(x) or None for x in bounds.split(":"))
     backend = TransformersBackend(
-        base, dtype=resolve_dtype("auto", "cpu"), batch_size=args.batch_size, prefill_cells=cells or None
+        base, dtype=resolve_dtype("auto", "cpu"), batch_size=args.batch_size, prefill_cells=cells, cache_slots=slots
     )
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     tokens = [len(backend.tokenizer(p)["input_ids"]) for p in prompts]
     start = time.perf_counter()
     completions = backend.generate(prompts, Sampling(temperature=0.0, max_new_tokens=args.new_tokens), seed=0)
     return {
-        "prefill_cells": cells or None,
+        "prefill_cells": cells,
+        "cache_slots": slots,
         "peak_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "after_load_gib": round(loaded, 2),
         "seconds": round(time.perf_counter() - start, 1),
@@ -95,7 +99,7 @@ def measure(base: Path, cells: int, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=Path, default=REPO / "results/models/base", help="the imported base model")
-    parser.add_argument("--cells", type=int, nargs="+", default=[0, 32_000_000], help="prefill bounds; 0: none")
+    parser.add_argument("--bounds", nargs="+", default=["0:0", "32000000:65536"], help="CELLS:SLOTS; 0: none")
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--shortest", type=int, default=50, help="characters")
     parser.add_argument("--longest", type=int, default=8000, help="characters")
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--max-gb", type=float, default=16.0, help="end a measurement past this resident size")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one is not None:
         print(json.dumps(measure(args.base, args.one, args)), flush=True)
@@ -113,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from maximalcai.manifest import result_stamp
 
     rows = []
-    for cells in args.cells:
-        command = [sys.executable, __file__, "--one", str(cells), "--base", str(args.base), "--count", str(args.count)]
+    for bounds in args.bounds:
+        command = [sys.executable, __file__, "--one", bounds, "--base", str(args.base), "--count", str(args.count)]
         command += ["--shortest", str(args.shortest)]
         command += ["--longest", str(args.longest), "--batch-size", str(args.batch_size)]
         command += ["--new-tokens", str(args.new_tokens), "--seed", str(args.seed), "--max-gb", str(args.max_gb)]
@@ -122,14 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         if not lines:
             raise SystemExit(f"measurement failed:\n{result.stderr[-3000:]}")
-        row = lines[-1] if "over_gib" not in lines[-1] else {"prefill_cells": cells or None, **lines[-1]}
+        row = lines[-1] if "over_gib" not in lines[-1] else {"bounds": bounds, **lines[-1]}
         rows.append(row)
         peak = f"over {row['over_gib']} GiB (stopped)" if "over_gib" in row else f"{row['peak_gib']} GiB"
         timing = f"{row.get('seconds', '-')} s, {row.get('prefills', '-')} prefills"
-        print(f"prefill_cells {cells or 'none'}: peak {peak}, {timing}")
+        print(f"bounds {bounds} (prefill cells:cache slots): peak {peak}, {timing}")
     finished = [r for r in rows if "answers" in r]
-    same = len({json.dumps(r["answers"]) for r in finished}) <= 1
-    print(f"greedy answers identical across bounds: {same}")
+    same = len({json.dumps(r["answers"]) for r in finished}) == 1 if len(finished) > 1 else None
+    print(f"greedy answers identical across the finished measurements: {same}")
     if args.out:
         result = {
             "command": "python benchmarks/memory.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from maximalcai import formats
+from maximalcai import formats, patches
 from maximalcai.backends import Sampling
 
 GREEDY = Sampling(temperature=0.0, max_new_tokens=12)
@@ -157,11 +157,21 @@ def build_random(tokenizer, folder, family: str, seed: int = 0):
 
 
 @pytest.mark.parametrize("model", ["gemma3", "qwen2"])
-def test_rows_that_join_a_running_batch_decode_as_if_alone(model, tiny_model_dir, qwen_style_tokenizer, tmp_path):
+def test_rows_that_join_a_running_batch_decode_as_if_alone(
+    model, tiny_model_dir, qwen_style_tokenizer, tmp_path, monkeypatch
+):
     """Continuous batching: with 2 places for 12 prompts of different lengths, prompts join the batch as rows
     finish (more prefills than fixed batches would make), and greedy text is each prompt's text decoded alone,
-    with Gemma 3's own sliding-window masks and with Qwen2's 2D padding mask."""
+    with Gemma 3's own sliding-window masks and with Qwen2's 2D padding mask. Padding slots that no remaining
+    row uses are dropped from the cache as rows leave (here from the first such slot): answers unchanged."""
+    from maximalcai.backends import transformers_backend
     from maximalcai.backends.transformers_backend import TransformersBackend
+
+    monkeypatch.setattr(transformers_backend, "TRIM_SLOTS", 1)
+    cache_class = patches.kv_cache.cache_classes()[1]
+    dropped = []
+    drop = cache_class.drop_leading
+    monkeypatch.setattr(cache_class, "drop_leading", lambda self, n: (dropped.append(n), drop(self, n))[1])
 
     prompts = prompts_of_many_lengths()
     sampling = Sampling(temperature=0.0, max_new_tokens=12)
@@ -188,6 +198,7 @@ def test_rows_that_join_a_running_batch_decode_as_if_alone(model, tiny_model_dir
     assert backend.refill and backend.prefills > len(prompts) // 2  # 6 fixed batches of 2; refills add more
     alone = [backend.generate([p], sampling, 0, stop=stop)[0].text for p in prompts]
     assert joined == alone and len(set(joined)) >= 2  # a row given another row's cache would show
+    assert dropped  # leading padding was dropped while rows decoded on
 
 
 def test_sampled_refills_are_reproducible_and_fixed_batches_remain(tiny_model_dir):
@@ -208,8 +219,9 @@ def test_sampled_refills_are_reproducible_and_fixed_batches_remain(tiny_model_di
 
 def test_a_prefill_bound_splits_long_batches_without_changing_answers_or_scores(tiny_model_dir):
     """Issue 29: memory grew with batch x longest prompt squared (19 GB at batch 64 on long prompts). Under a
-    ``prefill_cells`` bound, a batch is prefilled in parts that join one cache: the greedy answers and the
-    option scores are those of the unbounded backend, with more prefill passes."""
+    ``prefill_cells`` bound, a batch is prefilled in parts that join one cache; under ``cache_slots``, fewer
+    rows decode together while prompts are long. The greedy answers and the option scores are those of the
+    unbounded backend, with more prefill passes."""
     from maximalcai.backends.transformers_backend import TransformersBackend
 
     prompts = [(PREFIX_A, t * k) for k in (1, 4) for t in TARGETS] + [t for t in TARGETS]
@@ -224,6 +236,11 @@ def test_a_prefill_bound_splits_long_batches_without_changing_answers_or_scores(
     assert free.prefills == 1 and bound.prefills > 2
     parts = bound._parts(list(range(len(prompts))), *bound._encode(*bound._split(prompts)))
     assert sorted(i for part in parts for i in part) == list(range(len(prompts)))
+    slots = TransformersBackend(tiny_model_dir, dtype=torch.float32, batch_size=16, cache_slots=300)
+    expected = [c.text for c in free.generate(prompts, sampling, 0)]
+    assert [c.text for c in slots.generate(prompts, sampling, 0)] == expected
+    widths = [len(p) + len(s) + 10 for p, s in zip(*slots._encode(*slots._split(prompts)))]
+    assert slots.prefills > 1 and 300 // max(widths) < 16  # fewer rows at a time, the same answers
     options = [["A", "B) and more"]] * len(prompts)
     for a, b in zip(free.continuation_logprobs(prompts, options), bound.continuation_logprobs(prompts, options)):
         assert a == pytest.approx(b, abs=1e-4)

@@ -242,7 +242,13 @@ def test_the_rule_writes_the_contrast_table(tiny_model_dir, tmp_path, monkeypatc
     monkeypatch.chdir(REPO)
     engine = {
         "hardware": {"device": "cpu", "dtype": "float32", "threads": 1},
-        "generation": {"backend": "transformers", "batch_size": 8, "scoring_batch_size": 8, "prefill_cells": None},
+        "generation": {
+            "backend": "transformers",
+            "batch_size": 8,
+            "scoring_batch_size": 8,
+            "prefill_cells": None,
+            "cache_slots": None,
+        },
     }
     settings = copy.deepcopy(SETTINGS) | {"principles": ["answer-the-question"], "generated_per_principle": 0}
     summary = run_generate_contrast(

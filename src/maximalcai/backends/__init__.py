@@ -54,6 +54,7 @@ def open_backend(
         batch_size=engine["generation"]["batch_size"],
         scoring_batch_size=engine["generation"]["scoring_batch_size"],
         prefill_cells=engine["generation"]["prefill_cells"],
+        cache_slots=engine["generation"]["cache_slots"],
         plain_prompts=plain_prompts,
         model_name=model_name,
     )

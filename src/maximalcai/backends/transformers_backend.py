@@ -39,12 +39,15 @@ class TransformersBackend(Backend):
         model=None,
         refill: bool = True,
         prefill_cells: int | None = None,
+        cache_slots: int | None = None,
     ) -> None:
         """``refill``: continuous batching (the default); False decodes fixed batches until their last row
         ends, as before 2026-11-27 (benchmarks/generation.py measures both). ``prefill_cells``: the most
         attention scores one prefill pass may compute (rows x new tokens x cache slots); rows beyond it are
         prefilled in further passes, so memory is bounded by this setting, not by the prompts' lengths
-        (benchmarks/memory.py). None: no bound."""
+        (benchmarks/memory.py). None: no bound. ``cache_slots``: the most KV-cache slots (rows x the widest
+        row's prompt and answer) the decoding batch may hold; fewer rows join while prompts are long. None: no
+        bound (``batch_size`` rows whatever their length)."""
         import torch
 
         from maximalcai import models
@@ -58,6 +61,7 @@ class TransformersBackend(Backend):
         self.batch_size = batch_size
         self.scoring_batch_size = scoring_batch_size
         self.prefill_cells = prefill_cells
+        self.cache_slots = cache_slots
         self.prefills = 0  # prefill passes made by generate (batches, plus refills)
         # transformers renamed past_key_values to cache (5.2x); the GPU stack pins an older release.
         forward = inspect.signature(self.model.forward).parameters
@@ -203,6 +207,19 @@ class TransformersBackend(Backend):
             prefix, own = wider
         return parts
 
+    def _admissible(self, candidates, active: int, width: int, prefix_ids, suffix_ids, sampling: Sampling) -> int:
+        """How many of ``candidates`` (in order) may join ``active`` rows whose cache is ``width`` slots wide
+        without the cache passing ``cache_slots`` (rows x (widest prompt + max_new_tokens)); at least one row
+        when none is active. All of them without a bound."""
+        if self.cache_slots is None:
+            return len(candidates)
+        widest = width + sampling.max_new_tokens if active else 0
+        for count, index in enumerate(candidates):
+            widest = max(widest, len(prefix_ids[index]) + len(suffix_ids[index]) + sampling.max_new_tokens)
+            if (active + count + 1) * widest > self.cache_slots:
+                return max(count, 0 if active else 1)
+        return len(candidates)
+
     def _prefill(self, prefix_ids: list[list[int]], suffix_ids: list[list[int]], keep: int):
         """Run a batch's prompts through the model with a fresh KV cache.
 
@@ -306,6 +323,9 @@ class TransformersBackend(Backend):
             while waiting or active:
                 free = self.batch_size - len(active)
                 if waiting and (not active or free >= max(1, self.batch_size // 4)):
+                    width = state[1].shape[1] if active else 0
+                    free = self._admissible(waiting[:free], len(active), width, prefix_ids, suffix_ids, sampling)
+                if waiting and free and (not active or free >= max(1, self.batch_size // 4)):
                     joining, waiting = waiting[:free], waiting[free:]
                     # Parts join one cache, so only a cache that takes rows (refill) can be prefilled in parts.
                     for part in self._parts(joining, prefix_ids, suffix_ids) if self.refill else [joining]:
@@ -348,6 +368,12 @@ class TransformersBackend(Backend):
                     cache.batch_select_indices(rows)
                     valid, history, positions, chosen = valid[rows], history[rows], positions[rows], chosen[rows]
                     active = [active[r] for r in keep]
+                    # Slots that were padding for every row left (a long prompt's width) are dropped: the cache
+                    # holds the longest active row, not the longest row the batch ever had.
+                    unused = int(valid.any(0).int().argmax())
+                    if unused >= TRIM_SLOTS and self.refill:
+                        cache.drop_leading(unused)
+                        valid, positions = valid[:, unused:], positions[:, unused:]
                 valid = torch.cat([valid, valid.new_ones((len(active), 1))], dim=1)
                 history = torch.cat([history, chosen[:, None]], dim=1)
                 positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
@@ -436,6 +462,9 @@ class TransformersBackend(Backend):
         self.model = None
 
 
+TRIM_SLOTS = 32  # drop leading all-padding slots once there are at least this many
+
+
 def merge_rows(state, joining, pad_id: int):
     """The decoding state (cache, valid-slot mask, slot positions, token history) of the rows decoding now and
     of rows just prefilled, as one batch: the shorter side is padded on the left with empty, masked slots."""
@@ -444,14 +473,16 @@ def merge_rows(state, joining, pad_id: int):
     (cache, valid, positions, history), (new_cache, new_valid, new_positions, new_history) = state, joining
     width = max(valid.shape[1], new_valid.shape[1])
 
-    def left(tensor, fill):
-        pad = width - tensor.shape[1]
+    def left(tensor, fill, wide=width):
+        pad = wide - tensor.shape[1]
         return tensor if pad == 0 else torch.nn.functional.pad(tensor, (pad, 0), value=fill)
 
     cache.append_rows(new_cache, width)
+    # the token history keeps its leading padding when the cache drops it, so it has a width of its own
+    tokens = max(history.shape[1], new_history.shape[1])
     return (
         cache,
         torch.cat([left(valid, 0), left(new_valid, 0)]),
         torch.cat([left(positions, 0), left(new_positions, 0)]),
-        torch.cat([left(history, pad_id), left(new_history, pad_id)]),
+        torch.cat([left(history, pad_id, tokens), left(new_history, pad_id, tokens)]),
     )

@@ -35,6 +35,13 @@ def can_join(config, own_masks: bool) -> bool:
     return own_masks or all(isinstance(layer, GrowingLayer) for layer in growing_cache(config, own_masks).layers)
 
 
+def spare(needed: int) -> int:
+    """Slots to reserve for ``needed``: a quarter more, so decoding steps write in place (a reserve copies the
+    cache) while the spare stays a quarter of the cache, not the whole of it (doubling took twice the memory
+    on long prompts: benchmarks/memory.py)."""
+    return max(64, needed + needed // 4)
+
+
 @functools.cache
 def cache_classes():
     """(GrowingLayer, GrowingCache), made once: transformers is imported on first use only."""
@@ -48,7 +55,7 @@ def cache_classes():
             self.length, self.buffers = 0, None
 
         def _reserve(self, rows: int, needed: int, like) -> None:
-            capacity = max(64, 2 * needed)
+            capacity = spare(needed)
             fresh = [
                 torch.empty((rows, t.shape[1], capacity, t.shape[3]), dtype=t.dtype, device=t.device) for t in like
             ]
@@ -81,7 +88,7 @@ def cache_classes():
             """Stack ``other``'s rows under this layer's, both right-aligned in ``width`` slots; the slots
             before each side's own are zeros (finite, so masked attention over them stays exact)."""
             rows = self.buffers[0].shape[0] + other.buffers[0].shape[0]
-            capacity = max(64, 2 * width)
+            capacity = spare(width)
             fresh = [
                 torch.zeros((rows, b.shape[1], capacity, b.shape[3]), dtype=b.dtype, device=b.device)
                 for b in self.buffers
@@ -93,7 +100,20 @@ def cache_classes():
             self.buffers, self.length = fresh, width
             self.keys, self.values = (buffer[:, :, :width] for buffer in self.buffers)
 
+        def drop_leading(self, slots: int) -> None:
+            """Forget the first ``slots`` slots (padding no row uses any more); their memory goes at the next
+            reserve."""
+            if self.get_seq_length() > 0 and slots:
+                self.buffers = [buffer[:, :, slots:] for buffer in self.buffers]
+                self.length -= slots
+                self.keys, self.values = (buffer[:, :, : self.length] for buffer in self.buffers)
+
     class GrowingCache(DynamicCache):
+        def drop_leading(self, slots: int) -> None:
+            """Drop the first ``slots`` slots of every layer: continuous batching's padding once its rows left."""
+            for layer in self.layers:
+                layer.drop_leading(slots)
+
         def append_rows(self, other, width: int) -> None:
             """Add ``other``'s rows (a cache of prompts just prefilled) to this one's: continuous batching."""
             for mine, theirs in zip(self.layers, other.layers):
