@@ -7,7 +7,7 @@ decoding together (rows x widest prompt and answer). This script measures the pe
 ``--count`` prompts of 50 to 8,000 characters (log-uniform, seeded; text from the repository's pools, each a
 few-shot-free completion prompt) answered at ``--batch-size``, once per pair of bounds, each in a fresh process.
 
-    python benchmarks/memory.py --base results/models/base --bounds 0:0 32000000:0 32000000:65536 \\
+    python benchmarks/memory.py --base results/models/base --bounds 16000000:65536 0:0 \\
         --out benchmarks/results/memory.json
 
 ``--bounds CELLS:SLOTS``; 0 is no bound (``0:0`` is the backend before the bounds). A watchdog ends a
@@ -99,7 +99,7 @@ def measure(base: Path, bounds: str, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=Path, default=REPO / "results/models/base", help="the imported base model")
-    parser.add_argument("--bounds", nargs="+", default=["0:0", "32000000:65536"], help="CELLS:SLOTS; 0: none")
+    parser.add_argument("--bounds", nargs="+", default=["16000000:65536", "0:0"], help="CELLS:SLOTS; 0: none")
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--shortest", type=int, default=50, help="characters")
     parser.add_argument("--longest", type=int, default=8000, help="characters")
