@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 def pairs_file(folder: Path) -> Path:
     """The default run's pairs when present, else 16 synthetic pairs of similar length."""
     from maximalcai import tables
+    from maximalcai.tiny import pair_row
 
     real = REPO / "results/stage1/pairs.parquet"
     if real.is_file():
@@ -34,27 +35,12 @@ def pairs_file(folder: Path) -> Path:
     rows = []
     for i in range(16):
         rows.append(
-            {
-                "pair_id": f"p{i}",
-                "stage": "stage1",
-                "prompt": f"### Instruction:\nExplain topic {i} in a few sentences.\n\n### Response:\n",
-                "chosen": " ".join(["A clear, correct sentence about the topic."] * 4),
-                "rejected": " ".join(["Something vague."] * 6),
-                "instruction_id": f"i{i}",
-                "chosen_id": f"c{i}",
-                "rejected_id": f"r{i}",
-                "comparison_id": f"k{i}",
-                "kind": "responses",
-                "principle_ids": ["helpfulness"],
-                "soft_label": 0.7,
-                "margin": 0.2,
-                "chosen_safety": "safe",
-                "rejected_safety": "safe",
-                "safety_swapped": False,
-                "decided_by": "labeller",
-                "split": "train",
-                "constitution_hash": "h",
-            }
+            pair_row(
+                i,
+                f"### Instruction:\nExplain topic {i} in a few sentences.\n\n### Response:\n",
+                " ".join(["A clear, correct sentence about the topic."] * 4),
+                " ".join(["Something vague."] * 6),
+            )
         )
     path = folder / "pairs.parquet"
     tables.write_table(rows, path, "pairs")

@@ -180,29 +180,16 @@ def dtype():
 
 def training_inputs(work: Path) -> tuple[str, str]:
     from maximalcai import tables
+    from maximalcai.tiny import pair_row
 
     def pair(i):
-        return {
-            "pair_id": f"p{i}",
-            "stage": "stage1",
-            "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
-            "chosen": f"A careful, helpful answer to question {i}.",
-            "rejected": f"no {i} no no no",
-            "instruction_id": f"i{i}",
-            "chosen_id": f"c{i}",
-            "rejected_id": f"r{i}",
-            "comparison_id": f"k{i}",
-            "kind": "responses",
-            "principle_ids": ["helpfulness"],
-            "soft_label": 0.7,
-            "margin": 0.2,
-            "chosen_safety": "safe",
-            "rejected_safety": "safe",
-            "safety_swapped": False,
-            "decided_by": "checks",
-            "split": "train",
-            "constitution_hash": "h",
-        }
+        return pair_row(
+            i,
+            f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
+            f"A careful, helpful answer to question {i}.",
+            f"no {i} no no no",
+            decided_by="checks",
+        )
 
     pairs, sft = work / "pairs.parquet", work / "sft.parquet"
     tables.write_table([pair(i) for i in range(64)], pairs, "pairs")
@@ -214,6 +201,8 @@ def training_inputs(work: Path) -> tuple[str, str]:
                 "source": "response",
                 "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
                 "completion": f"A careful, helpful answer to question {i}.",
+                "principle_id": "helpfulness",
+                "mechanism": "checks",
             }
             for i in range(32)
         ],

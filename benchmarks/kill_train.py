@@ -52,32 +52,11 @@ def pair_rows(count: int, kind: str) -> list[dict]:
             }
             for i in range(count)
         ]
-    return [
-        {
-            "pair_id": f"p{i}",
-            "stage": "stage1",
-            "prompt": prompt.format(i=i),
-            "chosen": f"A helpful answer number {i}.",
-            "rejected": f"no {i} no no",
-            "instruction_id": f"i{i}",
-            "chosen_id": f"c{i}",
-            "rejected_id": f"r{i}",
-            "comparison_id": f"k{i}",
-            "kind": "responses",
-            "principle_ids": ["helpfulness"],
-            "soft_label": 0.7,
-            "margin": 0.2,
-            "chosen_safety": "safe",
-            "rejected_safety": "safe",
-            "safety_swapped": False,
-            "decided_by": "labeller",
-            "principle_id": "helpfulness",
-            "mechanism": "model",
-            "split": "train" if i < count - 1 else "heldout",
-            "constitution_hash": "h",
-        }
-        for i in range(count)
-    ]
+    from maximalcai.tiny import pair_row
+
+    split = ["train"] * (count - 1) + ["heldout"]
+    texts = [(prompt.format(i=i), f"A helpful answer number {i}.", f"no {i} no no") for i in range(count)]
+    return [pair_row(i, *texts[i], split[i]) for i in range(count)]
 
 
 def prepare(folder: Path, pairs: int) -> None:

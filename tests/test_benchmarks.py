@@ -108,3 +108,18 @@ def test_kills_at_random_instants_of_training_rerun_to_the_uninterrupted_adapter
     committed = json.loads((REPO / "benchmarks/results/kill_train.json").read_text())
     assert committed["kills"] >= 20 and committed["identical"] == committed["kills"]
     assert committed["half_written_checkpoints"] >= 1
+
+
+def test_gpu_smoke_and_dpo_benchmarks_write_tables_the_schemas_accept(tmp_path, monkeypatch):
+    """The GPU smoke test runs only where a GPU is lent (rarely): its training inputs must still match today's
+    table schemas (they had fallen behind the SFT table's principle and mechanism columns)."""
+    import dpo
+    import gpu_smoke
+
+    from maximalcai import tables
+
+    pairs, sft = gpu_smoke.training_inputs(tmp_path)
+    assert len(tables.read_table(pairs, "pairs")) == 64 and len(tables.read_table(sft, "sft_examples")) == 32
+    monkeypatch.setattr(dpo, "REPO", tmp_path)  # no finished run there: the synthetic pairs
+    (tmp_path / "dpo").mkdir()
+    assert len(tables.read_table(dpo.pairs_file(tmp_path / "dpo"), "pairs")) == 16

@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 from maximalcai import patches, tables
 from maximalcai.errors import ConfigError, HardwareError
 from maximalcai.hardware import check_hardware
-from maximalcai.tiny import build_tiny_model
+from maximalcai.tiny import build_tiny_model, pair_row
 from maximalcai.training.dpo import (
     load_policy,
     prepare_checkpoints,
@@ -26,29 +26,8 @@ from maximalcai.training.dpo import (
 
 
 def pair(i, split="train"):
-    return {
-        "pair_id": f"p{i}",
-        "stage": "stage1",
-        "prompt": f"### Instruction:\nQuestion {i}?\n\n### Response:\n",
-        "chosen": f"A helpful answer number {i}.",
-        "rejected": f"no {i} no no",
-        "instruction_id": f"i{i}",
-        "chosen_id": f"c{i}",
-        "rejected_id": f"r{i}",
-        "comparison_id": f"k{i}",
-        "kind": "responses",
-        "principle_ids": ["helpfulness"],
-        "soft_label": 0.7,
-        "margin": 0.2,
-        "chosen_safety": "safe",
-        "rejected_safety": "safe",
-        "safety_swapped": False,
-        "decided_by": "labeller",
-        "principle_id": "helpfulness",
-        "mechanism": "model",
-        "split": split,
-        "constitution_hash": "h",
-    }
+    prompt = f"### Instruction:\nQuestion {i}?\n\n### Response:\n"
+    return pair_row(i, prompt, f"A helpful answer number {i}.", f"no {i} no no", split)
 
 
 @pytest.fixture()

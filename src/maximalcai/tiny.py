@@ -117,3 +117,32 @@ def build_tiny_model(tokenizer, seed: int = 0, **sizes):
     with torch.no_grad():  # larger logits than the default init, so sampling is not uniform noise
         model.lm_head.weight.mul_(20)
     return model
+
+
+def pair_row(i: int, prompt: str, chosen: str, rejected: str, split: str = "train", **fields) -> dict:
+    """A row of the ``pairs`` table for training tests and benchmarks: pair ``i`` with the given texts; ``fields``
+    override the rest (decided_by, principle_id...)."""
+    return {
+        "pair_id": f"p{i}",
+        "stage": "stage1",
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": rejected,
+        "instruction_id": f"i{i}",
+        "chosen_id": f"c{i}",
+        "rejected_id": f"r{i}",
+        "comparison_id": f"k{i}",
+        "kind": "responses",
+        "principle_ids": ["helpfulness"],
+        "soft_label": 0.7,
+        "margin": 0.2,
+        "chosen_safety": "safe",
+        "rejected_safety": "safe",
+        "safety_swapped": False,
+        "decided_by": "labeller",
+        "principle_id": "helpfulness",
+        "mechanism": "model",
+        "split": split,
+        "constitution_hash": "h",
+        **fields,
+    }
