@@ -86,15 +86,16 @@ def read_prompts(prompts: Sequence[str], path: str | None) -> list[dict]:
             problems.append(f"--prompt number {i + 1} is empty")
         rows.append({"id": str(i), "prompt": text})
     if path:
+        lines: list[str] = []
         try:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
-            lines, _ = [], problems.append(f"--prompts {path}: no such file")
+            problems.append(f"--prompts {path}: no such file")
         except UnicodeDecodeError as exc:
             line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
-            lines, _ = [], problems.append(f"{path}:{line}: not UTF-8 text ({exc.reason}); save the file as UTF-8")
+            problems.append(f"{path}:{line}: not UTF-8 text ({exc.reason}); save the file as UTF-8")
         except OSError as exc:
-            lines, _ = [], problems.append(f"--prompts {path}: {exc.strerror}")
+            problems.append(f"--prompts {path}: {exc.strerror}")
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue

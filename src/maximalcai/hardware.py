@@ -46,12 +46,17 @@ def resolve_threads(setting: int | str) -> int:
     return available_cores() if setting == "auto" else int(setting)
 
 
+def cpu_flags() -> str:
+    """/proc/cpuinfo's text ("" where there is none, as on macOS)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bfloat16 matrix instructions (AVX512-BF16 or AMX), where bf16 is ~1.5x faster."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

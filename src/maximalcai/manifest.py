@@ -75,7 +75,9 @@ def git_state(cwd: str | Path = ".") -> dict[str, Any]:
 
 def machine_kind() -> str:
     """The kind a figure is comparable within: "2-core AVX512-BF16 CPU", "2-core AVX2 CPU" (about 2x apart)."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    from maximalcai.hardware import cpu_flags
+
+    flags = cpu_flags()
     kind = "AVX512-BF16" if "avx512_bf16" in flags else "AVX2" if "avx2" in flags else platform.machine()
     return f"{os.cpu_count()}-core {kind} CPU"
 

@@ -161,7 +161,7 @@ def constraint_types() -> list[str]:
 
 def known_types() -> list[str]:
     """The instruction ids we can draw arguments for, without importing if-verifiable and nltk (2 s): what
-    the start-up check uses. tests/test_verifiable.py checks that if-verifiable checks every one of them."""
+    the start-up check uses. tests/test_resources.py checks that if-verifiable checks every one of them."""
     return sorted(SAMPLERS)
 
 

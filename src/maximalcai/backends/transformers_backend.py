@@ -194,15 +194,13 @@ class TransformersBackend(Backend):
         bound alone is a part of its own."""
         if self.prefill_cells is None:
             return [rows]
-        parts: list[list[int]] = []
+        parts: list[list[int]] = [[]]
         prefix = own = 0
         for row in rows:
             wider = (max(prefix, len(prefix_ids[row])), max(own, len(suffix_ids[row])))
-            if parts and (len(parts[-1]) + 1) * wider[1] * sum(wider) > self.prefill_cells:
+            if parts[-1] and (len(parts[-1]) + 1) * wider[1] * sum(wider) > self.prefill_cells:
                 parts.append([])
                 wider = (len(prefix_ids[row]), len(suffix_ids[row]))
-            elif not parts:
-                parts.append([])
             parts[-1].append(row)
             prefix, own = wider
         return parts
@@ -321,11 +319,12 @@ class TransformersBackend(Backend):
         state = logits = None  # (cache, valid, positions, history) of the active rows; their next-token logits
         with torch.inference_mode():
             while waiting or active:
+                least = max(1, self.batch_size // 4) if active else 1  # refill once a quarter of places is free
                 free = self.batch_size - len(active)
-                if waiting and (not active or free >= max(1, self.batch_size // 4)):
+                if waiting and free >= least:
                     width = state[1].shape[1] if active else 0
                     free = self._admissible(waiting[:free], len(active), width, prefix_ids, suffix_ids, sampling)
-                if waiting and free and (not active or free >= max(1, self.batch_size // 4)):
+                if waiting and free >= least:
                     joining, waiting = waiting[:free], waiting[free:]
                     # Parts join one cache, so only a cache that takes rows (refill) can be prefilled in parts.
                     for part in self._parts(joining, prefix_ids, suffix_ids) if self.refill else [joining]:

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from typing import Any
 from maximalcai import formats, patches, tables
 from maximalcai.config import did_you_mean
 from maximalcai.errors import ConfigError, TableError
-from maximalcai.manifest import Timer, package_versions
+from maximalcai.manifest import Timer, package_versions, write_text_atomic
 from maximalcai.models import read_model_info
 from maximalcai.progress import trainer_callback
 from maximalcai.reproducibility import file_sha256, seed_everything
@@ -278,9 +277,8 @@ def prepare_checkpoints(folder: Path, fingerprint: dict) -> None:
         logger.info("checkpoints in %s were made for other inputs or settings; starting over", folder)
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    partial = stamp.with_suffix(".partial")
-    partial.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
-    os.replace(partial, stamp)  # a kill mid-write leaves the old stamp or none, never half of one
+    # a kill mid-write leaves the old stamp or none, never half of one
+    write_text_atomic(stamp, json.dumps(fingerprint, indent=2, sort_keys=True))
 
 
 def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
