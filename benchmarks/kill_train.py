@@ -141,7 +141,7 @@ def finish(process: subprocess.Popen, run: Path, timeout: float = 600) -> float:
 
 def left_behind(run: Path) -> str:
     """What a kill left on disk: the state a rerun has to cope with."""
-    from maximalcai.training.dpo import complete_checkpoint
+    from maximalcai.training.checkpoints import complete_checkpoint
 
     if (run / "adapter").exists():
         return "adapter saved" + (", checkpoints being removed" if (run / "checkpoints").exists() else "")

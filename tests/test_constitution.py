@@ -89,7 +89,7 @@ def test_sampling_principles_is_seeded():
 
 def test_every_shipped_principle_names_a_mechanism_the_cpu_recipe_uses_or_says_why_not():
     """Issue 28: each principle reaches the data through construction or checks, or states why it cannot here."""
-    from maximalcai.pairs import CHECKS
+    from maximalcai.code_checks import CHECKS
 
     constitution = load_constitution(REPO / "constitution.yaml")
     for p in constitution.principles:

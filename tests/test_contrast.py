@@ -8,9 +8,11 @@ import pytest
 
 from conftest import REPO
 from maximalcai import tables, verifiable
+from maximalcai.code_checks import candidate_texts
 from maximalcai.constitution import load_constitution, principles_by_mechanism
 from maximalcai.contrast import balanced_counts, contrast_pairs, generate_contrast, run_generate_contrast, spread
-from maximalcai.pairs import build_pairs, candidate_texts, sft_examples
+from maximalcai.distillation import sft_examples
+from maximalcai.pairs import build_pairs
 
 PRINCIPLES = principles_by_mechanism(load_constitution(REPO / "constitution.yaml"))
 SETTINGS = {

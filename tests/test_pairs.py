@@ -3,7 +3,9 @@
 import json
 
 from maximalcai import tables, verifiable
-from maximalcai.pairs import assign_split, build_pairs, candidate_texts, constraint_variants, sft_examples
+from maximalcai.code_checks import candidate_texts, constraint_variants
+from maximalcai.distillation import sft_examples
+from maximalcai.pairs import assign_split, build_pairs
 
 SETTINGS = {
     "min_margin": 0.1,

@@ -15,14 +15,8 @@ from maximalcai import patches, tables
 from maximalcai.errors import ConfigError, HardwareError
 from maximalcai.hardware import check_hardware
 from maximalcai.tiny import build_tiny_model, pair_row
-from maximalcai.training.dpo import (
-    load_policy,
-    prepare_checkpoints,
-    run_phase,
-    train_stage,
-    trainer_args,
-    training_code_versions,
-)
+from maximalcai.training.checkpoints import prepare_checkpoints
+from maximalcai.training.dpo import load_policy, run_phase, train_stage, trainer_args, training_code_versions
 
 
 def pair(i, split="train"):

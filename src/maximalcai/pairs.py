@@ -1,8 +1,12 @@
-"""Preference pairs for DPO: labelled comparisons -> filtered chosen/rejected pairs, and the funnel.
+"""Preference pairs for DPO: labelled comparisons and pairs decided by construction -> filtered
+chosen/rejected pairs; the rule build_pairs, which also writes the funnel and the SFT examples.
 
-Pairs are in TRL's preference format (``prompt``, ``chosen``, ``rejected``, plain strings in the project's
-one format) with provenance columns. Filters, in order, all from config (``pairs``):
+Pair sources: the labeller's comparisons, checks by code (``code_checks``: best-vs-worst, code revisions)
+and the construction principles' framings (``contrast``). Pairs are in TRL's preference format
+(``prompt``, ``chosen``, ``rejected``, plain strings in the project's one format) with provenance columns.
+Filters, in order, all from config (``pairs``):
 
+0. ``verifiable``: checks by code decide every labelled pair they separate (``decide_by_checks``);
 1. safety: a response labelled unsafe or malformed is never chosen. ``unsafe_chosen: swap`` makes the
    other response chosen when it is safe; otherwise (or with ``drop``) the pair is dropped;
 2. ``min_margin``: the labeller must lean at least this far from 0.5 (safety-swapped pairs are kept: the
@@ -15,38 +19,36 @@ one format) with provenance columns. Filters, in order, all from config (``pairs
 
 Then a seeded ``heldout_fraction`` of the pairs is marked ``split=heldout`` for the preference-accuracy
 eval; training reads only ``split=train``. The funnel table records rows in and out of every step with
-the reason, so a user can see why 48 responses became 9 pairs.
+the reason (``funnel``); the SFT examples come from ``distillation``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from maximalcai import formats, tables, verifiable
+from maximalcai import formats, tables
+from maximalcai import funnel as funnels
+from maximalcai.code_checks import (
+    CandidateTexts,
+    Text,
+    best_worst_pairs,
+    candidate_texts,
+    check_text,
+    code_revision_pairs,
+    principle_of_check,
+    verifiable_winner,
+)
+from maximalcai.distillation import sft_examples
 from maximalcai.errors import TableError
 from maximalcai.reproducibility import derive_seed
-from maximalcai.similarity import NearDuplicateIndex, rouge_l
+from maximalcai.similarity import copy_index, rouge_l
 
 logger = logging.getLogger(__name__)
 
-# Verifiable principles, in priority order: checks by code that can decide a preference without a model.
-CHECKS = ("not_empty", "stops", "no_loop", "constraint")
 # The safety column of a contrast pair: checks by code on the request's framing stand in for the guard.
 BY_CONSTRUCTION = "by_construction"
-
-
-def principle_of_check(check: str, principles: dict[str, dict]) -> str:
-    """The constitution principle a check by code carries (constitution.yaml's ``check:``), else
-    ``verifiable:<check>``."""
-    return next(
-        (pid for pid, p in principles.items() if p["mechanism"] == "checks" and p["check"] == check),
-        f"verifiable:{check}",
-    )
 
 
 def attribute(pairs: Sequence[dict[str, Any]], principles: dict[str, dict]) -> None:
@@ -63,50 +65,6 @@ def attribute(pairs: Sequence[dict[str, Any]], principles: dict[str, dict]) -> N
             pair.update(principle_id="", mechanism="guard")
         else:
             pair.update(principle_id=(pair["principle_ids"] or [""])[0], mechanism="model")
-
-
-@dataclass(frozen=True)
-class Text:
-    """A response or revision with what the checks need: its instruction's constraints and how it ended."""
-
-    text: str
-    finish_reason: str
-    instruction: str
-    instruction_ids: tuple[str, ...] = ()
-    constraint_kwargs: tuple[dict, ...] = ()
-    task: str = ""  # the instruction without its constraints (the generated task)
-
-
-def check_text(item: Text, checks: Sequence[str], max_repetition: float) -> dict[str, bool]:
-    """Which verifiable principles a text meets ("constraint" only where its instruction has one)."""
-    results = {}
-    for check in checks:
-        if check == "not_empty":
-            results[check] = bool(item.text.strip())
-        elif check == "stops":
-            results[check] = item.finish_reason in ("stop", "eos")
-        elif check == "no_loop":
-            results[check] = verifiable.repeated_ngram_rate(item.text) <= max_repetition
-        elif check == "constraint" and item.instruction_ids:
-            results[check] = (
-                verifiable.score(item.instruction, item.instruction_ids, item.constraint_kwargs, item.text)[
-                    "ifeval_strict"
-                ]
-                == 1.0
-            )
-    return results
-
-
-def verifiable_winner(a: dict[str, bool], b: dict[str, bool], checks: Sequence[str]) -> tuple[str, str] | None:
-    """("a" or "b", deciding check) when the checks separate two texts: more checks met wins, then the
-    higher-priority check; None when they meet the same checks."""
-    score_a = (sum(a.values()), [a.get(c, True) for c in checks])
-    score_b = (sum(b.values()), [b.get(c, True) for c in checks])
-    if score_a == score_b:
-        return None
-    winner, (mine, other) = ("a", (a, b)) if score_a > score_b else ("b", (b, a))
-    deciding = next(c for c in checks if mine.get(c, True) and not other.get(c, True))
-    return winner, deciding
 
 
 def candidate_pairs(
@@ -142,208 +100,6 @@ def candidate_pairs(
             }
         )
     return pairs
-
-
-def candidates_by_instruction(responses: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Each instruction's candidate responses, in candidate order."""
-    by_instruction: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"])):
-        by_instruction.setdefault(row["instruction_id"], []).append(row)
-    return by_instruction
-
-
-def usable_answers(
-    rows: Sequence[dict[str, Any]],
-    items: dict[str, Text],
-    safety: dict[str, str],
-    checks: Sequence[str],
-    max_repetition: float,
-) -> list[str]:
-    """Ids of the candidates, in order, that the guard labels safe and that meet ``checks``: what code may
-    rewrite into a revision or a constraint variant."""
-    return [
-        r["response_id"]
-        for r in rows
-        if safety.get(r["response_id"]) == "safe"
-        and all(check_text(items[r["response_id"]], checks, max_repetition).values())
-    ]
-
-
-def best_worst_pairs(
-    responses: Sequence[dict[str, Any]],
-    items: dict[str, Text],
-    safety: dict[str, str],
-    settings: dict[str, Any],
-    stage: str,
-) -> list[dict[str, Any]]:
-    """A pair source labelled by construction, with no model: for each instruction, the safe candidate that
-    meets the most checks against the candidate that meets the fewest, when the checks separate them
-    (ties: the earlier candidate is best, the later worst)."""
-    checks = settings["checks"]
-    by_instruction = candidates_by_instruction(responses)
-    pairs = []
-    for instruction_id, rows in by_instruction.items():
-        results = {
-            r["response_id"]: check_text(items[r["response_id"]], checks, settings["max_repetition"]) for r in rows
-        }
-        score = {rid: (sum(res.values()), [res.get(c, True) for c in checks]) for rid, res in results.items()}
-        safe = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"]
-        if not safe:
-            continue
-        best = max(safe, key=lambda rid: score[rid])  # max/min keep the first of equals: the earlier candidate
-        worst = min(
-            reversed([r["response_id"] for r in rows if r["response_id"] != best]),
-            key=lambda rid: score[rid],
-            default=None,
-        )
-        outcome = verifiable_winner(results[best], results[worst], checks) if worst else None
-        if outcome is None or outcome[0] != "a":
-            continue
-        pairs.append(
-            {
-                "pair_id": f"{instruction_id}-best-vs-worst",
-                "stage": stage,
-                "prompt": formats.prompt(items[best].instruction),
-                "chosen": items[best].text,
-                "rejected": items[worst].text,
-                "instruction_id": instruction_id,
-                "chosen_id": best,
-                "rejected_id": worst,
-                "comparison_id": f"{instruction_id}-best-vs-worst",
-                "kind": "best_worst",
-                "principle_ids": [f"verifiable:{c}" for c in checks],
-                "soft_label": 1.0,
-                "margin": 0.5,
-                "chosen_safety": safety.get(best, "missing"),
-                "rejected_safety": safety.get(worst, "missing"),
-                "safety_swapped": False,
-                "decided_by": f"verifiable:{outcome[1]}",
-                "split": "train",
-                "constitution_hash": "",
-            }
-        )
-    return pairs
-
-
-def code_revisions(
-    responses: Sequence[dict[str, Any]], items: dict[str, Text], safety: dict[str, str], settings: dict[str, Any]
-) -> dict[str, tuple[str, Text]]:
-    """Revisions by code: for each instruction with a constraint that no candidate meets, its first safe
-    candidate that otherwise passes the checks, rewritten by ``verifiable.revise`` to meet the constraint
-    (case, quotes, a title, bullets from its own sentences, ...). Returns revision id -> (original id, Text)."""
-    checks = [c for c in settings["checks"] if c != "constraint"]
-    by_instruction = candidates_by_instruction(responses)
-    revisions = {}
-    for rows in by_instruction.values():
-        first = items[rows[0]["response_id"]]
-        if not first.instruction_ids:
-            continue
-        usable = usable_answers(rows, items, safety, checks, settings["max_repetition"])
-        if not usable or any(check_text(items[rid], ["constraint"], 0.0)["constraint"] for rid in usable):
-            continue
-        original = items[usable[0]]
-        other = next((items[rid].text for rid in usable[1:]), None)
-        revised = verifiable.revise(
-            original.text, original.instruction_ids, original.constraint_kwargs, original.instruction, other
-        )
-        if revised is not None:
-            revisions[f"{usable[0]}-code"] = (
-                usable[0],
-                Text(
-                    revised,
-                    original.finish_reason,
-                    original.instruction,
-                    original.instruction_ids,
-                    original.constraint_kwargs,
-                ),
-            )
-    return revisions
-
-
-def code_revision_pairs(
-    revisions: dict[str, tuple[str, Text]],
-    items: dict[str, Text],
-    safety: dict[str, str],
-    instruction_of: dict[str, str],
-    stage: str,
-) -> list[dict[str, Any]]:
-    """Each revision by code against the answer it revised: the constraint is the only difference."""
-    pairs = []
-    for revision_id, (original_id, revised) in sorted(revisions.items()):
-        pairs.append(
-            {
-                "pair_id": revision_id,
-                "stage": stage,
-                "prompt": formats.prompt(revised.instruction),
-                "chosen": revised.text,
-                "rejected": items[original_id].text,
-                "instruction_id": instruction_of[original_id],
-                "chosen_id": revision_id,
-                "rejected_id": original_id,
-                "comparison_id": revision_id,
-                "kind": "code_revision",
-                "principle_ids": ["verifiable:constraint"],
-                "soft_label": 1.0,
-                "margin": 0.5,
-                "chosen_safety": safety.get(original_id, "missing"),
-                "rejected_safety": safety.get(original_id, "missing"),
-                "safety_swapped": False,
-                "decided_by": "verifiable:constraint",
-                "split": "train",
-                "constitution_hash": "",
-            }
-        )
-    return pairs
-
-
-def constraint_variants(
-    responses: Sequence[dict[str, Any]],
-    items: dict[str, Text],
-    safety: dict[str, str],
-    settings: dict[str, Any],
-    count: int,
-    seed: int,
-) -> dict[str, tuple[str, Text]]:
-    """Verifiable SFT data made by code (as Tülu 3 builds its instruction-following data, without a model):
-    for each instruction without a constraint, its first safe candidate that stops, does not loop and is not
-    empty, under up to ``count`` new prompts - the instruction with one constraint that code can meet attached
-    (``verifiable.REVISERS``, distinct types in a seeded order) - rewritten by ``verifiable.revise`` and accepted
-    only when IFEval's checker passes it. Answers to constrained instructions are not used: they often echo or
-    half-follow their own constraint, which would contradict the new one. Returns variant id -> (original id,
-    Text under the new prompt)."""
-    checks = [c for c in CHECKS if c != "constraint"]
-    revisable = [t for t in verifiable.training_types() if t in verifiable.REVISERS]
-    by_instruction = candidates_by_instruction(responses)
-    variants = {}
-    for instruction_id, rows in by_instruction.items():
-        usable = usable_answers(rows, items, safety, checks, settings["max_repetition"])
-        if not usable or count == 0 or items[usable[0]].instruction_ids:
-            continue
-        original = items[usable[0]]
-        other = next((items[rid].text for rid in usable[1:]), None)
-        rng = random.Random(derive_seed(seed, "constraint_variants", instruction_id))
-        made = 0
-        for constraint in rng.sample(revisable, len(revisable)):
-            if made == count:
-                break
-            attached = verifiable.attach(original.task, constraint, rng)
-            revised = verifiable.revise(
-                original.text, attached["instruction_id_list"], attached["kwargs"], attached["prompt"], other
-            )
-            if revised is not None:
-                variants[f"{usable[0]}-variant{made}"] = (
-                    usable[0],
-                    Text(
-                        revised,
-                        original.finish_reason,
-                        attached["prompt"],
-                        tuple(attached["instruction_id_list"]),
-                        tuple(attached["kwargs"]),
-                        original.task,
-                    ),
-                )
-                made += 1
-    return variants
 
 
 def _swap(pair: dict[str, Any]) -> dict[str, Any]:
@@ -510,95 +266,6 @@ def assign_split(pairs: list[dict[str, Any]], fraction: float, seed: int, stage:
         pair["split"] = "heldout"
 
 
-@dataclass
-class CandidateTexts:
-    """Every text a pair or an SFT example can be made of: responses, final revisions and revisions by code
-    (``items``), their safety labels (a revision by code keeps its original's), and which answer each
-    revision by code revised."""
-
-    items: dict[str, Text]
-    labels: dict[str, str]
-    revisions: dict[str, tuple[str, Text]]
-
-
-def candidate_texts(
-    responses: Sequence[dict[str, Any]],
-    critiques: Sequence[dict[str, Any]],
-    safety: Sequence[dict[str, Any]],
-    instructions: Sequence[dict[str, Any]],
-    rules: dict[str, Any],
-) -> CandidateTexts:
-    items = text_items(responses, critiques, instructions)
-    labels = {row["text_id"]: row["label"] for row in safety}
-    revisions = code_revisions(responses, items, labels, rules) if rules["enabled"] and rules["code_revisions"] else {}
-    items |= {rid: text for rid, (_, text) in revisions.items()}
-    labels |= {rid: labels.get(original, "missing") for rid, (original, _) in revisions.items()}
-    return CandidateTexts(items, labels, revisions)
-
-
-def text_items(
-    responses: Sequence[dict[str, Any]],
-    critiques: Sequence[dict[str, Any]],
-    instructions: Sequence[dict[str, Any]] = (),
-) -> dict[str, Text]:
-    """Every response and revision as a Text, with its instruction's constraints (from the instructions table)."""
-    constraints = {
-        r["instruction_id"]: (
-            tuple(r["instruction_id_list"]),
-            tuple(json.loads(r["constraint_kwargs"])),
-            r.get("task") or r["instruction"],
-        )
-        for r in instructions
-    }
-    prompts = {r["instruction_id"]: r["instruction"] for r in responses}
-
-    def item(text: str, finish: str, instruction_id: str) -> Text:
-        return Text(
-            text, finish, prompts[instruction_id], *constraints.get(instruction_id, ((), (), prompts[instruction_id]))
-        )
-
-    items = {r["response_id"]: item(r["response"], r["finish_reason"], r["instruction_id"]) for r in responses}
-    items |= {
-        c["critique_id"]: item(c["revision"], c["revision_finish_reason"], c["instruction_id"]) for c in critiques
-    }
-    return items
-
-
-def contrast_funnel(counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
-    """Funnel rows of the construction principles: requests paired, and why the others were not."""
-    return [
-        {
-            "step": 0,
-            "filter": f"contrast:{pid}",
-            "rows_in": tally["requests"],
-            "rows_out": tally["paired"],
-            "dropped": tally["requests"] - tally["paired"],
-            "reason": f"requests of principle {pid} paired by construction ({tally['written']} of them on a written "
-            "chosen answer: no framed answer passed); not paired: "
-            + ", ".join(f"{n} {why}" for why, n in tally.items() if why not in ("requests", "paired", "written")),
-        }
-        for pid, tally in sorted(counts.items())
-    ]
-
-
-def principle_funnel(kept: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Funnel rows of the kept pairs per principle and mechanism."""
-    by_principle: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for pair in kept:
-        by_principle.setdefault((pair["principle_id"], pair["mechanism"]), []).append(pair)
-    return [
-        {
-            "step": 0,
-            "filter": f"principle:{pid or '-'}",
-            "rows_in": len(rows),
-            "rows_out": len(rows),
-            "dropped": 0,
-            "reason": f"pairs decided by {mechanism} ({sum(p['split'] == 'train' for p in rows)} train)",
-        }
-        for (pid, mechanism), rows in sorted(by_principle.items())
-    ]
-
-
 def build_pairs(
     responses: Sequence[dict[str, Any]],
     critiques: Sequence[dict[str, Any]],
@@ -636,214 +303,7 @@ def build_pairs(
     assign_split(kept, settings["heldout_fraction"], seed, stage)
     attribute(kept, principles)
     revisions = len({c["response_id"] for c in critiques})
-    funnel = [
-        {
-            "step": 0,
-            "filter": "comparisons",
-            "rows_in": len(responses) + revisions,
-            "rows_out": len(candidates) + len(constructed),
-            "dropped": 0,
-            "reason": f"{len(responses)} responses and {revisions} final revisions paired into "
-            f"{len(candidates)} labelled comparisons"
-            + "".join(
-                f" and {n} {name} pairs decided by checks"
-                for kind, name in (
-                    ("best_worst", "best-vs-worst"),
-                    ("code_revision", "code-revision"),
-                    ("contrast", "contrast (by construction)"),
-                )
-                if (n := sum(p["kind"] == kind for p in constructed))
-            ),
-        },
-    ]
-    funnel += contrast_funnel(contrast_counts)
-    funnel += [
-        {"step": i, "filter": name, "rows_in": before, "rows_out": after, "dropped": before - after, "reason": reason}
-        for i, (name, before, after, reason) in enumerate(steps, start=1)
-    ]
-    heldout = sum(p["split"] == "heldout" for p in kept)
-    funnel.append(
-        {
-            "step": len(funnel),
-            "filter": "split",
-            "rows_in": len(kept),
-            "rows_out": len(kept),
-            "dropped": 0,
-            "reason": f"{len(kept) - heldout} train, {heldout} held out for evaluation",
-        }
-    )
-    funnel += principle_funnel(kept)
-    for number, row in enumerate(funnel):
-        row["step"] = number
-    return kept, funnel
-
-
-def contrast_examples(
-    contrast: Sequence[dict[str, Any]],
-    principles: dict[str, dict],
-    max_repetition: float,
-    heldout: set[str],
-    copies: NearDuplicateIndex,
-) -> tuple[list[dict[str, Any]], int, int]:
-    """SFT examples of the construction principles: each request's chosen answer, unless its pair is held out or
-    it copies a framing example. Returns (rows, held out, copied)."""
-    from maximalcai.contrast import contrast_pairs
-
-    rows, held, copied = [], 0, 0
-    for row in contrast_pairs(contrast, principles, max_repetition, "")[1]:
-        if row["request_id"] in heldout:
-            held += 1
-        elif copies.closest(row["response"]):
-            copied += 1
-        else:
-            rows.append(
-                {
-                    "example_id": row["contrast_id"],
-                    "instruction_id": row["request_id"],
-                    "source": "contrast",
-                    "prompt": formats.prompt(row["request"]),
-                    "completion": row["response"],
-                    "principle_id": row["principle_id"],
-                    "mechanism": "construction",
-                }
-            )
-    return rows, held, copied
-
-
-def copy_index(fewshot_texts: Sequence[str], limit: float) -> NearDuplicateIndex:
-    """The few-shot examples and demonstrations a chosen text or SFT completion must not copy (containment)."""
-    copies = NearDuplicateIndex(limit, measure="containment")
-    for index, text in enumerate(fewshot_texts):
-        copies.add(str(index), text)
-    return copies
-
-
-def sft_candidates(
-    responses: Sequence[dict[str, Any]],
-    critiques: Sequence[dict[str, Any]],
-    texts: CandidateTexts,
-    rules: dict[str, Any],
-    sft: dict[str, Any],
-    seed: int,
-) -> tuple[list[tuple[str, str, str]], dict[str, Text], dict[str, str]]:
-    """(text id, instruction id, source) of every SFT candidate from ``sft["sources"]``, and the texts and
-    guard labels by id (with the constraint variants' added)."""
-    from maximalcai.feedback.critique import final_revisions
-
-    items, labels = dict(texts.items), dict(texts.labels)
-    candidates = []
-    if "responses" in sft["sources"]:
-        candidates += [
-            (r["response_id"], r["instruction_id"], "response")
-            for r in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"]))
-        ]
-    if "revisions" in sft["sources"]:
-        candidates += [
-            (c["critique_id"], c["instruction_id"], "revision") for _, c in sorted(final_revisions(critiques).items())
-        ]
-    instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
-    if "code_revisions" in sft["sources"]:
-        candidates += [
-            (rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()
-        ]
-    if "constraint_variants" in sft["sources"]:
-        variants = constraint_variants(responses, items, labels, rules, sft["variants_per_instruction"], seed)
-        items |= {vid: text for vid, (_, text) in variants.items()}
-        labels |= {vid: labels.get(original, "missing") for vid, (original, _) in variants.items()}
-        candidates += [
-            (vid, instruction_of[original], "constraint_variant") for vid, (original, _) in variants.items()
-        ]
-    return candidates, items, labels
-
-
-def sft_examples(
-    responses: Sequence[dict[str, Any]],
-    critiques: Sequence[dict[str, Any]],
-    texts: CandidateTexts,
-    pairs: Sequence[dict[str, Any]],
-    settings: dict[str, Any],
-    fewshot_texts: Sequence[str] = (),
-    seed: int = 0,
-    contrast: Sequence[dict[str, Any]] = (),
-    principles: dict[str, dict] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """SL-CAI / context distillation data: the better answers, under the *zero-shot* prompt.
-
-    ``contrast``: the contrast table's rows; each request's chosen answer (``contrast.contrast_pairs``) is an
-    example of its construction principle, whether or not a rejected answer made a pair. Every row records the
-    principle and the mechanism that decided it (checks: instruction-following where the prompt has a
-    constraint, else helpfulness; model revisions: the critique's principle).
-
-    Candidates come from ``settings["sft"]["sources"]``: ``responses`` (the few-shot-prompted samples),
-    ``revisions`` (final critique revisions), ``code_revisions`` (answers rewritten by code to meet their
-    constraint) and ``constraint_variants`` (answers rewritten by code to meet a newly attached constraint,
-    under that new prompt: ``variants_per_instruction`` each, see ``constraint_variants``). A candidate is kept
-    when it is non-empty, the guard labels it safe, it meets every verifiable check when ``verifiable.enabled``
-    (the constraint one where its prompt has one), it does not copy a few-shot example, and its instruction is
-    not held out for the preference eval; at most ``per_instruction`` per instruction, in that order of sources
-    (constraint variants, each under its own prompt, are not counted). Returns (rows, counts of why dropped).
-    """
-    principles = principles or {}
-    rules, sft = settings["verifiable"], settings["sft"]
-    checks = rules["checks"] if rules["enabled"] else ()
-    heldout = {p["instruction_id"] for p in pairs if p["split"] == "heldout"}
-    copies = copy_index(fewshot_texts, settings["max_copy_similarity"])
-    candidates, items, labels = sft_candidates(responses, critiques, texts, rules, sft, seed)
-    critique_principle = {c["critique_id"]: c["principle_id"] for c in critiques}
-    order = {"response": 0, "revision": 1, "code_revision": 2, "constraint_variant": 3}
-    kept: dict[str, list[dict[str, Any]]] = {}
-    dropped = {"unsafe": 0, "checks": 0, "copied": 0, "heldout": 0, "per_instruction": 0}
-    for text_id, instruction_id, source in sorted(candidates, key=lambda c: (c[1], order[c[2]], c[0])):
-        item = items[text_id]
-        reason = (
-            "heldout"
-            if instruction_id in heldout
-            else "unsafe"
-            if labels.get(text_id) != "safe"
-            else "checks"
-            if not all(check_text(item, checks, rules["max_repetition"]).values()) or not item.text.strip()
-            else "copied"
-            if copies.closest(item.text)
-            else "per_instruction"
-            if source != "constraint_variant"
-            and sum(r["source"] != "constraint_variant" for r in kept.get(instruction_id, []))
-            >= sft["per_instruction"]
-            else None
-        )
-        if reason:
-            dropped[reason] += 1
-            continue
-        if source == "revision":
-            principle, mechanism = critique_principle.get(text_id, ""), "model"
-        else:
-            check = "constraint" if item.instruction_ids else "not_empty"
-            principle, mechanism = principle_of_check(check, principles), "checks"
-        kept.setdefault(instruction_id, []).append(
-            {
-                "example_id": text_id,
-                "instruction_id": instruction_id,
-                "source": source,
-                "prompt": formats.prompt(item.instruction),
-                "completion": item.text,
-                "principle_id": principle,
-                "mechanism": mechanism,
-            }
-        )
-    examples, dropped["contrast_heldout"], dropped["contrast_copied"] = contrast_examples(
-        contrast, principles, rules["max_repetition"], heldout, copies
-    )
-    for row in examples:
-        kept.setdefault(row["instruction_id"], []).append(row)
-    return [row for rows in kept.values() for row in rows], dropped
-
-
-def format_funnel(funnel: Sequence[dict[str, Any]]) -> str:
-    lines = [f"{'step':>4}  {'filter':<17}{'in':>6}{'out':>6}{'dropped':>9}  reason"]
-    lines += [
-        f"{r['step']:>4}  {r['filter']:<17}{r['rows_in']:>6}{r['rows_out']:>6}{r['dropped']:>9}  {r['reason']}"
-        for r in funnel
-    ]
-    return "\n".join(lines)
+    return kept, funnels.pairs_funnel(len(responses), revisions, candidates, constructed, contrast_counts, steps, kept)
 
 
 def run_build_pairs(
@@ -881,7 +341,7 @@ def run_build_pairs(
     pairs, steps = build_pairs(
         answers, revisions, labels, preferred, settings, seed, stage, fewshot, tasks, texts, framed, principles
     )
-    logger.info("pair funnel for %s:\n%s", stage, format_funnel(steps))
+    logger.info("pair funnel for %s:\n%s", stage, funnels.format_funnel(steps))
     demonstrations, dropped = sft_examples(
         answers, revisions, texts, pairs, settings, fewshot, seed, framed, principles
     )
@@ -900,7 +360,7 @@ def run_build_pairs(
     if not any(p["split"] == "train" for p in pairs):
         raise TableError(
             f"{table}: no training pair survived the filters; the funnel ({funnel}) says which filter "
-            f"dropped them:\n{format_funnel(steps)}\nLoosen pairs.* in the config or generate more data."
+            f"dropped them:\n{funnels.format_funnel(steps)}\nLoosen pairs.* in the config or generate more data."
         )
     tables.write_table(pairs, table, "pairs")
     return {

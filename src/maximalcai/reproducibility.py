@@ -29,6 +29,16 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def dir_sha256(path: str | Path) -> str:
+    """One hash of a folder's files: their names and contents, in name order."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(path).rglob("*")):
+        if file.is_file():
+            digest.update(file.name.encode())
+            digest.update(file_sha256(file).encode())
+    return digest.hexdigest()
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy and torch; ask torch for deterministic algorithms where it has them."""
     import torch

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 
 _WORD = re.compile(r"\w+")
 
@@ -82,3 +83,11 @@ class NearDuplicateIndex:
             if score > self.threshold and (best is None or score > best[1]):
                 best = (key, score)
         return best
+
+
+def copy_index(fewshot_texts: Sequence[str], limit: float) -> NearDuplicateIndex:
+    """The few-shot examples and demonstrations a chosen text or SFT completion must not copy (containment)."""
+    copies = NearDuplicateIndex(limit, measure="containment")
+    for index, text in enumerate(fewshot_texts):
+        copies.add(str(index), text)
+    return copies

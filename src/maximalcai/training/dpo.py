@@ -17,22 +17,22 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import math
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maximalcai import formats, patches, tables
+from maximalcai import patches, tables
+from maximalcai.cards import adapter_card
 from maximalcai.config import did_you_mean
 from maximalcai.errors import ConfigError, TableError
-from maximalcai.manifest import Timer, package_versions, write_text_atomic
+from maximalcai.manifest import Timer
 from maximalcai.models import read_model_info
 from maximalcai.progress import trainer_callback
-from maximalcai.reproducibility import file_sha256, seed_everything
+from maximalcai.reproducibility import dir_sha256, file_sha256, seed_everything
+from maximalcai.training.checkpoints import checkpoint_step, last_checkpoint, prepare_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +45,6 @@ LOG_KEYS = {
     "learning_rate": "learning_rate",
     "grad_norm": "grad_norm",
 }
-FINGERPRINT = "fingerprint.json"
-
-
-def dir_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(Path(path).rglob("*")):
-        if file.is_file():
-            digest.update(file.name.encode())
-            digest.update(file_sha256(file).encode())
-    return digest.hexdigest()
 
 
 def ensure_pad_token(tokenizer) -> None:
@@ -220,24 +210,6 @@ def loss_types(setting: str | list[str]) -> list[str]:
     return [setting] if isinstance(setting, str) else list(setting)
 
 
-# What a checkpoint needs to resume from: the trainer's state (written last), the weights and the optimizer.
-CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
-WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
-
-
-def complete_checkpoint(path: Path) -> bool:
-    """A checkpoint a killed save did not cut short: its files are there and its state parses."""
-    if not all((path / name).is_file() for name in CHECKPOINT_FILES):
-        return False
-    if not any((path / name).is_file() for name in WEIGHT_FILES):
-        return False
-    try:
-        json.loads((path / "trainer_state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def training_code_versions() -> dict[str, str]:
     """What determines the weights besides data and settings: the training libraries' versions and this
     module's source. In the checkpoint fingerprint, so an upgrade never resumes from another version's state."""
@@ -247,38 +219,6 @@ def training_code_versions() -> dict[str, str]:
         **{name: version(name) for name in ("torch", "transformers", "trl", "peft")},
         "training_module_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
     }
-
-
-def last_checkpoint(folder: Path) -> str | None:
-    """The newest complete checkpoint of a phase. A checkpoint that a kill, an out-of-memory kill or a full disk
-    cut short while it was saved is removed, with a log line, so the rerun resumes from the one before."""
-    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    for path in reversed(checkpoints):
-        if complete_checkpoint(path):
-            return str(path)
-        logger.warning("%s was cut short while it was saved (files missing); removing it and resuming before it", path)
-        shutil.rmtree(path)
-    return None
-
-
-def checkpoint_step(checkpoint: str | None) -> int:
-    return int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else 0
-
-
-def prepare_checkpoints(folder: Path, fingerprint: dict) -> None:
-    """Clear checkpoints made for other inputs or settings, then stamp the folder with this run's fingerprint;
-    each phase (``folder/sft``, ``folder/dpo``) resumes from its own last checkpoint (run_phase)."""
-    stamp = folder / FINGERPRINT
-    try:
-        same = json.loads(stamp.read_text()) == fingerprint
-    except (OSError, ValueError):  # none yet, or cut short by a kill while it was written
-        same = False
-    if folder.exists() and not same:
-        logger.info("checkpoints in %s were made for other inputs or settings; starting over", folder)
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    # a kill mid-write leaves the old stamp or none, never half of one
-    write_text_atomic(stamp, json.dumps(fingerprint, indent=2, sort_keys=True))
 
 
 def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
@@ -555,70 +495,12 @@ def train_stage(
         if previous_adapter or sft
         else "base model (adapter disabled)",
     }
-    save_adapter(model, tokenizer, out_dir, model_card(seed, settings, stage, base_dir, pairs_path, summary))
+    save_adapter(model, tokenizer, out_dir, adapter_card(seed, settings, stage, base_dir, pairs_path, summary))
     # The adapter is the result now; its checkpoints would make a forced rerun (--forcerun train_dpo) resume at
     # the last step and train nothing.
     shutil.rmtree(checkpoints, ignore_errors=True)
     logger.info("adapter saved to %s; checkpoints in %s removed", out_dir, checkpoints)
     return rows, summary
-
-
-def model_card(seed: int, settings: dict, stage: str, base_dir: str, pairs_path: str, summary: dict) -> str:
-    info = read_model_info(base_dir)
-    final = summary["final"]
-    lines = [
-        "---",
-        "library_name: peft",
-        f"base_model: {info.get('hub_id') or info.get('name')}",
-        "tags: [dpo, lora, constitutional-ai, maximalcai]",
-        "---",
-        f"# maximalcai {stage} adapter",
-        "",
-        f"A LoRA adapter trained with DPO by maximalcai (a Snakemake workflow for progressive Constitutional AI) on "
-        f"top of the base model `{info.get('name')}` ({info.get('source')}).",
-        "",
-        "## Data",
-        f"- pairs: `{pairs_path}` (sha256 `{file_sha256(pairs_path)[:16]}...`), {summary['train_pairs']} training "
-        f"pairs",
-        f"- constitution, config and package versions: results/{stage}/manifests/training.json",
-        f"- previous stage adapter: `{summary['previous_adapter']}`"
-        if summary["previous_adapter"]
-        else "- trained from the base model",
-        f"- DPO reference: {summary['reference']}",
-        f"- SFT warm-up examples: {summary['sft_examples']}"
-        if settings["sft_warmup"]["enabled"]
-        else "- no SFT warm-up",
-        "",
-        "## Hyperparameters",
-        "```json",
-        json.dumps({k: settings[k] for k in sorted(settings)}, indent=2),
-        "```",
-        f"backend: {summary['backend']} on {summary['device']}, seed {seed}",
-        "",
-        "## Training",
-        f"{summary['steps']} optimizer steps in {summary['dpo_seconds']} s; last step: loss "
-        f"{_fmt(final.get('loss'))}, reward margin {_fmt(final.get('rewards_margins'))}, "
-        f"accuracy {_fmt(final.get('rewards_accuracies'))}.",
-        "",
-        "## Use",
-        "Prompts use the project's plain format (no chat template):",
-        "```",
-        formats.prompt("<your instruction>"),
-        "```",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "from peft import PeftModel",
-        f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained('{base_dir}'), '<this directory>')",
-        "```",
-        "",
-        f"Packages: {json.dumps({k: v for k, v in package_versions().items() if v})}",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
 def run_train_dpo(
