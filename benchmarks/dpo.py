@@ -76,7 +76,8 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     settings["sft_warmup"]["enabled"] = False  # the DPO phase alone is measured
     cfg["trainer"]["save_steps"] = 10_000
     return dpo.train_stage(
-        cfg,
+        cfg["hardware"],
+        cfg["trainer"],
         settings,
         "stage1",
         str(REPO / "results/models/base"),

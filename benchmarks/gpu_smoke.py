@@ -232,7 +232,8 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     rows, summary = train_stage(
-        cfg,
+        cfg["hardware"],
+        cfg["trainer"],
         settings,
         "stage1",
         str(models["shaped"]),

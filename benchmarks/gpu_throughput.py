@@ -191,7 +191,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model, tokenizer, peft_config = load_policy(str(path), None, settings, cfg, "trl", cfg["seed"])
+    model, tokenizer, peft_config = load_policy(str(path), None, settings, cfg["trainer"], device, "trl", cfg["seed"])
     prompts = [p + "\n\n### Response:\n" for p in texts(tokenizer, steps * per_step, lengths["prompt_tokens"])]
     answers = texts(tokenizer, steps * per_step * 2, lengths["response_tokens"], offset=11)
     sft_rows = [{"prompt": p, "completion": a} for p, a in zip(prompts, answers[::2])]
@@ -204,7 +204,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         peft_config,
         Dataset.from_list(sft_rows),
         {**settings, "learning_rate": 2e-5},
-        cfg,
+        cfg["trainer"],
         cfg["seed"],
         work / "sft",
         device,
@@ -222,7 +222,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         None,
         Dataset.from_list(pairs),
         settings,
-        cfg,
+        cfg["trainer"],
         cfg["seed"],
         work / "dpo",
         device,

@@ -110,7 +110,8 @@ def child(folder: Path, run: Path, pause: float) -> None:
 
     (run / "started").write_text(str(time.time()))
     train_stage(
-        {"hardware": cfg["hardware"], "trainer": cfg["trainer"]},
+        cfg["hardware"],
+        cfg["trainer"],
         settings,
         "stage1",
         str(folder / "model"),

@@ -23,7 +23,8 @@ rule train_dpo:
         **rule_resources("train_dpo"),
     params:
         settings=settings("training"),
-        engine={"hardware": config["hardware"], "trainer": config["trainer"]},
+        hardware=config["hardware"],
+        trainer=config["trainer"],
         seed=config["seed"],
         deterministic=config["deterministic"],
         checkpoints="results/{stage}/checkpoints",

@@ -66,7 +66,7 @@ def test_every_rule_passes_exactly_the_parameters_of_its_library_function(tmp_pa
     takes_config = {b["rule"] for b in bindings if {"config", "cfg"} & set(b["arguments"])}
     assert takes_config == {"plan"}
     stage2 = next(b for b in bindings if b["rule"] == "train_dpo" and "previous_adapter" in b["arguments"])
-    assert {"engine", "settings", "seed", "deterministic", "sft"} <= set(stage2["arguments"])
+    assert {"hardware", "trainer", "settings", "seed", "deterministic", "sft"} <= set(stage2["arguments"])
 
 
 def fake_job(tmp_path, function, outputs, threads=1, **arguments):

@@ -45,7 +45,17 @@ def train_cfg(default_config):
 def train(cfg, settings, model_dir, pairs_path, out, checkpoints, stage="stage1", previous=None, **kwargs):
     """``train_stage`` on the tests' tiny model and pairs."""
     return train_stage(
-        cfg, settings, stage, str(model_dir), pairs_path, previous, out, checkpoints, seed=cfg["seed"], **kwargs
+        cfg["hardware"],
+        cfg["trainer"],
+        settings,
+        stage,
+        str(model_dir),
+        pairs_path,
+        previous,
+        out,
+        checkpoints,
+        seed=cfg["seed"],
+        **kwargs,
     )
 
 
@@ -152,7 +162,9 @@ def test_stage2_reference_is_the_frozen_stage1_model(tmp_path, tiny_model_dir, p
     stage1 = tmp_path / "stage1"
     train(cfg, settings, tiny_model_dir, pairs_path, str(stage1), str(tmp_path / "c1"))
 
-    model, tokenizer, peft_config = load_policy(str(tiny_model_dir), str(stage1), settings, cfg, "trl", cfg["seed"])
+    model, tokenizer, peft_config = load_policy(
+        str(tiny_model_dir), str(stage1), settings, cfg["trainer"], "cpu", "trl", cfg["seed"]
+    )
     assert peft_config is None  # stage 2 continues stage 1's adapter
     rows = [{k: pair(i)[k] for k in ("prompt", "chosen", "rejected")} for i in range(4)]
     args = DPOConfig(
@@ -251,11 +263,17 @@ def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg
 
     cfg, settings = train_cfg
     args = trainer_args(
-        DPOConfig, settings, cfg, cfg["seed"], tmp_path, "cpu", trl_args={"ld_alpha": 0.5, "learning_rate": 3e-4}
+        DPOConfig,
+        settings,
+        cfg["trainer"],
+        cfg["seed"],
+        tmp_path,
+        "cpu",
+        trl_args={"ld_alpha": 0.5, "learning_rate": 3e-4},
     )
     assert args.ld_alpha == 0.5 and args.learning_rate == 3e-4  # the passthrough wins
     with pytest.raises(ConfigError, match=r"training.trl_args: ld_alfa \(did you mean 'ld_alpha'\?\) is not a field"):
-        trainer_args(DPOConfig, settings, cfg, cfg["seed"], tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
+        trainer_args(DPOConfig, settings, cfg["trainer"], cfg["seed"], tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
 
 
 @pytest.mark.parametrize(
@@ -280,14 +298,16 @@ def test_cpu_training_runs_in_float32(tmp_path, train_cfg):
     from trl import DPOConfig
 
     cfg, settings = train_cfg
-    args = trainer_args(DPOConfig, settings, cfg, cfg["seed"], tmp_path, "cpu", beta=0.1)
+    args = trainer_args(DPOConfig, settings, cfg["trainer"], cfg["seed"], tmp_path, "cpu", beta=0.1)
     assert args.bf16 is False and args.use_cpu is True  # TRL's own default would be bf16 autocast
     assert args.warmup_steps == settings["warmup_ratio"] and args.seed == cfg["seed"]
     # trainer.gradient_checkpointing: false reaches TRL, whose own default is True (it recomputed every
     # layer's forward in the backward pass: a fifth of the default run's training time for no memory need)
     assert cfg["trainer"]["gradient_checkpointing"] is False and args.gradient_checkpointing is False
     cfg = {**cfg, "trainer": {**cfg["trainer"], "gradient_checkpointing": True}}
-    assert trainer_args(DPOConfig, settings, cfg, cfg["seed"], tmp_path, "cpu").gradient_checkpointing is True
+    assert (
+        trainer_args(DPOConfig, settings, cfg["trainer"], cfg["seed"], tmp_path, "cpu").gradient_checkpointing is True
+    )
 
 
 def test_cpu_bfloat16_weights_train_close_to_float32(tmp_path, tiny_model_dir, pairs_path, train_cfg):
@@ -338,7 +358,9 @@ def test_qlora_load_path_runs_on_the_cpu_through_bitsandbytes(tmp_path, gemma_st
     cfg, settings = train_cfg
     cfg = copy.deepcopy(cfg)
     cfg["trainer"]["load_in_4bit"] = True
-    model, tokenizer, peft_config = load_policy(str(tiny_model_dir), None, settings, cfg, "trl", cfg["seed"])
+    model, tokenizer, peft_config = load_policy(
+        str(tiny_model_dir), None, settings, cfg["trainer"], "cpu", "trl", cfg["seed"]
+    )
     assert sum(isinstance(m, Linear4bit) for m in model.modules()) >= 7  # every projection of a block, at least
     dense = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     batch = tokenizer(["### Instruction:\nQuestion 1?\n\n### Response:\n"], return_tensors="pt")
@@ -352,7 +374,7 @@ def test_qlora_load_path_runs_on_the_cpu_through_bitsandbytes(tmp_path, gemma_st
     rows = [r for r in tables.read_table(pairs_path, "pairs") if r["split"] == "train"]
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     _, log = run_phase(
-        DPOTrainer, DPOConfig, model, tokenizer, peft_config, dataset, settings, cfg, cfg["seed"],
+        DPOTrainer, DPOConfig, model, tokenizer, peft_config, dataset, settings, cfg["trainer"], cfg["seed"],
         tmp_path / "ckpt", "cpu", "dpo", beta=0.1, loss_type=["sigmoid"], loss_weights=None,
     )  # fmt: skip
     assert len(log) == 4 and log[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)

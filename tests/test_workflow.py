@@ -570,7 +570,8 @@ def test_batch_sizes_and_dtype_rerun_the_model_rules(tmp_path):
             name = block.split()[1].rstrip(":")
             if name != "plan" and gpus(gpu_config, name):  # a job that loads a model onto a GPU
                 model_rules.add(name)
-                assert "engine=ENGINE" in block or "engine={" in block, f"{path.name}: {name}"
+                carries = ("engine=ENGINE",) if name != "train_dpo" else ('hardware=config["hardware"]', "trainer=")
+                assert all(param in block for param in carries), f"{path.name}: {name}"
     assert {"generate_instructions", "generate_responses", "critique_revise", "evaluate", "train_dpo"} <= model_rules
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     fake_complete_run(tmp_path, "stage1_model")

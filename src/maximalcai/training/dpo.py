@@ -78,21 +78,23 @@ def lora_config(lora: dict[str, Any]):
     )
 
 
-def base_weights_dtype(engine: dict):
+def base_weights_dtype(trainer: dict, device: str):
     """The frozen base model's dtype on the trl backend: float32 under TRL's bf16 autocast on CUDA;
     ``trainer.cpu_dtype`` on a CPU, where autocast did not pay (bf16 weights did, on native-bf16 CPUs)."""
     import torch
 
-    from maximalcai.hardware import resolve_device, resolve_dtype
+    from maximalcai.hardware import resolve_dtype
 
-    if resolve_device(engine["hardware"]["device"]) == "cpu":
-        return resolve_dtype(engine["trainer"]["cpu_dtype"], "cpu")
+    if device == "cpu":
+        return resolve_dtype(trainer["cpu_dtype"], "cpu")
     return torch.float32
 
 
-def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, engine: dict, backend: str, seed: int):
-    """(model, tokenizer, peft_config-or-None): the model to train and how its adapter is created (``engine``:
-    the config's ``hardware`` and ``trainer`` sections)."""
+def load_policy(
+    base_dir: str, previous_adapter: str | None, settings: dict, trainer: dict, device: str, backend: str, seed: int
+):
+    """(model, tokenizer, peft_config-or-None): the model to train and how its adapter is created (``trainer``:
+    the config's section of that name; ``device``: the resolved device)."""
     import torch
 
     from maximalcai.models import load_tokenizer
@@ -105,7 +107,7 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, eng
             model_name=base_dir,
             max_seq_length=settings["max_length"],
             dtype=None,
-            load_in_4bit=engine["trainer"]["load_in_4bit"],
+            load_in_4bit=trainer["load_in_4bit"],
         )
         if previous_adapter:
             from peft import PeftModel
@@ -120,7 +122,7 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, eng
                 target_modules=lora["target_modules"],
                 bias="none",
                 random_state=seed,
-                use_gradient_checkpointing="unsloth" if engine["trainer"]["gradient_checkpointing"] else False,
+                use_gradient_checkpointing="unsloth" if trainer["gradient_checkpointing"] else False,
             )
         ensure_pad_token(tokenizer)
         return model, tokenizer, None
@@ -129,8 +131,8 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, eng
 
     tokenizer = load_tokenizer(base_dir, padding_side="right")
     ensure_pad_token(tokenizer)
-    kwargs: dict[str, Any] = {"dtype": base_weights_dtype(engine)}
-    if engine["trainer"]["load_in_4bit"]:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
+    kwargs: dict[str, Any] = {"dtype": base_weights_dtype(trainer, device)}
+    if trainer["load_in_4bit"]:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
         from transformers import BitsAndBytesConfig
 
         kwargs = {
@@ -140,10 +142,10 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, eng
             ),
         }
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    if engine["trainer"]["load_in_4bit"]:
+    if trainer["load_in_4bit"]:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, engine["trainer"]["gradient_checkpointing"])
+        model = prepare_model_for_kbit_training(model, trainer["gradient_checkpointing"])
     if previous_adapter:
         from peft import PeftModel
 
@@ -154,7 +156,7 @@ def load_policy(base_dir: str, previous_adapter: str | None, settings: dict, eng
 def trainer_args(
     config_class,
     settings: dict,
-    engine: dict,
+    trainer: dict,
     seed: int,
     output_dir: Path,
     device: str,
@@ -188,17 +190,17 @@ def trainer_args(
         max_length=settings["max_length"],
         logging_steps=1,
         save_strategy="steps",
-        save_steps=engine["trainer"]["save_steps"],
+        save_steps=trainer["save_steps"],
         save_total_limit=2,
         seed=seed,
         data_seed=seed,
-        report_to=[r for r in engine["trainer"]["report_to"] if r != "tensorboard"] or "none",  # see tracker_callbacks
+        report_to=[r for r in trainer["report_to"] if r != "tensorboard"] or "none",  # see tracker_callbacks
         use_cpu=device == "cpu",
         bf16=device == "cuda",  # TRL defaults to bf16=True, which on a CPU means bf16 autocast and noisy rewards
         fp16=False,
         dataloader_num_workers=0,
         disable_tqdm=not sys.stderr.isatty(),  # in a rule's log: plain lines (progress.trainer_callback), no bars
-        gradient_checkpointing=engine["trainer"]["gradient_checkpointing"],  # TRL's own default is True
+        gradient_checkpointing=trainer["gradient_checkpointing"],  # TRL's own default is True
     )
     args.update(extra)
     args.update(trl_args)
@@ -237,10 +239,10 @@ def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, An
     return rows
 
 
-def tracker_callbacks(engine: dict, runs_dir: str | Path | None, phase: str) -> list:
+def tracker_callbacks(trainer: dict, runs_dir: str | Path | None, phase: str) -> list:
     """TensorBoard, when ``trainer.report_to`` names it: event files in ``runs_dir/phase`` (transformers' own
     callback would write them under the checkpoint folder). The other trackers go through TRL's report_to."""
-    if "tensorboard" not in engine["trainer"]["report_to"] or runs_dir is None:
+    if "tensorboard" not in trainer["report_to"] or runs_dir is None:
         return []
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -262,7 +264,7 @@ def run_phase(
     peft_config,
     dataset,
     settings,
-    engine,
+    trainer,
     seed,
     folder,
     device,
@@ -273,31 +275,31 @@ def run_phase(
 ):
     """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows).
     ``callbacks``: more ``TrainerCallback`` objects (a timer in a benchmark, a simulated kill in a test)."""
-    args = trainer_args(config_class, settings, engine, seed, folder, device, **extra)
+    args = trainer_args(config_class, settings, trainer, seed, folder, device, **extra)
     kwargs = {"peft_config": peft_config} if peft_config is not None else {}
-    trainer = trainer_class(
+    loop = trainer_class(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(engine, runs_dir, phase), *callbacks],
+        callbacks=[trainer_callback(f"{phase} training"), *tracker_callbacks(trainer, runs_dir, phase), *callbacks],
         **kwargs,
     )
     resume = last_checkpoint(folder)
     if resume:
         logger.info("%s phase resumes from %s (step %d of a killed run)", phase, resume, checkpoint_step(resume))
-    trainer.train(resume_from_checkpoint=resume)
-    return trainer.model, log_rows(trainer.state.log_history, phase)
+    loop.train(resume_from_checkpoint=resume)
+    return loop.model, log_rows(loop.state.log_history, phase)
 
 
 def training_policy(
-    base_dir: str, previous_adapter: str | None, settings: dict, engine: dict, backend: str, device: str, seed: int
+    base_dir: str, previous_adapter: str | None, settings: dict, trainer: dict, backend: str, device: str, seed: int
 ):
     """``load_policy`` with what the training backend needs around it: on a CPU, TRL scores only the
     completion tokens; with Unsloth, its DPO trainer patch."""
     if device == "cpu":
         patches.trl_scoring.score_only_completions_on_cpu()
-    policy = load_policy(base_dir, previous_adapter, settings, engine, backend, seed)
+    policy = load_policy(base_dir, previous_adapter, settings, trainer, device, backend, seed)
     if backend == "unsloth":
         from unsloth import PatchDPOTrainer
 
@@ -314,7 +316,8 @@ def train_pairs(pairs_path: str) -> list[dict[str, Any]]:
 
 
 def stage_fingerprint(
-    engine: dict,
+    trainer: dict,
+    device: str,
     settings: dict,
     base_dir: str,
     pairs_path: str,
@@ -329,7 +332,7 @@ def stage_fingerprint(
         "settings": settings,
         "seed": seed,
         "backend": backend,
-        "weights_dtype": str(base_weights_dtype(engine)),
+        "weights_dtype": str(base_weights_dtype(trainer, device)),
         "sft_sha256": file_sha256(sft_path) if sft_path else None,
         "base_model": read_model_info(base_dir),
         "previous_adapter": dir_sha256(previous_adapter) if previous_adapter else None,
@@ -338,7 +341,7 @@ def stage_fingerprint(
 
 
 def sft_phase(
-    model, tokenizer, peft_config, sft_path: str, settings, engine, seed, checkpoints: Path, device, runs_dir
+    model, tokenizer, peft_config, sft_path: str, settings, trainer, seed, checkpoints: Path, device, runs_dir
 ):
     """The SFT warm-up on the stage's examples: (model, peft config for DPO, log rows, examples). DPO then
     continues the warmed-up adapter (peft config None) and TRL keeps its frozen copy as the reference."""
@@ -361,7 +364,7 @@ def sft_phase(
         peft_config,
         Dataset.from_list(examples),
         {**settings, "epochs": warmup["epochs"], "max_steps": -1},
-        engine,
+        trainer,
         seed,
         checkpoints / "sft",
         device,
@@ -375,7 +378,7 @@ def sft_phase(
 
 
 def dpo_phase(
-    model, tokenizer, peft_config, pairs, settings, engine, seed, checkpoints: Path, device, runs_dir, callbacks
+    model, tokenizer, peft_config, pairs, settings, trainer, seed, checkpoints: Path, device, runs_dir, callbacks
 ):
     """DPO on the stage's train pairs: (model, log rows, the step a killed run's checkpoint resumes at, seconds)."""
     from datasets import Dataset
@@ -392,7 +395,7 @@ def dpo_phase(
             peft_config,
             dataset,
             settings,
-            engine,
+            trainer,
             seed,
             checkpoints / "dpo",
             device,
@@ -434,7 +437,8 @@ def save_adapter(model, tokenizer, out_dir: str, card: str) -> None:
 
 
 def train_stage(
-    engine: dict,
+    hardware: dict,
+    trainer: dict,
     settings: dict,
     stage: str,
     base_dir: str,
@@ -450,14 +454,14 @@ def train_stage(
     deterministic: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train the stage's adapter; returns (training log rows, summary). Writes ``out_dir`` atomically.
-    ``engine``: the config's ``hardware`` and ``trainer`` sections; ``runs_dir``: where tracker event files
+    ``hardware``, ``trainer``: the config's sections of those names; ``runs_dir``: where tracker event files
     go (``trainer.report_to``); ``dpo_callbacks``: more ``TrainerCallback`` objects for the DPO phase."""
     from maximalcai.hardware import resolve_device, resolve_training_backend
 
-    backend = resolve_training_backend(engine["trainer"]["backend"], engine["trainer"]["load_in_4bit"])
+    backend = resolve_training_backend(trainer["backend"], trainer["load_in_4bit"])
     if backend == "unsloth":
         import unsloth  # noqa: F401  before trl and peft, so that its patches apply (it warns otherwise)
-    device = resolve_device(engine["hardware"]["device"])
+    device = resolve_device(hardware["device"])
     pairs = train_pairs(pairs_path)
     sft = settings["sft_warmup"]["enabled"]
     if sft and not sft_path:
@@ -466,20 +470,20 @@ def train_stage(
     checkpoints = Path(checkpoint_dir)
     prepare_checkpoints(
         checkpoints,
-        stage_fingerprint(engine, settings, base_dir, pairs_path, previous_adapter, sft_path, backend, seed),
+        stage_fingerprint(trainer, device, settings, base_dir, pairs_path, previous_adapter, sft_path, backend, seed),
     )
     model, tokenizer, peft_config = training_policy(
-        base_dir, previous_adapter, settings, engine, backend, device, seed
+        base_dir, previous_adapter, settings, trainer, backend, device, seed
     )
     weights_dtype = str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")  # the frozen base's
     rows: list[dict[str, Any]] = []
     sft_count = 0
     if sft:
         model, peft_config, rows, sft_count = sft_phase(
-            model, tokenizer, peft_config, sft_path, settings, engine, seed, checkpoints, device, runs_dir
+            model, tokenizer, peft_config, sft_path, settings, trainer, seed, checkpoints, device, runs_dir
         )
     model, dpo_rows, resumed_step, seconds = dpo_phase(
-        model, tokenizer, peft_config, pairs, settings, engine, seed, checkpoints, device, runs_dir, dpo_callbacks
+        model, tokenizer, peft_config, pairs, settings, trainer, seed, checkpoints, device, runs_dir, dpo_callbacks
     )
     rows += dpo_rows
     summary = {
@@ -504,7 +508,8 @@ def train_stage(
 
 
 def run_train_dpo(
-    engine: dict,
+    hardware: dict,
+    trainer: dict,
     settings: dict,
     seed: int,
     deterministic: bool,
@@ -521,7 +526,8 @@ def run_train_dpo(
     """Rule train_dpo: one stage's adapter (``adapter``), its training log (``log_table``), resumable from
     ``checkpoints``; tracker event files in ``runs``."""
     rows, summary = train_stage(
-        engine,
+        hardware,
+        trainer,
         settings,
         stage,
         base_model,
