@@ -72,7 +72,29 @@ def runs(named: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"metrics": metrics_table, "headline": headline, "runs": runs}
+def climb(metrics: dict) -> str:
+    """A stage against the stage before it (its model wrote this stage's data) on the headline metrics: both
+    values, the paired difference with its 95% interval, and the verdict. Does the stage climb?"""
+    stage, means, diffs = indexed(metrics)
+    previous = next((b for b in metrics["baselines"] if b.startswith("stage")), None)
+    if previous is None:
+        raise SystemExit(f"doc_tables: {stage}'s metrics compare it with no earlier stage (a climb needs stage 2 on)")
+    lines = [
+        f"| metric | {previous} | {stage} | {stage} - {previous} (95%) | verdict |",
+        "|---|---:|---:|---|---|",
+    ]
+    for metric, label in LABELS.items():
+        c = diffs.get((metric, previous))
+        if c is None or (stage, metric) not in means:
+            continue
+        lines.append(
+            f"| {label} | {means[(previous, metric)]:.3f} | {means[(stage, metric)]:.3f} | "
+            f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] | {c['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"metrics": metrics_table, "headline": headline, "runs": runs, "climb": climb}
 
 
 def render(kind: str, source: str) -> str:

@@ -132,6 +132,39 @@ def test_a_failing_step_writes_no_manifest_and_logs_its_error(tmp_path):
     assert "training.beta: must be positive" in (tmp_path / "job.log").read_text()
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) for a real ENOSPC")
+def test_a_full_disk_stops_the_job_with_the_path_and_the_rerun(tmp_path, monkeypatch):
+    """Issue 29: a disk-full surfaced as a bare OSError, or as torch's 'basic_ios::clear: iostream error'."""
+    import torch
+
+    from maximalcai import job
+    from maximalcai.errors import DiskFullError
+
+    def python_write(table: str, stage: str, shard: int) -> dict:
+        with open("/dev/full", "w") as full:  # a real ENOSPC from the kernel
+            full.write("rows")
+        return {}
+
+    with pytest.raises(DiskFullError) as err:
+        fake_job(tmp_path, python_write, {"table": str(tmp_path / "t.txt")})
+    message = str(err.value)
+    assert f"no space left on the disk holding {tmp_path / 't.txt'}" in message and "MiB left" in message
+    assert "run the same snakemake command again" in message and "df -h" in message
+    assert not (tmp_path / "manifest.json").exists() and "no space left" in (tmp_path / "job.log").read_text()
+
+    def torch_write(table: str, stage: str, shard: int) -> dict:
+        torch.save({"weights": torch.zeros(1000)}, "/dev/full")  # torch's writer: a RuntimeError, no errno
+        return {}
+
+    monkeypatch.setattr(job, "free_bytes", lambda path: 5 * 2**20)  # the disk is nearly full
+    with pytest.raises(DiskFullError, match="5 MiB left"):
+        fake_job(tmp_path, torch_write, {"table": str(tmp_path / "t.txt")})
+    monkeypatch.setattr(job, "free_bytes", lambda path: 50 * 2**30)  # space left: another cause, left as it is
+    with pytest.raises(RuntimeError) as other:
+        fake_job(tmp_path, torch_write, {"table": str(tmp_path / "t.txt")})
+    assert not isinstance(other.value, DiskFullError)
+
+
 def test_workflow_scripts_only_hand_the_job_to_its_function():
     for script in sorted((REPO / "workflow_scripts").glob("*.py")):
         code = [line for line in script.read_text().splitlines() if line and not line.startswith(('"""', "from "))]

@@ -39,3 +39,7 @@ class HardwareError(MaximalcaiError):
 
 class ModelSourceError(MaximalcaiError):
     """The configured base model cannot be found or loaded."""
+
+
+class DiskFullError(MaximalcaiError):
+    """The disk a job writes to filled up: the message names the path, the space left and the rerun."""

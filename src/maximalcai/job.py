@@ -16,10 +16,15 @@ package versions (``maximalcai.manifest``), the one place the whole config goes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import shutil
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+from maximalcai.errors import DiskFullError
 from maximalcai.manifest import Timer, write_manifest
 from maximalcai.runlog import rule_log
 
@@ -48,10 +53,65 @@ def set_threads(setting: int | str) -> int:
     return threads
 
 
+# What torch's writer (torch.save: checkpoints, optimizer states) says when the disk fills, with no errno:
+# "basic_ios::clear: iostream error", "PytorchStreamWriter failed writing file", "[enforce fail at
+# inline_container.cc:672] . unexpected pos" (torch 2.13 writing to /dev/full).
+TORCH_WRITE_FAILURES = (
+    "iostream error",
+    "PytorchStreamWriter failed writing",
+    "file write failed",
+    "inline_container",
+)
+FULL_BELOW_BYTES = 64 * 2**20  # a write failed with less than this left: the disk is what stopped it
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Space left on the filesystem holding ``path`` (its nearest existing folder); None if unknown."""
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def disk_full_named(outputs: Iterable[str]) -> Iterator[None]:
+    """Turn a full disk, whichever library hit it, into one error that names the path, the space left and
+    what to do: an ``OSError`` with ENOSPC or EDQUOT (its file, else the job's first output), or torch's
+    writer failing (``basic_ios::clear: iostream error``) while the outputs' disk has under 64 MiB left."""
+    outputs = list(outputs)
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise disk_full(exc.filename or (outputs[0] if outputs else "."), str(exc)) from exc
+    except RuntimeError as exc:
+        where = outputs[0] if outputs else "."
+        left = free_bytes(where)
+        if not any(s in str(exc) for s in TORCH_WRITE_FAILURES) or left is None or left >= FULL_BELOW_BYTES:
+            raise
+        raise disk_full(where, str(exc).splitlines()[0]) from exc
+
+
+def disk_full(path: str | Path, cause: str) -> DiskFullError:
+    left = free_bytes(path)
+    space = f"{left / 2**20:.0f} MiB left" if left is not None else "space left unknown"
+    return DiskFullError(
+        f"no space left on the disk holding {path} ({space}; {cause}). Free space there (df -h "
+        f"{Path(path).absolute().parent}), then run the same snakemake command again: finished jobs are kept, "
+        "this job starts over, and train_dpo resumes from its last complete checkpoint."
+    )
+
+
 def run_job(snakemake, function: Callable[..., dict[str, Any] | None]) -> None:
-    """Run ``function`` with the job's arguments; write the job's manifest with what it returns."""
+    """Run ``function`` with the job's arguments; write the job's manifest with what it returns. A full disk
+    stops the job with one error naming the path and the rerun (``disk_full_named``)."""
     arguments = job_arguments(snakemake, function)
-    with rule_log(snakemake.log[0] if snakemake.log else None):
+    outputs = [str(v) for k, v in snakemake.output.items() if k != MANIFEST]
+    with rule_log(snakemake.log[0] if snakemake.log else None), disk_full_named(outputs):
         set_threads(snakemake.config["hardware"]["threads"])
         with Timer() as timer:
             fields = function(**arguments) or {}

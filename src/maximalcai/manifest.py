@@ -140,12 +140,16 @@ def build_manifest(config: dict | None, extra: dict | None = None) -> dict[str, 
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a text output via a temporary file in the same folder, so a killed job leaves no half file."""
+    """Write a text output via a temporary file in the same folder, so a killed job leaves no half file (and a
+    full disk no temporary one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_manifest(path: str | Path, config: dict | None, extra: dict | None = None) -> dict[str, Any]:
