@@ -347,13 +347,7 @@ class TransformersBackend(Backend):
                 for row, (index, token) in enumerate(zip(active, chosen.tolist())):
                     tokens = generated[index]
                     tokens.append(token)
-                    reason = None
-                    if token == eos:
-                        reason = "eos"
-                    elif stop and any(s in self.tokenizer.decode(tokens[-16:]) for s in stop):
-                        reason = "stop"
-                    elif len(tokens) >= sampling.max_new_tokens:
-                        reason = "length"
+                    reason = self._end_reason(tokens, eos, stop, sampling.max_new_tokens)
                     if reason is None:
                         keep.append(row)
                     else:
@@ -385,6 +379,15 @@ class TransformersBackend(Backend):
                     cache_position=torch.tensor([valid.shape[1] - 1], device=device),
                 )
                 state, logits = (cache, valid, positions, history), out.logits[:, -1, :]
+
+    def _end_reason(self, tokens: list[int], eos: int, stop: tuple[str, ...], max_new_tokens: int) -> str | None:
+        """Why a row ends with its newest token: ``eos``, a ``stop`` string in its last 16 tokens, or the
+        ``length`` cap; None while it goes on."""
+        if tokens[-1] == eos:
+            return "eos"
+        if stop and any(s in self.tokenizer.decode(tokens[-16:]) for s in stop):
+            return "stop"
+        return "length" if len(tokens) >= max_new_tokens else None
 
     @staticmethod
     def _repetition_penalty(sampling: Sampling):
