@@ -87,17 +87,17 @@ def disk_full_named(outputs: Iterable[str]) -> Iterator[None]:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise disk_full(exc.filename or (outputs[0] if outputs else "."), str(exc)) from exc
+        where = exc.filename or (outputs[0] if outputs else ".")
+        raise disk_full(where, free_bytes(where), str(exc)) from exc
     except RuntimeError as exc:
         where = outputs[0] if outputs else "."
         left = free_bytes(where)
         if not any(s in str(exc) for s in TORCH_WRITE_FAILURES) or left is None or left >= FULL_BELOW_BYTES:
             raise
-        raise disk_full(where, str(exc).splitlines()[0]) from exc
+        raise disk_full(where, left, str(exc).splitlines()[0]) from exc
 
 
-def disk_full(path: str | Path, cause: str) -> DiskFullError:
-    left = free_bytes(path)
+def disk_full(path: str | Path, left: int | None, cause: str) -> DiskFullError:
     space = f"{left / 2**20:.0f} MiB left" if left is not None else "space left unknown"
     return DiskFullError(
         f"no space left on the disk holding {path} ({space}; {cause}). Free space there (df -h "
