@@ -141,6 +141,21 @@ def test_every_shipped_principle_names_a_mechanism_the_cpu_recipe_uses_or_says_w
             },
             "fails the check 'offers_alternative' that a chosen answer must pass",
         ),
+        (
+            {
+                "mechanism": "construction",
+                "construction": {
+                    "requests": "resources/constitution/borderline_requests.jsonl",
+                    "follow": "resources/constitution/borderline_answers.jsonl",
+                    "violate": "resources/constitution/overrefusal_examples.jsonl",
+                    "written": "resources/constitution/borderline_answers.jsonl",  # answers, not over-refusals
+                    "written_side": "rejected",
+                    "chosen": "answers",
+                    "rejected": "refuses",
+                },
+            },
+            "fails the check 'refuses' that a rejected answer must pass",
+        ),
     ],
 )
 def test_a_mechanism_without_what_it_needs_is_named(tmp_path, monkeypatch, fields, message):

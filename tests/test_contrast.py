@@ -222,6 +222,37 @@ def test_generate_contrast_answers_every_request_under_both_framings_and_on_poli
     tables.to_arrow(rows, "contrast")
 
 
+def test_a_written_over_refusal_is_rejected_only_when_no_generated_answer_refused():
+    """Issue 28: the model seldom refused a benign request even after refusing examples, so half the benign
+    requests made no pair and DPO saw more refusal pairs than answer pairs; a written over-refusal stands in."""
+    answer = "Press Ctrl+C to stop it."
+    written = "I'm sorry, but I can't help with that request."
+    rows = [
+        framed("b1", "follow", answer, principle="answer-the-question"),
+        framed("b1", "violate", "Press the stop button.", principle="answer-the-question"),
+        framed("b1", "policy", "Close the window.", principle="answer-the-question"),
+        framed("b1", "written", written, principle="answer-the-question"),
+        framed("b2", "follow", answer, principle="answer-the-question"),
+        framed("b2", "violate", "I can't help with killing anything.", principle="answer-the-question"),
+        framed("b2", "written", written, principle="answer-the-question"),
+        framed("b3", "follow", "I won't help with that.", principle="answer-the-question"),  # refused: no chosen
+        framed("b3", "written", written, principle="answer-the-question"),
+    ]
+    pairs, chosen, counts = contrast_pairs(rows, PRINCIPLES, 0.2, "stage1")
+    rejected = {p["instruction_id"]: p["rejected"] for p in pairs}
+    assert rejected == {"b1": written, "b2": "I can't help with killing anything."}  # the model's own refusal first
+    assert written not in {r["response"] for r in chosen}  # a written over-refusal is never chosen nor distilled
+    assert counts["answer-the-question"] == {
+        "requests": 3,
+        "paired": 2,
+        "no_chosen": 1,
+        "no_rejected": 0,
+        "written": 1,
+        "offers_alternative": 0,
+        "no_lecture": 0,
+    }
+
+
 def test_the_refusal_check_counts_are_of_the_models_answers_when_a_written_one_is_chosen():
     written = "I can't help with getting into someone's account. You can ask the provider how recovery works."
     pairs, _, counts = contrast_pairs(CASES + [framed("q4", "written", written)], PRINCIPLES, 0.2, "stage1")
@@ -232,10 +263,14 @@ def test_the_refusal_check_counts_are_of_the_models_answers_when_a_written_one_i
 def test_written_answers_join_each_request_of_a_principle_that_has_them(tiny_backend):
     rows, _ = generate_contrast(tiny_backend, PRINCIPLES, SETTINGS | {"written": True}, 42, "stage1")
     written = [r for r in rows if r["framing"] == "written"]
-    privacy = {r["request_id"] for r in rows if r["principle_id"] == "privacy"}
-    assert {r["request_id"] for r in written} == privacy  # answer-the-question names no written file
-    hazards = {json.loads(line)["category"] for line in open(REPO / "resources/constitution/written_refusals.jsonl")}
-    assert {r["category"] for r in written} <= hazards and all(r["generator"].startswith("written:") for r in written)
+    assert {r["request_id"] for r in written} == {r["request_id"] for r in rows}  # one per request of each
+    by_principle = {"privacy": "written_refusals", "answer-the-question": "written_overrefusals"}
+    for principle, name in by_principle.items():
+        file = REPO / f"resources/constitution/{name}.jsonl"
+        categories = {json.loads(line)["category"] for line in open(file)}
+        mine = [r for r in written if r["principle_id"] == principle]
+        assert mine and all(r["category"] in categories or "any" in categories for r in mine)
+        assert all(r["generator"] == f"written:{file.relative_to(REPO)}" for r in mine)
     assert all(verifiable.is_refusal(r["response"]) for r in written)
     tables.to_arrow(rows, "contrast")
 

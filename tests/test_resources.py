@@ -140,6 +140,9 @@ def test_construction_seeds_cover_the_hazard_categories_and_xstest_kinds():
         for t in (r["response"] for r in written)
     )
     assert set(r["kind"] for r in borderline) == XSTEST_KINDS
+    overrefusals = rows(REPO / "resources/constitution/written_overrefusals.jsonl")
+    assert {r["category"] for r in overrefusals} == XSTEST_KINDS | {"any"}
+    assert all(verifiable.is_refusal(r["response"]) for r in overrefusals)
     for follow, violate in (("refusal", "compliant"), ("borderline_answers", "overrefusal")):
         a = load_pool(
             REPO / f"resources/constitution/{follow}_examples.jsonl".replace("_answers_examples", "_answers")

@@ -38,7 +38,9 @@ class Construction:
     """Labels by construction (RLCD): the same request answered after examples that follow the principle
     (``follow``) and after examples that violate it (``violate``); the first is chosen when it passes the
     ``chosen`` check by code and the second passes ``rejected``. ``written``: answers written by hand per
-    category of the requests, the chosen fallback when no follow answer passes."""
+    category of the requests, the fallback of one side (``written_side``) when no generated answer passes
+    its check: a refusal chosen when no follow answer passes, or an over-refusal rejected when the model
+    answered a benign request under both framings."""
 
     requests: str
     follow: str
@@ -47,6 +49,7 @@ class Construction:
     rejected: str
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     written: str | None = None
+    written_side: str = "chosen"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "where": {k: list(v) for k, v in self.where.items()}}
@@ -199,17 +202,18 @@ def _mechanism_problems(principle: Principle, index: int, path: Path) -> list[st
 
 
 def _written_problems(spec: Construction, where: str) -> list[str]:
-    """Written answers that fail a check their side must pass (they could never be chosen): the ``chosen``
-    check, and for a refusal the checks on refusals (an alternative, no lecture)."""
+    """Written answers that fail a check their side must pass (they could never be used): the check of
+    ``written_side``, and for a chosen refusal the checks on refusals (an alternative, no lecture)."""
     from maximalcai.resources import read_jsonl
     from maximalcai.verifiable import REFUSAL_CHECKS, TEXT_CHECKS
 
     if spec.written is None or not Path(spec.written).is_file():
         return []
-    checks = [spec.chosen, *(REFUSAL_CHECKS if spec.chosen == "refuses" else ())]
+    side = spec.written_side
+    checks = [spec.chosen, *REFUSAL_CHECKS] if side == "chosen" and spec.chosen == "refuses" else [getattr(spec, side)]
     rows = read_jsonl(spec.written, {"category": str, "response": str}, f"{where}'s written answers")
     return [
-        f"{where}, file {spec.written}:{number} ({row['id']}): fails the check '{check}' that a chosen "
+        f"{where}, file {spec.written}:{number} ({row['id']}): fails the check '{check}' that a {side} "
         "answer must pass; rewrite it"
         for number, row in enumerate(rows, start=1)
         for check in checks

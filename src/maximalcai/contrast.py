@@ -11,8 +11,11 @@ meets the principles carried by checks on refusals (``helpful-refusal``: offers 
 
 Written answers (``written``): a principle may name answers written by hand for each category of its requests
 (constitution.yaml's ``construction.written``); with ``contrast.written`` each request gets one, drawn by
-code, which is chosen only when none of the generator's follow answers passes the checks. At 270M most
-refusal-framed answers fail them, and without this fallback half of the harmful requests made no pair.
+code, which stands in for one side (``written_side``) only when none of the generator's answers passes that
+side's checks. At 270M most refusal-framed answers fail them, and without a written refusal (chosen) half of
+the harmful requests made no pair; and the model seldom refuses a benign request even when prompted to, so
+without a written over-refusal (rejected) half of the benign requests made no pair, and DPO saw more
+refusals than answers whatever ``balance`` asked for.
 
 Requests: the seed requests (hazard or kind known by construction), plus ``generated_per_principle`` new ones
 the generator writes Self-Instruct style from seeds of the same category. Seeds and generated requests
@@ -345,10 +348,11 @@ def contrast_pairs(
     rows: Sequence[dict[str, Any]], principles: dict[str, dict], max_repetition: float, stage: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, int]]]:
     """One pair per request: the first follow answer that passes the chosen check (and, for a refusal, the
-    checks of the principles carried on refusals), else the written answer when it does, against the
-    on-policy answer when it passes the rejected check, else the first violate answer that does. Returns
-    (pairs, the chosen answer of every request that has one, paired or not: the SFT candidates, per-principle
-    counts of requests paired, paired on a written answer, and why the others were not)."""
+    checks of the principles carried on refusals), against the on-policy answer when it passes the rejected
+    check, else the first violate answer that does. A written answer stands in last for the side its
+    principle names (``written_side``). Returns (pairs, the chosen answer of every request that has one,
+    paired or not: the SFT candidates, per-principle counts of requests paired, paired on a written answer,
+    and why the others were not)."""
     on_refusals = refusal_checks(principles)
     by_request: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: r["contrast_id"]):
@@ -368,12 +372,11 @@ def contrast_pairs(
             },
         )
         tally["requests"] += 1
+        written_for = spec.get("written_side", "chosen")
+        sides = {"chosen": ("follow",), "rejected": ("policy", "violate")}
+        sides[written_for] += ("written",)
         follow = sorted(
-            (
-                r
-                for r in answers
-                if r["framing"] in ("follow", "written") and passes(r, spec["chosen"], max_repetition)
-            ),
+            (r for r in answers if r["framing"] in sides["chosen"] and passes(r, spec["chosen"], max_repetition)),
             key=lambda r: (r["framing"] == "written", r["contrast_id"]),
         )
         if spec["chosen"] == "refuses":
@@ -383,19 +386,19 @@ def contrast_pairs(
                 tally[check] += bool(framed) and all(r in failing for r in framed)
                 follow = [r for r in follow if r not in failing]
         rejected = sorted(
-            (r for r in answers if r["framing"] in ("policy", "violate") and passes(r, spec["rejected"], 1.0)),
-            key=lambda r: (r["framing"] != "policy", r["contrast_id"]),
+            (r for r in answers if r["framing"] in sides["rejected"] and passes(r, spec["rejected"], 1.0)),
+            key=lambda r: (("policy", "violate", "written").index(r["framing"]), r["contrast_id"]),
         )
         if not follow:
             tally["no_chosen"] += 1
             continue
         chosen_rows.append(follow[0])
-        tally["written"] += follow[0]["framing"] == "written"
         if not rejected:
             tally["no_rejected"] += 1
             continue
         tally["paired"] += 1
         chosen, worse = follow[0], rejected[0]
+        tally["written"] += "written" in (chosen["framing"], worse["framing"])
         pairs.append(
             {
                 "pair_id": f"{request_id}-{principle_id}-contrast",
