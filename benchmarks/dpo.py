@@ -65,15 +65,17 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     from maximalcai import patches
     from maximalcai.config import load_config_file
     from maximalcai.training import dpo
+    from maximalcai.training.settings import Training
 
     compact, checkpointing, cpu_dtype, autocast = VARIANTS[variant]
     if not compact:
         patches.trl_scoring.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
     cfg = load_config_file(REPO / "config.yaml")
     cfg["trainer"].update(gradient_checkpointing=checkpointing, cpu_dtype=cpu_dtype)
-    settings = copy.deepcopy(cfg["stages"][0]["training"])
-    settings["trl_args"] = {"bf16": True} if autocast else {}
-    settings["sft_warmup"]["enabled"] = False  # the DPO phase alone is measured
+    section = copy.deepcopy(cfg["stages"][0]["training"])
+    section["trl_args"] = {"bf16": True} if autocast else {}
+    section["sft_warmup"]["enabled"] = False  # the DPO phase alone is measured
+    settings = Training.from_section(section)
     cfg["trainer"]["save_steps"] = 10_000
     return dpo.train_stage(
         cfg["hardware"],

@@ -218,14 +218,23 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
     from maximalcai.config import load_config_file
     from maximalcai.hardware import check_hardware
     from maximalcai.training.dpo import train_stage
+    from maximalcai.training.settings import Training
 
     cfg = load_config_file(REPO / "config.yaml")
     cfg["hardware"].update(device=DEVICE, dtype="bfloat16" if DEVICE == "cuda" else "float32")
     cfg["trainer"].update(backend=backend, load_in_4bit=four_bit, save_steps=1000)
     check_hardware(cfg)
-    settings = copy.deepcopy(cfg["stages"][0]["training"])
-    settings.update(epochs=1, batch_size=8, grad_accum=1, max_length=128, learning_rate=5e-4, warmup_ratio=0.0)
-    settings["sft_warmup"] = {"enabled": True, "epochs": 1, "learning_rate": 5e-4, "trl_args": {}}
+    section = copy.deepcopy(cfg["stages"][0]["training"])
+    section.update(
+        num_train_epochs=1,
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        max_length=128,
+        learning_rate=5e-4,
+        warmup_steps=0.0,
+    )
+    section["sft_warmup"] = {"enabled": True, "num_train_epochs": 1, "learning_rate": 5e-4, "trl_args": {}}
+    settings = Training.from_section(section)
     pairs, sft = training_inputs(work)
     name = f"{backend}{'-4bit' if four_bit else ''}"
     if DEVICE == "cuda":

@@ -24,6 +24,7 @@ the 32B figure. The fit's residuals are printed: a straight line is the assumpti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -166,16 +167,21 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
 
     from maximalcai.config import load_config_file
     from maximalcai.training.dpo import load_policy, loss_types, run_phase
+    from maximalcai.training.settings import Training
 
     cfg = load_config_file(REPO / "config.yaml")
     big = load_config_file(REPO / "config" / "qwen2.5-32b.yaml")
     cfg["hardware"].update(device=device, dtype="bfloat16" if device == "cuda" else "float32")
     cfg["trainer"].update(backend="trl", load_in_4bit=four_bit, gradient_checkpointing=True, save_steps=100000)
-    settings = copy.deepcopy(cfg["stages"][0]["training"])
-    settings.update({k: big["stage_defaults"]["training"][k] for k in ("batch_size", "max_length", "lora", "beta")})
-    settings.update(epochs=1, grad_accum=lengths["grad_accum"], warmup_ratio=0.0, max_steps=-1)
+    section = copy.deepcopy(cfg["stages"][0]["training"])
+    keys = ("per_device_train_batch_size", "max_length", "lora", "beta")
+    section.update({k: big["stage_defaults"]["training"][k] for k in keys})
+    section.update(
+        num_train_epochs=1, gradient_accumulation_steps=lengths["grad_accum"], warmup_steps=0.0, max_steps=-1
+    )
+    settings = Training.from_section(section)
     steps = lengths["steps"]
-    per_step = settings["batch_size"] * settings["grad_accum"]
+    per_step = settings.per_device_train_batch_size * settings.gradient_accumulation_steps
 
     class StepTimer(TrainerCallback):
         def __init__(self):
@@ -203,7 +209,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         tokenizer,
         peft_config,
         Dataset.from_list(sft_rows),
-        {**settings, "learning_rate": 2e-5},
+        dataclasses.replace(settings, learning_rate=2e-5),
         cfg["trainer"],
         cfg["seed"],
         work / "sft",
@@ -228,7 +234,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         device,
         "dpo",
         callbacks=[dpo_timer],
-        beta=settings["beta"],
+        beta=settings.beta,
         loss_type=loss_types("sigmoid"),
         loss_weights=None,
         disable_dropout=True,

@@ -98,14 +98,23 @@ def child(folder: Path, run: Path, pause: float) -> None:
     """One training job: train_stage into ``run``/adapter, checkpoints in ``run``/checkpoints."""
     from maximalcai.config import load_config_file
     from maximalcai.training.dpo import train_stage
+    from maximalcai.training.settings import Training
 
     slow_disk(pause)
     cfg = load_config_file(REPO / "config.yaml")
     cfg["hardware"].update(device="cpu", dtype="float32")
     cfg["trainer"].update(backend="trl", save_steps=1, cpu_dtype="float32")
-    settings = copy.deepcopy(cfg["stages"][0]["training"])
-    settings.update(epochs=1, batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-3, warmup_ratio=0.0)
-    settings["sft_warmup"].update(enabled=True, epochs=1)
+    section = copy.deepcopy(cfg["stages"][0]["training"])
+    section.update(
+        num_train_epochs=1,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        max_length=64,
+        learning_rate=1e-3,
+        warmup_steps=0.0,
+    )
+    section["sft_warmup"].update(enabled=True, num_train_epochs=1)
+    settings = Training.from_section(section)
     from trl import DPOTrainer, SFTTrainer  # noqa: F401  (imported before the mark: kills land in training)
 
     (run / "started").write_text(str(time.time()))

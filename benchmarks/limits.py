@@ -296,7 +296,7 @@ def dpo_tokens(pairs: Path) -> tuple[int, float]:
         for answer in (p["chosen"], p["rejected"]):
             total = min(training["max_length"], prompt + len(tokenizer(answer)["input_ids"]) + 1)
             tokens, completion = tokens + total, completion + max(0, total - prompt)
-    return tokens * training["epochs"], completion / tokens
+    return tokens * training["num_train_epochs"], completion / tokens
 
 
 def dpo_step(threads: int) -> dict:

@@ -209,3 +209,46 @@ def test_a_tracker_that_is_not_installed_stops_the_run_at_start_with_its_install
         err.value
     )
     assert "tensorboard" not in str(err.value).split("wandb needs")[0]  # installed here (test extra): no complaint
+
+
+def test_training_keys_under_their_former_names_are_read_with_a_warning_naming_the_rename():
+    """Issue 32: the training section took TRL's and PEFT's names; a user's file written before keeps working
+    (a former key wins over config.yaml's current one merged beside it) and says what to rename."""
+    raw = raw_default()
+    training = raw["stage_defaults"]["training"]
+    training |= {"epochs": 3, "batch_size": 4, "grad_accum": 2, "warmup_ratio": 0.05, "lr_scheduler": "cosine"}
+    training |= {"lora": {"alpha": 32, "dropout": 0.1}}
+    training["sft_warmup"]["epochs"] = 2
+    with pytest.warns(FutureWarning) as caught:
+        cfg = load_config(raw, "my.yaml", REPO)
+    messages = [str(w.message) for w in caught]
+    assert "my.yaml: stage_defaults.training.grad_accum is now gradient_accumulation_steps" in messages[2]
+    assert any("stage_defaults.training.lora.alpha is now lora_alpha" in m for m in messages)
+    assert len(messages) == 8
+    stage = stage_config(cfg, "stage1")["training"]
+    assert stage["num_train_epochs"] == 3 and stage["per_device_train_batch_size"] == 4  # not config.yaml's 1
+    assert stage["gradient_accumulation_steps"] == 2 and stage["warmup_steps"] == 0.05
+    assert stage["lr_scheduler_type"] == "cosine" and stage["lora"]["lora_alpha"] == 32
+    assert stage["sft_warmup"]["num_train_epochs"] == 2 and "epochs" not in stage["sft_warmup"]
+
+
+def test_the_typed_training_settings_are_the_schemas_training_keys(default_config):
+    """One source of truth: the fields the training code reads are exactly the keys the schema validates and
+    documents, and the fields passed to TRL and PEFT are names their configs have."""
+    import dataclasses
+
+    from peft import LoraConfig
+    from trl import DPOConfig, SFTConfig
+
+    from maximalcai.training.settings import Lora, SftWarmup, Training
+
+    section = load_schema()["$defs"]["stage"]["properties"]["training"]["properties"]
+    fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    assert fields(Training) == set(section)
+    assert fields(Lora) == set(section["lora"]["properties"])
+    assert fields(SftWarmup) == set(section["sft_warmup"]["properties"])
+    settings = Training.from_section(stage_config(default_config, "stage1")["training"])
+    for config_class in (SFTConfig, DPOConfig):
+        assert set(settings.trl_fields()) <= fields(config_class)
+    assert set(settings.lora.peft_fields()) <= fields(LoraConfig)
+    assert settings.as_dict() == stage_config(default_config, "stage1")["training"]  # nothing lost or renamed

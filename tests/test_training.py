@@ -1,6 +1,7 @@
 """DPO on LoRA with the tiny random model: outputs, resume after a kill, the stage-N reference, SFT warm-up."""
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ from maximalcai.hardware import check_hardware
 from maximalcai.tiny import build_tiny_model, pair_row
 from maximalcai.training.checkpoints import prepare_checkpoints
 from maximalcai.training.dpo import load_policy, run_phase, train_stage, trainer_args, training_code_versions
+from maximalcai.training.settings import SftWarmup, Training
 
 
 def pair(i, split="train"):
@@ -36,10 +38,17 @@ def train_cfg(default_config):
     cfg = copy.deepcopy(default_config)
     cfg["hardware"].update(device="cpu", dtype="float32")
     cfg["trainer"].update(backend="trl", save_steps=2, cpu_dtype="float32")  # the same numbers on every CPU
-    settings = copy.deepcopy(cfg["stages"][0]["training"])
-    settings.update(epochs=1, batch_size=2, grad_accum=1, max_length=64, learning_rate=1e-3, warmup_ratio=0.0)
-    settings["sft_warmup"]["enabled"] = False  # DPO alone unless a test turns the warm-up on
-    return cfg, settings
+    section = copy.deepcopy(cfg["stages"][0]["training"])
+    section.update(
+        num_train_epochs=1,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=1,
+        max_length=64,
+        learning_rate=1e-3,
+        warmup_steps=0.0,
+    )
+    section["sft_warmup"]["enabled"] = False  # DPO alone unless a test turns the warm-up on
+    return cfg, Training.from_section(section)
 
 
 def train(cfg, settings, model_dir, pairs_path, out, checkpoints, stage="stage1", previous=None, **kwargs):
@@ -73,7 +82,7 @@ def test_training_writes_adapter_log_and_model_card(tmp_path, tiny_model_dir, pa
     adapter = tmp_path / "adapter"
     assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= {p.name for p in adapter.iterdir()}
     assert not (adapter / "ref").exists()
-    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == settings["lora"]["r"]
+    assert json.loads((adapter / "adapter_config.json").read_text())["r"] == settings.lora.r
     card = (adapter / "README.md").read_text()
     assert "tiny-gemma3" in card and '"beta": 0.1' in card and "manifests/training.json" in card
     assert summary["train_pairs"] == 8 and summary["steps"] == 4 and summary["reference"].startswith("base")
@@ -223,7 +232,7 @@ def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_
 
     cfg, settings = train_cfg
     cfg["trainer"]["report_to"] = ["tensorboard"]
-    settings["sft_warmup"] = {"enabled": True, "epochs": 1, "learning_rate": 1e-3, "trl_args": {}}
+    settings = dataclasses.replace(settings, sft_warmup=SftWarmup(True, 1, 1e-3, {}))
     examples = [
         {
             "example_id": f"i{i}-r0",
@@ -300,7 +309,9 @@ def test_cpu_training_runs_in_float32(tmp_path, train_cfg):
     cfg, settings = train_cfg
     args = trainer_args(DPOConfig, settings, cfg["trainer"], cfg["seed"], tmp_path, "cpu", beta=0.1)
     assert args.bf16 is False and args.use_cpu is True  # TRL's own default would be bf16 autocast
-    assert args.warmup_steps == settings["warmup_ratio"] and args.seed == cfg["seed"]
+    assert args.warmup_steps == settings.warmup_steps and args.seed == cfg["seed"]
+    # the stage's settings reach TRL under its own names, unchanged
+    assert all(getattr(args, name) == value for name, value in settings.trl_fields().items())
     # trainer.gradient_checkpointing: false reaches TRL, whose own default is True (it recomputed every
     # layer's forward in the backward pass: a fifth of the default run's training time for no memory need)
     assert cfg["trainer"]["gradient_checkpointing"] is False and args.gradient_checkpointing is False

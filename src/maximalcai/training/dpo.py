@@ -33,6 +33,7 @@ from maximalcai.models import read_model_info
 from maximalcai.progress import trainer_callback
 from maximalcai.reproducibility import dir_sha256, file_sha256, seed_everything
 from maximalcai.training.checkpoints import checkpoint_step, last_checkpoint, prepare_checkpoints
+from maximalcai.training.settings import Lora, Training
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +66,10 @@ def ensure_pad_token(tokenizer) -> None:
     )
 
 
-def lora_config(lora: dict[str, Any]):
+def lora_config(lora: Lora):
     from peft import LoraConfig
 
-    return LoraConfig(
-        r=lora["r"],
-        lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"],
-        target_modules=lora["target_modules"],
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return LoraConfig(**lora.peft_fields(), bias="none", task_type="CAUSAL_LM")
 
 
 def base_weights_dtype(trainer: dict, device: str):
@@ -91,7 +85,13 @@ def base_weights_dtype(trainer: dict, device: str):
 
 
 def load_policy(
-    base_dir: str, previous_adapter: str | None, settings: dict, trainer: dict, device: str, backend: str, seed: int
+    base_dir: str,
+    previous_adapter: str | None,
+    settings: Training,
+    trainer: dict,
+    device: str,
+    backend: str,
+    seed: int,
 ):
     """(model, tokenizer, peft_config-or-None): the model to train and how its adapter is created (``trainer``:
     the config's section of that name; ``device``: the resolved device)."""
@@ -99,13 +99,12 @@ def load_policy(
 
     from maximalcai.models import load_tokenizer
 
-    lora = settings["lora"]
     if backend == "unsloth":
         from unsloth import FastLanguageModel  # GPU only: imported on this path alone
 
         model, tokenizer = FastLanguageModel.from_pretrained(
             model_name=base_dir,
-            max_seq_length=settings["max_length"],
+            max_seq_length=settings.max_length,
             dtype=None,
             load_in_4bit=trainer["load_in_4bit"],
         )
@@ -116,10 +115,7 @@ def load_policy(
         else:
             model = FastLanguageModel.get_peft_model(
                 model,
-                r=lora["r"],
-                lora_alpha=lora["alpha"],
-                lora_dropout=lora["dropout"],
-                target_modules=lora["target_modules"],
+                **settings.lora.peft_fields(),
                 bias="none",
                 random_state=seed,
                 use_gradient_checkpointing="unsloth" if trainer["gradient_checkpointing"] else False,
@@ -150,12 +146,12 @@ def load_policy(
         from peft import PeftModel
 
         return PeftModel.from_pretrained(model, previous_adapter, is_trainable=True), tokenizer, None
-    return model, tokenizer, lora_config(lora)
+    return model, tokenizer, lora_config(settings.lora)
 
 
 def trainer_args(
     config_class,
-    settings: dict,
+    settings: Training,
     trainer: dict,
     seed: int,
     output_dir: Path,
@@ -164,8 +160,9 @@ def trainer_args(
     where: str = "training.trl_args",
     **extra,
 ):
-    """The TRL config of one phase: our settings, then ``extra``, then the user's ``trl_args`` passthrough
-    (any field of ``config_class``, e.g. ``precompute_ref_log_probs`` or ``ld_alpha``), which wins."""
+    """The TRL config of one phase: the stage's settings under TRL's names, then how this project runs it,
+    then ``extra`` (the phase's own fields), then the user's ``trl_args`` passthrough (any field of
+    ``config_class``, e.g. ``precompute_ref_log_probs`` or ``ld_alpha``), which wins."""
     import dataclasses
 
     trl_args = dict(trl_args or {})
@@ -178,16 +175,8 @@ def trainer_args(
             "see https://huggingface.co/docs/trl for the fields of this TRL version"
         )
     args = dict(
+        **settings.trl_fields(),
         output_dir=str(output_dir),
-        per_device_train_batch_size=settings["batch_size"],
-        gradient_accumulation_steps=settings["grad_accum"],
-        num_train_epochs=settings["epochs"],
-        max_steps=settings["max_steps"],
-        learning_rate=extra.pop("learning_rate", settings["learning_rate"]),
-        lr_scheduler_type=settings["lr_scheduler"],
-        warmup_steps=settings["warmup_ratio"],
-        weight_decay=settings["weight_decay"],
-        max_length=settings["max_length"],
         logging_steps=1,
         save_strategy="steps",
         save_steps=trainer["save_steps"],
@@ -293,7 +282,13 @@ def run_phase(
 
 
 def training_policy(
-    base_dir: str, previous_adapter: str | None, settings: dict, trainer: dict, backend: str, device: str, seed: int
+    base_dir: str,
+    previous_adapter: str | None,
+    settings: Training,
+    trainer: dict,
+    backend: str,
+    device: str,
+    seed: int,
 ):
     """``load_policy`` with what the training backend needs around it: on a CPU, TRL scores only the
     completion tokens; with Unsloth, its DPO trainer patch."""
@@ -318,7 +313,7 @@ def train_pairs(pairs_path: str) -> list[dict[str, Any]]:
 def stage_fingerprint(
     trainer: dict,
     device: str,
-    settings: dict,
+    settings: Training,
     base_dir: str,
     pairs_path: str,
     previous_adapter: str | None,
@@ -329,7 +324,7 @@ def stage_fingerprint(
     """What a stage's checkpoints were trained from: a checkpoint whose fingerprint differs is not resumed."""
     return {
         "pairs_sha256": file_sha256(pairs_path),
-        "settings": settings,
+        "settings": settings.as_dict(),
         "seed": seed,
         "backend": backend,
         "weights_dtype": str(base_weights_dtype(trainer, device)),
@@ -355,7 +350,6 @@ def sft_phase(
     if not examples:
         logger.warning("SFT warm-up enabled but %s has no examples (see build_pairs' log); skipping it", sft_path)
         return model, peft_config, [], 0
-    warmup = settings["sft_warmup"]
     model, rows = run_phase(
         SFTTrainer,
         SFTConfig,
@@ -363,15 +357,14 @@ def sft_phase(
         tokenizer,
         peft_config,
         Dataset.from_list(examples),
-        {**settings, "epochs": warmup["epochs"], "max_steps": -1},
+        settings.for_sft(),
         trainer,
         seed,
         checkpoints / "sft",
         device,
         "sft",
         runs_dir=runs_dir,
-        learning_rate=warmup["learning_rate"],
-        trl_args=warmup["trl_args"],
+        trl_args=settings.sft_warmup.trl_args,
         where="training.sft_warmup.trl_args",
     )
     return model, None, rows, len(examples)
@@ -402,11 +395,11 @@ def dpo_phase(
             "dpo",
             runs_dir=runs_dir,
             callbacks=callbacks,
-            beta=settings["beta"],
-            loss_type=loss_types(settings["loss_type"]),
-            loss_weights=settings["loss_weights"],
+            beta=settings.beta,
+            loss_type=loss_types(settings.loss_type),
+            loss_weights=None if settings.loss_weights is None else list(settings.loss_weights),
             disable_dropout=True,
-            trl_args=settings["trl_args"],
+            trl_args=settings.trl_args,
         )
     return model, dpo_rows, resumed_step, timer.seconds
 
@@ -439,7 +432,7 @@ def save_adapter(model, tokenizer, out_dir: str, card: str) -> None:
 def train_stage(
     hardware: dict,
     trainer: dict,
-    settings: dict,
+    settings: Training,
     stage: str,
     base_dir: str,
     pairs_path: str,
@@ -463,7 +456,7 @@ def train_stage(
         import unsloth  # noqa: F401  before trl and peft, so that its patches apply (it warns otherwise)
     device = resolve_device(hardware["device"])
     pairs = train_pairs(pairs_path)
-    sft = settings["sft_warmup"]["enabled"]
+    sft = settings.sft_warmup.enabled
     if sft and not sft_path:
         raise ValueError("training.sft_warmup is enabled but no SFT table was given (results/<stage>/sft.parquet)")
     seed_everything(seed, deterministic)
@@ -510,7 +503,7 @@ def train_stage(
 def run_train_dpo(
     hardware: dict,
     trainer: dict,
-    settings: dict,
+    settings: Training,
     seed: int,
     deterministic: bool,
     stage: str,

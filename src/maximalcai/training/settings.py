@@ -1,0 +1,115 @@
+"""A stage's ``training`` section, typed, in the names TRL and PEFT give the same settings.
+
+The config's schema (schemas/config.schema.yaml) validates the section and fills its defaults; these classes
+are what the training code reads, so a misspelt setting is an AttributeError where it is used rather than a
+KeyError deep in a job, and the fields that TRL's ``SFTConfig``/``DPOConfig`` and PEFT's ``LoraConfig`` take
+are passed to them by name, unchanged (``trl_fields``, ``peft_fields``). A test checks that these fields and
+the schema's keys are the same set, so neither can drift from the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Lora:
+    """The adapter's shape (PEFT's ``LoraConfig`` fields)."""
+
+    r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: tuple[str, ...] | str
+
+    def peft_fields(self) -> dict[str, Any]:
+        """The keyword arguments of PEFT's ``LoraConfig`` (and Unsloth's ``get_peft_model``) these set."""
+        modules = self.target_modules
+        return {
+            "r": self.r,
+            "lora_alpha": self.lora_alpha,
+            "lora_dropout": self.lora_dropout,
+            "target_modules": modules if isinstance(modules, str) else list(modules),
+        }
+
+
+@dataclass(frozen=True)
+class SftWarmup:
+    """The SFT phase before DPO (context distillation); ``trl_args``: more ``SFTConfig`` fields."""
+
+    enabled: bool
+    num_train_epochs: float
+    learning_rate: float
+    trl_args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Training:
+    """One stage's training settings: the DPO phase's, the adapter's and the SFT warm-up's."""
+
+    num_train_epochs: float
+    max_steps: int
+    learning_rate: float
+    beta: float
+    loss_type: str | tuple[str, ...]
+    loss_weights: tuple[float, ...] | None
+    trl_args: dict[str, Any]
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    max_length: int
+    warmup_steps: float
+    lr_scheduler_type: str
+    weight_decay: float
+    lora: Lora
+    sft_warmup: SftWarmup
+
+    # The fields TRL's SFTConfig and DPOConfig both take under these names (the DPO-only ones are passed by
+    # the DPO phase).
+    TRL_FIELDS = (
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "num_train_epochs",
+        "max_steps",
+        "learning_rate",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "weight_decay",
+        "max_length",
+    )
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Training:
+        """From a resolved config's ``training`` section (every key present: the schema filled the defaults)."""
+        values = dict(section)
+        lora = dict(values.pop("lora"))
+        modules = lora["target_modules"]
+        lora["target_modules"] = modules if isinstance(modules, str) else tuple(modules)
+        loss_type, weights = values["loss_type"], values["loss_weights"]
+        values |= {
+            "loss_type": loss_type if isinstance(loss_type, str) else tuple(loss_type),
+            "loss_weights": None if weights is None else tuple(weights),
+            "lora": Lora(**lora),
+            "sft_warmup": SftWarmup(**values.pop("sft_warmup")),
+        }
+        return cls(**values)
+
+    def trl_fields(self) -> dict[str, Any]:
+        """The keyword arguments of TRL's ``SFTConfig``/``DPOConfig`` these set, under TRL's own names."""
+        return {name: getattr(self, name) for name in self.TRL_FIELDS}
+
+    def for_sft(self) -> Training:
+        """The settings of the SFT phase: the warm-up's epochs and learning rate, every epoch run."""
+        warmup = self.sft_warmup
+        return dataclasses.replace(
+            self, num_train_epochs=warmup.num_train_epochs, learning_rate=warmup.learning_rate, max_steps=-1
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, the config section as it was read (fingerprints, model cards)."""
+        return dataclasses.asdict(self, dict_factory=lambda items: {k: _plain(v) for k, v in items})
+
+
+def _plain(value: Any) -> Any:
+    """A tuple as the list the config held."""
+    return list(value) if isinstance(value, tuple) else value
