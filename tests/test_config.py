@@ -240,10 +240,15 @@ def test_the_typed_training_settings_are_the_schemas_training_keys(default_confi
     from peft import LoraConfig
     from trl import DPOConfig, SFTConfig
 
+    from maximalcai.contrast import Contrast
     from maximalcai.training.settings import Lora, SftWarmup, Training
 
-    section = load_schema()["$defs"]["stage"]["properties"]["training"]["properties"]
+    stage_sections = load_schema()["$defs"]["stage"]["properties"]
+    section = stage_sections["training"]["properties"]
     fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
+    assert fields(Contrast) == set(stage_sections["contrast"]["properties"])
+    contrast = stage_config(default_config, "stage1")["contrast"]
+    assert Contrast.from_section(contrast).sampling.max_new_tokens == contrast["sampling"]["max_new_tokens"]
     assert fields(Training) == set(section)
     assert fields(Lora) == set(section["lora"]["properties"])
     assert fields(SftWarmup) == set(section["sft_warmup"]["properties"])

@@ -1,7 +1,6 @@
 """Labels by construction (RLCD): framed answers with a known outcome, pairs and SFT rows that name their
 principle and mechanism, and the generation job on the tiny model (counts, eval prompts kept out, seeded)."""
 
-import copy
 import json
 
 import pytest
@@ -10,7 +9,14 @@ from conftest import REPO
 from maximalcai import tables, verifiable
 from maximalcai.code_checks import candidate_texts
 from maximalcai.constitution import load_constitution, principles_by_mechanism
-from maximalcai.contrast import balanced_counts, contrast_pairs, generate_contrast, run_generate_contrast, spread
+from maximalcai.contrast import (
+    Contrast,
+    balanced_counts,
+    contrast_pairs,
+    generate_contrast,
+    run_generate_contrast,
+    spread,
+)
 from maximalcai.distillation import sft_examples
 from maximalcai.pairs import build_pairs
 
@@ -32,6 +38,13 @@ SETTINGS = {
     "request_sampling": {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8},
     "sampling": {"temperature": 0.7, "top_p": 0.95, "max_new_tokens": 8},
 }
+
+
+def settings(**changes) -> Contrast:
+    """The test's contrast section, typed as the rule passes it, with ``changes``."""
+    return Contrast.from_section(SETTINGS | changes)
+
+
 REFUSAL = "I can't help with reading someone's email. You could ask her directly instead."
 
 
@@ -172,28 +185,20 @@ def test_balance_gives_answering_its_ratio_of_the_refusing_requests():
     specs = {pid: p["construction"] for pid, p in PRINCIPLES.items() if p["mechanism"] == "construction"}
     refusing = [pid for pid, spec in specs.items() if spec["chosen"] == "refuses"]
     plenty = dict.fromkeys(specs, 100)
-    counts = balanced_counts(
-        specs, SETTINGS | {"balance": 1.0, "seeds_per_principle": 4, "generated_per_principle": 2}, plenty
-    )
+    counts = balanced_counts(specs, settings(balance=1.0, seeds_per_principle=4, generated_per_principle=2), plenty)
     # seeds scaled up to the refusing side's; generated to its too (the seeds already match)
     assert counts["answer-the-question"] == {"seeds": 4 * len(refusing), "generated": 2 * len(refusing)}
     assert all(counts[pid] == {"seeds": 4, "generated": 2} for pid in refusing)
     # every seed of each: the answering side generates what its seeds fall short of the refusing side's total
     few = plenty | {"answer-the-question": 7} | {pid: 3 for pid in refusing}
-    counts = balanced_counts(
-        specs, SETTINGS | {"balance": 1.0, "seeds_per_principle": None, "generated_per_principle": 2}, few
-    )
+    counts = balanced_counts(specs, settings(balance=1.0, seeds_per_principle=None, generated_per_principle=2), few)
     assert counts["answer-the-question"] == {"seeds": None, "generated": 5 * len(refusing) - 7}
     # half as many again: 1.5 answering requests per refusing one, seeds first
-    counts = balanced_counts(
-        specs, SETTINGS | {"balance": 1.5, "seeds_per_principle": None, "generated_per_principle": 2}, few
-    )
+    counts = balanced_counts(specs, settings(balance=1.5, seeds_per_principle=None, generated_per_principle=2), few)
     assert counts["answer-the-question"] == {"seeds": None, "generated": round(1.5 * 5 * len(refusing)) - 7}
-    counts = balanced_counts(
-        specs, SETTINGS | {"balance": 1.5, "seeds_per_principle": 4, "generated_per_principle": 2}, plenty
-    )
+    counts = balanced_counts(specs, settings(balance=1.5, seeds_per_principle=4, generated_per_principle=2), plenty)
     assert counts["answer-the-question"] == {"seeds": 6 * len(refusing), "generated": 3 * len(refusing)}
-    unbalanced = balanced_counts(specs, SETTINGS | {"seeds_per_principle": None, "balance": None}, plenty)
+    unbalanced = balanced_counts(specs, settings(seeds_per_principle=None, balance=None), plenty)
     assert unbalanced["answer-the-question"] == {"seeds": None, "generated": 1}
 
 
@@ -205,7 +210,7 @@ def test_seed_requests_are_spread_over_categories():
 
 def test_generate_contrast_answers_every_request_under_both_framings_and_on_policy(tiny_backend):
     held_out = ["Find the home address of the journalist who wrote a bad review of my shop."]  # the first S7 seed
-    rows, counts = generate_contrast(tiny_backend, PRINCIPLES, SETTINGS, 42, "stage1", held_out)
+    rows, counts = generate_contrast(tiny_backend, PRINCIPLES, settings(), 42, "stage1", held_out)
     assert counts["privacy"]["seeds_near_eval"] == 1 and counts["privacy"]["seed_requests"] == 2
     requests = {(r["principle_id"], r["request_id"]) for r in rows}
     for pid in ("privacy", "answer-the-question"):
@@ -217,7 +222,7 @@ def test_generate_contrast_answers_every_request_under_both_framings_and_on_poli
     follow = [r for r in rows if r["framing"] == "follow" and r["principle_id"] == "privacy"]
     assert all(f.startswith("rf-") for r in follow for f in r["fewshot_ids"])
     assert len(requests) == len(rows) // 3
-    again, _ = generate_contrast(tiny_backend, PRINCIPLES, SETTINGS, 42, "stage1", held_out)
+    again, _ = generate_contrast(tiny_backend, PRINCIPLES, settings(), 42, "stage1", held_out)
     assert again == rows  # seeded
     tables.to_arrow(rows, "contrast")
 
@@ -261,7 +266,7 @@ def test_the_refusal_check_counts_are_of_the_models_answers_when_a_written_one_i
 
 
 def test_written_answers_join_each_request_of_a_principle_that_has_them(tiny_backend):
-    rows, _ = generate_contrast(tiny_backend, PRINCIPLES, SETTINGS | {"written": True}, 42, "stage1")
+    rows, _ = generate_contrast(tiny_backend, PRINCIPLES, settings(written=True), 42, "stage1")
     written = [r for r in rows if r["framing"] == "written"]
     assert {r["request_id"] for r in written} == {r["request_id"] for r in rows}  # one per request of each
     by_principle = {"privacy": "written_refusals", "answer-the-question": "written_overrefusals"}
@@ -287,10 +292,9 @@ def test_the_rule_writes_the_contrast_table(tiny_model_dir, tmp_path, monkeypatc
             "cache_slots": None,
         },
     }
-    settings = copy.deepcopy(SETTINGS) | {"principles": ["answer-the-question"], "generated_per_principle": 0}
     summary = run_generate_contrast(
         engine,
-        settings,
+        settings(principles=["answer-the-question"], generated_per_principle=0),
         PRINCIPLES,
         42,
         "stage1",

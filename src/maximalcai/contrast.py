@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from maximalcai import formats, tables, verifiable
@@ -40,6 +41,40 @@ from maximalcai.similarity import NearDuplicateIndex, words
 logger = logging.getLogger(__name__)
 
 FRAMINGS = ("follow", "violate", "policy", "written")
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A stage's ``contrast`` section, typed (its keys and their meaning: the config schema, docs/CONFIG.md)."""
+
+    enabled: bool
+    principles: tuple[str, ...] | None
+    seeds_per_principle: int | None
+    balance: float | None
+    generated_per_principle: int
+    fewshot_k: int
+    fewshot_share: int
+    per_framing: int
+    written: bool
+    on_policy: bool
+    min_words: int
+    max_words: int
+    max_similarity: float
+    request_sampling: Sampling
+    sampling: Sampling
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Contrast:
+        """From a resolved config's ``contrast`` section (every key present: the schema filled the defaults)."""
+        only = section["principles"]
+        return cls(
+            **section
+            | {
+                "principles": None if only is None else tuple(only),
+                "request_sampling": Sampling.from_config(section["request_sampling"]),
+                "sampling": Sampling.from_config(section["sampling"]),
+            }
+        )
 
 
 def construction_principles(principles: dict[str, dict], only: Sequence[str] | None = None) -> dict[str, dict]:
@@ -69,7 +104,7 @@ def load_requests(spec: dict[str, Any], principle_id: str) -> list[dict[str, str
 
 
 def balanced_counts(
-    specs: dict[str, dict], settings: dict[str, Any], available: dict[str, int]
+    specs: dict[str, dict], settings: Contrast, available: dict[str, int]
 ) -> dict[str, dict[str, int | None]]:
     """Seed and generated requests per principle (``available``: its usable seed requests). With ``balance``
     (a ratio), the principles whose chosen answer must answer (``answer-the-question``) together get ``balance``
@@ -77,9 +112,9 @@ def balanced_counts(
     scaled up, and they generate what their seeds fall short of. The data then teaches when to refuse rather
     than to refuse whatever sounds risky."""
     kinds = {kind: [p for p, spec in specs.items() if spec["chosen"] == kind] for kind in ("refuses", "answers")}
-    ratio = settings["balance"] if all(kinds.values()) else None
+    ratio = settings.balance if all(kinds.values()) else None
     scale = ratio * len(kinds["refuses"]) / len(kinds["answers"]) if ratio else 1.0
-    limit, generated = settings["seeds_per_principle"], settings["generated_per_principle"]
+    limit, generated = settings.seeds_per_principle, settings.generated_per_principle
     seeds = {
         pid: None if limit is None else round(limit * (scale if pid in kinds["answers"] else 1.0)) for pid in specs
     }
@@ -93,17 +128,17 @@ def balanced_counts(
     return counts
 
 
-def contrast_requests(principles: dict[str, dict], settings: dict[str, Any]) -> dict[str, tuple[int, int]]:
+def contrast_requests(principles: dict[str, dict], settings: Contrast) -> dict[str, tuple[int, int]]:
     """(seed, generated) requests each construction principle asks for at most: its seed file's rows (before the
     eval-prompt filter) up to the balanced limits; what the plan estimates."""
-    specs = construction_principles(principles, settings["principles"])
+    specs = construction_principles(principles, settings.principles)
     seeds = {pid: load_requests(spec, pid) for pid, spec in specs.items()}
     wanted = balanced_counts(specs, settings, {pid: len(rows) for pid, rows in seeds.items()})
     return {pid: (len(spread(seeds[pid], wanted[pid]["seeds"])), wanted[pid]["generated"]) for pid in specs}
 
 
 def request_shots(
-    seeds: Sequence[dict[str, str]], principle_id: str, count: int, settings: dict[str, Any], seed: int, stage: str
+    seeds: Sequence[dict[str, str]], principle_id: str, count: int, settings: Contrast, seed: int, stage: str
 ) -> list[tuple[str, list[PoolExample]]]:
     """The few-shot draws for ``count`` new requests of a principle: twice ``count`` prompts of ``fewshot_k``
     seeds of one category each, the categories in turn; (category, seeds) per prompt."""
@@ -115,7 +150,7 @@ def request_shots(
         by_category.setdefault(s["category"], []).append(PoolExample(s["id"], s["request"], ""))
     categories = sorted(by_category)
     return [
-        (cat, rng.sample(by_category[cat], min(settings["fewshot_k"], len(by_category[cat]))))
+        (cat, rng.sample(by_category[cat], min(settings.fewshot_k, len(by_category[cat]))))
         for cat in (categories[i % len(categories)] for i in range(2 * count))
     ]
 
@@ -125,7 +160,7 @@ def keep_requests(
     seeds: Sequence[dict[str, str]],
     principle_id: str,
     count: int,
-    settings: dict[str, Any],
+    settings: Contrast,
     stage: str,
     held_out: Sequence[str],
 ) -> tuple[list[dict[str, str]], dict[str, int]]:
@@ -133,7 +168,7 @@ def keep_requests(
     have ``min_words``-``max_words`` words and are not close to a seed, an eval prompt or each other. Returns
     (requests, counts of why candidates were dropped)."""
     dropped = {"unfinished": 0, "length": 0, "near_seed": 0, "near_eval": 0, "near_kept": 0, "surplus": 0}
-    limit = settings["max_similarity"]
+    limit = settings.max_similarity
     seed_index, eval_index, kept_index = (NearDuplicateIndex(limit) for _ in range(3))
     for s in seeds:
         seed_index.add(s["id"], s["request"])
@@ -146,7 +181,7 @@ def keep_requests(
             "unfinished"
             if c.finish_reason == "length"
             else "length"
-            if not settings["min_words"] <= n <= settings["max_words"]
+            if not settings.min_words <= n <= settings.max_words
             else "near_seed"
             if seed_index.closest(c.text)
             else "near_eval"
@@ -192,17 +227,17 @@ def answer_jobs(
     requests: Sequence[dict[str, str]],
     principle_id: str,
     spec: dict[str, Any],
-    settings: dict[str, Any],
+    settings: Contrast,
     seed: int,
     stage: str,
 ) -> list[tuple[dict[str, str], str, int, list[PoolExample]]]:
     """(request, framing, index, examples) for ``per_framing`` answers per request under each framing."""
-    pools = {name: load_pool(spec[name], min_size=settings["fewshot_k"]) for name in ("follow", "violate")}
+    pools = {name: load_pool(spec[name], min_size=settings.fewshot_k) for name in ("follow", "violate")}
     rng = random.Random(derive_seed(seed, stage, "contrast", principle_id, "fewshot"))
     jobs = []
     for framing, pool in pools.items():
-        members = [(r, j) for j in range(settings["per_framing"]) for r in requests]
-        draws = shared_draws(pool, settings["fewshot_k"], settings["fewshot_share"], len(members), rng)
+        members = [(r, j) for j in range(settings.per_framing) for r in requests]
+        draws = shared_draws(pool, settings.fewshot_k, settings.fewshot_share, len(members), rng)
         jobs += [(r, framing, j, d) for (r, j), d in zip(members, draws)]
     return jobs
 
@@ -250,7 +285,7 @@ def request_columns(
 def generate_contrast(
     backend: Backend,
     principles: dict[str, dict],
-    settings: dict[str, Any],
+    settings: Contrast,
     seed: int,
     stage: str,
     held_out: Sequence[str] = (),
@@ -258,11 +293,11 @@ def generate_contrast(
     """Every construction principle's requests and framed answers: (contrast rows, per-principle counts).
     All principles share each generation call (new requests, framed answers, greedy answers), so a CPU
     decodes them in full batches."""
-    specs = construction_principles(principles, settings["principles"])
+    specs = construction_principles(principles, settings.principles)
     usable, near_eval = {}, {}
     for principle_id, spec in specs.items():
         usable[principle_id], near_eval[principle_id] = drop_near_eval(
-            load_requests(spec, principle_id), held_out, settings["max_similarity"]
+            load_requests(spec, principle_id), held_out, settings.max_similarity
         )
     wanted = balanced_counts(specs, settings, {pid: len(rows) for pid, rows in usable.items()})
     seeds = {pid: spread(usable[pid], wanted[pid]["seeds"]) for pid in specs}
@@ -271,7 +306,7 @@ def generate_contrast(
     flat = [(pid, cat, s) for pid in specs for cat, s in shots[pid]]
     written = backend.generate(
         [instruction_prompt(s) for _, _, s in flat],
-        Sampling.from_config(settings["request_sampling"]),
+        settings.request_sampling,
         derive_seed(seed, stage, "contrast", "request-sampling"),
     )
     requests = {}
@@ -288,12 +323,12 @@ def generate_contrast(
         for pid, spec in specs.items()
         for job in answer_jobs(requests[pid], pid, spec, settings, seed, stage)
     ]
-    sampling = Sampling.from_config(settings["sampling"])
+    sampling = settings.sampling
     sample_seed = derive_seed(seed, stage, "contrast", "sampling")
     completions = backend.generate([response_prompt(d, r["request"]) for _, r, _, _, d in jobs], sampling, sample_seed)
     answers = [(*job, c, sampling) for job, c in zip(jobs, completions)]
-    if settings["on_policy"]:
-        greedy = Sampling.from_config({"temperature": 0.0, "max_new_tokens": settings["sampling"]["max_new_tokens"]})
+    if settings.on_policy:
+        greedy = Sampling(temperature=0.0, max_new_tokens=sampling.max_new_tokens)
         asked = [(pid, r) for pid in specs for r in requests[pid]]
         policy = backend.generate([formats.prompt(r["request"]) for _, r in asked], greedy, sample_seed)
         answers += [(pid, r, "policy", 0, [], c, greedy) for (pid, r), c in zip(asked, policy)]
@@ -305,7 +340,7 @@ def generate_contrast(
         }
         for pid, r, framing, j, shots, c, used in answers
     ]
-    if settings["written"]:
+    if settings.written:
         rows += [
             {
                 **request_columns(stage, pid, r, "written", 0),
@@ -428,7 +463,7 @@ def contrast_pairs(
 # ------------------------------------------------------------------------------- rule entry point (I/O)
 def run_generate_contrast(
     engine: dict,
-    settings: dict,
+    settings: Contrast,
     principles: dict,
     seed: int,
     stage: str,

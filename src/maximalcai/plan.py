@@ -116,19 +116,19 @@ def contrast_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, flo
     """generate_contrast's tokens: the requests it writes, and each request's framed and on-policy answers
     (``contrast.contrast_requests`` counts them from the constitution's seed files, as the job does)."""
     from maximalcai.constitution import load_constitution, principles_by_mechanism
-    from maximalcai.contrast import contrast_requests
+    from maximalcai.contrast import Contrast, contrast_requests
 
-    settings = stage["contrast"]
-    if not settings["enabled"]:
+    settings = Contrast.from_section(stage["contrast"])
+    if not settings.enabled:
         return {}
     counts = contrast_requests(principles_by_mechanism(load_constitution(cfg["constitution"])), settings)
     requests = sum(seeds + generated for seeds, generated in counts.values())
-    answers = requests * (2 * settings["per_framing"] + settings["on_policy"])
+    answers = requests * (2 * settings.per_framing + settings.on_policy)
     written = sum(2 * generated for _, generated in counts.values())  # twice as many candidates as kept
-    answer_tokens = settings["sampling"]["max_new_tokens"] * TYPICAL_FILL
+    answer_tokens = settings.sampling.max_new_tokens * TYPICAL_FILL
     return {
-        "generated": answers * answer_tokens + written * settings["request_sampling"]["max_new_tokens"] * TYPICAL_FILL,
-        "scored": answers * (settings["fewshot_k"] * EXAMPLE_TOKENS / max(1, settings["fewshot_share"]) + 30),
+        "generated": answers * answer_tokens + written * settings.request_sampling.max_new_tokens * TYPICAL_FILL,
+        "scored": answers * (settings.fewshot_k * EXAMPLE_TOKENS / max(1, settings.fewshot_share) + 30),
     }
 
 
