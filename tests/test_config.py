@@ -1,6 +1,7 @@
 """Config validation: defaults, stage inheritance, and errors that name the key and the fix."""
 
 import copy
+import json
 import subprocess
 import sys
 
@@ -232,28 +233,43 @@ def test_training_keys_under_their_former_names_are_read_with_a_warning_naming_t
     assert stage["sft_warmup"]["num_train_epochs"] == 2 and "epochs" not in stage["sft_warmup"]
 
 
-def test_the_typed_training_settings_are_the_schemas_training_keys(default_config):
-    """One source of truth: the fields the training code reads are exactly the keys the schema validates and
-    documents, and the fields passed to TRL and PEFT are names their configs have."""
+def test_the_typed_sections_are_the_schemas_sections(default_config):
+    """One source of truth: each typed section's fields are exactly the keys the schema validates and documents,
+    a resolved section goes through its typed class and back unchanged, and the training fields passed to TRL
+    and PEFT are names their configs have."""
     import dataclasses
 
     from peft import LoraConfig
     from trl import DPOConfig, SFTConfig
 
+    from maximalcai.code_checks import Verifiable
     from maximalcai.contrast import Contrast
+    from maximalcai.distillation import Sft
+    from maximalcai.pairs import Pairs
     from maximalcai.training.settings import Lora, SftWarmup, Training
 
-    stage_sections = load_schema()["$defs"]["stage"]["properties"]
-    section = stage_sections["training"]["properties"]
+    schema = load_schema()
     fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
-    assert fields(Contrast) == set(stage_sections["contrast"]["properties"])
-    contrast = stage_config(default_config, "stage1")["contrast"]
-    assert Contrast.from_section(contrast).sampling.max_new_tokens == contrast["sampling"]["max_new_tokens"]
-    assert fields(Training) == set(section)
-    assert fields(Lora) == set(section["lora"]["properties"])
-    assert fields(SftWarmup) == set(section["sft_warmup"]["properties"])
-    settings = Training.from_section(stage_config(default_config, "stage1")["training"])
+    typed = {
+        ("training",): Training,
+        ("training", "lora"): Lora,
+        ("training", "sft_warmup"): SftWarmup,
+        ("contrast",): Contrast,
+        ("pairs",): Pairs,
+        ("pairs", "verifiable"): Verifiable,
+        ("pairs", "sft"): Sft,
+    }
+    stage = stage_config(default_config, "stage1")
+    for path, cls in typed.items():
+        node, section = schema["$defs"]["stage"], stage
+        for key in path:
+            node, section = node["properties"][key], section[key]
+        assert fields(cls) == set(node["properties"]), cls.__name__
+        if hasattr(cls, "from_section"):
+            as_plain = dataclasses.asdict(cls.from_section(section))
+            assert json.loads(json.dumps(as_plain)) == section, cls.__name__  # nothing lost, renamed or added
+    settings = Training.from_section(stage["training"])
     for config_class in (SFTConfig, DPOConfig):
         assert set(settings.trl_fields()) <= fields(config_class)
     assert set(settings.lora.peft_fields()) <= fields(LoraConfig)
-    assert settings.as_dict() == stage_config(default_config, "stage1")["training"]  # nothing lost or renamed
+    assert settings.as_dict() == stage["training"]

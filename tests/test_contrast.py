@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO
 from maximalcai import tables, verifiable
-from maximalcai.code_checks import candidate_texts
+from maximalcai.code_checks import Verifiable, candidate_texts
 from maximalcai.constitution import load_constitution, principles_by_mechanism
 from maximalcai.contrast import (
     Contrast,
@@ -18,7 +18,7 @@ from maximalcai.contrast import (
     spread,
 )
 from maximalcai.distillation import sft_examples
-from maximalcai.pairs import build_pairs
+from maximalcai.pairs import Pairs, build_pairs
 
 PRINCIPLES = principles_by_mechanism(load_constitution(REPO / "constitution.yaml"))
 SETTINGS = {
@@ -159,8 +159,10 @@ def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
         for j, (text, finish) in enumerate([("Blue.", "stop"), ("blue blue blue blue blue blue", "length")])
     ]
     safety = [{"text_id": r["response_id"], "label": "safe"} for r in responses]
-    texts = candidate_texts(responses, [], safety, [], settings["verifiable"])
-    pairs, funnel = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), [], texts, CASES, PRINCIPLES)
+    texts = candidate_texts(responses, [], safety, [], Verifiable.from_section(settings["verifiable"]))
+    pairs, funnel = build_pairs(
+        responses, [], safety, [], Pairs.from_section(settings), 42, "stage1", (), [], texts, CASES, PRINCIPLES
+    )
     decided = {(p["instruction_id"], p["principle_id"], p["mechanism"]) for p in pairs}
     assert decided == {
         ("i1", "concision", "checks"),
@@ -170,7 +172,7 @@ def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
     filters = [f["filter"] for f in funnel]
     assert "contrast:privacy" in filters and "principle:privacy" in filters and "principle:concision" in filters
     tables.to_arrow(pairs, "pairs")
-    rows, _ = sft_examples(responses, [], texts, pairs, settings, (), 42, CASES, PRINCIPLES)
+    rows, _ = sft_examples(responses, [], texts, pairs, Pairs.from_section(settings), (), 42, CASES, PRINCIPLES)
     by_source = {(r["source"], r["principle_id"], r["mechanism"]) for r in rows}
     assert by_source == {
         ("response", "helpfulness", "checks"),

@@ -3,9 +3,9 @@
 import json
 
 from maximalcai import tables, verifiable
-from maximalcai.code_checks import candidate_texts, constraint_variants
+from maximalcai.code_checks import Verifiable, candidate_texts, constraint_variants
 from maximalcai.distillation import sft_examples
-from maximalcai.pairs import assign_split, build_pairs
+from maximalcai.pairs import Pairs, assign_split, build_pairs
 
 SETTINGS = {
     "min_margin": 0.1,
@@ -82,7 +82,9 @@ def tables_for(cases):
 
 def test_funnel_is_known_and_adds_up():
     responses, safety, preferences = tables_for(CASES)
-    pairs, funnel = build_pairs(responses, [], safety, preferences, SETTINGS, 42, "stage1", FEWSHOT)
+    pairs, funnel = build_pairs(
+        responses, [], safety, preferences, Pairs.from_section(SETTINGS), 42, "stage1", FEWSHOT
+    )
     assert [(f["filter"], f["rows_in"], f["rows_out"]) for f in funnel] == [
         ("comparisons", 20, 10),
         ("safety", 10, 8),
@@ -112,7 +114,9 @@ def test_funnel_is_known_and_adds_up():
 
 def test_drop_policy_never_swaps():
     responses, safety, preferences = tables_for(CASES[:2])
-    pairs, _ = build_pairs(responses, [], safety, preferences, {**SETTINGS, "unsafe_chosen": "drop"}, 42, "stage1")
+    pairs, _ = build_pairs(
+        responses, [], safety, preferences, Pairs.from_section({**SETTINGS, "unsafe_chosen": "drop"}), 42, "stage1"
+    )
     assert [p["instruction_id"] for p in pairs] == ["stage1-i00000"]
 
 
@@ -200,7 +204,9 @@ def verifiable_tables():
 def test_verifiable_principles_decide_the_pairs_they_separate():
     responses, safety, preferences, instructions = verifiable_tables()
     settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "verifiable": VERIFIABLE}
-    pairs, funnel = build_pairs(responses, [], safety, preferences, settings, 42, "stage1", (), instructions)
+    pairs, funnel = build_pairs(
+        responses, [], safety, preferences, Pairs.from_section(settings), 42, "stage1", (), instructions
+    )
     by = {p["instruction_id"][-1]: p for p in pairs}
     assert by["0"]["chosen"] == "Blue." and by["0"]["decided_by"] == "verifiable:stops"
     assert by["1"]["chosen"] == "rain falls softly." and by["1"]["decided_by"] == "verifiable:constraint"
@@ -215,7 +221,7 @@ def test_verifiable_principles_decide_the_pairs_they_separate():
         [],
         safety,
         preferences,
-        {**settings, "verifiable": {**VERIFIABLE, "undecided": "drop"}},
+        Pairs.from_section({**settings, "verifiable": {**VERIFIABLE, "undecided": "drop"}}),
         42,
         "stage1",
         (),
@@ -227,7 +233,7 @@ def test_verifiable_principles_decide_the_pairs_they_separate():
         [],
         safety,
         preferences,
-        {**settings, "verifiable": {**VERIFIABLE, "enabled": False}},
+        Pairs.from_section({**settings, "verifiable": {**VERIFIABLE, "enabled": False}}),
         42,
         "stage1",
         (),
@@ -248,14 +254,16 @@ def test_sft_examples_keep_only_safe_answers_that_pass_the_checks():
         "verifiable": VERIFIABLE,
         "sft": {"sources": ["responses"], "per_instruction": 1},
     }
-    pairs, _ = build_pairs(responses, [], safety, preferences, settings, 42, "stage1", (), instructions)
-    texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
-    rows, dropped = sft_examples(responses, [], texts, pairs, settings, FEWSHOT)
+    pairs, _ = build_pairs(
+        responses, [], safety, preferences, Pairs.from_section(settings), 42, "stage1", (), instructions
+    )
+    texts = candidate_texts(responses, [], safety, instructions, Verifiable.from_section(settings["verifiable"]))
+    rows, dropped = sft_examples(responses, [], texts, pairs, Pairs.from_section(settings), FEWSHOT)
     assert [r["completion"] for r in rows] == ["Blue.", "rain falls softly.", "Hello!", "Bye now."]
     assert all(r["prompt"].startswith("### Instruction:\n") and r["prompt"].endswith("### Response:\n") for r in rows)
     assert dropped["unsafe"] == 1 and dropped["checks"] == 3  # the loop, the capitalised answer, the empty one
     unchecked, _ = sft_examples(
-        responses, [], texts, pairs, {**settings, "verifiable": {**VERIFIABLE, "enabled": False}}
+        responses, [], texts, pairs, Pairs.from_section({**settings, "verifiable": {**VERIFIABLE, "enabled": False}})
     )
     assert unchecked[0]["completion"] == "Blue." and len(unchecked) == 4  # the first safe candidate per instruction
     tables.to_arrow(rows, "sft_examples")
@@ -271,7 +279,9 @@ def test_best_vs_worst_pairs_need_no_labeller():
         "min_margin": 0.0,
         "verifiable": {**VERIFIABLE, "best_worst": True},
     }
-    pairs, funnel = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions)
+    pairs, funnel = build_pairs(
+        responses, [], safety, [], Pairs.from_section(settings), 42, "stage1", (), instructions
+    )
     by = {p["instruction_id"][-1]: p for p in pairs}
     assert set(by) == {"1", "3"}  # instruction 2's candidates meet the same checks
     assert by["1"]["chosen"] == "rain falls softly." and by["1"]["kind"] == "best_worst"
@@ -294,15 +304,17 @@ def test_revisions_by_code_meet_the_constraint_no_candidate_met():
         "verifiable": {**VERIFIABLE, "code_revisions": True},
         "sft": {"sources": ["responses", "code_revisions"], "per_instruction": 1},
     }
-    texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
+    texts = candidate_texts(responses, [], safety, instructions, Verifiable.from_section(settings["verifiable"]))
     assert {rid: text.text for rid, (_, text) in texts.revisions.items()} == {
         "stage1-i00001-r0-code": "rain falls softly."
     }
-    pairs, funnel = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions, texts)
+    pairs, funnel = build_pairs(
+        responses, [], safety, [], Pairs.from_section(settings), 42, "stage1", (), instructions, texts
+    )
     (revision,) = [p for p in pairs if p["kind"] == "code_revision"]
     assert (revision["chosen"], revision["rejected"]) == ("rain falls softly.", "Rain falls softly.")
     assert revision["decided_by"] == "verifiable:constraint" and "1 code-revision pairs" in funnel[0]["reason"]
-    rows, _ = sft_examples(responses, [], texts, pairs, settings)
+    rows, _ = sft_examples(responses, [], texts, pairs, Pairs.from_section(settings))
     assert {r["instruction_id"]: r["source"] for r in rows}["stage1-i00001"] == "code_revision"
     tables.to_arrow(pairs, "pairs")
 
@@ -317,8 +329,10 @@ def test_constraint_variants_put_answers_under_new_constraints_that_code_meets()
         "verifiable": VERIFIABLE,
         "sft": {"sources": ["responses", "constraint_variants"], "per_instruction": 1, "variants_per_instruction": 2},
     }
-    texts = candidate_texts(responses, [], safety, instructions, settings["verifiable"])
-    variants = constraint_variants(responses, texts.items, texts.labels, VERIFIABLE, 2, seed=42)
+    texts = candidate_texts(responses, [], safety, instructions, Verifiable.from_section(settings["verifiable"]))
+    variants = constraint_variants(
+        responses, texts.items, texts.labels, Verifiable.from_section(VERIFIABLE), 2, seed=42
+    )
     # the first candidate that stops and does not loop ("Blue.", not the loop) of each instruction without a
     # constraint (not "Describe rain.", which has one), under two new prompts each
     assert sorted(variants) == [f"stage1-i0000{n}-r0-variant{k}" for n in (0, 2, 3) for k in (0, 1)]
@@ -332,13 +346,15 @@ def test_constraint_variants_put_answers_under_new_constraints_that_code_meets()
             == 1.0
         )  # IFEval's own checker passes it
 
-    pairs, _ = build_pairs(responses, [], safety, [], settings, 42, "stage1", (), instructions)
-    rows, _ = sft_examples(responses, [], texts, pairs, settings, FEWSHOT, seed=42)
+    pairs, _ = build_pairs(responses, [], safety, [], Pairs.from_section(settings), 42, "stage1", (), instructions)
+    rows, _ = sft_examples(responses, [], texts, pairs, Pairs.from_section(settings), FEWSHOT, seed=42)
     assert {r["example_id"] for r in rows if r["source"] == "constraint_variant"} == set(variants)
     assert sum(r["source"] == "response" for r in rows) == 4  # variants do not count against per_instruction
     assert not any("variant" in p["chosen_id"] for p in pairs)  # SFT only
-    assert sft_examples(responses, [], texts, pairs, settings, FEWSHOT, seed=42)[0] == rows  # seeded
-    other, _ = sft_examples(responses, [], texts, pairs, settings, FEWSHOT, seed=7)
+    assert (
+        sft_examples(responses, [], texts, pairs, Pairs.from_section(settings), FEWSHOT, seed=42)[0] == rows
+    )  # seeded
+    other, _ = sft_examples(responses, [], texts, pairs, Pairs.from_section(settings), FEWSHOT, seed=7)
     assert [r["prompt"] for r in other] != [r["prompt"] for r in rows]
     tables.to_arrow(rows, "sft_examples")
 

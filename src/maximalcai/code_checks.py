@@ -19,10 +19,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from maximalcai import formats, verifiable
+from maximalcai.config import stage_section
 from maximalcai.reproducibility import derive_seed
 
 # Verifiable principles, in priority order: checks by code that can decide a preference without a model.
 CHECKS = ("not_empty", "stops", "no_loop", "constraint")
+
+
+@dataclass(frozen=True)
+class Verifiable:
+    """A stage's ``pairs.verifiable`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    enabled: bool
+    checks: tuple[str, ...]
+    max_repetition: float
+    undecided: str
+    code_revisions: bool
+    best_worst: bool
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Verifiable:
+        """From a config's ``pairs.verifiable`` section (keys it lacks take the schema's defaults)."""
+        section = stage_section(["pairs", "verifiable"], section)
+        return cls(**section | {"checks": tuple(section["checks"])})
 
 
 @dataclass(frozen=True)
@@ -98,18 +117,18 @@ def best_worst_pairs(
     responses: Sequence[dict[str, Any]],
     items: dict[str, Text],
     safety: dict[str, str],
-    settings: dict[str, Any],
+    settings: Verifiable,
     stage: str,
 ) -> list[dict[str, Any]]:
     """A pair source labelled by construction, with no model: for each instruction, the safe candidate that
     meets the most checks against the candidate that meets the fewest, when the checks separate them
     (ties: the earlier candidate is best, the later worst)."""
-    checks = settings["checks"]
+    checks = settings.checks
     by_instruction = candidates_by_instruction(responses)
     pairs = []
     for instruction_id, rows in by_instruction.items():
         results = {
-            r["response_id"]: check_text(items[r["response_id"]], checks, settings["max_repetition"]) for r in rows
+            r["response_id"]: check_text(items[r["response_id"]], checks, settings.max_repetition) for r in rows
         }
         score = {rid: (sum(res.values()), [res.get(c, True) for c in checks]) for rid, res in results.items()}
         safe = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"]
@@ -151,19 +170,19 @@ def best_worst_pairs(
 
 
 def code_revisions(
-    responses: Sequence[dict[str, Any]], items: dict[str, Text], safety: dict[str, str], settings: dict[str, Any]
+    responses: Sequence[dict[str, Any]], items: dict[str, Text], safety: dict[str, str], settings: Verifiable
 ) -> dict[str, tuple[str, Text]]:
     """Revisions by code: for each instruction with a constraint that no candidate meets, its first safe
     candidate that otherwise passes the checks, rewritten by ``verifiable.revise`` to meet the constraint
     (case, quotes, a title, bullets from its own sentences, ...). Returns revision id -> (original id, Text)."""
-    checks = [c for c in settings["checks"] if c != "constraint"]
+    checks = [c for c in settings.checks if c != "constraint"]
     by_instruction = candidates_by_instruction(responses)
     revisions = {}
     for rows in by_instruction.values():
         first = items[rows[0]["response_id"]]
         if not first.instruction_ids:
             continue
-        usable = usable_answers(rows, items, safety, checks, settings["max_repetition"])
+        usable = usable_answers(rows, items, safety, checks, settings.max_repetition)
         if not usable or any(check_text(items[rid], ["constraint"], 0.0)["constraint"] for rid in usable):
             continue
         original = items[usable[0]]
@@ -225,7 +244,7 @@ def constraint_variants(
     responses: Sequence[dict[str, Any]],
     items: dict[str, Text],
     safety: dict[str, str],
-    settings: dict[str, Any],
+    settings: Verifiable,
     count: int,
     seed: int,
 ) -> dict[str, tuple[str, Text]]:
@@ -241,7 +260,7 @@ def constraint_variants(
     by_instruction = candidates_by_instruction(responses)
     variants = {}
     for instruction_id, rows in by_instruction.items():
-        usable = usable_answers(rows, items, safety, checks, settings["max_repetition"])
+        usable = usable_answers(rows, items, safety, checks, settings.max_repetition)
         if not usable or count == 0 or items[usable[0]].instruction_ids:
             continue
         original = items[usable[0]]
@@ -324,11 +343,11 @@ def candidate_texts(
     critiques: Sequence[dict[str, Any]],
     safety: Sequence[dict[str, Any]],
     instructions: Sequence[dict[str, Any]],
-    rules: dict[str, Any],
+    rules: Verifiable,
 ) -> CandidateTexts:
     items = text_items(responses, critiques, instructions)
     labels = {row["text_id"]: row["label"] for row in safety}
-    revisions = code_revisions(responses, items, labels, rules) if rules["enabled"] and rules["code_revisions"] else {}
+    revisions = code_revisions(responses, items, labels, rules) if rules.enabled and rules.code_revisions else {}
     items |= {rid: text for rid, (_, text) in revisions.items()}
     labels |= {rid: labels.get(original, "missing") for rid, (original, _) in revisions.items()}
     return CandidateTexts(items, labels, revisions)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import warnings
 from collections.abc import Iterable, Sequence
 from importlib.resources import files
@@ -31,8 +32,24 @@ _MISSING = object()
 
 
 def load_schema() -> dict:
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _schema() -> dict:
     with open(SCHEMA_PATH) as handle:
         return yaml.safe_load(handle)
+
+
+def stage_section(path: Sequence[str], section: dict) -> dict:
+    """A stage's section at ``path`` (e.g. ("pairs", "verifiable")) with the schema's defaults under what
+    ``section`` sets: what the typed sections are built from, so a partial one (a test's, a benchmark's) is
+    complete, and a resolved one unchanged."""
+    root = _schema()
+    node = root["$defs"]["stage"]
+    for key in path:
+        node = _resolve_ref(node, root)["properties"][key]
+    return deep_merge(schema_defaults(node, root), section)
 
 
 def deep_merge(base: Any, override: Any) -> Any:

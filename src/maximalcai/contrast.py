@@ -32,6 +32,7 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
+from maximalcai.config import stage_section
 from maximalcai.generation import provenance
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
@@ -65,7 +66,8 @@ class Contrast:
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> Contrast:
-        """From a resolved config's ``contrast`` section (every key present: the schema filled the defaults)."""
+        """From a config's ``contrast`` section (keys it lacks take the schema's defaults)."""
+        section = stage_section(["contrast"], section)
         only = section["principles"]
         return cls(
             **section

@@ -6,11 +6,38 @@ revisions, revisions and constraint variants made by code, and the construction 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from maximalcai import formats
-from maximalcai.code_checks import CandidateTexts, Text, check_text, constraint_variants, principle_of_check
+from maximalcai.code_checks import (
+    CandidateTexts,
+    Text,
+    Verifiable,
+    check_text,
+    constraint_variants,
+    principle_of_check,
+)
+from maximalcai.config import stage_section
 from maximalcai.similarity import NearDuplicateIndex, copy_index
+
+if TYPE_CHECKING:
+    from maximalcai.pairs import Pairs
+
+
+@dataclass(frozen=True)
+class Sft:
+    """A stage's ``pairs.sft`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    sources: tuple[str, ...]
+    per_instruction: int
+    variants_per_instruction: int
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Sft:
+        """From a config's ``pairs.sft`` section (keys it lacks take the schema's defaults)."""
+        section = stage_section(["pairs", "sft"], section)
+        return cls(**section | {"sources": tuple(section["sources"])})
 
 
 def contrast_examples(
@@ -49,32 +76,32 @@ def sft_candidates(
     responses: Sequence[dict[str, Any]],
     critiques: Sequence[dict[str, Any]],
     texts: CandidateTexts,
-    rules: dict[str, Any],
-    sft: dict[str, Any],
+    rules: Verifiable,
+    sft: Sft,
     seed: int,
 ) -> tuple[list[tuple[str, str, str]], dict[str, Text], dict[str, str]]:
-    """(text id, instruction id, source) of every SFT candidate from ``sft["sources"]``, and the texts and
+    """(text id, instruction id, source) of every SFT candidate from ``sft.sources``, and the texts and
     guard labels by id (with the constraint variants' added)."""
     from maximalcai.feedback.critique import final_revisions
 
     items, labels = dict(texts.items), dict(texts.labels)
     candidates = []
-    if "responses" in sft["sources"]:
+    if "responses" in sft.sources:
         candidates += [
             (r["response_id"], r["instruction_id"], "response")
             for r in sorted(responses, key=lambda r: (r["instruction_id"], r["candidate_index"]))
         ]
-    if "revisions" in sft["sources"]:
+    if "revisions" in sft.sources:
         candidates += [
             (c["critique_id"], c["instruction_id"], "revision") for _, c in sorted(final_revisions(critiques).items())
         ]
     instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
-    if "code_revisions" in sft["sources"]:
+    if "code_revisions" in sft.sources:
         candidates += [
             (rid, instruction_of[original], "code_revision") for rid, (original, _) in texts.revisions.items()
         ]
-    if "constraint_variants" in sft["sources"]:
-        variants = constraint_variants(responses, items, labels, rules, sft["variants_per_instruction"], seed)
+    if "constraint_variants" in sft.sources:
+        variants = constraint_variants(responses, items, labels, rules, sft.variants_per_instruction, seed)
         items |= {vid: text for vid, (_, text) in variants.items()}
         labels |= {vid: labels.get(original, "missing") for vid, (original, _) in variants.items()}
         candidates += [
@@ -88,7 +115,7 @@ def sft_examples(
     critiques: Sequence[dict[str, Any]],
     texts: CandidateTexts,
     pairs: Sequence[dict[str, Any]],
-    settings: dict[str, Any],
+    settings: Pairs,
     fewshot_texts: Sequence[str] = (),
     seed: int = 0,
     contrast: Sequence[dict[str, Any]] = (),
@@ -101,7 +128,7 @@ def sft_examples(
     principle and the mechanism that decided it (checks: instruction-following where the prompt has a
     constraint, else helpfulness; model revisions: the critique's principle).
 
-    Candidates come from ``settings["sft"]["sources"]``: ``responses`` (the few-shot-prompted samples),
+    Candidates come from ``settings.sft["sources"]``: ``responses`` (the few-shot-prompted samples),
     ``revisions`` (final critique revisions), ``code_revisions`` (answers rewritten by code to meet their
     constraint) and ``constraint_variants`` (answers rewritten by code to meet a newly attached constraint,
     under that new prompt: ``variants_per_instruction`` each, see ``constraint_variants``). A candidate is kept
@@ -111,10 +138,10 @@ def sft_examples(
     (constraint variants, each under its own prompt, are not counted). Returns (rows, counts of why dropped).
     """
     principles = principles or {}
-    rules, sft = settings["verifiable"], settings["sft"]
-    checks = rules["checks"] if rules["enabled"] else ()
+    rules, sft = settings.verifiable, settings.sft
+    checks = rules.checks if rules.enabled else ()
     heldout = {p["instruction_id"] for p in pairs if p["split"] == "heldout"}
-    copies = copy_index(fewshot_texts, settings["max_copy_similarity"])
+    copies = copy_index(fewshot_texts, settings.max_copy_similarity)
     candidates, items, labels = sft_candidates(responses, critiques, texts, rules, sft, seed)
     critique_principle = {c["critique_id"]: c["principle_id"] for c in critiques}
     order = {"response": 0, "revision": 1, "code_revision": 2, "constraint_variant": 3}
@@ -128,13 +155,12 @@ def sft_examples(
             else "unsafe"
             if labels.get(text_id) != "safe"
             else "checks"
-            if not all(check_text(item, checks, rules["max_repetition"]).values()) or not item.text.strip()
+            if not all(check_text(item, checks, rules.max_repetition).values()) or not item.text.strip()
             else "copied"
             if copies.closest(item.text)
             else "per_instruction"
             if source != "constraint_variant"
-            and sum(r["source"] != "constraint_variant" for r in kept.get(instruction_id, []))
-            >= sft["per_instruction"]
+            and sum(r["source"] != "constraint_variant" for r in kept.get(instruction_id, [])) >= sft.per_instruction
             else None
         )
         if reason:
@@ -157,7 +183,7 @@ def sft_examples(
             }
         )
     examples, dropped["contrast_heldout"], dropped["contrast_copied"] = contrast_examples(
-        contrast, principles, rules["max_repetition"], heldout, copies
+        contrast, principles, rules.max_repetition, heldout, copies
     )
     for row in examples:
         kept.setdefault(row["instruction_id"], []).append(row)

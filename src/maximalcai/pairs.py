@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from maximalcai import formats, tables
@@ -33,6 +34,7 @@ from maximalcai import funnel as funnels
 from maximalcai.code_checks import (
     CandidateTexts,
     Text,
+    Verifiable,
     best_worst_pairs,
     candidate_texts,
     check_text,
@@ -40,10 +42,37 @@ from maximalcai.code_checks import (
     principle_of_check,
     verifiable_winner,
 )
-from maximalcai.distillation import sft_examples
+from maximalcai.config import stage_section
+from maximalcai.distillation import Sft, sft_examples
 from maximalcai.errors import TableError
 from maximalcai.reproducibility import derive_seed
 from maximalcai.similarity import copy_index, rouge_l
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """A stage's ``pairs`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    min_margin: float
+    unsafe_chosen: str
+    max_similarity: float
+    max_copy_similarity: float
+    min_chars: int
+    max_chars: int
+    dedupe_by_prompt: bool
+    heldout_fraction: float
+    verifiable: Verifiable
+    sft: Sft
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Pairs:
+        """From a config's ``pairs`` section (keys it lacks take the schema's defaults)."""
+        section = stage_section(["pairs"], section)
+        return cls(
+            **section
+            | {"verifiable": Verifiable.from_section(section["verifiable"]), "sft": Sft.from_section(section["sft"])}
+        )
+
 
 logger = logging.getLogger(__name__)
 
@@ -118,21 +147,21 @@ def _swap(pair: dict[str, Any]) -> dict[str, Any]:
 
 
 def decide_by_checks(
-    pairs: list[dict[str, Any]], items: dict[str, Text], settings: dict[str, Any]
+    pairs: list[dict[str, Any]], items: dict[str, Text], settings: Verifiable
 ) -> list[dict[str, Any]]:
     """Let the verifiable principles decide every pair they separate (chosen: the text meeting more checks,
     soft label 1, margin 0.5); the others keep the labeller's decision, or are dropped with
     ``undecided: drop``. ``decided_by`` records which source decided each pair."""
-    checks = settings["checks"]
+    checks = settings.checks
     decided = []
     for pair in pairs:
         if pair["decided_by"] != "labeller":  # a best-vs-worst pair was decided by the checks already
             decided.append(pair)
             continue
-        a, b = (check_text(items[pair[k]], checks, settings["max_repetition"]) for k in ("chosen_id", "rejected_id"))
+        a, b = (check_text(items[pair[k]], checks, settings.max_repetition) for k in ("chosen_id", "rejected_id"))
         outcome = verifiable_winner(a, b, checks)
         if outcome is None:
-            if settings["undecided"] == "labeller":
+            if settings.undecided == "labeller":
                 decided.append(pair)
             continue
         winner, check = outcome
@@ -145,14 +174,14 @@ def decide_by_checks(
 
 def filter_pairs(
     pairs: Sequence[dict[str, Any]],
-    settings: dict[str, Any],
+    settings: Pairs,
     fewshot_texts: Sequence[str] = (),
     items: dict[str, Text] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, int, int, str]]]:
     """Apply the filters in order; returns the kept pairs and (filter, rows in, rows out, reason) steps.
 
     ``fewshot_texts``: the example responses and demonstration revisions the generator was shown.
-    ``items``: text id -> Text, for the verifiable principles (``settings["verifiable"]``).
+    ``items``: text id -> Text, for the verifiable principles (``settings.verifiable``).
     """
     steps: list[tuple[str, int, int, str]] = []
 
@@ -161,31 +190,31 @@ def filter_pairs(
         return kept
 
     current = list(pairs)
-    rules = settings["verifiable"]
-    if rules["enabled"]:
+    rules = settings.verifiable
+    if rules.enabled:
         decided = decide_by_checks(current, items or {}, rules)
         current = step("verifiable", decided, len(current), checks_reason(decided, rules))
-    safe, swapped = safe_side(current, settings["unsafe_chosen"])
+    safe, swapped = safe_side(current, settings.unsafe_chosen)
     current = step(
         "safety",
         safe,
         len(current),
         f"preferred response labelled unsafe or malformed: {swapped} swapped to the safe side "
-        f"(unsafe_chosen={settings['unsafe_chosen']}), the rest dropped",
+        f"(unsafe_chosen={settings.unsafe_chosen}), the rest dropped",
     )
     current = step(
         "min_margin",
-        [p for p in current if p["safety_swapped"] or p["margin"] >= settings["min_margin"]],
+        [p for p in current if p["safety_swapped"] or p["margin"] >= settings.min_margin],
         len(current),
-        f"labeller margin |p - 0.5| below min_margin={settings['min_margin']}",
+        f"labeller margin |p - 0.5| below min_margin={settings.min_margin}",
     )
-    copies = copy_index(fewshot_texts, settings["max_copy_similarity"])
+    copies = copy_index(fewshot_texts, settings.max_copy_similarity)
     current = step(
         "copied",
         [p for p in current if copies.closest(p["chosen"]) is None],
         len(current),
         f"chosen copies a few-shot example or demonstration (more than "
-        f"max_copy_similarity={settings['max_copy_similarity']} of its words, in order)",
+        f"max_copy_similarity={settings.max_copy_similarity} of its words, in order)",
     )
     current = step(
         "near_identical",
@@ -195,21 +224,21 @@ def filter_pairs(
             if p["chosen"].strip() != p["rejected"].strip()
             and (
                 p["decided_by"].startswith("verifiable")
-                or rouge_l(p["chosen"], p["rejected"]) <= settings["max_similarity"]
+                or rouge_l(p["chosen"], p["rejected"]) <= settings.max_similarity
             )
         ],
         len(current),
         f"chosen and rejected identical, or (unless a check decided them: the difference is "
-        f"the point) ROUGE-L F1 above max_similarity={settings['max_similarity']}",
+        f"the point) ROUGE-L F1 above max_similarity={settings.max_similarity}",
     )
-    lo, hi = settings["min_chars"], settings["max_chars"]
+    lo, hi = settings.min_chars, settings.max_chars
     current = step(
         "length",
         [p for p in current if all(lo <= len(p[k].strip()) <= hi for k in ("chosen", "rejected"))],
         len(current),
         f"chosen or rejected outside [{lo}, {hi}] characters",
     )
-    if settings["dedupe_by_prompt"]:
+    if settings.dedupe_by_prompt:
         current = step(
             "dedupe_by_prompt",
             best_per_prompt(current),
@@ -219,15 +248,15 @@ def filter_pairs(
     return current, steps
 
 
-def checks_reason(decided: Sequence[dict[str, Any]], rules: dict[str, Any]) -> str:
+def checks_reason(decided: Sequence[dict[str, Any]], rules: Verifiable) -> str:
     """The verifiable step's funnel reason: how many pairs each check decided, and what became of the rest."""
     by_check: dict[str, int] = {}
     for pair in decided:
         by_check[pair["decided_by"]] = by_check.get(pair["decided_by"], 0) + 1
     return (
-        f"checks by code ({', '.join(rules['checks'])}) decided "
+        f"checks by code ({', '.join(rules.checks)}) decided "
         + ", ".join(f"{n} by {k.split(':')[1]}" for k, n in sorted(by_check.items()) if k.startswith("verifiable:"))
-        + f"; undecided pairs: {'left to the labeller' if rules['undecided'] == 'labeller' else 'dropped'}"
+        + f"; undecided pairs: {'left to the labeller' if rules.undecided == 'labeller' else 'dropped'}"
         + f" ({by_check.get('labeller', 0)} kept)"
     )
 
@@ -271,7 +300,7 @@ def build_pairs(
     critiques: Sequence[dict[str, Any]],
     safety: Sequence[dict[str, Any]],
     preferences: Sequence[dict[str, Any]],
-    settings: dict[str, Any],
+    settings: Pairs,
     seed: int,
     stage: str,
     fewshot_texts: Sequence[str] = (),
@@ -286,28 +315,28 @@ def build_pairs(
     from maximalcai.contrast import contrast_pairs
 
     principles = principles or {}
-    rules = settings["verifiable"]
+    rules = settings.verifiable
     texts = candidates_texts or candidate_texts(responses, critiques, safety, instructions, rules)
     prompts = {r["instruction_id"]: r["instruction"] for r in responses}
     plain = {r["response_id"]: r["response"] for r in responses} | {c["critique_id"]: c["revision"] for c in critiques}
     candidates = candidate_pairs(preferences, plain, texts.labels, prompts)
     constructed = []
-    if rules["enabled"] and rules["best_worst"]:
+    if rules.enabled and rules.best_worst:
         constructed += best_worst_pairs(responses, texts.items, texts.labels, rules, stage)
     if texts.revisions:
         instruction_of = {r["response_id"]: r["instruction_id"] for r in responses}
         constructed += code_revision_pairs(texts.revisions, texts.items, texts.labels, instruction_of, stage)
-    by_construction, _, contrast_counts = contrast_pairs(contrast, principles, rules["max_repetition"], stage)
+    by_construction, _, contrast_counts = contrast_pairs(contrast, principles, rules.max_repetition, stage)
     constructed += by_construction
     kept, steps = filter_pairs(candidates + constructed, settings, fewshot_texts, texts.items)
-    assign_split(kept, settings["heldout_fraction"], seed, stage)
+    assign_split(kept, settings.heldout_fraction, seed, stage)
     attribute(kept, principles)
     revisions = len({c["response_id"] for c in critiques})
     return kept, funnels.pairs_funnel(len(responses), revisions, candidates, constructed, contrast_counts, steps, kept)
 
 
 def run_build_pairs(
-    settings: dict,
+    settings: Pairs,
     seed: int,
     stage: str,
     responses: str,
@@ -337,7 +366,7 @@ def run_build_pairs(
     fewshot = [e.response for path in pools for e in load_pool(path)]
     fewshot += [d["revision"] for d in load_critique_demos(critique_demos)]
     framed = tables.read_table(contrast, "contrast") if contrast else []
-    texts = candidate_texts(answers, revisions, labels, tasks, settings["verifiable"])
+    texts = candidate_texts(answers, revisions, labels, tasks, settings.verifiable)
     pairs, steps = build_pairs(
         answers, revisions, labels, preferred, settings, seed, stage, fewshot, tasks, texts, framed, principles
     )

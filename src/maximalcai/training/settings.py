@@ -80,8 +80,10 @@ class Training:
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> Training:
-        """From a resolved config's ``training`` section (every key present: the schema filled the defaults)."""
-        values = dict(section)
+        """From a config's ``training`` section (keys it lacks take the schema's defaults)."""
+        from maximalcai.config import stage_section
+
+        values = stage_section(["training"], section)
         lora = dict(values.pop("lora"))
         modules = lora["target_modules"]
         lora["target_modules"] = modules if isinstance(modules, str) else tuple(modules)
