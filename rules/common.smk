@@ -4,7 +4,7 @@ from pathlib import Path
 from maximalcai.config import previous_stage, stage_config, stage_ids
 from maximalcai.constitution import load_constitution, principles_by_mechanism
 from maximalcai.evaluation.sets import SETS, compared_models
-from maximalcai.generation import candidates_per_instruction, shard_count
+from maximalcai.generation import Responses, candidates_per_instruction, shard_count
 from maximalcai.hardware import wants_gpu
 from maximalcai.job_resources import job_resources
 

@@ -93,7 +93,9 @@ rule aggregate_responses:
     resources:
         **rule_resources("aggregate_responses"),
     params:
-        per_instruction=lambda wc: candidates_per_instruction(stage_config(config, wc.stage)["responses"]),
+        per_instruction=lambda wc: candidates_per_instruction(
+            Responses.from_section(stage_config(config, wc.stage)["responses"])
+        ),
     script:
         "../workflow_scripts/aggregate_responses.py"
 

@@ -245,12 +245,17 @@ def test_the_typed_sections_are_the_schemas_sections(default_config):
     from maximalcai.code_checks import Verifiable
     from maximalcai.contrast import Contrast
     from maximalcai.distillation import Sft
+    from maximalcai.generation import Constraints, InstructionFilters, Instructions, Responses
     from maximalcai.pairs import Pairs
     from maximalcai.training.settings import Lora, SftWarmup, Training
 
     schema = load_schema()
     fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
     typed = {
+        ("instructions",): Instructions,
+        ("instructions", "filters"): InstructionFilters,
+        ("instructions", "constraints"): Constraints,
+        ("responses",): Responses,
         ("training",): Training,
         ("training", "lora"): Lora,
         ("training", "sft_warmup"): SftWarmup,

@@ -10,6 +10,9 @@ import pytest
 from conftest import REPO
 from maximalcai import tables, verifiable
 from maximalcai.generation import (
+    Constraints,
+    Instructions,
+    Responses,
     attach_constraints,
     candidates_per_instruction,
     filter_instructions,
@@ -55,7 +58,9 @@ def test_filters_drop_in_order_and_the_funnel_adds_up():
         candidate(10, "Explain why the moon has phases in detail."),  # an eval prompt's task: kept out of training
     ]
     rows.insert(7, rows.pop())
-    kept, funnel = filter_instructions(rows, pool, SETTINGS, held_out=["Explain why the moon has phases."])
+    kept, funnel = filter_instructions(
+        rows, pool, Instructions.from_section(SETTINGS), held_out=["Explain why the moon has phases."]
+    )
     assert [r["candidate_id"][-1] for r in kept] == ["0", "7", "8"]
     drops = {f["filter"]: f["dropped"] for f in funnel if "dropped" in f}
     assert drops == {
@@ -82,7 +87,7 @@ def test_constraints_are_attached_to_a_share_of_instructions_in_ifevals_words():
         }
         for i in range(60)
     ]
-    attach_constraints(rows, {"share": 0.5, "second_share": 0.0, "types": None}, seed=42, stage="stage1")
+    attach_constraints(rows, Constraints(share=0.5, second_share=0.0, types=None), seed=42, stage="stage1")
     constrained = [r for r in rows if r["instruction_id_list"]]
     assert len(constrained) == 30
     assert len({r["instruction_id_list"][0] for r in constrained}) == len(
@@ -95,7 +100,7 @@ def test_constraints_are_attached_to_a_share_of_instructions_in_ifevals_words():
         )
         assert verifiable.YES_NO not in row["instruction_id_list"]
     again = [{**r, "instruction": r["task"], "instruction_id_list": [], "constraint_kwargs": "[]"} for r in rows]
-    attach_constraints(again, {"share": 0.5, "second_share": 0.0, "types": None}, seed=42, stage="stage1")
+    attach_constraints(again, Constraints(share=0.5, second_share=0.0, types=None), seed=42, stage="stage1")
     assert again == rows  # seeded
 
 
@@ -113,7 +118,9 @@ def test_constrained_instructions_draw_examples_from_the_constraint_pool(tiny_ba
         "on_policy": False,
         "sampling": SETTINGS["sampling"],
     }
-    rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, 42, constraint_pool)
+    rows = generate_responses(
+        tiny_backend, pool, instructions, "stage1", 0, Responses.from_section(settings), 42, constraint_pool
+    )
     for row in rows:
         constrained = row["instruction_id"] in ("stage1-i00001", "stage1-i00003")
         assert all(i.startswith("vc-" if constrained else "s1-") for i in row["fewshot_ids"]), row
@@ -127,11 +134,15 @@ def test_shared_draws_reuse_one_draw_per_group():
 
 def test_instruction_candidates_carry_provenance_and_are_deterministic(tiny_backend):
     pool = load_pool(POOL)
-    rows = generate_instruction_candidates(tiny_backend, pool, "stage1", 1, SETTINGS, seed=42)
+    rows = generate_instruction_candidates(
+        tiny_backend, pool, "stage1", 1, Instructions.from_section(SETTINGS), seed=42
+    )
     assert [r["candidate_id"] for r in rows] == [f"stage1-c{i:05d}" for i in range(4, 8)]
     assert all(len(r["fewshot_ids"]) == 2 and r["generator"] == tiny_backend.model_name for r in rows)
     tables.to_arrow(rows, "instruction_candidates")  # schema-valid
-    assert rows == generate_instruction_candidates(tiny_backend, pool, "stage1", 1, SETTINGS, seed=42)
+    assert rows == generate_instruction_candidates(
+        tiny_backend, pool, "stage1", 1, Instructions.from_section(SETTINGS), seed=42
+    )
 
 
 def test_candidates_of_one_instruction_see_different_fewshot_draws(tiny_backend):
@@ -147,7 +158,7 @@ def test_candidates_of_one_instruction_see_different_fewshot_draws(tiny_backend)
         "on_policy": False,
         "sampling": SETTINGS["sampling"],
     }
-    rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, settings, seed=42)
+    rows = generate_responses(tiny_backend, pool, instructions, "stage1", 0, Responses.from_section(settings), seed=42)
     assert len(rows) == 6
     by_instruction = {}
     for row in rows:
@@ -215,7 +226,14 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
     settings["constraints"] = {"share": 0.5, "second_share": 0.0, "types": None}
     evals = [tiny_cfg["evaluation"][name] for name in ("helpful", "redteam", "borderline")]
     summary = run_aggregate_instructions(
-        settings, 42, "stage1", shards, manifests, str(POOL), evals, str(tmp_path / "ins.parquet")
+        Instructions.from_section(settings),
+        42,
+        "stage1",
+        shards,
+        manifests,
+        str(POOL),
+        evals,
+        str(tmp_path / "ins.parquet"),
     )
     instructions = tables.read_table(tmp_path / "ins.parquet", "instructions")
     assert len(instructions) == 4 and sum(bool(r["instruction_id_list"]) for r in instructions) == 2
@@ -248,7 +266,7 @@ def test_rule_entry_points_write_tables_and_manifests(tmp_path, tiny_cfg, tiny_m
             "instructions": str(tmp_path / "ins.parquet"),
         },
         {"table": str(tmp_path / "resp.parquet"), "manifest": str(tmp_path / "resp.json")},
-        {"per_instruction": candidates_per_instruction(response_settings)},
+        {"per_instruction": candidates_per_instruction(Responses.from_section(response_settings))},
         {"stage": "stage1"},
     )
     responses = tables.read_table(tmp_path / "resp.parquet", "responses")

@@ -16,11 +16,13 @@ import logging
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
+from maximalcai.config import stage_section
 from maximalcai.errors import TableError
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
@@ -30,14 +32,81 @@ logger = logging.getLogger(__name__)
 
 
 # -------------------------------------------------------------------------------------------- shard maths
-def instruction_shards(settings: dict[str, Any]) -> int:
+@dataclass(frozen=True)
+class InstructionFilters:
+    """A stage's ``instructions.filters`` section, typed (keys and meaning: the config schema)."""
+
+    min_words: int
+    max_words: int
+    max_similarity: float
+    banned_words: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """A stage's ``instructions.constraints`` section, typed (keys and meaning: the config schema)."""
+
+    share: float
+    second_share: float
+    types: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """A stage's ``instructions`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    count: int
+    candidates: int
+    shard_size: int
+    fewshot_k: int
+    fewshot_share: int
+    sampling: Sampling
+    filters: InstructionFilters
+    constraints: Constraints
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Instructions:
+        """From a config's ``instructions`` section (keys it lacks take the schema's defaults)."""
+        section = stage_section(["instructions"], section)
+        filters, constraints = section["filters"], section["constraints"]
+        types = constraints["types"]
+        return cls(
+            **section
+            | {
+                "sampling": Sampling.from_config(section["sampling"]),
+                "filters": InstructionFilters(**filters | {"banned_words": tuple(filters["banned_words"])}),
+                "constraints": Constraints(**constraints | {"types": None if types is None else tuple(types)}),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Responses:
+    """A stage's ``responses`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    per_instruction: int
+    shard_size: int
+    fewshot_k: int
+    fewshot_share: int
+    constraint_pool: str | None
+    on_policy: bool
+    sampling: Sampling
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Responses:
+        """From a config's ``responses`` section (keys it lacks take the schema's defaults)."""
+        section = stage_section(["responses"], section)
+        return cls(**section | {"sampling": Sampling.from_config(section["sampling"])})
+
+
+def instruction_shards(settings: Instructions) -> int:
     """Number of instruction-generation jobs for a stage (candidates / shard_size, rounded up)."""
-    return math.ceil(settings["candidates"] / settings["shard_size"])
+    return math.ceil(settings.candidates / settings.shard_size)
 
 
-def response_shards(instruction_settings: dict[str, Any], response_settings: dict[str, Any]) -> int:
+def response_shards(instruction_settings: Instructions, response_settings: Responses) -> int:
     """Number of response-generation jobs: enough shards to cover the most instructions a stage can keep."""
-    return math.ceil(instruction_settings["count"] / response_settings["shard_size"])
+    return math.ceil(instruction_settings.count / response_settings.shard_size)
 
 
 SHARDED_RULES = ("generate_responses", "critique_revise", "safety_label", "preference_label")
@@ -45,11 +114,13 @@ SHARDED_RULES = ("generate_responses", "critique_revise", "safety_label", "prefe
 
 def shard_count(stage_settings: dict[str, Any], rule_or_table: str) -> int:
     """How many jobs a stage runs of a sharded rule, or how many shard files a sharded table has: instruction
-    generation in its own shards, responses and their feedback in response shards; 1 for any other rule."""
+    generation in its own shards, responses and their feedback in response shards; 1 for any other rule.
+    ``stage_settings``: the stage's resolved config."""
+    instructions = Instructions.from_section(stage_settings["instructions"])
     if rule_or_table in ("generate_instructions", "instructions"):
-        return instruction_shards(stage_settings["instructions"])
+        return instruction_shards(instructions)
     if rule_or_table in SHARDED_RULES + ("responses", "critiques", "safety", "preferences"):
-        return response_shards(stage_settings["instructions"], stage_settings["responses"])
+        return response_shards(instructions, Responses.from_section(stage_settings["responses"]))
     return 1
 
 
@@ -70,14 +141,14 @@ def provenance(
 
 # ------------------------------------------------------------------------------------------ instructions
 def generate_instruction_candidates(
-    backend: Backend, pool: Sequence[PoolExample], stage: str, shard: int, settings: dict[str, Any], seed: int
+    backend: Backend, pool: Sequence[PoolExample], stage: str, shard: int, settings: Instructions, seed: int
 ) -> list[dict[str, Any]]:
     """One shard of raw instruction candidates."""
-    first = shard * settings["shard_size"]
-    count = max(0, min(settings["shard_size"], settings["candidates"] - first))
+    first = shard * settings.shard_size
+    count = max(0, min(settings.shard_size, settings.candidates - first))
     rng = random.Random(derive_seed(seed, stage, "instructions", shard, "fewshot"))
-    shots = shared_draws(pool, settings["fewshot_k"], settings["fewshot_share"], count, rng)
-    sampling = Sampling.from_config(settings["sampling"])
+    shots = shared_draws(pool, settings.fewshot_k, settings.fewshot_share, count, rng)
+    sampling = settings.sampling
     sample_seed = derive_seed(seed, stage, "instructions", shard, "sampling")
     completions = backend.generate([instruction_prompt(s) for s in shots], sampling, sample_seed)
     return [
@@ -99,7 +170,7 @@ def _first_char_ok(text: str) -> bool:
 def filter_instructions(
     candidates: Sequence[dict[str, Any]],
     pool: Sequence[PoolExample],
-    settings: dict[str, Any],
+    settings: Instructions,
     held_out: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Apply the filters in order; return (kept candidates, funnel rows with counts and reasons).
@@ -107,15 +178,15 @@ def filter_instructions(
     ``held_out``: the eval prompts and their base tasks; a candidate close to any of them is dropped, so no
     training row ever overlaps the evaluation.
     """
-    filters = settings["filters"]
-    banned = {w.lower() for w in filters["banned_words"]}
-    pool_index = NearDuplicateIndex(filters["max_similarity"])
+    filters = settings.filters
+    banned = {w.lower() for w in filters.banned_words}
+    pool_index = NearDuplicateIndex(filters.max_similarity)
     for example in pool:
         pool_index.add(example.id, example.instruction)
-    eval_index = NearDuplicateIndex(filters["max_similarity"])
+    eval_index = NearDuplicateIndex(filters.max_similarity)
     for number, text in enumerate(held_out):
         eval_index.add(str(number), text)
-    kept_index = NearDuplicateIndex(filters["max_similarity"])
+    kept_index = NearDuplicateIndex(filters.max_similarity)
 
     def reason_to_drop(row: dict[str, Any]) -> str | None:
         text = row["text"]
@@ -124,28 +195,28 @@ def filter_instructions(
             return "unfinished: hit max_new_tokens before the next block"
         if not text:
             return "empty"
-        if n < filters["min_words"]:
-            return f"shorter than min_words={filters['min_words']}"
-        if n > filters["max_words"]:
-            return f"longer than max_words={filters['max_words']}"
+        if n < filters.min_words:
+            return f"shorter than min_words={filters.min_words}"
+        if n > filters.max_words:
+            return f"longer than max_words={filters.max_words}"
         if banned & set(words(text)):
             return "mentions something a text-only model cannot see or produce (banned_words)"
         if not _first_char_ok(text):
             return "starts with punctuation or a symbol"
         if pool_index.closest(text):
-            return f"near-duplicate of a pool example (ROUGE-L > {filters['max_similarity']})"
+            return f"near-duplicate of a pool example (ROUGE-L > {filters.max_similarity})"
         if eval_index.closest(text):
-            return f"near-duplicate of a held-out eval prompt (ROUGE-L > {filters['max_similarity']})"
+            return f"near-duplicate of a held-out eval prompt (ROUGE-L > {filters.max_similarity})"
         if kept_index.closest(text):
-            return f"near-duplicate of another candidate (ROUGE-L > {filters['max_similarity']})"
+            return f"near-duplicate of another candidate (ROUGE-L > {filters.max_similarity})"
         return None
 
     kept: list[dict[str, Any]] = []
     dropped: dict[str, int] = {}
     for row in sorted(candidates, key=lambda r: r["candidate_id"]):
         reason = reason_to_drop(row)
-        if reason is None and len(kept) >= settings["count"]:
-            reason = f"surplus: already kept instructions.count={settings['count']}"
+        if reason is None and len(kept) >= settings.count:
+            reason = f"surplus: already kept instructions.count={settings.count}"
         if reason:
             dropped[reason] = dropped.get(reason, 0) + 1
             continue
@@ -157,19 +228,19 @@ def filter_instructions(
     return kept, funnel
 
 
-def attach_constraints(rows: list[dict[str, Any]], settings: dict[str, Any], seed: int, stage: str) -> None:
+def attach_constraints(rows: list[dict[str, Any]], settings: Constraints, seed: int, stage: str) -> None:
     """Verifiable instructions (Tülu 3's IF data): append an IFEval constraint, in IFEval's words and with
     its checker kwargs, to a seeded ``share`` of the instructions, cycling through the allowed types."""
-    if not settings["share"]:
+    if not settings.share:
         return
     rng = random.Random(derive_seed(seed, stage, "constraints"))
-    types = list(settings["types"] or verifiable.training_types())
-    chosen = sorted(rng.sample(range(len(rows)), round(settings["share"] * len(rows))))
+    types = list(settings.types or verifiable.training_types())
+    chosen = sorted(rng.sample(range(len(rows)), round(settings.share * len(rows))))
     for number, index in enumerate(chosen):
         if number % len(types) == 0:
             rng.shuffle(types)
         row = rows[index]
-        attached = verifiable.attach(row["task"], types[number % len(types)], rng, settings["second_share"], types)
+        attached = verifiable.attach(row["task"], types[number % len(types)], rng, settings.second_share, types)
         row.update(
             instruction=attached["prompt"],
             instruction_id_list=attached["instruction_id_list"],
@@ -181,7 +252,7 @@ def aggregate_instructions(
     shard_paths: Sequence[str | Path],
     pool: Sequence[PoolExample],
     stage: str,
-    settings: dict[str, Any],
+    settings: Instructions,
     held_out: Sequence[str] = (),
     seed: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -205,7 +276,7 @@ def aggregate_instructions(
         }
         for i, c in enumerate(kept)
     ]
-    attach_constraints(rows, settings["constraints"], seed, stage)
+    attach_constraints(rows, settings.constraints, seed, stage)
     constrained = sum(bool(r["instruction_id_list"]) for r in rows)
     if constrained:
         funnel.append({"filter": "verifiable constraints attached", "rows": constrained})
@@ -219,7 +290,7 @@ def generate_responses(
     instructions: Sequence[dict[str, Any]],
     stage: str,
     shard: int,
-    settings: dict[str, Any],
+    settings: Responses,
     seed: int,
     constraint_pool: Sequence[PoolExample] | None = None,
 ) -> list[dict[str, Any]]:
@@ -232,7 +303,7 @@ def generate_responses(
     """
     rng = random.Random(derive_seed(seed, stage, "responses", shard, "fewshot"))
     # Candidate-major order: the candidates of one instruction fall into different few-shot groups.
-    pairs = [(ins, j) for j in range(settings["per_instruction"]) for ins in instructions]
+    pairs = [(ins, j) for j in range(settings.per_instruction) for ins in instructions]
     groups = {
         "plain": [p for p in pairs if not (constraint_pool and p[0]["instruction_id_list"])],
         "constrained": [p for p in pairs if constraint_pool and p[0]["instruction_id_list"]],
@@ -240,23 +311,19 @@ def generate_responses(
     drawn: dict[tuple[str, int], list[PoolExample]] = {}
     for name, members in groups.items():
         source = constraint_pool if name == "constrained" else pool
-        draws = (
-            shared_draws(source, settings["fewshot_k"], settings["fewshot_share"], len(members), rng)
-            if members
-            else []
-        )
+        draws = shared_draws(source, settings.fewshot_k, settings.fewshot_share, len(members), rng) if members else []
         drawn.update({(ins["instruction_id"], j): d for (ins, j), d in zip(members, draws)})
     jobs = [(ins, j, drawn[(ins["instruction_id"], j)]) for ins, j in pairs]
-    sampling = Sampling.from_config(settings["sampling"])
+    sampling = settings.sampling
     sample_seed = derive_seed(seed, stage, "responses", shard, "sampling")
     completions = backend.generate(
         [response_prompt(s, ins["instruction"]) for ins, _, s in jobs], sampling, sample_seed
     )
     answers = [(ins, j, s, c, sampling) for (ins, j, s), c in zip(jobs, completions)]
-    if settings["on_policy"]:
-        greedy = Sampling.from_config({"temperature": 0.0, "max_new_tokens": settings["sampling"]["max_new_tokens"]})
+    if settings.on_policy:
+        greedy = Sampling(temperature=0.0, max_new_tokens=settings.sampling.max_new_tokens)
         policy = backend.generate([formats.prompt(ins["instruction"]) for ins in instructions], greedy, sample_seed)
-        answers += [(ins, settings["per_instruction"], [], c, greedy) for ins, c in zip(instructions, policy)]
+        answers += [(ins, settings.per_instruction, [], c, greedy) for ins, c in zip(instructions, policy)]
     return [
         {
             "response_id": f"{ins['instruction_id']}-r{j}",
@@ -291,7 +358,7 @@ def shard_throughput(shard_manifests: Sequence[str | Path]) -> dict[str, Any]:
 
 def run_instruction_shard(
     engine: dict,
-    settings: dict,
+    settings: Instructions,
     seed: int,
     stage: str,
     shard: int,
@@ -303,7 +370,7 @@ def run_instruction_shard(
     """Rule generate_instructions: one shard of Self-Instruct candidates from the stage's generator."""
     from maximalcai.backends import open_backend
 
-    examples = load_pool(pool, min_size=settings["fewshot_k"] + 1)
+    examples = load_pool(pool, min_size=settings.fewshot_k + 1)
     backend = open_backend(engine, base_model, adapter)
     rows = generate_instruction_candidates(backend, examples, stage, shard, settings, seed)
     tables.write_table(rows, table, "instruction_candidates")
@@ -322,7 +389,7 @@ def held_out_texts(eval_paths: Sequence[str]) -> list[str]:
 
 
 def run_aggregate_instructions(
-    settings: dict,
+    settings: Instructions,
     seed: int,
     stage: str,
     shard_tables: Sequence[str],
@@ -341,15 +408,15 @@ def run_aggregate_instructions(
             f"{table}: no instruction survived the filters (funnel: {funnel}); raise instructions.candidates "
             "or loosen instructions.filters in the config"
         )
-    if len(rows) < settings["count"]:
-        logger.warning("kept %d instructions, fewer than instructions.count=%d", len(rows), settings["count"])
+    if len(rows) < settings.count:
+        logger.warning("kept %d instructions, fewer than instructions.count=%d", len(rows), settings.count)
     tables.write_table(rows, table, "instructions")
     return {"rows": len(rows), "funnel": funnel, "generation": shard_throughput(shard_manifests)}
 
 
 def run_response_shard(
     engine: dict,
-    settings: dict,
+    settings: Responses,
     seed: int,
     stage: str,
     shard: int,
@@ -363,9 +430,9 @@ def run_response_shard(
     """Rule generate_responses: candidate responses for one shard of a stage's instructions."""
     from maximalcai.backends import open_backend
 
-    examples = load_pool(pool, min_size=settings["fewshot_k"] + 1)
-    constraint_examples = load_pool(constraint_pool, min_size=settings["fewshot_k"] + 1) if constraint_pool else None
-    todo = shard_slice(tables.read_table(instructions, "instructions"), shard, settings["shard_size"])
+    examples = load_pool(pool, min_size=settings.fewshot_k + 1)
+    constraint_examples = load_pool(constraint_pool, min_size=settings.fewshot_k + 1) if constraint_pool else None
+    todo = shard_slice(tables.read_table(instructions, "instructions"), shard, settings.shard_size)
     rows, meter = [], {"generated_tokens": 0, "generation_seconds": 0.0}
     if todo:
         backend = open_backend(engine, base_model, adapter)
@@ -377,9 +444,9 @@ def run_response_shard(
     return {"rows": len(rows), **meter}
 
 
-def candidates_per_instruction(response_settings: dict[str, Any]) -> int:
+def candidates_per_instruction(response_settings: Responses) -> int:
     """Responses per instruction: the sampled ones, plus the greedy on-policy answer."""
-    return response_settings["per_instruction"] + bool(response_settings["on_policy"])
+    return response_settings.per_instruction + bool(response_settings.on_policy)
 
 
 def run_aggregate_responses(

@@ -51,10 +51,10 @@ def sft_examples(stage: dict[str, Any]) -> float:
 
 def item_counts(stage: dict[str, Any]) -> tuple[int, int, int]:
     """Responses, critiqued responses and preference comparisons of one stage."""
-    from maximalcai.generation import candidates_per_instruction
+    from maximalcai.generation import Responses, candidates_per_instruction
 
     ins, res, cri, pref = stage["instructions"], stage["responses"], stage["critique"], stage["preference"]
-    responses = ins["count"] * candidates_per_instruction(res)
+    responses = ins["count"] * candidates_per_instruction(Responses.from_section(res))
     critiqued = ins["count"] * min(cri["responses_per_instruction"], res["per_instruction"]) * cri["rounds"]
     comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * (
         "revision" in pref["comparisons"]
@@ -249,18 +249,18 @@ MAX_JOBS_PER_STAGE = 5_000  # Snakemake builds its DAG in minutes beyond this (1
 def check_size(cfg: dict[str, Any], sources: str = "config.yaml") -> None:
     """Refuse, before Snakemake builds its DAG, a stage whose counts make more jobs than it can plan: each
     shard is a job, so the count is the sharded rules' shards (generation.shard_count)."""
-    from maximalcai.generation import SHARDED_RULES, instruction_shards, response_shards
+    from maximalcai.generation import SHARDED_RULES, Instructions, Responses, instruction_shards, response_shards
 
     for index, stage in enumerate(cfg["stages"]):
-        ins, res = stage["instructions"], stage["responses"]
+        ins, res = Instructions.from_section(stage["instructions"]), Responses.from_section(stage["responses"])
         jobs = instruction_shards(ins) + response_shards(ins, res) * len(SHARDED_RULES)
         if jobs > MAX_JOBS_PER_STAGE:
             key = f"stages[{index}]"
             raise ConfigError(
                 f"{sources}: {key} would run {jobs:,} jobs ({instruction_shards(ins):,} shards of "
-                f"instructions.candidates={ins['candidates']:,} at instructions.shard_size={ins['shard_size']}, "
-                f"{response_shards(ins, res):,} of instructions.count={ins['count']:,} at "
-                f"responses.shard_size={res['shard_size']} for each of {len(SHARDED_RULES)} rules), more than "
+                f"instructions.candidates={ins.candidates:,} at instructions.shard_size={ins.shard_size}, "
+                f"{response_shards(ins, res):,} of instructions.count={ins.count:,} at "
+                f"responses.shard_size={res.shard_size} for each of {len(SHARDED_RULES)} rules), more than "
                 f"the {MAX_JOBS_PER_STAGE:,} Snakemake plans in reasonable time; raise {key}.instructions.shard_size "
                 f"and {key}.responses.shard_size (each shard is one job), or lower the counts"
             )
