@@ -245,6 +245,8 @@ def test_the_typed_sections_are_the_schemas_sections(default_config):
     from maximalcai.code_checks import Verifiable
     from maximalcai.contrast import Contrast
     from maximalcai.distillation import Sft
+    from maximalcai.feedback.critique import Critique
+    from maximalcai.feedback.preference import Preference
     from maximalcai.generation import Constraints, InstructionFilters, Instructions, Responses
     from maximalcai.pairs import Pairs
     from maximalcai.training.settings import Lora, SftWarmup, Training
@@ -256,6 +258,8 @@ def test_the_typed_sections_are_the_schemas_sections(default_config):
         ("instructions", "filters"): InstructionFilters,
         ("instructions", "constraints"): Constraints,
         ("responses",): Responses,
+        ("critique",): Critique,
+        ("preference",): Preference,
         ("training",): Training,
         ("training", "lora"): Lora,
         ("training", "sft_warmup"): SftWarmup,

@@ -9,7 +9,7 @@ from maximalcai import formats
 from maximalcai.backends import Backend
 from maximalcai.constitution import load_constitution
 from maximalcai.errors import ConfigError
-from maximalcai.feedback.critique import critique_and_revise, final_revisions, load_critique_demos
+from maximalcai.feedback.critique import Critique, critique_and_revise, final_revisions, load_critique_demos
 from maximalcai.feedback.guard import (
     HAZARDS,
     FewshotGuard,
@@ -19,7 +19,13 @@ from maximalcai.feedback.guard import (
     parse_llama_guard,
     select_demos,
 )
-from maximalcai.feedback.preference import build_comparisons, label_preferences, load_preference_demos, position_bias
+from maximalcai.feedback.preference import (
+    Preference,
+    build_comparisons,
+    label_preferences,
+    load_preference_demos,
+    position_bias,
+)
 from maximalcai.tiny import LLAMA_GUARD_TEMPLATE
 
 CONSTITUTION = load_constitution(REPO / "constitution.yaml")
@@ -54,7 +60,9 @@ def test_critique_rounds_chain_revisions(tiny_backend):
         "critique_sampling": {"temperature": 0.7, "max_new_tokens": 6},
         "revision_sampling": {"temperature": 0.7, "max_new_tokens": 6},
     }
-    rows = critique_and_revise(tiny_backend, responses_rows(), CONSTITUTION, CRITIQUE_DEMOS, "stage1", settings, 42)
+    rows = critique_and_revise(
+        tiny_backend, responses_rows(), CONSTITUTION, CRITIQUE_DEMOS, "stage1", Critique.from_section(settings), 42
+    )
     assert len(rows) == 2 * 2  # two critiqued responses (candidate 0 of each instruction), two rounds
     by_response = {}
     for row in rows:
@@ -66,7 +74,7 @@ def test_critique_rounds_chain_revisions(tiny_backend):
         assert second["input"] == (first["revision"] or first["input"])
     assert {r["round"] for r in final_revisions(rows).values()} == {2}
     assert rows == critique_and_revise(
-        tiny_backend, responses_rows(), CONSTITUTION, CRITIQUE_DEMOS, "stage1", settings, 42
+        tiny_backend, responses_rows(), CONSTITUTION, CRITIQUE_DEMOS, "stage1", Critique.from_section(settings), 42
     )
 
 
@@ -191,7 +199,7 @@ def test_asking_in_both_orders_cancels_position_bias(gemma_style_tokenizer):
         CONSTITUTION,
         PREFERENCE_DEMOS,
         "stage1",
-        PREF_SETTINGS,
+        Preference.from_section(PREF_SETTINGS),
         42,
     )
     for row in rows:
@@ -207,18 +215,38 @@ def test_soft_labels_follow_quality_and_clamp(gemma_style_tokenizer):
     rows = {
         r["kind"]: r
         for r in label_preferences(
-            labeller, comparisons(), CONSTITUTION, PREFERENCE_DEMOS, "stage1", PREF_SETTINGS, 42
+            labeller,
+            comparisons(),
+            CONSTITUTION,
+            PREFERENCE_DEMOS,
+            "stage1",
+            Preference.from_section(PREF_SETTINGS),
+            42,
         )
     }
     assert rows["revision"]["p_a"] < 0.1  # the revision mentions "good": b is preferred in both orders
     clamped = label_preferences(
-        labeller, comparisons(), CONSTITUTION, PREFERENCE_DEMOS, "stage1", {**PREF_SETTINGS, "clamp": [0.4, 0.6]}, 42
+        labeller,
+        comparisons(),
+        CONSTITUTION,
+        PREFERENCE_DEMOS,
+        "stage1",
+        Preference.from_section({**PREF_SETTINGS, "clamp": [0.4, 0.6]}),
+        42,
     )
     assert {r["kind"]: r["soft_label"] for r in clamped}["revision"] == 0.4
 
 
 def test_preference_labels_on_the_tiny_model_are_probabilities(tiny_backend):
-    rows = label_preferences(tiny_backend, comparisons(), CONSTITUTION, PREFERENCE_DEMOS, "stage1", PREF_SETTINGS, 42)
+    rows = label_preferences(
+        tiny_backend,
+        comparisons(),
+        CONSTITUTION,
+        PREFERENCE_DEMOS,
+        "stage1",
+        Preference.from_section(PREF_SETTINGS),
+        42,
+    )
     for row in rows:
         assert all(0 < p < 1 for p in row["p_a_first"] + row["p_a_second"])
         assert row["p_a"] == pytest.approx((sum(row["p_a_first"]) + sum(row["p_a_second"])) / 6, abs=1e-5)

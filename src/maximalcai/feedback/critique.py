@@ -11,17 +11,38 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maximalcai import formats, tables
 from maximalcai.backends import Backend, Sampling
+from maximalcai.config import stage_section
 from maximalcai.constitution import Constitution, load_constitution, sample_principles
 from maximalcai.prompting import shared_draws
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Critique:
+    """A stage's ``critique`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    rounds: int
+    responses_per_instruction: int
+    fewshot_k: int
+    fewshot_share: int
+    critique_sampling: Sampling
+    revision_sampling: Sampling
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Critique:
+        """From a config's ``critique`` section (keys it lacks take the schema's defaults)."""
+        section = stage_section(["critique"], section)
+        samplings = {k: Sampling.from_config(section[k]) for k in ("critique_sampling", "revision_sampling")}
+        return cls(**section | samplings)
 
 
 def load_critique_demos(path: str | Path) -> list[dict[str, Any]]:
@@ -34,27 +55,26 @@ def critique_and_revise(
     constitution: Constitution,
     demos: Sequence[dict[str, Any]],
     stage: str,
-    settings: dict[str, Any],
+    settings: Critique,
     seed: int,
     shard: int = 0,
 ) -> list[dict[str, Any]]:
     """All rounds of critique and revision for the first ``responses_per_instruction`` candidates of one shard
     (its demonstration draws and sampling streams are the shard's own, as in generation)."""
-    targets = [r for r in responses if r["candidate_index"] < settings["responses_per_instruction"]]
+    targets = [r for r in responses if r["candidate_index"] < settings.responses_per_instruction]
     current = {r["response_id"]: r["response"] for r in targets}
-    critique_sampling = Sampling.from_config(settings["critique_sampling"])
-    revision_sampling = Sampling.from_config(settings["revision_sampling"])
+    critique_sampling, revision_sampling = settings.critique_sampling, settings.revision_sampling
     sampling_json = tables.canonical_json(
         {"critique": critique_sampling.as_dict(), "revision": revision_sampling.as_dict()}
     )
     rows: list[dict[str, Any]] = []
-    for round_ in range(1, settings["rounds"] + 1):
+    for round_ in range(1, settings.rounds + 1):
         rng = random.Random(derive_seed(seed, stage, "critique", shard, round_))
         principles = [
             sample_principles(constitution, 1, random.Random(derive_seed(seed, stage, r["response_id"], round_)))[0]
             for r in targets
         ]
-        draws = shared_draws(demos, settings["fewshot_k"], settings["fewshot_share"], len(targets), rng)
+        draws = shared_draws(demos, settings.fewshot_k, settings.fewshot_share, len(targets), rng)
         prefixes = [formats.critique_demos_prefix(d) for d in draws]
         inputs = [current[r["response_id"]] for r in targets]
         round_seed = derive_seed(seed, stage, "critique", shard, round_, "sampling")
@@ -116,7 +136,7 @@ def empty_revisions(rows: Sequence[dict[str, Any]]) -> int:
 
 def run_critique_revise(
     engine: dict,
-    settings: dict,
+    settings: Critique,
     seed: int,
     stage: str,
     shard: int,
@@ -134,7 +154,7 @@ def run_critique_revise(
     examples = load_critique_demos(demos)
     answers = tables.read_table(responses, "responses", require_rows=False)
     rows, meter = [], {}
-    if settings["responses_per_instruction"] and answers:
+    if settings.responses_per_instruction and answers:
         backend = open_backend(engine, base_model, adapter)
         rows = critique_and_revise(backend, answers, principles, examples, stage, settings, seed, shard)
         meter = backend.meter.as_dict()

@@ -14,11 +14,13 @@ import logging
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maximalcai import formats, tables
 from maximalcai.backends import Backend
+from maximalcai.config import stage_section
 from maximalcai.constitution import Constitution, load_constitution, sample_principles
 from maximalcai.errors import ResourceError
 from maximalcai.feedback.critique import final_revisions
@@ -26,6 +28,26 @@ from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preference:
+    """A stage's ``preference`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    principles_per_comparison: int
+    clamp: tuple[float, float] | None
+    fewshot_k: int
+    comparisons: tuple[str, ...]
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Preference:
+        """From a config's ``preference`` section (keys it lacks take the schema's defaults)."""
+        section = stage_section(["preference"], section)
+        clamp = section["clamp"]
+        return cls(
+            **section
+            | {"clamp": None if clamp is None else tuple(clamp), "comparisons": tuple(section["comparisons"])}
+        )
 
 
 def load_preference_demos(path: str | Path) -> list[dict[str, Any]]:
@@ -93,27 +115,27 @@ def label_preferences(
     constitution: Constitution,
     demos: Sequence[dict[str, Any]],
     stage: str,
-    settings: dict[str, Any],
+    settings: Preference,
     seed: int,
 ) -> list[dict[str, Any]]:
     """One row per comparison: per-principle P(a) with a shown first and second, their mean, the soft label."""
     prefix = formats.preference_demos_prefix(
         random.Random(derive_seed(seed, stage, "preference-demos")).sample(
-            list(demos), min(settings["fewshot_k"], len(demos))
+            list(demos), min(settings.fewshot_k, len(demos))
         )
     )
     plans = []
     prompts = []
     for comparison in comparisons:
         rng = random.Random(derive_seed(seed, stage, comparison["comparison_id"]))
-        principles = sample_principles(constitution, settings["principles_per_comparison"], rng)
+        principles = sample_principles(constitution, settings.principles_per_comparison, rng)
         plans.append(principles)
         for principle in principles:
             q, i = principle.preference_question, comparison["instruction"]
             prompts.append((prefix, formats.preference_question(i, q, comparison["a_text"], comparison["b_text"])))
             prompts.append((prefix, formats.preference_question(i, q, comparison["b_text"], comparison["a_text"])))
     scores = iter(backend.continuation_logprobs(prompts, [list(formats.PREFERENCE_OPTIONS)] * len(prompts)))
-    clamp = settings["clamp"]
+    clamp = settings.clamp
     rows = []
     for comparison, principles in zip(comparisons, plans):
         first, second = [], []
@@ -158,7 +180,7 @@ def labeller_model(labeller: str, base_model: str, adapter: str | None) -> tuple
 
 def run_preference_label(
     engine: dict,
-    settings: dict,
+    settings: Preference,
     labeller: str,
     seed: int,
     stage: str,
@@ -179,7 +201,7 @@ def run_preference_label(
     comparisons = build_comparisons(
         tables.read_table(responses, "responses", require_rows=False),
         tables.read_table(critiques, "critiques", require_rows=False),
-        settings["comparisons"],
+        settings.comparisons,
     )
     rows = []
     if comparisons:
