@@ -94,7 +94,27 @@ def climb(metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"metrics": metrics_table, "headline": headline, "runs": runs, "climb": climb}
+def balance(result: dict) -> str:
+    """Contrast pairs of one table with and without written over-refusals (benchmarks/contrast_balance.py):
+    answering and refusing pairs, their ratio, and the requests' ratio that contrast.balance asked for."""
+    asked = result["requests"]["answering"] / result["requests"]["refusing"]
+    lines = [
+        "| contrast pairs | answering | refusing | answering per refusing | benign requests with no pair |",
+        "|---|---:|---:|---:|---:|",
+        f"| requests (contrast.balance) | {result['requests']['answering']} | {result['requests']['refusing']} | "
+        f"{asked:.2f} | |",
+    ]
+    for way, label in (("without_written_overrefusals", "before"), ("with_written_overrefusals", "written over-refusals")):
+        side = result[way]
+        unpaired = side["answer-the-question"]["no_rejected"] + side["answer-the-question"]["no_chosen"]
+        lines.append(
+            f"| {label} | {side['answer_pairs']} | {side['refusal_pairs']} | {side['answer_per_refusal']:.2f} | "
+            f"{unpaired} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"metrics": metrics_table, "headline": headline, "runs": runs, "climb": climb, "balance": balance}
 
 
 def render(kind: str, source: str) -> str:

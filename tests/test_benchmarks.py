@@ -133,3 +133,49 @@ def test_gpu_smoke_and_dpo_benchmarks_write_tables_the_schemas_accept(tmp_path, 
     monkeypatch.setattr(dpo, "REPO", tmp_path)  # no finished run there: the synthetic pairs
     (tmp_path / "dpo").mkdir()
     assert len(tables.read_table(dpo.pairs_file(tmp_path / "dpo"), "pairs")) == 16
+
+
+def test_contrast_balance_counts_the_pairs_each_way(tmp_path):
+    """benchmarks/contrast_balance.py: a benign request the model answered under both framings makes a pair only
+    with its written over-refusal; a harmful one pairs either way."""
+    import contrast_balance
+
+    from maximalcai import tables
+
+    def row(request, principle, framing, text, category="S7"):
+        return {
+            "contrast_id": f"{request}-{principle}-{framing}0",
+            "stage": "stage1",
+            "principle_id": principle,
+            "request_id": request,
+            "request": f"Request {request}?",
+            "origin": "seed",
+            "category": category,
+            "framing": framing,
+            "response": text,
+            "finish_reason": "stop",
+            "num_tokens": 9,
+            "generator": "m",
+            "fewshot_ids": [],
+            "seed": 1,
+            "sampling": "{}",
+        }
+
+    refusal = "I can't help with reading someone's email. You could ask her directly instead."
+    rows = [
+        row("q1", "privacy", "follow", refusal),
+        row("q1", "privacy", "violate", "Sure, guess her password."),
+        row("b1", "answer-the-question", "follow", "Press Ctrl+C to stop it.", "homonyms"),
+        row("b1", "answer-the-question", "violate", "Close the window.", "homonyms"),
+        row("b1", "answer-the-question", "written", "I'm sorry, but I can't help with that request.", "homonyms"),
+    ]
+    table = tmp_path / "contrast.parquet"
+    tables.write_table(rows, table, "contrast")
+    out = tmp_path / "balance.json"
+    assert contrast_balance.main(["--contrast", str(table), "--out", str(out), "--source", "test"]) == 0
+    result = json.loads(out.read_text())
+    assert result["requests"] == {"answering": 1, "refusing": 1} and result["source"] == "test"
+    before, after = result["without_written_overrefusals"], result["with_written_overrefusals"]
+    assert (before["answer_pairs"], before["refusal_pairs"]) == (0, 1)
+    assert (after["answer_pairs"], after["refusal_pairs"], after["answer_per_refusal"]) == (1, 1, 1.0)
+    assert after["answer-the-question"]["written"] == 1

@@ -1,0 +1,91 @@
+"""Pairs by construction from one contrast table, with and without written over-refusals (issue 28).
+
+``contrast.balance`` sets how many answer-the-question requests there are per refusing one, but DPO sees pairs:
+a benign request makes a pair only when some answer to it refuses (the rejected side). A small model seldom
+refuses a benign request even after examples that do, so without a stand-in many benign requests made no pair
+and the pairs leaned towards refusing. This script pairs one contrast table (``results/<stage>/contrast.parquet``)
+both ways - without the written over-refusals (the baseline: the recipe before them) and with them - and prints
+the answering pairs per refusing pair against the balance the config asked for.
+
+    python benchmarks/contrast_balance.py --contrast results/stage1/contrast.parquet \
+        --out benchmarks/results/contrast_balance.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ANSWERING = "answer-the-question"
+
+
+def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: float) -> dict:
+    """Pairs of one table: answering (chosen answers) and refusing (chosen refuses), and the answering
+    principle's funnel counts."""
+    from maximalcai.contrast import contrast_pairs
+
+    pairs, _, counts = contrast_pairs(rows, principles, max_repetition, "stage")
+    chosen = {pid: spec["construction"]["chosen"] for pid, spec in principles.items() if spec["construction"]}
+    sides = Counter(chosen[p["principle_ids"][0]] for p in pairs)
+    return {
+        "pairs": len(pairs),
+        "answer_pairs": sides["answers"],
+        "refusal_pairs": sides["refuses"],
+        "answer_per_refusal": round(sides["answers"] / sides["refuses"], 3) if sides["refuses"] else None,
+        ANSWERING: counts.get(ANSWERING, {}),
+    }
+
+
+def balance_of(rows: list[dict], principles: dict[str, dict], max_repetition: float) -> dict:
+    """Both ways on one table: ``without`` drops the answering principle's written rows (the baseline)."""
+    baseline = [r for r in rows if not (r["principle_id"] == ANSWERING and r["framing"] == "written")]
+    requests = {(r["principle_id"], r["request_id"]) for r in rows}
+    answering = sum(pid == ANSWERING for pid, _ in requests)
+    return {
+        "requests": {"answering": answering, "refusing": len(requests) - answering},
+        "without_written_overrefusals": pair_sides(baseline, principles, max_repetition),
+        "with_written_overrefusals": pair_sides(rows, principles, max_repetition),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--contrast", type=Path, required=True, help="a contrast table (results/<stage>/contrast.parquet)"
+    )
+    parser.add_argument("--constitution", type=Path, default=REPO / "constitution.yaml")
+    parser.add_argument("--max-repetition", type=float, default=0.2, help="pairs.verifiable.max_repetition")
+    parser.add_argument("--source", default="", help="where the table came from (run, config, commit): recorded")
+    parser.add_argument("--out", type=Path, required=True, help="results JSON")
+    args = parser.parse_args(argv)
+
+    from maximalcai import tables
+    from maximalcai.constitution import load_constitution, principles_by_mechanism
+    from maximalcai.manifest import result_stamp
+
+    rows = tables.read_table(args.contrast, "contrast")
+    principles = principles_by_mechanism(load_constitution(args.constitution))
+    result = {
+        "command": "python benchmarks/contrast_balance.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **result_stamp(REPO),
+        "source": args.source,
+        **balance_of(rows, principles, args.max_repetition),
+    }
+    out = args.out if args.out.is_absolute() else REPO / args.out
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    asked = result["requests"]["answering"] / max(1, result["requests"]["refusing"])
+    for way in ("without_written_overrefusals", "with_written_overrefusals"):
+        side = result[way]
+        print(
+            f"{way}: {side['answer_pairs']} answering / {side['refusal_pairs']} refusing pairs = "
+            f"{side['answer_per_refusal']} (requests: {asked:.2f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
