@@ -104,7 +104,8 @@ def balance(result: dict) -> str:
         f"| requests (contrast.balance) | {result['requests']['answering']} | {result['requests']['refusing']} | "
         f"{asked:.2f} | |",
     ]
-    for way, label in (("without_written_overrefusals", "before"), ("with_written_overrefusals", "written over-refusals")):
+    ways = {"without_written_overrefusals": "before", "with_written_overrefusals": "written over-refusals"}
+    for way, label in ways.items():
         side = result[way]
         unpaired = side["answer-the-question"]["no_rejected"] + side["answer-the-question"]["no_chosen"]
         lines.append(

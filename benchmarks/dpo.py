@@ -65,7 +65,7 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     from maximalcai import patches
     from maximalcai.config import load_config_file
     from maximalcai.training import dpo
-    from maximalcai.training.settings import Training
+    from maximalcai.training.settings import Trainer, Training
 
     compact, checkpointing, cpu_dtype, autocast = VARIANTS[variant]
     if not compact:
@@ -79,7 +79,7 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     cfg["trainer"]["save_steps"] = 10_000
     return dpo.train_stage(
         cfg["hardware"],
-        cfg["trainer"],
+        Trainer.from_section(cfg["trainer"]),
         settings,
         "stage1",
         str(REPO / "results/models/base"),

@@ -25,7 +25,6 @@ Usage (results in benchmarks/results/gpu_smoke.json when run from the repo)::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -217,24 +216,22 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
 
     from maximalcai.config import load_config_file
     from maximalcai.hardware import check_hardware
+    from maximalcai.tiny import quick_training
     from maximalcai.training.dpo import train_stage
-    from maximalcai.training.settings import Training
+    from maximalcai.training.settings import Trainer
 
     cfg = load_config_file(REPO / "config.yaml")
     cfg["hardware"].update(device=DEVICE, dtype="bfloat16" if DEVICE == "cuda" else "float32")
     cfg["trainer"].update(backend=backend, load_in_4bit=four_bit, save_steps=1000)
     check_hardware(cfg)
-    section = copy.deepcopy(cfg["stages"][0]["training"])
-    section.update(
-        num_train_epochs=1,
+    settings = quick_training(
+        cfg["stages"][0]["training"],
+        warmup=True,
         per_device_train_batch_size=8,
-        gradient_accumulation_steps=1,
         max_length=128,
         learning_rate=5e-4,
-        warmup_steps=0.0,
+        sft_warmup={"learning_rate": 5e-4, "trl_args": {}},
     )
-    section["sft_warmup"] = {"enabled": True, "num_train_epochs": 1, "learning_rate": 5e-4, "trl_args": {}}
-    settings = Training.from_section(section)
     pairs, sft = training_inputs(work)
     name = f"{backend}{'-4bit' if four_bit else ''}"
     if DEVICE == "cuda":
@@ -242,7 +239,7 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
     start = time.perf_counter()
     rows, summary = train_stage(
         cfg["hardware"],
-        cfg["trainer"],
+        Trainer.from_section(cfg["trainer"]),
         settings,
         "stage1",
         str(models["shaped"]),

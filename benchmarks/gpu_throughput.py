@@ -167,7 +167,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
 
     from maximalcai.config import load_config_file
     from maximalcai.training.dpo import load_policy, loss_types, run_phase
-    from maximalcai.training.settings import Training
+    from maximalcai.training.settings import Trainer, Training
 
     cfg = load_config_file(REPO / "config.yaml")
     big = load_config_file(REPO / "config" / "qwen2.5-32b.yaml")
@@ -197,7 +197,9 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model, tokenizer, peft_config = load_policy(str(path), None, settings, cfg["trainer"], device, "trl", cfg["seed"])
+    model, tokenizer, peft_config = load_policy(
+        str(path), None, settings, Trainer.from_section(cfg["trainer"]), device, "trl", cfg["seed"]
+    )
     prompts = [p + "\n\n### Response:\n" for p in texts(tokenizer, steps * per_step, lengths["prompt_tokens"])]
     answers = texts(tokenizer, steps * per_step * 2, lengths["response_tokens"], offset=11)
     sft_rows = [{"prompt": p, "completion": a} for p, a in zip(prompts, answers[::2])]
@@ -210,7 +212,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         peft_config,
         Dataset.from_list(sft_rows),
         dataclasses.replace(settings, learning_rate=2e-5),
-        cfg["trainer"],
+        Trainer.from_section(cfg["trainer"]),
         cfg["seed"],
         work / "sft",
         device,
@@ -228,7 +230,7 @@ def time_training(path: Path, work: Path, device: str, lengths: dict, four_bit: 
         None,
         Dataset.from_list(pairs),
         settings,
-        cfg["trainer"],
+        Trainer.from_section(cfg["trainer"]),
         cfg["seed"],
         work / "dpo",
         device,

@@ -18,7 +18,6 @@ and whether the rerun's adapter is identical. Exit 1 if any rerun failed or diff
 from __future__ import annotations
 
 import argparse
-import copy
 import io
 import json
 import os
@@ -97,30 +96,21 @@ def slow_disk(pause: float) -> None:
 def child(folder: Path, run: Path, pause: float) -> None:
     """One training job: train_stage into ``run``/adapter, checkpoints in ``run``/checkpoints."""
     from maximalcai.config import load_config_file
+    from maximalcai.tiny import quick_training
     from maximalcai.training.dpo import train_stage
-    from maximalcai.training.settings import Training
+    from maximalcai.training.settings import Trainer
 
     slow_disk(pause)
     cfg = load_config_file(REPO / "config.yaml")
     cfg["hardware"].update(device="cpu", dtype="float32")
     cfg["trainer"].update(backend="trl", save_steps=1, cpu_dtype="float32")
-    section = copy.deepcopy(cfg["stages"][0]["training"])
-    section.update(
-        num_train_epochs=1,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=1,
-        max_length=64,
-        learning_rate=1e-3,
-        warmup_steps=0.0,
-    )
-    section["sft_warmup"].update(enabled=True, num_train_epochs=1)
-    settings = Training.from_section(section)
+    settings = quick_training(cfg["stages"][0]["training"], warmup=True)
     from trl import DPOTrainer, SFTTrainer  # noqa: F401  (imported before the mark: kills land in training)
 
     (run / "started").write_text(str(time.time()))
     train_stage(
         cfg["hardware"],
-        cfg["trainer"],
+        Trainer.from_section(cfg["trainer"]),
         settings,
         "stage1",
         str(folder / "model"),

@@ -249,7 +249,7 @@ def test_the_typed_sections_are_the_schemas_sections(default_config):
     from maximalcai.feedback.preference import Preference
     from maximalcai.generation import Constraints, InstructionFilters, Instructions, Responses
     from maximalcai.pairs import Pairs
-    from maximalcai.training.settings import Lora, SftWarmup, Training
+    from maximalcai.training.settings import Lora, SftWarmup, Trainer, Training
 
     schema = load_schema()
     fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
@@ -269,6 +269,9 @@ def test_the_typed_sections_are_the_schemas_sections(default_config):
         ("pairs", "sft"): Sft,
     }
     stage = stage_config(default_config, "stage1")
+    trainer = Trainer.from_section(default_config["trainer"])
+    assert fields(Trainer) == set(schema["properties"]["trainer"]["properties"])
+    assert json.loads(json.dumps(dataclasses.asdict(trainer))) == default_config["trainer"]
     for path, cls in typed.items():
         node, section = schema["$defs"]["stage"], stage
         for key in path:

@@ -15,10 +15,10 @@ from transformers import TrainerCallback
 from maximalcai import patches, tables
 from maximalcai.errors import ConfigError, HardwareError
 from maximalcai.hardware import check_hardware
-from maximalcai.tiny import build_tiny_model, pair_row
+from maximalcai.tiny import build_tiny_model, pair_row, quick_training
 from maximalcai.training.checkpoints import prepare_checkpoints
 from maximalcai.training.dpo import load_policy, run_phase, train_stage, trainer_args, training_code_versions
-from maximalcai.training.settings import SftWarmup, Training
+from maximalcai.training.settings import SftWarmup, Trainer
 
 
 def pair(i, split="train"):
@@ -38,24 +38,14 @@ def train_cfg(default_config):
     cfg = copy.deepcopy(default_config)
     cfg["hardware"].update(device="cpu", dtype="float32")
     cfg["trainer"].update(backend="trl", save_steps=2, cpu_dtype="float32")  # the same numbers on every CPU
-    section = copy.deepcopy(cfg["stages"][0]["training"])
-    section.update(
-        num_train_epochs=1,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=1,
-        max_length=64,
-        learning_rate=1e-3,
-        warmup_steps=0.0,
-    )
-    section["sft_warmup"]["enabled"] = False  # DPO alone unless a test turns the warm-up on
-    return cfg, Training.from_section(section)
+    return cfg, quick_training(cfg["stages"][0]["training"])  # DPO alone unless a test turns the warm-up on
 
 
 def train(cfg, settings, model_dir, pairs_path, out, checkpoints, stage="stage1", previous=None, **kwargs):
     """``train_stage`` on the tests' tiny model and pairs."""
     return train_stage(
         cfg["hardware"],
-        cfg["trainer"],
+        Trainer.from_section(cfg["trainer"]),
         settings,
         stage,
         str(model_dir),
@@ -172,7 +162,7 @@ def test_stage2_reference_is_the_frozen_stage1_model(tmp_path, tiny_model_dir, p
     train(cfg, settings, tiny_model_dir, pairs_path, str(stage1), str(tmp_path / "c1"))
 
     model, tokenizer, peft_config = load_policy(
-        str(tiny_model_dir), str(stage1), settings, cfg["trainer"], "cpu", "trl", cfg["seed"]
+        str(tiny_model_dir), str(stage1), settings, Trainer.from_section(cfg["trainer"]), "cpu", "trl", cfg["seed"]
     )
     assert peft_config is None  # stage 2 continues stage 1's adapter
     rows = [{k: pair(i)[k] for k in ("prompt", "chosen", "rejected")} for i in range(4)]
@@ -274,7 +264,7 @@ def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg
     args = trainer_args(
         DPOConfig,
         settings,
-        cfg["trainer"],
+        Trainer.from_section(cfg["trainer"]),
         cfg["seed"],
         tmp_path,
         "cpu",
@@ -282,7 +272,15 @@ def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg
     )
     assert args.ld_alpha == 0.5 and args.learning_rate == 3e-4  # the passthrough wins
     with pytest.raises(ConfigError, match=r"training.trl_args: ld_alfa \(did you mean 'ld_alpha'\?\) is not a field"):
-        trainer_args(DPOConfig, settings, cfg["trainer"], cfg["seed"], tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
+        trainer_args(
+            DPOConfig,
+            settings,
+            Trainer.from_section(cfg["trainer"]),
+            cfg["seed"],
+            tmp_path,
+            "cpu",
+            trl_args={"ld_alfa": 0.5},
+        )
 
 
 @pytest.mark.parametrize(
@@ -307,7 +305,9 @@ def test_cpu_training_runs_in_float32(tmp_path, train_cfg):
     from trl import DPOConfig
 
     cfg, settings = train_cfg
-    args = trainer_args(DPOConfig, settings, cfg["trainer"], cfg["seed"], tmp_path, "cpu", beta=0.1)
+    args = trainer_args(
+        DPOConfig, settings, Trainer.from_section(cfg["trainer"]), cfg["seed"], tmp_path, "cpu", beta=0.1
+    )
     assert args.bf16 is False and args.use_cpu is True  # TRL's own default would be bf16 autocast
     assert args.warmup_steps == settings.warmup_steps and args.seed == cfg["seed"]
     # the stage's settings reach TRL under its own names, unchanged
@@ -317,7 +317,10 @@ def test_cpu_training_runs_in_float32(tmp_path, train_cfg):
     assert cfg["trainer"]["gradient_checkpointing"] is False and args.gradient_checkpointing is False
     cfg = {**cfg, "trainer": {**cfg["trainer"], "gradient_checkpointing": True}}
     assert (
-        trainer_args(DPOConfig, settings, cfg["trainer"], cfg["seed"], tmp_path, "cpu").gradient_checkpointing is True
+        trainer_args(
+            DPOConfig, settings, Trainer.from_section(cfg["trainer"]), cfg["seed"], tmp_path, "cpu"
+        ).gradient_checkpointing
+        is True
     )
 
 
@@ -370,7 +373,7 @@ def test_qlora_load_path_runs_on_the_cpu_through_bitsandbytes(tmp_path, gemma_st
     cfg = copy.deepcopy(cfg)
     cfg["trainer"]["load_in_4bit"] = True
     model, tokenizer, peft_config = load_policy(
-        str(tiny_model_dir), None, settings, cfg["trainer"], "cpu", "trl", cfg["seed"]
+        str(tiny_model_dir), None, settings, Trainer.from_section(cfg["trainer"]), "cpu", "trl", cfg["seed"]
     )
     assert sum(isinstance(m, Linear4bit) for m in model.modules()) >= 7  # every projection of a block, at least
     dense = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
@@ -384,8 +387,9 @@ def test_qlora_load_path_runs_on_the_cpu_through_bitsandbytes(tmp_path, gemma_st
     patches.trl_scoring.score_only_completions_on_cpu()
     rows = [r for r in tables.read_table(pairs_path, "pairs") if r["split"] == "train"]
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
+    trainer = Trainer.from_section(cfg["trainer"])
     _, log = run_phase(
-        DPOTrainer, DPOConfig, model, tokenizer, peft_config, dataset, settings, cfg["trainer"], cfg["seed"],
+        DPOTrainer, DPOConfig, model, tokenizer, peft_config, dataset, settings, trainer, cfg["seed"],
         tmp_path / "ckpt", "cpu", "dpo", beta=0.1, loss_type=["sigmoid"], loss_weights=None,
     )  # fmt: skip
     assert len(log) == 4 and log[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)

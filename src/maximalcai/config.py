@@ -45,8 +45,17 @@ def stage_section(path: Sequence[str], section: dict) -> dict:
     """A stage's section at ``path`` (e.g. ("pairs", "verifiable")) with the schema's defaults under what
     ``section`` sets: what the typed sections are built from, so a partial one (a test's, a benchmark's) is
     complete, and a resolved one unchanged."""
+    return _with_defaults(_schema()["$defs"]["stage"], path, section)
+
+
+def config_section(path: Sequence[str], section: dict) -> dict:
+    """A top-level section at ``path`` (e.g. ("trainer",)) with the schema's defaults under what ``section``
+    sets, as ``stage_section`` does for a stage's."""
+    return _with_defaults(_schema(), path, section)
+
+
+def _with_defaults(node: dict, path: Sequence[str], section: dict) -> dict:
     root = _schema()
-    node = root["$defs"]["stage"]
     for key in path:
         node = _resolve_ref(node, root)["properties"][key]
     return deep_merge(schema_defaults(node, root), section)

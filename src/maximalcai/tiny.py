@@ -146,3 +146,22 @@ def pair_row(i: int, prompt: str, chosen: str, rejected: str, split: str = "trai
         "constitution_hash": "h",
         **fields,
     }
+
+
+def quick_training(section: dict, warmup: bool = False, **changes):
+    """A stage's ``training`` section set for a run of seconds on a tiny model - one epoch, two pairs a step,
+    no accumulation or warm-up steps, 64 tokens, a high learning rate, the SFT warm-up on or off for one epoch -
+    with ``changes`` over that; typed (``training.settings.Training``). Tests and benchmarks train with it."""
+    from maximalcai.config import deep_merge
+    from maximalcai.training.settings import Training
+
+    quick = {
+        "num_train_epochs": 1,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "max_length": 64,
+        "learning_rate": 1e-3,
+        "warmup_steps": 0.0,
+        "sft_warmup": {"enabled": warmup, "num_train_epochs": 1},
+    }
+    return Training.from_section(deep_merge(deep_merge(section, quick), changes))

@@ -33,7 +33,7 @@ from maximalcai.models import read_model_info
 from maximalcai.progress import trainer_callback
 from maximalcai.reproducibility import dir_sha256, file_sha256, seed_everything
 from maximalcai.training.checkpoints import checkpoint_step, last_checkpoint, prepare_checkpoints
-from maximalcai.training.settings import Lora, Training
+from maximalcai.training.settings import Lora, Trainer, Training
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def lora_config(lora: Lora):
     return LoraConfig(**lora.peft_fields(), bias="none", task_type="CAUSAL_LM")
 
 
-def base_weights_dtype(trainer: dict, device: str):
+def base_weights_dtype(trainer: Trainer, device: str):
     """The frozen base model's dtype on the trl backend: float32 under TRL's bf16 autocast on CUDA;
     ``trainer.cpu_dtype`` on a CPU, where autocast did not pay (bf16 weights did, on native-bf16 CPUs)."""
     import torch
@@ -80,7 +80,7 @@ def base_weights_dtype(trainer: dict, device: str):
     from maximalcai.hardware import resolve_dtype
 
     if device == "cpu":
-        return resolve_dtype(trainer["cpu_dtype"], "cpu")
+        return resolve_dtype(trainer.cpu_dtype, "cpu")
     return torch.float32
 
 
@@ -88,7 +88,7 @@ def load_policy(
     base_dir: str,
     previous_adapter: str | None,
     settings: Training,
-    trainer: dict,
+    trainer: Trainer,
     device: str,
     backend: str,
     seed: int,
@@ -106,7 +106,7 @@ def load_policy(
             model_name=base_dir,
             max_seq_length=settings.max_length,
             dtype=None,
-            load_in_4bit=trainer["load_in_4bit"],
+            load_in_4bit=trainer.load_in_4bit,
         )
         if previous_adapter:
             from peft import PeftModel
@@ -118,7 +118,7 @@ def load_policy(
                 **settings.lora.peft_fields(),
                 bias="none",
                 random_state=seed,
-                use_gradient_checkpointing="unsloth" if trainer["gradient_checkpointing"] else False,
+                use_gradient_checkpointing="unsloth" if trainer.gradient_checkpointing else False,
             )
         ensure_pad_token(tokenizer)
         return model, tokenizer, None
@@ -128,7 +128,7 @@ def load_policy(
     tokenizer = load_tokenizer(base_dir, padding_side="right")
     ensure_pad_token(tokenizer)
     kwargs: dict[str, Any] = {"dtype": base_weights_dtype(trainer, device)}
-    if trainer["load_in_4bit"]:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
+    if trainer.load_in_4bit:  # QLoRA without Unsloth: bitsandbytes, CUDA only (checked at start)
         from transformers import BitsAndBytesConfig
 
         kwargs = {
@@ -138,10 +138,10 @@ def load_policy(
             ),
         }
     model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    if trainer["load_in_4bit"]:
+    if trainer.load_in_4bit:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, trainer["gradient_checkpointing"])
+        model = prepare_model_for_kbit_training(model, trainer.gradient_checkpointing)
     if previous_adapter:
         from peft import PeftModel
 
@@ -152,7 +152,7 @@ def load_policy(
 def trainer_args(
     config_class,
     settings: Training,
-    trainer: dict,
+    trainer: Trainer,
     seed: int,
     output_dir: Path,
     device: str,
@@ -179,17 +179,17 @@ def trainer_args(
         output_dir=str(output_dir),
         logging_steps=1,
         save_strategy="steps",
-        save_steps=trainer["save_steps"],
+        save_steps=trainer.save_steps,
         save_total_limit=2,
         seed=seed,
         data_seed=seed,
-        report_to=[r for r in trainer["report_to"] if r != "tensorboard"] or "none",  # see tracker_callbacks
+        report_to=[r for r in trainer.report_to if r != "tensorboard"] or "none",  # see tracker_callbacks
         use_cpu=device == "cpu",
         bf16=device == "cuda",  # TRL defaults to bf16=True, which on a CPU means bf16 autocast and noisy rewards
         fp16=False,
         dataloader_num_workers=0,
         disable_tqdm=not sys.stderr.isatty(),  # in a rule's log: plain lines (progress.trainer_callback), no bars
-        gradient_checkpointing=trainer["gradient_checkpointing"],  # TRL's own default is True
+        gradient_checkpointing=trainer.gradient_checkpointing,  # TRL's own default is True
     )
     args.update(extra)
     args.update(trl_args)
@@ -228,10 +228,10 @@ def log_rows(history: Sequence[dict[str, Any]], phase: str) -> list[dict[str, An
     return rows
 
 
-def tracker_callbacks(trainer: dict, runs_dir: str | Path | None, phase: str) -> list:
+def tracker_callbacks(trainer: Trainer, runs_dir: str | Path | None, phase: str) -> list:
     """TensorBoard, when ``trainer.report_to`` names it: event files in ``runs_dir/phase`` (transformers' own
     callback would write them under the checkpoint folder). The other trackers go through TRL's report_to."""
-    if "tensorboard" not in trainer["report_to"] or runs_dir is None:
+    if "tensorboard" not in trainer.report_to or runs_dir is None:
         return []
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -285,7 +285,7 @@ def training_policy(
     base_dir: str,
     previous_adapter: str | None,
     settings: Training,
-    trainer: dict,
+    trainer: Trainer,
     backend: str,
     device: str,
     seed: int,
@@ -311,7 +311,7 @@ def train_pairs(pairs_path: str) -> list[dict[str, Any]]:
 
 
 def stage_fingerprint(
-    trainer: dict,
+    trainer: Trainer,
     device: str,
     settings: Training,
     base_dir: str,
@@ -431,7 +431,7 @@ def save_adapter(model, tokenizer, out_dir: str, card: str) -> None:
 
 def train_stage(
     hardware: dict,
-    trainer: dict,
+    trainer: Trainer,
     settings: Training,
     stage: str,
     base_dir: str,
@@ -451,7 +451,7 @@ def train_stage(
     go (``trainer.report_to``); ``dpo_callbacks``: more ``TrainerCallback`` objects for the DPO phase."""
     from maximalcai.hardware import resolve_device, resolve_training_backend
 
-    backend = resolve_training_backend(trainer["backend"], trainer["load_in_4bit"])
+    backend = resolve_training_backend(trainer.backend, trainer.load_in_4bit)
     if backend == "unsloth":
         import unsloth  # noqa: F401  before trl and peft, so that its patches apply (it warns otherwise)
     device = resolve_device(hardware["device"])
@@ -502,7 +502,7 @@ def train_stage(
 
 def run_train_dpo(
     hardware: dict,
-    trainer: dict,
+    trainer: Trainer,
     settings: Training,
     seed: int,
     deterministic: bool,

@@ -15,6 +15,26 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Trainer:
+    """The config's ``trainer`` section, typed: which training backend, and how it runs on this hardware."""
+
+    backend: str
+    cpu_dtype: str
+    load_in_4bit: bool
+    gradient_checkpointing: bool
+    save_steps: int
+    report_to: tuple[str, ...]
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Trainer:
+        """From the config's ``trainer`` section (keys it lacks take the schema's defaults)."""
+        from maximalcai.config import config_section
+
+        section = config_section(["trainer"], section)
+        return cls(**section | {"report_to": tuple(section["report_to"])})
+
+
+@dataclass(frozen=True)
 class Lora:
     """The adapter's shape (PEFT's ``LoraConfig`` fields)."""
 
