@@ -183,6 +183,12 @@ def comparisons():
 PREF_SETTINGS = {"principles_per_comparison": 3, "clamp": None, "fewshot_k": 2}
 
 
+def label(labeller, **changes):
+    """label_preferences on the test's comparisons, with ``changes`` to its preference section."""
+    settings = Preference.from_section(PREF_SETTINGS | changes)
+    return label_preferences(labeller, comparisons(), CONSTITUTION, PREFERENCE_DEMOS, "stage1", settings, 42)
+
+
 def test_comparisons_pair_candidates_and_revisions():
     found = {(c["kind"], c["a_id"], c["b_id"]) for c in comparisons()}
     assert found == {
@@ -193,15 +199,7 @@ def test_comparisons_pair_candidates_and_revisions():
 
 
 def test_asking_in_both_orders_cancels_position_bias(gemma_style_tokenizer):
-    rows = label_preferences(
-        PositionBiased(gemma_style_tokenizer),
-        comparisons(),
-        CONSTITUTION,
-        PREFERENCE_DEMOS,
-        "stage1",
-        Preference.from_section(PREF_SETTINGS),
-        42,
-    )
+    rows = label(PositionBiased(gemma_style_tokenizer))
     for row in rows:
         assert len(row["principle_ids"]) == 3 and len(row["p_a_first"]) == 3
         assert row["p_a_first"][0] == pytest.approx(0.8808, abs=1e-4)  # P(A) with a shown first
@@ -212,41 +210,14 @@ def test_asking_in_both_orders_cancels_position_bias(gemma_style_tokenizer):
 
 def test_soft_labels_follow_quality_and_clamp(gemma_style_tokenizer):
     labeller = PositionBiased(gemma_style_tokenizer, bias=0.5, quality=3.0)
-    rows = {
-        r["kind"]: r
-        for r in label_preferences(
-            labeller,
-            comparisons(),
-            CONSTITUTION,
-            PREFERENCE_DEMOS,
-            "stage1",
-            Preference.from_section(PREF_SETTINGS),
-            42,
-        )
-    }
+    rows = {r["kind"]: r for r in label(labeller)}
     assert rows["revision"]["p_a"] < 0.1  # the revision mentions "good": b is preferred in both orders
-    clamped = label_preferences(
-        labeller,
-        comparisons(),
-        CONSTITUTION,
-        PREFERENCE_DEMOS,
-        "stage1",
-        Preference.from_section({**PREF_SETTINGS, "clamp": [0.4, 0.6]}),
-        42,
-    )
+    clamped = label(labeller, clamp=[0.4, 0.6])
     assert {r["kind"]: r["soft_label"] for r in clamped}["revision"] == 0.4
 
 
 def test_preference_labels_on_the_tiny_model_are_probabilities(tiny_backend):
-    rows = label_preferences(
-        tiny_backend,
-        comparisons(),
-        CONSTITUTION,
-        PREFERENCE_DEMOS,
-        "stage1",
-        Preference.from_section(PREF_SETTINGS),
-        42,
-    )
+    rows = label(tiny_backend)
     for row in rows:
         assert all(0 < p < 1 for p in row["p_a_first"] + row["p_a_second"])
         assert row["p_a"] == pytest.approx((sum(row["p_a_first"]) + sum(row["p_a_second"])) / 6, abs=1e-5)

@@ -261,26 +261,13 @@ def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg
     from trl import DPOConfig
 
     cfg, settings = train_cfg
-    args = trainer_args(
-        DPOConfig,
-        settings,
-        Trainer.from_section(cfg["trainer"]),
-        cfg["seed"],
-        tmp_path,
-        "cpu",
-        trl_args={"ld_alpha": 0.5, "learning_rate": 3e-4},
-    )
-    assert args.ld_alpha == 0.5 and args.learning_rate == 3e-4  # the passthrough wins
+    trainer = Trainer.from_section(cfg["trainer"])
+    args = trainer_args(DPOConfig, settings, trainer, cfg["seed"], tmp_path, "cpu", trl_args={"ld_alpha": 0.5})
+    assert args.ld_alpha == 0.5  # any DPOConfig field passes through
+    args = trainer_args(DPOConfig, settings, trainer, cfg["seed"], tmp_path, "cpu", trl_args={"learning_rate": 3e-4})
+    assert args.learning_rate == 3e-4  # and wins over the settings
     with pytest.raises(ConfigError, match=r"training.trl_args: ld_alfa \(did you mean 'ld_alpha'\?\) is not a field"):
-        trainer_args(
-            DPOConfig,
-            settings,
-            Trainer.from_section(cfg["trainer"]),
-            cfg["seed"],
-            tmp_path,
-            "cpu",
-            trl_args={"ld_alfa": 0.5},
-        )
+        trainer_args(DPOConfig, settings, trainer, cfg["seed"], tmp_path, "cpu", trl_args={"ld_alfa": 0.5})
 
 
 @pytest.mark.parametrize(
