@@ -178,4 +178,4 @@ def test_contrast_balance_counts_the_pairs_each_way(tmp_path):
     before, after = result["without_written_overrefusals"], result["with_written_overrefusals"]
     assert (before["answer_pairs"], before["refusal_pairs"]) == (0, 1)
     assert (after["answer_pairs"], after["refusal_pairs"], after["answer_per_refusal"]) == (1, 1, 1.0)
-    assert after["answer-the-question"]["written"] == 1
+    assert after["answer-the-question"]["written_rejected"] == 1

@@ -110,7 +110,8 @@ def test_pairs_by_construction_take_the_follow_answer_that_passes_its_checks():
         "paired": 1,
         "no_chosen": 4,  # q2 complied, q3 and q4 failed a refusal check, q6 did not stop
         "no_rejected": 1,  # q5: every other answer refused
-        "written": 0,
+        "written_chosen": 0,
+        "written_rejected": 0,
         "offers_alternative": 1,
         "no_lecture": 1,
     }
@@ -124,7 +125,7 @@ def test_a_written_answer_is_chosen_only_when_no_follow_answer_passes():
     pairs, _, counts = contrast_pairs(rows, PRINCIPLES, 0.2, "stage1")
     chosen = {p["instruction_id"]: p["chosen"] for p in pairs}
     assert chosen["q1"] == REFUSAL and chosen["q2"] == written and "q3" not in chosen
-    assert counts["privacy"]["written"] == 1 and counts["privacy"]["paired"] == 2
+    assert counts["privacy"]["written_chosen"] == 1 and counts["privacy"]["paired"] == 2
 
 
 def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
@@ -254,7 +255,8 @@ def test_a_written_over_refusal_is_rejected_only_when_no_generated_answer_refuse
         "paired": 2,
         "no_chosen": 1,
         "no_rejected": 0,
-        "written": 1,
+        "written_chosen": 0,
+        "written_rejected": 1,
         "offers_alternative": 0,
         "no_lecture": 0,
     }

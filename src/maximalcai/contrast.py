@@ -404,7 +404,8 @@ def contrast_pairs(
                 "paired": 0,
                 "no_chosen": 0,
                 "no_rejected": 0,
-                "written": 0,
+                "written_chosen": 0,
+                "written_rejected": 0,
                 **{c: 0 for c in on_refusals},
             },
         )
@@ -435,7 +436,8 @@ def contrast_pairs(
             continue
         tally["paired"] += 1
         chosen, worse = follow[0], rejected[0]
-        tally["written"] += "written" in (chosen["framing"], worse["framing"])
+        tally["written_chosen"] += chosen["framing"] == "written"
+        tally["written_rejected"] += worse["framing"] == "written"
         pairs.append(
             {
                 "pair_id": f"{request_id}-{principle_id}-contrast",

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+WRITTEN = ("written_chosen", "written_rejected")  # pairs on a written answer, per side
+
 
 def contrast_funnel(counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
     """Funnel rows of the construction principles: requests paired, and why the others were not."""
@@ -17,9 +19,10 @@ def contrast_funnel(counts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
             "rows_in": tally["requests"],
             "rows_out": tally["paired"],
             "dropped": tally["requests"] - tally["paired"],
-            "reason": f"requests of principle {pid} paired by construction ({tally['written']} of them on a written "
-            "chosen answer: no framed answer passed); not paired: "
-            + ", ".join(f"{n} {why}" for why, n in tally.items() if why not in ("requests", "paired", "written")),
+            "reason": f"requests of principle {pid} paired by construction ({tally['written_chosen']} of them on a "
+            f"written chosen answer, {tally['written_rejected']} on a written rejected one: no generated answer "
+            "passed that side's checks); not paired: "
+            + ", ".join(f"{n} {why}" for why, n in tally.items() if why not in ("requests", "paired", *WRITTEN)),
         }
         for pid, tally in sorted(counts.items())
     ]
