@@ -45,7 +45,7 @@ from maximalcai import formats, tables, verifiable
 from maximalcai.constitution import load_constitution
 from maximalcai.evaluation.sets import BASE_FEWSHOT, FORM_SETS, SETS, compared_models, load_eval_prompts
 from maximalcai.evaluation.stats import paired_difference, rate_or_mean, verdict
-from maximalcai.feedback.preference import label_preferences, labeller_model, load_preference_demos
+from maximalcai.feedback.preference import Preference, label_preferences, labeller_model, load_preference_demos
 from maximalcai.manifest import write_text_atomic
 from maximalcai.reproducibility import derive_seed
 
@@ -156,7 +156,7 @@ def head_to_head(
         for pid in sorted(ours)
         if pid in theirs and (prompt_ids is None or pid in prompt_ids)
     ]
-    settings = {"principles_per_comparison": principles, "clamp": None, "fewshot_k": 2}
+    settings = Preference(principles_per_comparison=principles, clamp=None, fewshot_k=2, comparisons=())
     labels = label_preferences(judge, comparisons, constitution, demos, model, settings, seed)
     rows = []
     for c, label in zip(comparisons, labels):
