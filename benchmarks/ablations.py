@@ -12,6 +12,9 @@ with the 95% interval of the paired difference; negative results stay in the tab
     python benchmarks/ablations.py --source W --only dpo-labeller --out ...              # one of them
     python benchmarks/ablations.py --source W --only recipe --recorded recipe-variants=W2  # a variant run by hand
 
+`--config default` does the same for the default config (config.yaml alone, demo counts): its source is a finished
+`snakemake --cores 1 stage1_model` run, its variants are DEFAULT_VARIANTS, its table ablations_default.md.
+
 The `recipe` row is the source run itself (its wall time is the sum of its jobs, data included); the other
 rows' times are their retraining and re-evaluation only.
 """
@@ -30,7 +33,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = [REPO / "config.yaml", REPO / "config/cpu-full.yaml"]
+CONFIGS = {"cpu-full": [REPO / "config.yaml", REPO / "config/cpu-full.yaml"], "default": [REPO / "config.yaml"]}
 HEADLINE = (
     "stop_rate",
     "repeated_4gram_rate",
@@ -98,6 +101,13 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         },
     ),
 }
+# The default config's levers against its over-refusal: at demo counts its SFT warm-up (six epochs on ~50 examples,
+# a third of them refusals in one template) teaches the model to refuse benign requests (docs/RECIPE.md).
+DEFAULT_VARIANTS: dict[str, tuple[str, dict]] = {
+    "recipe": ("the default config at the source run's commit", {}),
+    "sft-3-epochs": ("SFT warm-up for 3 epochs instead of 6", {"training": {"sft_warmup": {"num_train_epochs": 3}}}),
+    "sft-2-epochs": ("SFT warm-up for 2 epochs instead of 6", {"training": {"sft_warmup": {"num_train_epochs": 2}}}),
+}
 # The jobs a variant reruns, by benchmark file: a recorded variant's time is theirs.
 REBUILT_JOBS = ("stage1/build_pairs", "stage1/train_dpo", "eval/stage1-", "stage1/evaluate", "stage1/stage_report")
 
@@ -121,7 +131,13 @@ def link_tree(source: Path, target: Path) -> None:
 
 
 def run_variant(
-    name: str, overrides: dict, source: Path, workdir: Path, cores: int, rerun_triggers=("mtime", "params", "input")
+    name: str,
+    overrides: dict,
+    source: Path,
+    workdir: Path,
+    cores: int,
+    rerun_triggers=("mtime", "params", "input"),
+    configs: list[Path] = CONFIGS["cpu-full"],
 ) -> dict:
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -142,7 +158,7 @@ def run_variant(
         "--rerun-triggers",
         *rerun_triggers,
         "--configfile",
-        *map(str, CONFIGS),
+        *map(str, configs),
         str(override),
         "--",
         "stage1_model",
@@ -186,7 +202,7 @@ def cell(comparisons: list[dict], metric: str, baseline: str) -> str:
     return "n/a"
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], variants: dict[str, tuple[str, dict]] = VARIANTS) -> str:
     lines = []
     for baseline in ("base", "base_fewshot"):
         lines += [
@@ -197,7 +213,7 @@ def table(rows: list[dict]) -> str:
         for row in rows:
             comparisons = row["metrics"]["comparisons"]
             lines.append(
-                f"| {row['name']}: {VARIANTS[row['name']][0]} | "
+                f"| {row['name']}: {variants[row['name']][0]} | "
                 + " | ".join(cell(comparisons, m, baseline) for m in HEADLINE)
                 + f" | {row['training']['train_pairs']} | {row['training']['sft_examples']} | "
                 f"{row['seconds'] // 60} min |"
@@ -207,9 +223,10 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, required=True, help="workdir of a finished cpu-full stage1_model run")
+    parser.add_argument("--source", type=Path, required=True, help="a finished stage1_model run of --config")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu-full")
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks/work/ablations")
-    parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), default=sorted(VARIANTS))
+    parser.add_argument("--only", nargs="*", choices=sorted({*VARIANTS, *DEFAULT_VARIANTS}))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument(
         "--rerun-recipe", action="store_true", help="retrain the recipe row too (default: read it from the source run)"
@@ -228,38 +245,51 @@ def main() -> None:
         help="Snakemake's; drop 'input' for a source run recorded before config paths became relative "
         "(its records hold absolute input paths, so every job would look changed)",
     )
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/ablations.md")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/ablations.md (ablations_default.md)")
     args = parser.parse_args()
-    results = args.out.with_suffix(".json")
+    variants = VARIANTS if args.config == "cpu-full" else DEFAULT_VARIANTS
+    suffix = "" if args.config == "cpu-full" else f"_{args.config}"
+    out = args.out or REPO / f"benchmarks/results/ablations{suffix}.md"
+    only = args.only or list(variants)
+    unknown = [name for name in [*only, *(item.split("=", 1)[0] for item in args.recorded)] if name not in variants]
+    if unknown:
+        names = ", ".join(variants)
+        raise SystemExit(f"not a variant of --config {args.config}: {', '.join(unknown)}; variants: {names}")
+    results = out.with_suffix(".json")
     done = json.loads(results.read_text()) if results.is_file() else {}
     recorded = dict(item.split("=", 1) for item in args.recorded)
     for name, workdir in recorded.items():
-        if name not in VARIANTS:
-            raise SystemExit(f"--recorded {name}: not a variant; variants: {', '.join(VARIANTS)}")
         done[name] = recorded_row(name, Path(workdir), REBUILT_JOBS)
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(done, indent=1))
-    for name in [n for n in args.only if n not in recorded]:
-        print(f"variant {name}: {VARIANTS[name][0]}", flush=True)
+    for name in [n for n in only if n not in recorded]:
+        print(f"variant {name}: {variants[name][0]}", flush=True)
         if name == "recipe" and not args.rerun_recipe:
             done[name] = recorded_row(name, args.source)  # the source run is the recipe (its whole run's time)
         else:
             done[name] = run_variant(
-                name, VARIANTS[name][1], args.source, args.work / name, args.cores, args.rerun_triggers
+                name,
+                variants[name][1],
+                args.source,
+                args.work / args.config / name,
+                args.cores,
+                args.rerun_triggers,
+                CONFIGS[args.config],
             )
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(done, indent=1))
-    rows = [done[name] for name in VARIANTS if name in done]
-    args.out.write_text(
-        "# Stage-1 ablations on config/cpu-full.yaml\n\n"
-        "`python benchmarks/ablations.py --source W` (see its docstring); one finished run's data, "
-        "each variant's training and evaluation measured on this machine. Earlier runs that built "
-        "the recipe, and the default config's SFT-epochs comparison, are in docs/RECIPE.md; "
+    rows = [done[name] for name in variants if name in done]
+    config = "config/cpu-full.yaml" if args.config == "cpu-full" else "the default config (config.yaml)"
+    out.write_text(
+        f"# Stage-1 ablations on {config}\n\n"
+        f"`python benchmarks/ablations.py --config {args.config} --source W` (see its docstring); one finished run's "
+        "data, each variant's training and evaluation measured on this machine. Earlier runs that built "
+        "the recipe are in docs/RECIPE.md; "
         "rows not yet run (`--only NAME`) are missing, not lost. Wall time: the `recipe` row's is "
         "its whole run, data included; the other rows' are their retraining and evaluation only "
-        "(docs/RECIPE.md says which ran beside other work).\n" + table(rows)
+        "(docs/RECIPE.md says which ran beside other work).\n" + table(rows, variants)
     )
-    print(table(rows))
+    print(table(rows, variants))
 
 
 if __name__ == "__main__":
