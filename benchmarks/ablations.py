@@ -107,6 +107,11 @@ DEFAULT_VARIANTS: dict[str, tuple[str, dict]] = {
     "recipe": ("the default config at the source run's commit", {}),
     "sft-3-epochs": ("SFT warm-up for 3 epochs instead of 6", {"training": {"sft_warmup": {"num_train_epochs": 3}}}),
     "sft-2-epochs": ("SFT warm-up for 2 epochs instead of 6", {"training": {"sft_warmup": {"num_train_epochs": 2}}}),
+    "sft-4-epochs": ("SFT warm-up for 4 epochs instead of 6", {"training": {"sft_warmup": {"num_train_epochs": 4}}}),
+    "contrast-8-seeds": (
+        "8 seed requests per construction principle instead of 4 (twice the contrast data)",
+        {"contrast": {"seeds_per_principle": 8}},
+    ),
 }
 # The jobs a variant reruns, by benchmark file: a recorded variant's time is theirs.
 REBUILT_JOBS = ("stage1/build_pairs", "stage1/train_dpo", "eval/stage1-", "stage1/evaluate", "stage1/stage_report")

@@ -64,6 +64,7 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     returns its (log rows, summary). Also what benchmarks/limits.py profiles."""
     from maximalcai import patches
     from maximalcai.config import load_config_file
+    from maximalcai.hardware import Hardware
     from maximalcai.training import dpo
     from maximalcai.training.settings import Trainer, Training
 
@@ -78,7 +79,7 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     settings = Training.from_section(section)
     cfg["trainer"]["save_steps"] = 10_000
     return dpo.train_stage(
-        cfg["hardware"],
+        Hardware.from_section(cfg["hardware"]),
         Trainer.from_section(cfg["trainer"]),
         settings,
         "stage1",

@@ -106,20 +106,19 @@ def external_prompts(wheel: Path, per_source: int, seed: int) -> tuple[list[Eval
 
 def answer(cfg: dict, workdir: Path, model: str, prompts: list[EvalPrompt]) -> list[dict]:
     """``model``'s answers, generated as the workflow's eval_generate generates its own sets."""
-    from maximalcai.backends import Sampling, open_backend
+    from maximalcai.backends import Engine, Sampling, open_backend
     from maximalcai.evaluation.generate import fewshot_draws, generation_rows
     from maximalcai.prompting import load_pool
     from maximalcai.reproducibility import derive_seed
 
     evaluation = cfg["evaluation"]
-    engine = {"hardware": cfg["hardware"], "generation": cfg["generation"]}
     adapter = None if model in (BASE, BASE_FEWSHOT) else workdir / f"results/{model}/adapter"
     draws = None
     if model == BASE_FEWSHOT:
         pool = load_pool(evaluation["fewshot_pool"], min_size=evaluation["fewshot_k"] + 1)
         draws = fewshot_draws(prompts, pool, evaluation["fewshot_k"], evaluation["fewshot_share"], cfg["seed"])
-    backend = open_backend(engine, workdir / "results/models/base", adapter)
-    sampling = Sampling.from_config(evaluation["sampling"])
+    backend = open_backend(Engine.of_config(cfg), workdir / "results/models/base", adapter)
+    sampling = Sampling.from_section(evaluation["sampling"])
     return generation_rows(backend, prompts, model, sampling, derive_seed(cfg["seed"], "eval", "generate"), draws)
 
 

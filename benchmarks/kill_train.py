@@ -96,6 +96,7 @@ def slow_disk(pause: float) -> None:
 def child(folder: Path, run: Path, pause: float) -> None:
     """One training job: train_stage into ``run``/adapter, checkpoints in ``run``/checkpoints."""
     from maximalcai.config import load_config_file
+    from maximalcai.hardware import Hardware
     from maximalcai.tiny import quick_training
     from maximalcai.training.dpo import train_stage
     from maximalcai.training.settings import Trainer
@@ -109,7 +110,7 @@ def child(folder: Path, run: Path, pause: float) -> None:
 
     (run / "started").write_text(str(time.time()))
     train_stage(
-        cfg["hardware"],
+        Hardware.from_section(cfg["hardware"]),
         Trainer.from_section(cfg["trainer"]),
         settings,
         "stage1",

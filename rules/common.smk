@@ -3,7 +3,8 @@ from pathlib import Path
 
 from maximalcai.config import previous_stage, stage_config, stage_ids
 from maximalcai.constitution import load_constitution, principles_by_mechanism
-from maximalcai.evaluation.sets import SETS, compared_models
+from maximalcai.evaluation.sets import SETS, Evaluation, compared_models
+from maximalcai.feedback.guard import Safety
 from maximalcai.generation import Responses, candidates_per_instruction, shard_count
 from maximalcai.hardware import wants_gpu
 from maximalcai.job_resources import job_resources
@@ -13,8 +14,8 @@ BASE_MODEL = "results/models/base"
 GPU = wants_gpu(config)
 # For --use-conda: the dependency set of this config's hardware (the library itself comes from src/).
 CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.yaml"
-# How a model job runs. Device, dtype, backend and batch sizes change the numbers a model job produces
-# (padding, kernels, reduction order), so each model job has them in its params and a change reruns it.
+# How a model job runs (maximalcai.hardware.Engine, typed where the job starts). Device, dtype, backend and
+# batch sizes change the numbers a model job produces, so each model job has them in its params.
 ENGINE = {"hardware": config["hardware"], "generation": config["generation"]}
 REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
 # Each principle's mechanism (constitution.yaml): build_pairs names the principle of every pair from it, and
@@ -22,14 +23,10 @@ REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
 PRINCIPLES = principles_by_mechanism(load_constitution(config["constitution"], HERE))
 
 
-# Keys that are not job settings. File paths go in as inputs, never as params: an absolute path in params
-# would rerun a job whenever the checkout moves, though nothing changed. evaluation.report_stages only picks
-# the inputs of stages_report.
-NOT_SETTINGS = {
-    "evaluation": ("helpful", "redteam", "borderline", "honesty", "fewshot_pool", "report_stages"),
-    "safety": ("demos",),
-    "responses": ("constraint_pool",),
-}
+# Keys that are not job settings: each typed section's INPUTS (maximalcai.typed.Section). File paths go in
+# as inputs, never as params: an absolute path in params would rerun a job whenever the checkout moves, though
+# nothing changed. evaluation.report_stages only picks the inputs of stages_report.
+NOT_SETTINGS = {cls.PATH[-1]: cls.INPUTS for cls in (Evaluation, Safety, Responses)}
 
 
 def job_settings(name, values):

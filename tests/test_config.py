@@ -4,6 +4,7 @@ import copy
 import json
 import subprocess
 import sys
+import typing
 
 import pytest
 import yaml
@@ -234,54 +235,70 @@ def test_training_keys_under_their_former_names_are_read_with_a_warning_naming_t
 
 
 def test_the_typed_sections_are_the_schemas_sections(default_config):
-    """One source of truth: each typed section's fields are exactly the keys the schema validates and documents,
-    a resolved section goes through its typed class and back unchanged, and the training fields passed to TRL
-    and PEFT are names their configs have."""
+    """One source of truth: every typed section's fields (and its INPUTS, the keys rules pass as inputs) are
+    exactly the keys the schema validates and documents, at every level of nesting; a resolved section goes
+    through its class and back unchanged; every section a job reads is typed; and the training fields passed to
+    TRL and PEFT are names their configs have."""
     import dataclasses
+    import importlib
 
     from peft import LoraConfig
     from trl import DPOConfig, SFTConfig
 
-    from maximalcai.code_checks import Verifiable
-    from maximalcai.contrast import Contrast
-    from maximalcai.distillation import Sft
-    from maximalcai.feedback.critique import Critique
-    from maximalcai.feedback.preference import Preference
-    from maximalcai.generation import Constraints, InstructionFilters, Instructions, Responses
-    from maximalcai.pairs import Pairs
-    from maximalcai.training.settings import Lora, SftWarmup, Trainer, Training
+    from maximalcai.typed import SECTIONS
+
+    for module in TYPED_MODULES:
+        importlib.import_module(f"maximalcai.{module}")
+    from maximalcai.training.settings import Training
 
     schema = load_schema()
     fields = lambda cls: {f.name for f in dataclasses.fields(cls)}  # noqa: E731
-    typed = {
-        ("instructions",): Instructions,
-        ("instructions", "filters"): InstructionFilters,
-        ("instructions", "constraints"): Constraints,
-        ("responses",): Responses,
-        ("critique",): Critique,
-        ("preference",): Preference,
-        ("training",): Training,
-        ("training", "lora"): Lora,
-        ("training", "sft_warmup"): SftWarmup,
-        ("contrast",): Contrast,
-        ("pairs",): Pairs,
-        ("pairs", "verifiable"): Verifiable,
-        ("pairs", "sft"): Sft,
-    }
+
+    def same_keys(cls, node):
+        if "$ref" in node:
+            node = {**schema["$defs"][node["$ref"].split("/")[-1]], **node}
+        assert fields(cls) | set(getattr(cls, "INPUTS", ())) == set(node["properties"]), cls.__name__
+        hints = typing.get_type_hints(cls)
+        for name in fields(cls):
+            nested = [h for h in (hints[name], *typing.get_args(hints[name])) if dataclasses.is_dataclass(h)]
+            if nested:
+                same_keys(nested[0], node["properties"][name])
+
     stage = stage_config(default_config, "stage1")
-    trainer = Trainer.from_section(default_config["trainer"])
-    assert fields(Trainer) == set(schema["properties"]["trainer"]["properties"])
-    assert json.loads(json.dumps(dataclasses.asdict(trainer))) == default_config["trainer"]
-    for path, cls in typed.items():
-        node, section = schema["$defs"]["stage"], stage
-        for key in path:
+    paths = set()
+    for cls in SECTIONS:
+        node, section = (schema["$defs"]["stage"], stage) if cls.STAGE else (schema, default_config)
+        for key in cls.PATH:
             node, section = node["properties"][key], section[key]
-        assert fields(cls) == set(node["properties"]), cls.__name__
-        if hasattr(cls, "from_section"):
-            as_plain = dataclasses.asdict(cls.from_section(section))
-            assert json.loads(json.dumps(as_plain)) == section, cls.__name__  # nothing lost, renamed or added
+        same_keys(cls, node)
+        plain = json.loads(json.dumps(cls.from_section(section).as_dict()))
+        assert plain == cls.settings(section), cls.__name__  # nothing lost, renamed or added
+        paths.add((cls.STAGE, cls.PATH))
+    job_sections = {"instructions", "responses", "contrast", "critique", "preference", "pairs", "training"}
+    assert {path[0] for at_stage, path in paths if at_stage} == job_sections
+    top = {"base_model", "hardware", "generation", "safety", "trainer", "export", "evaluation", "resources"}
+    assert {path[0] for at_stage, path in paths if not at_stage} == top
     settings = Training.from_section(stage["training"])
     for config_class in (SFTConfig, DPOConfig):
         assert set(settings.trl_fields()) <= fields(config_class)
     assert set(settings.lora.peft_fields()) <= fields(LoraConfig)
     assert settings.as_dict() == stage["training"]
+
+
+# The modules that define the typed sections (maximalcai.typed.Section subclasses).
+TYPED_MODULES = (
+    "hardware",
+    "models",
+    "generation",
+    "contrast",
+    "code_checks",
+    "distillation",
+    "pairs",
+    "feedback.critique",
+    "feedback.preference",
+    "feedback.guard",
+    "training.settings",
+    "evaluation.sets",
+    "export",
+    "job_resources",
+)

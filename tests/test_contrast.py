@@ -18,6 +18,7 @@ from maximalcai.contrast import (
     spread,
 )
 from maximalcai.distillation import sft_examples
+from maximalcai.hardware import Engine
 from maximalcai.pairs import Pairs, build_pairs
 
 PRINCIPLES = principles_by_mechanism(load_constitution(REPO / "constitution.yaml"))
@@ -286,16 +287,18 @@ def test_written_answers_join_each_request_of_a_principle_that_has_them(tiny_bac
 
 def test_the_rule_writes_the_contrast_table(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    engine = {
-        "hardware": {"device": "cpu", "dtype": "float32", "threads": 1},
-        "generation": {
-            "backend": "transformers",
-            "batch_size": 8,
-            "scoring_batch_size": 8,
-            "prefill_cells": None,
-            "cache_slots": None,
-        },
-    }
+    engine = Engine.from_section(
+        {
+            "hardware": {"device": "cpu", "dtype": "float32", "threads": 1},
+            "generation": {
+                "backend": "transformers",
+                "batch_size": 8,
+                "scoring_batch_size": 8,
+                "prefill_cells": None,
+                "cache_slots": None,
+            },
+        }
+    )
     summary = run_generate_contrast(
         engine,
         settings(principles=["answer-the-question"], generated_per_principle=0),

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from maximalcai import cards, export, formats
+from maximalcai.backends.base import Sampling
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Name three primary colors."}],
@@ -40,8 +41,8 @@ def exported(tmp_path, tiny_model_dir, default_config):
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "training.json").write_text(json.dumps({"train_pairs": 208, "sft_examples": 196}))
     result = export.export_stage(
-        {**default_config["export"], "gguf_types": []},
-        default_config["evaluation"]["sampling"],
+        export.Export.from_section({**default_config["export"], "gguf_types": []}),
+        Sampling.from_section(default_config["evaluation"]["sampling"]),
         "stage1",
         str(tiny_model_dir),
         str(tmp_path / "adapter"),

@@ -10,7 +10,10 @@ from maximalcai.errors import HardwareError, ModelSourceError
 
 def test_import_from_a_local_checkpoint(tmp_path, tiny_model_dir):
     source_info = (tiny_model_dir / models.MODEL_INFO).read_text()
-    info = models.import_base_model({"source": "local", "path": str(tiny_model_dir), "name": None}, tmp_path / "base")
+    info = models.import_base_model(
+        models.BaseModelSource.from_section({"source": "local", "path": str(tiny_model_dir), "name": None}),
+        tmp_path / "base",
+    )
     assert (tiny_model_dir / models.MODEL_INFO).read_text() == source_info  # files are hard-linked: source untouched
     assert (tmp_path / "base" / "model.safetensors").is_file()
     assert info["name"] == tiny_model_dir.name and info["has_chat_template"] is False
@@ -26,16 +29,25 @@ def test_import_records_a_chat_template(tmp_path, tiny_model_dir, qwen_style_tok
     source = tmp_path / "qwen-like"
     shutil.copytree(tiny_model_dir, source)
     qwen_style_tokenizer.save_pretrained(source)
-    info = models.import_base_model({"source": "local", "path": str(source), "name": "qwen-like"}, tmp_path / "base")
+    info = models.import_base_model(
+        models.BaseModelSource.from_section({"source": "local", "path": str(source), "name": "qwen-like"}),
+        tmp_path / "base",
+    )
     assert info["has_chat_template"] is True and info["name"] == "qwen-like"
 
 
 def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
     with pytest.raises(ModelSourceError, match="neither a .gguf file nor a checkpoint directory"):
-        models.import_base_model({"source": "local", "path": str(tmp_path), "name": None}, tmp_path / "base")
+        models.import_base_model(
+            models.BaseModelSource.from_section({"source": "local", "path": str(tmp_path), "name": None}),
+            tmp_path / "base",
+        )
     with pytest.raises(ModelSourceError, match="cannot import 'no_such_gguf_pkg'"):
         models.import_base_model(
-            {"source": "gguf_package", "gguf_package": "no_such_gguf_pkg", "name": None}, tmp_path / "b"
+            models.BaseModelSource.from_section(
+                {"source": "gguf_package", "gguf_package": "no_such_gguf_pkg", "name": None}
+            ),
+            tmp_path / "b",
         )
 
     def offline(**kwargs):
@@ -47,7 +59,10 @@ def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "HUB_WAIT_S", 0.0)
     with pytest.raises(ModelSourceError, match="could not download 'Qwen/Qwen2.5-32B'.* after 3 tries.*source: local"):
         models.import_base_model(
-            {"source": "hub", "hub_id": "Qwen/Qwen2.5-32B", "revision": None, "name": None}, tmp_path / "c"
+            models.BaseModelSource.from_section(
+                {"source": "hub", "hub_id": "Qwen/Qwen2.5-32B", "revision": None, "name": None}
+            ),
+            tmp_path / "c",
         )
     assert not (tmp_path / "c").exists() and not (tmp_path / ".c.partial").exists()
     with pytest.raises(ModelSourceError, match="no model there"):
@@ -73,7 +88,10 @@ def test_half_written_model_files_are_refused_where_they_are_read(tmp_path, tiny
     shutil.copytree(tiny_model_dir, weightless)
     (weightless / "model.safetensors").unlink()
     with pytest.raises(ModelSourceError, match="has config and tokenizer but no weights"):
-        models.import_base_model({"source": "local", "path": str(weightless), "name": None}, tmp_path / "base")
+        models.import_base_model(
+            models.BaseModelSource.from_section({"source": "local", "path": str(weightless), "name": None}),
+            tmp_path / "base",
+        )
     assert not (tmp_path / "base").exists()
     adapter = tmp_path / "results/stage1/adapter"
     adapter.mkdir(parents=True)

@@ -82,7 +82,10 @@ def test_hub_timeouts_end_a_request_to_a_hub_that_never_answers(monkeypatch, tmp
     monkeypatch.setattr(models, "HUB_WAIT_S", 0.0)
     start = time.monotonic()
     with pytest.raises(ModelSourceError) as err:
-        models.import_base_model({"source": "hub", "hub_id": "org/model", "revision": None}, tmp_path / "base")
+        models.import_base_model(
+            models.BaseModelSource.from_section({"source": "hub", "hub_id": "org/model", "revision": None}),
+            tmp_path / "base",
+        )
     assert time.monotonic() - start < 30
     assert f"could not download 'org/model' from {endpoint} after 3 tries" in str(err.value)
     assert "Timeout" in str(err.value) and "base_model.source: local" in str(err.value)

@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from maximalcai import patches, tables
 from maximalcai.errors import ConfigError, HardwareError
-from maximalcai.hardware import check_hardware
+from maximalcai.hardware import Hardware, check_hardware
 from maximalcai.tiny import build_tiny_model, pair_row, quick_training
 from maximalcai.training.checkpoints import prepare_checkpoints
 from maximalcai.training.dpo import load_policy, run_phase, train_stage, trainer_args, training_code_versions
@@ -44,7 +44,7 @@ def train_cfg(default_config):
 def train(cfg, settings, model_dir, pairs_path, out, checkpoints, stage="stage1", previous=None, **kwargs):
     """``train_stage`` on the tests' tiny model and pairs."""
     return train_stage(
-        cfg["hardware"],
+        Hardware.from_section(cfg["hardware"]),
         Trainer.from_section(cfg["trainer"]),
         settings,
         stage,

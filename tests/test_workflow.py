@@ -309,14 +309,16 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
 def test_scored_prompts_zero_skips_the_judge_and_the_shift_only(tiny_run, tmp_path):
     from maximalcai.config import load_workflow_config
     from maximalcai.evaluation.evaluate import run_evaluate
+    from maximalcai.evaluation.sets import Evaluation
+    from maximalcai.hardware import Engine
 
     cfg = load_workflow_config(tiny_run / "config.yaml", root=tiny_run)
     cfg["evaluation"]["scored_prompts"] = 0
     results = tiny_run / "results"
     models = ("stage1", "base", "base_fewshot")
     run_evaluate(
-        engine={k: cfg[k] for k in ("hardware", "generation")},
-        evaluation=cfg["evaluation"],
+        engine=Engine.of_config(cfg),
+        evaluation=Evaluation.from_section(cfg["evaluation"]),
         labeller=cfg["feedback"]["labeller"],
         previous=None,
         seed=cfg["seed"],

@@ -144,7 +144,7 @@ def sampling_of(cfg: dict, args: argparse.Namespace):
             if v is not None
         }
     )
-    return Sampling.from_config(settings)
+    return Sampling.from_section(settings)
 
 
 def generate(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
@@ -152,10 +152,10 @@ def generate(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
         lambda: model_dirs(cfg, args.stage, args.model, args.adapter),
         lambda: read_prompts(args.prompt or [], args.prompts),
     )
-    from maximalcai.backends import open_backend
+    from maximalcai.backends import Engine, open_backend
     from maximalcai.reproducibility import derive_seed
 
-    backend = open_backend(cfg, base, adapter)
+    backend = open_backend(Engine.of_config(cfg), base, adapter)
     completions = backend.generate(
         [formats.prompt(r["prompt"]) for r in rows],
         sampling_of(cfg, args),

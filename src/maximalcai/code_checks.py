@@ -19,16 +19,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from maximalcai import formats, verifiable
-from maximalcai.config import stage_section
 from maximalcai.reproducibility import derive_seed
+from maximalcai.typed import Section
 
 # Verifiable principles, in priority order: checks by code that can decide a preference without a model.
 CHECKS = ("not_empty", "stops", "no_loop", "constraint")
 
 
 @dataclass(frozen=True)
-class Verifiable:
+class Verifiable(Section):
     """A stage's ``pairs.verifiable`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("pairs", "verifiable")
 
     enabled: bool
     checks: tuple[str, ...]
@@ -36,12 +38,6 @@ class Verifiable:
     undecided: str
     code_revisions: bool
     best_worst: bool
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Verifiable:
-        """From a config's ``pairs.verifiable`` section (keys it lacks take the schema's defaults)."""
-        section = stage_section(["pairs", "verifiable"], section)
-        return cls(**section | {"checks": tuple(section["checks"])})
 
 
 @dataclass(frozen=True)

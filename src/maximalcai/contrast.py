@@ -32,12 +32,13 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
-from maximalcai.config import stage_section
 from maximalcai.generation import provenance
+from maximalcai.hardware import Engine
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
 from maximalcai.similarity import NearDuplicateIndex, words
+from maximalcai.typed import Section
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ FRAMINGS = ("follow", "violate", "policy", "written")
 
 
 @dataclass(frozen=True)
-class Contrast:
+class Contrast(Section):
     """A stage's ``contrast`` section, typed (its keys and their meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("contrast",)
 
     enabled: bool
     principles: tuple[str, ...] | None
@@ -63,20 +66,6 @@ class Contrast:
     max_similarity: float
     request_sampling: Sampling
     sampling: Sampling
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Contrast:
-        """From a config's ``contrast`` section (keys it lacks take the schema's defaults)."""
-        section = stage_section(["contrast"], section)
-        only = section["principles"]
-        return cls(
-            **section
-            | {
-                "principles": None if only is None else tuple(only),
-                "request_sampling": Sampling.from_config(section["request_sampling"]),
-                "sampling": Sampling.from_config(section["sampling"]),
-            }
-        )
 
 
 def construction_principles(principles: dict[str, dict], only: Sequence[str] | None = None) -> dict[str, dict]:
@@ -381,6 +370,39 @@ def refusal_checks(principles: dict[str, dict]) -> dict[str, str]:
     }
 
 
+def contrast_pair(
+    chosen: dict[str, Any],
+    rejected: dict[str, Any],
+    principle_id: str,
+    request_id: str,
+    carried: list[str],
+    stage: str,
+) -> dict[str, Any]:
+    """A pairs-table row from a contrast request's chosen and rejected answers, decided by construction;
+    ``carried``: the principles checked on the refusal besides the pair's own."""
+    return {
+        "pair_id": f"{request_id}-{principle_id}-contrast",
+        "stage": stage,
+        "prompt": formats.prompt(chosen["request"]),
+        "chosen": chosen["response"],
+        "rejected": rejected["response"],
+        "instruction_id": request_id,
+        "chosen_id": chosen["contrast_id"],
+        "rejected_id": rejected["contrast_id"],
+        "comparison_id": f"{request_id}-{principle_id}-contrast",
+        "kind": "contrast",
+        "principle_ids": [principle_id, *carried],
+        "soft_label": 1.0,
+        "margin": 0.5,
+        "chosen_safety": "by_construction",
+        "rejected_safety": "by_construction",
+        "safety_swapped": False,
+        "decided_by": f"construction:{principle_id}",
+        "split": "train",
+        "constitution_hash": "",
+    }
+
+
 def contrast_pairs(
     rows: Sequence[dict[str, Any]], principles: dict[str, dict], max_repetition: float, stage: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, int]]]:
@@ -438,35 +460,14 @@ def contrast_pairs(
         chosen, worse = follow[0], rejected[0]
         tally["written_chosen"] += chosen["framing"] == "written"
         tally["written_rejected"] += worse["framing"] == "written"
-        pairs.append(
-            {
-                "pair_id": f"{request_id}-{principle_id}-contrast",
-                "stage": stage,
-                "prompt": formats.prompt(chosen["request"]),
-                "chosen": chosen["response"],
-                "rejected": worse["response"],
-                "instruction_id": request_id,
-                "chosen_id": chosen["contrast_id"],
-                "rejected_id": worse["contrast_id"],
-                "comparison_id": f"{request_id}-{principle_id}-contrast",
-                "kind": "contrast",
-                "principle_ids": [principle_id] + (list(on_refusals.values()) if spec["chosen"] == "refuses" else []),
-                "soft_label": 1.0,
-                "margin": 0.5,
-                "chosen_safety": "by_construction",
-                "rejected_safety": "by_construction",
-                "safety_swapped": False,
-                "decided_by": f"construction:{principle_id}",
-                "split": "train",
-                "constitution_hash": "",
-            }
-        )
+        carried = list(on_refusals.values()) if spec["chosen"] == "refuses" else []
+        pairs.append(contrast_pair(chosen, worse, principle_id, request_id, carried, stage))
     return pairs, chosen_rows, counts
 
 
 # ------------------------------------------------------------------------------- rule entry point (I/O)
 def run_generate_contrast(
-    engine: dict,
+    engine: Engine,
     settings: Contrast,
     principles: dict,
     seed: int,

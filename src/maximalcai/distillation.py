@@ -18,26 +18,22 @@ from maximalcai.code_checks import (
     constraint_variants,
     principle_of_check,
 )
-from maximalcai.config import stage_section
 from maximalcai.similarity import NearDuplicateIndex, copy_index
+from maximalcai.typed import Section
 
 if TYPE_CHECKING:
     from maximalcai.pairs import Pairs
 
 
 @dataclass(frozen=True)
-class Sft:
+class Sft(Section):
     """A stage's ``pairs.sft`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("pairs", "sft")
 
     sources: tuple[str, ...]
     per_instruction: int
     variants_per_instruction: int
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Sft:
-        """From a config's ``pairs.sft`` section (keys it lacks take the schema's defaults)."""
-        section = stage_section(["pairs", "sft"], section)
-        return cls(**section | {"sources": tuple(section["sources"])})
 
 
 def contrast_examples(

@@ -27,15 +27,31 @@ import sys
 import tarfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maximalcai import formats
+from maximalcai.backends.base import Sampling
 from maximalcai.cards import merged_model_card
 from maximalcai.errors import ModelSourceError
 from maximalcai.reproducibility import file_sha256
+from maximalcai.typed import Section
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Export(Section):
+    """The config's ``export`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("export",)
+    STAGE = False
+
+    gguf_types: tuple[str, ...]
+    llama_cpp: str | None
+    base_model_id: str | None
+
 
 # formats.prompt(formats.conversation(messages)) as Jinja. A last assistant message (a training example) is
 # rendered after the response header; no system turn exists in the format.
@@ -194,20 +210,20 @@ def convert_gguf(model_dir: Path, out_file: Path, outtype: str, converter: Path)
         raise ModelSourceError(f"llama.cpp's converter failed on {model_dir} ({outtype}):\n{tail}")
 
 
-def modelfile(gguf_name: str | None, sampling: dict[str, Any]) -> str:
+def modelfile(gguf_name: str | None, sampling: Sampling) -> str:
     """An Ollama Modelfile: the GGUF (or the safetensors folder), the format's template and stop strings."""
     lines = [f"FROM ./{gguf_name}" if gguf_name else "FROM .", f'TEMPLATE """{OLLAMA_TEMPLATE}"""']
     lines += [f"PARAMETER stop {json.dumps(stop)}" for stop in formats.STOP_STRINGS]
     lines += [
-        f"PARAMETER temperature {sampling.get('temperature', 0.0)}",
-        f"PARAMETER num_predict {sampling.get('max_new_tokens', 128)}",
+        f"PARAMETER temperature {sampling.temperature}",
+        f"PARAMETER num_predict {sampling.max_new_tokens}",
     ]
     return "\n".join(lines) + "\n"
 
 
 def export_stage(
-    export: dict,
-    sampling: dict,
+    export: Export,
+    sampling: Sampling,
     stage: str,
     base_dir: str,
     adapter_dir: str,
@@ -219,15 +235,15 @@ def export_stage(
     config's export section; ``sampling``: the evaluation's (the Modelfile's defaults)."""
     from maximalcai.models import read_model_info
 
-    out, settings = Path(out_dir), export
+    out = Path(out_dir)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     merged = merge(base_dir, adapter_dir, tmp)
     files = []
-    if settings["gguf_types"]:
-        converter = llama_cpp_converter(settings["llama_cpp"])
-        for outtype in settings["gguf_types"]:
+    if export.gguf_types:
+        converter = llama_cpp_converter(export.llama_cpp)
+        for outtype in export.gguf_types:
             name = f"model-{outtype}.gguf"
             convert_gguf(tmp, tmp / name, outtype, converter)
             files.append(name)
@@ -239,9 +255,7 @@ def export_stage(
         else {}
     )
     (tmp / "README.md").write_text(
-        merged_model_card(
-            settings["base_model_id"], stage, read_model_info(base_dir), metrics, training, files, merged
-        )
+        merged_model_card(export.base_model_id, stage, read_model_info(base_dir), metrics, training, files, merged)
     )
     if out.exists():
         shutil.rmtree(out)
@@ -250,8 +264,8 @@ def export_stage(
 
 
 def run_export(
-    export: dict,
-    sampling: dict,
+    export: Export,
+    sampling: Sampling,
     stage: str,
     base_model: str,
     adapter: str,

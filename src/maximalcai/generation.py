@@ -22,11 +22,12 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
-from maximalcai.config import stage_section
 from maximalcai.errors import TableError
+from maximalcai.hardware import Engine
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
 from maximalcai.similarity import NearDuplicateIndex, words
+from maximalcai.typed import Section
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ class Constraints:
 
 
 @dataclass(frozen=True)
-class Instructions:
+class Instructions(Section):
     """A stage's ``instructions`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("instructions",)
 
     count: int
     candidates: int
@@ -64,39 +67,20 @@ class Instructions:
     filters: InstructionFilters
     constraints: Constraints
 
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Instructions:
-        """From a config's ``instructions`` section (keys it lacks take the schema's defaults)."""
-        section = stage_section(["instructions"], section)
-        filters, constraints = section["filters"], section["constraints"]
-        types = constraints["types"]
-        return cls(
-            **section
-            | {
-                "sampling": Sampling.from_config(section["sampling"]),
-                "filters": InstructionFilters(**filters | {"banned_words": tuple(filters["banned_words"])}),
-                "constraints": Constraints(**constraints | {"types": None if types is None else tuple(types)}),
-            }
-        )
-
 
 @dataclass(frozen=True)
-class Responses:
+class Responses(Section):
     """A stage's ``responses`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("responses",)
+    INPUTS = ("constraint_pool",)
 
     per_instruction: int
     shard_size: int
     fewshot_k: int
     fewshot_share: int
-    constraint_pool: str | None
     on_policy: bool
     sampling: Sampling
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Responses:
-        """From a config's ``responses`` section (keys it lacks take the schema's defaults)."""
-        section = stage_section(["responses"], section)
-        return cls(**section | {"sampling": Sampling.from_config(section["sampling"])})
 
 
 def instruction_shards(settings: Instructions) -> int:
@@ -112,15 +96,15 @@ def response_shards(instruction_settings: Instructions, response_settings: Respo
 SHARDED_RULES = ("generate_responses", "critique_revise", "safety_label", "preference_label")
 
 
-def shard_count(stage_settings: dict[str, Any], rule_or_table: str) -> int:
+def shard_count(stage: dict[str, Any], rule_or_table: str) -> int:
     """How many jobs a stage runs of a sharded rule, or how many shard files a sharded table has: instruction
     generation in its own shards, responses and their feedback in response shards; 1 for any other rule.
-    ``stage_settings``: the stage's resolved config."""
-    instructions = Instructions.from_section(stage_settings["instructions"])
+    ``stage``: the stage's resolved config."""
+    instructions = Instructions.from_section(stage["instructions"])
     if rule_or_table in ("generate_instructions", "instructions"):
         return instruction_shards(instructions)
     if rule_or_table in SHARDED_RULES + ("responses", "critiques", "safety", "preferences"):
-        return response_shards(instructions, Responses.from_section(stage_settings["responses"]))
+        return response_shards(instructions, Responses.from_section(stage["responses"]))
     return 1
 
 
@@ -357,7 +341,7 @@ def shard_throughput(shard_manifests: Sequence[str | Path]) -> dict[str, Any]:
 
 
 def run_instruction_shard(
-    engine: dict,
+    engine: Engine,
     settings: Instructions,
     seed: int,
     stage: str,
@@ -415,7 +399,7 @@ def run_aggregate_instructions(
 
 
 def run_response_shard(
-    engine: dict,
+    engine: Engine,
     settings: Responses,
     seed: int,
     stage: str,

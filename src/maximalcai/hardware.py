@@ -10,9 +10,70 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from maximalcai.errors import HardwareError
+from maximalcai.typed import Section
+
+
+@dataclass(frozen=True)
+class Hardware(Section):
+    """The config's ``hardware`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("hardware",)
+    STAGE = False
+
+    device: str
+    dtype: str
+    threads: int | str
+
+
+@dataclass(frozen=True)
+class Vllm:
+    """``generation.vllm``: the vLLM engine's own arguments, passed to it by these names."""
+
+    gpu_memory_utilization: float
+    max_model_len: int
+    tensor_parallel_size: int
+    enforce_eager: bool
+    max_lora_rank: int
+
+
+@dataclass(frozen=True)
+class Generation(Section):
+    """The config's ``generation`` section, typed: which backend decodes, and its batch and memory bounds."""
+
+    PATH = ("generation",)
+    STAGE = False
+
+    backend: str
+    batch_size: int
+    scoring_batch_size: int
+    prefill_cells: int | None
+    cache_slots: int | None
+    vllm: Vllm
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How a model job runs: the config's ``hardware`` and ``generation`` sections (a rule's ``engine`` param).
+    Device, dtype, backend and batch sizes change the numbers a model job produces (padding, kernels, reduction
+    order), so every model job has them in its params and a change reruns it."""
+
+    hardware: Hardware
+    generation: Generation
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> Engine:
+        """From ``{"hardware": ..., "generation": ...}``, the config's two sections (defaults filled)."""
+        return cls(Hardware.from_section(section["hardware"]), Generation.from_section(section["generation"]))
+
+    @classmethod
+    def of_config(cls, cfg: dict[str, Any]) -> Engine:
+        """The engine of a whole config."""
+        return cls.from_section({"hardware": cfg["hardware"], "generation": cfg["generation"]})
 
 
 def cuda_available() -> bool:

@@ -12,12 +12,41 @@ override all of this.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from maximalcai.config import stage_config
 from maximalcai.generation import shard_count
 from maximalcai.hardware import wants_gpu
+from maximalcai.typed import Section
+
+
+@dataclass(frozen=True)
+class JobResources:
+    """What one job asks a scheduler for (``resources.small_jobs``, ``resources.model_jobs``)."""
+
+    mem_mb: int
+    runtime: int
+    cpus: int
+
+
+@dataclass(frozen=True)
+class Resources(Section):
+    """The config's ``resources`` section, typed (keys and meaning: the config schema, docs/CONFIG.md).
+    ``rules``: per rule, the keys of JobResources it overrides."""
+
+    PATH = ("resources",)
+    STAGE = False
+
+    small_jobs: JobResources
+    model_jobs: JobResources
+    rules: dict[str, dict[str, int]]
+    runtime_from_plan: bool
+    runtime_margin: float
+    load_minutes: float
+
 
 # Rules whose jobs load a model through the generation backend (vLLM on a GPU config).
 SERVED_MODEL_RULES = (
@@ -70,13 +99,12 @@ def job_resources(cfg: dict[str, Any], rule: str, stage: str | None = None) -> d
     job's stage, where it has one) lets the runtime follow the plan."""
     if rule not in MODEL_RULES + SMALL_RULES:
         raise KeyError(f"resources: no such rule '{rule}'")
-    settings = cfg["resources"]
-    kind = settings["model_jobs"] if rule in MODEL_RULES else settings["small_jobs"]
-    own = settings["rules"].get(rule, {})
-    chosen = {**kind, **own}
+    resources = Resources.from_section(cfg["resources"])
+    kind = resources.model_jobs if rule in MODEL_RULES else resources.small_jobs
+    chosen = dataclasses.asdict(kind) | resources.rules.get(rule, {})
     runtime = chosen["runtime"]
-    if settings["runtime_from_plan"] and stage is not None:  # the plan only ever raises the limit
+    if resources.runtime_from_plan and stage is not None:  # the plan only ever raises the limit
         minutes = planned_minutes(cfg, rule, stage)
         if minutes is not None:
-            runtime = max(runtime, math.ceil(minutes * settings["runtime_margin"] + settings["load_minutes"]))
+            runtime = max(runtime, math.ceil(minutes * resources.runtime_margin + resources.load_minutes))
     return {"mem_mb": chosen["mem_mb"], "runtime": runtime, "cpus_per_task": chosen["cpus"], "gpu": gpus(cfg, rule)}

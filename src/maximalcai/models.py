@@ -21,12 +21,14 @@ import logging
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from maximalcai import patches
 from maximalcai.errors import ModelSourceError
 from maximalcai.reproducibility import file_sha256
+from maximalcai.typed import Section
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +73,34 @@ def _link_or_copy(src: str, dst: str) -> str:
     return dst
 
 
-def import_base_model(source: dict[str, Any], base_model: str | Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BaseModelSource(Section):
+    """The config's ``base_model`` section, typed: where the base model comes from (keys and meaning: the
+    config schema, docs/CONFIG.md)."""
+
+    PATH = ("base_model",)
+    STAGE = False
+
+    source: str
+    gguf_package: str
+    path: str | None
+    hub_id: str | None
+    revision: str | None
+    name: str | None
+
+
+def import_base_model(source: BaseModelSource, base_model: str | Path) -> dict[str, Any]:
     """Rule import_base_model: materialise ``base_model`` (a folder) from ``source`` (the config's
     ``base_model`` section); returns the model info written next to it."""
     out_dir = Path(base_model)
     tmp = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    kind = source["source"]
+    kind = source.source
     info: dict[str, Any] = {"source": kind}
     try:
         if kind == "gguf_package":
-            module_name = source["gguf_package"]
+            module_name = source.gguf_package
             try:
                 module = importlib.import_module(module_name)
             except ImportError as exc:
@@ -92,9 +110,9 @@ def import_base_model(source: dict[str, Any], base_model: str | Path) -> dict[st
                 ) from exc
             gguf = Path(module.assemble())
             info.update(convert_gguf(gguf, tmp), package=module_name)
-            info["name"] = source.get("name") or gguf.stem
+            info["name"] = source.name or gguf.stem
         elif kind == "local":
-            path = Path(source["path"]).expanduser()
+            path = Path(source.path or "").expanduser()
             if path.is_file() and path.suffix == ".gguf":
                 info.update(convert_gguf(path, tmp))
             elif (path / "config.json").is_file():
@@ -110,12 +128,12 @@ def import_base_model(source: dict[str, Any], base_model: str | Path) -> dict[st
                     "config.json; point it at a transformers checkpoint (save_pretrained output)"
                 )
             info.update(path=str(path))
-            info["name"] = source.get("name") or path.stem
+            info["name"] = source.name or path.stem
         elif kind == "hub":
-            download_from_hub(source["hub_id"], source.get("revision"), tmp)
-            hub_id = source["hub_id"]
-            info.update(hub_id=hub_id, revision=source.get("revision"))
-            info["name"] = source.get("name") or hub_id
+            hub_id = source.hub_id or ""
+            download_from_hub(hub_id, source.revision, tmp)
+            info.update(hub_id=hub_id, revision=source.revision)
+            info["name"] = source.name or hub_id
         else:  # the schema rules this out; keep the error explicit anyway
             raise ModelSourceError(f"base_model.source: unknown source '{kind}'")
 

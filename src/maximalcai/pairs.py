@@ -42,16 +42,18 @@ from maximalcai.code_checks import (
     principle_of_check,
     verifiable_winner,
 )
-from maximalcai.config import stage_section
 from maximalcai.distillation import Sft, sft_examples
 from maximalcai.errors import TableError
 from maximalcai.reproducibility import derive_seed
 from maximalcai.similarity import copy_index, rouge_l
+from maximalcai.typed import Section
 
 
 @dataclass(frozen=True)
-class Pairs:
+class Pairs(Section):
     """A stage's ``pairs`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("pairs",)
 
     min_margin: float
     unsafe_chosen: str
@@ -63,15 +65,6 @@ class Pairs:
     heldout_fraction: float
     verifiable: Verifiable
     sft: Sft
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Pairs:
-        """From a config's ``pairs`` section (keys it lacks take the schema's defaults)."""
-        section = stage_section(["pairs"], section)
-        return cls(
-            **section
-            | {"verifiable": Verifiable.from_section(section["verifiable"]), "sft": Sft.from_section(section["sft"])}
-        )
 
 
 logger = logging.getLogger(__name__)

@@ -48,8 +48,9 @@ class Sampling:
     repetition_penalty: float = 1.0
 
     @classmethod
-    def from_config(cls, cfg: dict[str, Any]) -> Sampling:
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+    def from_section(cls, section: dict[str, Any]) -> Sampling:
+        """From a ``sampling`` section of the config (keys it lacks keep these defaults)."""
+        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

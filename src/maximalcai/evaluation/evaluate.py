@@ -43,9 +43,10 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.constitution import load_constitution
-from maximalcai.evaluation.sets import BASE_FEWSHOT, FORM_SETS, SETS, compared_models, load_eval_prompts
+from maximalcai.evaluation.sets import BASE_FEWSHOT, FORM_SETS, SETS, Evaluation, compared_models, load_eval_prompts
 from maximalcai.evaluation.stats import paired_difference, rate_or_mean, verdict
 from maximalcai.feedback.preference import Preference, label_preferences, labeller_model, load_preference_demos
+from maximalcai.hardware import Engine
 from maximalcai.manifest import write_text_atomic
 from maximalcai.reproducibility import derive_seed
 
@@ -360,7 +361,7 @@ def headline(comparisons: Sequence[dict]) -> list[str]:
 
 
 def weight_scores(
-    engine: dict,
+    engine: Engine,
     judge,
     judge_spec: tuple,
     base_model: str,
@@ -401,7 +402,7 @@ def metrics_report(
     rows: Sequence[dict[str, Any]],
     stage: str,
     models: Sequence[str],
-    evaluation: dict,
+    evaluation: Evaluation,
     labels_of: dict[str, list[dict[str, Any]]],
     prompts: Sequence,
     heldout_pairs: int,
@@ -410,18 +411,18 @@ def metrics_report(
 ) -> dict[str, Any]:
     """metrics.json: the summary per model, the comparisons with intervals and verdicts, the headline."""
     baselines = list(models[1:])
-    scored = evaluation["scored_prompts"]
-    summary, comparisons = summarize(rows, stage, baselines, evaluation["confidence"], evaluation["min_items"])
+    scored = evaluation.scored_prompts
+    summary, comparisons = summarize(rows, stage, baselines, evaluation.confidence, evaluation.min_items)
     return {
         "stage": stage,
         "models": models,
         "baselines": baselines,
-        "confidence": evaluation["confidence"],
+        "confidence": evaluation.confidence,
         "guard": ", ".join(sorted({r["guard_backend"] for m in models for r in labels_of[m]})),
         "prompts": {s: sum(p.set == s for p in prompts) for s in SETS},
         "heldout_pairs": heldout_pairs,
-        "fewshot_baseline": {"model": BASE_FEWSHOT, "k": evaluation["fewshot_k"]},
-        "judge": judge_report(rows, stage, baselines, judge_name, evaluation["confidence"]),
+        "fewshot_baseline": {"model": BASE_FEWSHOT, "k": evaluation.fewshot_k},
+        "judge": judge_report(rows, stage, baselines, judge_name, evaluation.confidence),
         "headline": headline(comparisons),
         "summary": summary,
         "comparisons": comparisons,
@@ -441,8 +442,8 @@ def metrics_report(
 
 
 def run_evaluate(
-    engine: dict,
-    evaluation: dict,
+    engine: Engine,
+    evaluation: Evaluation,
     labeller: str,
     previous: str | None,
     seed: int,
@@ -468,7 +469,7 @@ def run_evaluate(
 
     prompts = load_eval_prompts(
         {"helpful": helpful, "redteam": redteam, "borderline": borderline, "honesty": honesty},
-        evaluation["max_prompts"],
+        evaluation.max_prompts,
     )
     models = compared_models(stage, previous)
     baselines = models[1:]
@@ -483,7 +484,7 @@ def run_evaluate(
     for m in models:
         rows += item_scores(prompts, answers_of[m], {r["text_id"]: r["label"] for r in labels_of[m]})
     judge_spec = labeller_model(labeller, base_model, adapter_of.get(stage))
-    scored = first_of_each_set(answers_of[stage], evaluation["scored_prompts"])
+    scored = first_of_each_set(answers_of[stage], evaluation.scored_prompts)
     # scored_prompts 0: no judge and no shift (the demo's choice: a 270M judge is near chance).
     judge = open_backend(engine, *judge_spec) if scored else None
     judge_name = judge.model_name if judge else "none (evaluation.scored_prompts: 0)"
@@ -495,7 +496,7 @@ def run_evaluate(
             answers_of,
             principles,
             examples,
-            evaluation["judge_principles"],
+            evaluation.judge_principles,
             derive_seed(seed, "eval", stage, baseline),
             scored,
         )

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from maximalcai import formats, tables
 from maximalcai.backends import Sampling
 from maximalcai.evaluation.sets import BASE_FEWSHOT, load_eval_prompts
-from maximalcai.feedback.guard import GuardItem, open_guard, verdict_rows
+from maximalcai.feedback.guard import GuardItem, Safety, open_guard, verdict_rows
+from maximalcai.hardware import Engine
 from maximalcai.manifest import Timer
 from maximalcai.prompting import PoolExample, load_pool, response_prompt, shared_draws
 from maximalcai.reproducibility import derive_seed
@@ -58,8 +59,8 @@ def generation_rows(
 
 
 def run_eval_generate(
-    engine: dict,
-    sampling: dict,
+    engine: Engine,
+    sampling: Sampling,
     max_prompts: dict,
     fewshot: dict | None,
     seed: int,
@@ -86,9 +87,7 @@ def run_eval_generate(
         draws = fewshot_draws(prompts, examples, fewshot["fewshot_k"], fewshot["fewshot_share"], seed)
     with Timer() as timer:
         backend = open_backend(engine, base_model, adapter)
-        rows = generation_rows(
-            backend, prompts, model, Sampling.from_config(sampling), derive_seed(seed, "eval", "generate"), draws
-        )
+        rows = generation_rows(backend, prompts, model, sampling, derive_seed(seed, "eval", "generate"), draws)
     tables.write_table(rows, table, "eval_generations")
     stopped = sum(r["finish_reason"] in ("stop", "eos") for r in rows)
     logger.info("%s: %d eval generations in %.0f s, %d stopped on their own", model, len(rows), timer.seconds, stopped)
@@ -102,7 +101,7 @@ def guard_items(generations: Sequence[dict]) -> list[GuardItem]:
 
 
 def run_eval_safety(
-    engine: dict, safety: dict, seed: int, model: str, base_model: str, generations: str, demos: str, table: str
+    engine: Engine, safety: Safety, seed: int, model: str, base_model: str, generations: str, demos: str, table: str
 ) -> dict:
     """Rule eval_safety: safety labels of a model's answers to the red-team set (the only set the unsafe
     rate is measured on)."""

@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from maximalcai.backends.base import Sampling
 from maximalcai.errors import ResourceError
 from maximalcai.resources import read_jsonl
+from maximalcai.typed import Section
 
 SETS = ("helpful", "redteam", "borderline", "honesty")
 # The sets the form metrics (stop, loops, distinct-2, length) and the judge read: honesty has its own metric.
@@ -26,6 +28,25 @@ BASE, BASE_FEWSHOT = "base", "base_fewshot"
 def compared_models(stage: str, previous: str | None) -> list[str]:
     """The models a stage's evaluation reads, in the order of its inputs: the stage, then its baselines."""
     return [stage, BASE, BASE_FEWSHOT] + ([previous] if previous else [])
+
+
+@dataclass(frozen=True)
+class Evaluation(Section):
+    """The config's ``evaluation`` section, typed (keys and meaning: the config schema, docs/CONFIG.md). The
+    set files and the few-shot pool are the rules' inputs; ``report_stages`` picks the report's."""
+
+    PATH = ("evaluation",)
+    STAGE = False
+    INPUTS = (*SETS, "fewshot_pool", "report_stages")
+
+    max_prompts: dict[str, int | None]
+    sampling: Sampling
+    fewshot_k: int
+    fewshot_share: int
+    judge_principles: int
+    scored_prompts: int | None
+    min_items: int
+    confidence: float
 
 
 @dataclass(frozen=True)

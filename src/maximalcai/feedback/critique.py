@@ -17,18 +17,21 @@ from typing import Any
 
 from maximalcai import formats, tables
 from maximalcai.backends import Backend, Sampling
-from maximalcai.config import stage_section
 from maximalcai.constitution import Constitution, load_constitution, sample_principles
+from maximalcai.hardware import Engine
 from maximalcai.prompting import shared_draws
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
+from maximalcai.typed import Section
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Critique:
+class Critique(Section):
     """A stage's ``critique`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("critique",)
 
     rounds: int
     responses_per_instruction: int
@@ -36,13 +39,6 @@ class Critique:
     fewshot_share: int
     critique_sampling: Sampling
     revision_sampling: Sampling
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Critique:
-        """From a config's ``critique`` section (keys it lacks take the schema's defaults)."""
-        section = stage_section(["critique"], section)
-        samplings = {k: Sampling.from_config(section[k]) for k in ("critique_sampling", "revision_sampling")}
-        return cls(**section | samplings)
 
 
 def load_critique_demos(path: str | Path) -> list[dict[str, Any]]:
@@ -135,7 +131,7 @@ def empty_revisions(rows: Sequence[dict[str, Any]]) -> int:
 
 
 def run_critique_revise(
-    engine: dict,
+    engine: Engine,
     settings: Critique,
     seed: int,
     stage: str,

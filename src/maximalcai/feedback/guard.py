@@ -27,8 +27,10 @@ from typing import Any
 from maximalcai import formats, tables
 from maximalcai.backends import Backend, Sampling
 from maximalcai.errors import ConfigError, ResourceError
+from maximalcai.hardware import Engine
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
+from maximalcai.typed import Section
 
 logger = logging.getLogger(__name__)
 
@@ -199,24 +201,35 @@ def select_demos(demos: Sequence[dict[str, Any]], k: int, rng: random.Random) ->
     return chosen
 
 
-def open_guard(engine: dict, safety: dict, seed: int, base_model: str | Path, demos: str | Path):
+@dataclass(frozen=True)
+class Safety(Section):
+    """The config's ``safety`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("safety",)
+    STAGE = False
+    INPUTS = ("demos",)
+
+    backend: str
+    model: str
+    fewshot_k: int
+    unsafe_threshold: float
+    max_new_tokens: int
+    categories: bool
+
+
+def open_guard(engine: Engine, safety: Safety, seed: int, base_model: str | Path, demos: str | Path):
     """The guard of the ``safety`` settings, loaded with ``engine``'s backend and device; ``demos``: the
     labelled examples the few-shot guard is prompted with."""
     from maximalcai.backends import open_backend
 
-    model = base_model if safety["model"] == "base" else safety["model"]
-    name = None if safety["model"] == "base" else safety["model"]
-    if safety["backend"] == "llama_guard":
+    model = base_model if safety.model == "base" else safety.model
+    name = None if safety.model == "base" else safety.model
+    if safety.backend == "llama_guard":
         backend = open_backend(engine, model, plain_prompts=False, model_name=name)
-        return LlamaGuard(backend, safety["max_new_tokens"])
+        return LlamaGuard(backend, safety.max_new_tokens)
     backend = open_backend(engine, model, model_name=name)
     return FewshotGuard(
-        backend,
-        load_safety_demos(demos),
-        safety["fewshot_k"],
-        safety["unsafe_threshold"],
-        seed,
-        safety["categories"],
+        backend, load_safety_demos(demos), safety.fewshot_k, safety.unsafe_threshold, seed, safety.categories
     )
 
 
@@ -255,8 +268,8 @@ def items_from_tables(responses: Sequence[dict], critiques: Sequence[dict], stag
 
 
 def run_safety_label(
-    engine: dict,
-    safety: dict,
+    engine: Engine,
+    safety: Safety,
     seed: int,
     stage: str,
     shard: int,
@@ -278,8 +291,8 @@ def run_safety_label(
         guard = open_guard(engine, safety, seed, base_model, demos)
         rows = verdict_rows(items, guard.label(items), guard)
         if guard.name == "fewshot" and shard == 0:
-            calibration = guard.demo_accuracy(safety["fewshot_k"], seed)
+            calibration = guard.demo_accuracy(safety.fewshot_k, seed)
     tables.write_table(rows, table, "safety")
     counts = label_counts(rows)
     logger.info("safety labels: %s; fewshot demo accuracy: %s", counts, calibration)
-    return {"rows": len(rows), "labels": counts, "guard": safety["backend"], "fewshot_demo_accuracy": calibration}
+    return {"rows": len(rows), "labels": counts, "guard": safety.backend, "fewshot_demo_accuracy": calibration}

@@ -20,34 +20,27 @@ from typing import Any
 
 from maximalcai import formats, tables
 from maximalcai.backends import Backend
-from maximalcai.config import stage_section
 from maximalcai.constitution import Constitution, load_constitution, sample_principles
 from maximalcai.errors import ResourceError
 from maximalcai.feedback.critique import final_revisions
+from maximalcai.hardware import Engine
 from maximalcai.reproducibility import derive_seed
 from maximalcai.resources import read_jsonl
+from maximalcai.typed import Section
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Preference:
+class Preference(Section):
     """A stage's ``preference`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
+
+    PATH = ("preference",)
 
     principles_per_comparison: int
     clamp: tuple[float, float] | None
     fewshot_k: int
     comparisons: tuple[str, ...]
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Preference:
-        """From a config's ``preference`` section (keys it lacks take the schema's defaults)."""
-        section = stage_section(["preference"], section)
-        clamp = section["clamp"]
-        return cls(
-            **section
-            | {"clamp": None if clamp is None else tuple(clamp), "comparisons": tuple(section["comparisons"])}
-        )
 
 
 def load_preference_demos(path: str | Path) -> list[dict[str, Any]]:
@@ -179,7 +172,7 @@ def labeller_model(labeller: str, base_model: str, adapter: str | None) -> tuple
 
 
 def run_preference_label(
-    engine: dict,
+    engine: Engine,
     settings: Preference,
     labeller: str,
     seed: int,

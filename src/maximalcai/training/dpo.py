@@ -28,6 +28,7 @@ from maximalcai import patches, tables
 from maximalcai.cards import adapter_card
 from maximalcai.config import did_you_mean
 from maximalcai.errors import ConfigError, TableError
+from maximalcai.hardware import Hardware
 from maximalcai.manifest import Timer
 from maximalcai.models import read_model_info
 from maximalcai.progress import trainer_callback
@@ -430,7 +431,7 @@ def save_adapter(model, tokenizer, out_dir: str, card: str) -> None:
 
 
 def train_stage(
-    hardware: dict,
+    hardware: Hardware,
     trainer: Trainer,
     settings: Training,
     stage: str,
@@ -454,7 +455,7 @@ def train_stage(
     backend = resolve_training_backend(trainer.backend, trainer.load_in_4bit)
     if backend == "unsloth":
         import unsloth  # noqa: F401  before trl and peft, so that its patches apply (it warns otherwise)
-    device = resolve_device(hardware["device"])
+    device = resolve_device(hardware.device)
     pairs = train_pairs(pairs_path)
     sft = settings.sft_warmup.enabled
     if sft and not sft_path:
@@ -501,7 +502,7 @@ def train_stage(
 
 
 def run_train_dpo(
-    hardware: dict,
+    hardware: Hardware,
     trainer: Trainer,
     settings: Training,
     seed: int,

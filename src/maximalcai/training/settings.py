@@ -13,10 +13,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from maximalcai.typed import Section
+
 
 @dataclass(frozen=True)
-class Trainer:
+class Trainer(Section):
     """The config's ``trainer`` section, typed: which training backend, and how it runs on this hardware."""
+
+    PATH = ("trainer",)
+    STAGE = False
 
     backend: str
     cpu_dtype: str
@@ -24,14 +29,6 @@ class Trainer:
     gradient_checkpointing: bool
     save_steps: int
     report_to: tuple[str, ...]
-
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Trainer:
-        """From the config's ``trainer`` section (keys it lacks take the schema's defaults)."""
-        from maximalcai.config import config_section
-
-        section = config_section(["trainer"], section)
-        return cls(**section | {"report_to": tuple(section["report_to"])})
 
 
 @dataclass(frozen=True)
@@ -65,8 +62,10 @@ class SftWarmup:
 
 
 @dataclass(frozen=True)
-class Training:
+class Training(Section):
     """One stage's training settings: the DPO phase's, the adapter's and the SFT warm-up's."""
+
+    PATH = ("training",)
 
     num_train_epochs: float
     max_steps: int
@@ -98,24 +97,6 @@ class Training:
         "max_length",
     )
 
-    @classmethod
-    def from_section(cls, section: dict[str, Any]) -> Training:
-        """From a config's ``training`` section (keys it lacks take the schema's defaults)."""
-        from maximalcai.config import stage_section
-
-        values = stage_section(["training"], section)
-        lora = dict(values.pop("lora"))
-        modules = lora["target_modules"]
-        lora["target_modules"] = modules if isinstance(modules, str) else tuple(modules)
-        loss_type, weights = values["loss_type"], values["loss_weights"]
-        values |= {
-            "loss_type": loss_type if isinstance(loss_type, str) else tuple(loss_type),
-            "loss_weights": None if weights is None else tuple(weights),
-            "lora": Lora(**lora),
-            "sft_warmup": SftWarmup(**values.pop("sft_warmup")),
-        }
-        return cls(**values)
-
     def trl_fields(self) -> dict[str, Any]:
         """The keyword arguments of TRL's ``SFTConfig``/``DPOConfig`` these set, under TRL's own names."""
         return {name: getattr(self, name) for name in self.TRL_FIELDS}
@@ -126,12 +107,3 @@ class Training:
         return dataclasses.replace(
             self, num_train_epochs=warmup.num_train_epochs, learning_rate=warmup.learning_rate, max_steps=-1
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain data, the config section as it was read (fingerprints, model cards)."""
-        return dataclasses.asdict(self, dict_factory=lambda items: {k: _plain(v) for k, v in items})
-
-
-def _plain(value: Any) -> Any:
-    """A tuple as the list the config held."""
-    return list(value) if isinstance(value, tuple) else value
