@@ -15,6 +15,13 @@ with the 95% interval of the paired difference; negative results stay in the tab
 `--config default` does the same for the default config (config.yaml alone, demo counts): its source is a finished
 `snakemake --cores 1 stage1_model` run, its variants are DEFAULT_VARIANTS, its table ablations_default.md.
 
+The source must be run from this checkout with `--directory W`, as above: a variant resolves the workflow's
+files from here, so a run made inside another clone records other paths (its constitution's paths are params,
+and every job reruns), and a checkout cloned after the source run has newer files (every job reruns). Vary such
+a run by hand in a hard-linked copy of it (`cp -al SRC W`, then real copies of W/.snakemake and
+W/results/benchmarks; `snakemake --cores 2 --configfile config.yaml variant.yaml -- stage1_model` in W) and read
+it with `--recorded NAME=W`; a dry run (`-n`) first shows which jobs rerun.
+
 The `recipe` row is the source run itself (its wall time is the sum of its jobs, data included); the other
 rows' times are their retraining and re-evaluation only.
 """
@@ -226,7 +233,7 @@ def table(rows: list[dict], variants: dict[str, tuple[str, dict]] = VARIANTS) ->
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, required=True, help="a finished stage1_model run of --config")
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu-full")
@@ -251,7 +258,7 @@ def main() -> None:
         "(its records hold absolute input paths, so every job would look changed)",
     )
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/ablations.md (ablations_default.md)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     variants = VARIANTS if args.config == "cpu-full" else DEFAULT_VARIANTS
     suffix = "" if args.config == "cpu-full" else f"_{args.config}"
     out = args.out or REPO / f"benchmarks/results/ablations{suffix}.md"

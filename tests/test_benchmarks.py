@@ -179,3 +179,39 @@ def test_contrast_balance_counts_the_pairs_each_way(tmp_path):
     assert (before["answer_pairs"], before["refusal_pairs"]) == (0, 1)
     assert (after["answer_pairs"], after["refusal_pairs"], after["answer_per_refusal"]) == (1, 1, 1.0)
     assert after["answer-the-question"]["written_rejected"] == 1
+
+
+def test_ablations_of_the_default_config_read_recorded_runs_into_one_table(tmp_path):
+    """benchmarks/ablations.py --config default: a variant run by hand is read with --recorded (its time: the
+    jobs it reran), the source run is the recipe row (its whole time), and a cpu-full variant is refused."""
+    import ablations
+
+    def run(folder, stop, seconds):
+        comparisons = [
+            {"metric": "stop_rate", "baseline": b, "estimate": stop, "ci_low": stop - 0.1, "ci_high": stop + 0.1}
+            | {"verdict": "better" if stop > 0.1 else "no measurable difference"}
+            for b in ("base", "base_fewshot")
+        ]
+        (folder / "results/stage1/eval").mkdir(parents=True)
+        (folder / "results/stage1/manifests").mkdir(parents=True)
+        (folder / "results/stage1/eval/metrics.json").write_text(json.dumps({"comparisons": comparisons}))
+        (folder / "results/stage1/manifests/pairs.json").write_text("{}")
+        (folder / "results/stage1/manifests/training.json").write_text('{"train_pairs": 9, "sft_examples": 52}')
+        for job, s in (("stage1/train_dpo", seconds), ("stage1/generate_contrast", 600)):
+            (folder / f"results/benchmarks/{job}.tsv").parent.mkdir(parents=True, exist_ok=True)
+            (folder / f"results/benchmarks/{job}.tsv").write_text(f"s\th:m:s\n{s}\t0\n")
+        return folder
+
+    source, variant = run(tmp_path / "source", 0.25, 900), run(tmp_path / "variant", 0.05, 300)
+    out = tmp_path / "ablations_default.md"
+    ablations.main(
+        ["--config", "default", "--source", str(source), "--only", "recipe", "--out", str(out)]
+        + ["--recorded", f"sft-3-epochs={variant}"]
+    )
+    table = out.read_text()
+    assert "# Stage-1 ablations on the default config" in table and "--config default" in table
+    assert "+0.250 [+0.150, +0.350] ▲" in table and "+0.050 [-0.050, +0.150] |" in table
+    assert "| 9 | 52 | 25 min |" in table and "| 9 | 52 | 5 min |" in table  # whole run; the reran jobs only
+    assert json.loads(out.with_suffix(".json").read_text()).keys() == {"recipe", "sft-3-epochs"}
+    with pytest.raises(SystemExit, match="not a variant of --config default: no-contrast"):
+        ablations.main(["--config", "default", "--source", str(source), "--only", "no-contrast", "--out", str(out)])
