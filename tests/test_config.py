@@ -213,6 +213,18 @@ def test_a_tracker_that_is_not_installed_stops_the_run_at_start_with_its_install
     assert "tensorboard" not in str(err.value).split("wandb needs")[0]  # installed here (test extra): no complaint
 
 
+def test_a_llama_cpp_checkout_without_the_converter_stops_the_run_at_start(tmp_path):
+    """Issue 30: a wrong export.llama_cpp failed only when the export job ran, after training."""
+    raw = raw_default()
+    raw["export"] = {"llama_cpp": str(tmp_path)}
+    with pytest.raises(ConfigError, match=f"export.llama_cpp: {tmp_path} has no convert_hf_to_gguf.py"):
+        check_resources(load(raw), "config.yaml", REPO)
+    (tmp_path / "convert_hf_to_gguf.py").write_text("")
+    check_resources(load(raw), "config.yaml", REPO)
+    raw["export"] = {"llama_cpp": str(tmp_path / "nowhere"), "gguf_types": []}  # no GGUF: the converter is not run
+    check_resources(load(raw), "config.yaml", REPO)
+
+
 def test_training_keys_under_their_former_names_are_read_with_a_warning_naming_the_rename():
     """Issue 32: the training section took TRL's and PEFT's names; a user's file written before keeps working
     (a former key wins over config.yaml's current one merged beside it) and says what to rename."""

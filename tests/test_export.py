@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from maximalcai import cards, export, formats
+from maximalcai import cards, converter, export, formats
 from maximalcai.backends.base import Sampling
 
 CONVERSATIONS = [
@@ -140,7 +140,104 @@ def test_a_llama_cpp_setting_without_the_converter_names_the_fix(tmp_path):
     from maximalcai.errors import ModelSourceError
 
     with pytest.raises(ModelSourceError, match="export.llama_cpp: .* has no convert_hf_to_gguf.py"):
-        export.llama_cpp_converter(str(tmp_path))
+        converter.llama_cpp_converter(str(tmp_path))
+
+
+@pytest.fixture()
+def fake_sdist(tmp_path, monkeypatch):
+    """A small sdist shaped like llama-cpp-python's (the converter's parts under vendor/llama.cpp/, and files the
+    export does not need), with SDIST's checksum set to its own."""
+    import io
+    import tarfile
+
+    from maximalcai.reproducibility import file_sha256
+
+    top = f"{converter.sdist_name().removesuffix('.tar.gz')}/vendor/llama.cpp"
+    archive = tmp_path / "dl" / converter.sdist_name()
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("convert_hf_to_gguf.py", "conversion/base.py", "gguf-py/gguf/__init__.py", "ggml/big.c"):
+            data = f"# {name}\n".encode()
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(converter, "SDIST", (converter.SDIST[0], file_sha256(archive)))
+    return archive
+
+
+def test_maximalcai_converter_unpacks_a_downloaded_sdist_into_the_exports_cache(tmp_path, fake_sdist, capsys):
+    """Issue 30: an air-gapped cluster fetches the converter ahead of time; the export then finds it."""
+    from maximalcai.cli import main
+
+    cache = tmp_path / "cache"
+    assert main(["converter", "--sdist", str(fake_sdist), "--cache", str(cache)]) == 0
+    script = converter.cached_folder(cache) / "convert_hf_to_gguf.py"
+    assert capsys.readouterr().out.splitlines()[0] == str(script)
+    assert sorted(p.name for p in script.parent.iterdir()) == ["conversion", "convert_hf_to_gguf.py", "gguf-py"]
+    assert sorted(p.name for p in cache.iterdir()) == [script.parent.name]  # nothing half-written beside it
+    assert converter.llama_cpp_converter(None, cache) == script  # no download: the export reads the cache
+
+
+def test_a_wrong_sdist_is_refused_and_nothing_is_cached(tmp_path, fake_sdist, capsys, monkeypatch):
+    from maximalcai.cli import main
+
+    monkeypatch.setattr(converter, "SDIST", (converter.SDIST[0], "0" * 64))
+    assert main(["converter", "--sdist", str(fake_sdist), "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "is not llama_cpp_python-0.3.36.tar.gz's (0000000000000000...); not using it" in err
+    assert "pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36" in err
+    assert not converter.cached_folder(tmp_path / "cache").exists()
+
+
+def test_the_converter_comes_through_pip_when_pypis_file_host_fails(tmp_path, fake_sdist, monkeypatch):
+    """Issue 30: the download ignored pip's index settings, so a cluster behind a PyPI mirror failed."""
+    import shutil
+    import subprocess
+
+    def unreachable(url, target, **kwargs):
+        raise OSError("3 tries, each read waiting at most 30 s; the last: [Errno 111] Connection refused")
+
+    commands = []
+
+    def pip(command, **kwargs):
+        commands.append(command)
+        shutil.copy(fake_sdist, command[command.index("-d") + 1])
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(converter, "download", unreachable)
+    monkeypatch.setattr(converter.subprocess, "run", pip)
+    script = converter.llama_cpp_converter(None, tmp_path / "cache")
+    assert script.read_text() == "# convert_hf_to_gguf.py\n"
+    assert commands[0][1:] == ["-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d"] + commands[0][
+        8:9
+    ] + ["llama-cpp-python==0.3.36"]
+
+
+def test_a_converter_that_cannot_be_fetched_names_every_way_out(tmp_path, monkeypatch):
+    import subprocess
+
+    from maximalcai.errors import ModelSourceError
+
+    def unreachable(url, target, **kwargs):
+        raise OSError("timed out")
+
+    monkeypatch.setattr(converter, "download", unreachable)
+    monkeypatch.setattr(
+        converter.subprocess,
+        "run",
+        lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution"),
+    )
+    with pytest.raises(ModelSourceError) as err:
+        converter.llama_cpp_converter(None, tmp_path / "cache")
+    message = str(err.value)
+    for fix in (
+        "maximalcai converter --sdist",
+        "export.llama_cpp",
+        "export.gguf_types: []",
+        "No matching distribution",
+    ):
+        assert fix in message
+    assert list((tmp_path / "cache").iterdir()) == []  # the download folder is gone
 
 
 def test_a_download_from_a_stalled_server_fails_instead_of_hanging(tmp_path):
@@ -148,7 +245,7 @@ def test_a_download_from_a_stalled_server_fails_instead_of_hanging(tmp_path):
     import socket
     import time
 
-    from maximalcai.export import download
+    from maximalcai.converter import download
 
     with socket.socket() as server:  # the kernel completes the handshake; nothing is ever sent back
         server.bind(("127.0.0.1", 0))
@@ -158,3 +255,38 @@ def test_a_download_from_a_stalled_server_fails_instead_of_hanging(tmp_path):
         with pytest.raises(OSError, match="2 tries, each read waiting at most 0.5 s; the last: timed out"):
             download(url, tmp_path / "x.part", timeout=0.5, attempts=2, wait=0.1)
         assert time.monotonic() - start < 10
+
+
+def test_the_converter_commands_in_export_md_run_as_printed(tmp_path, fake_sdist, monkeypatch):
+    """docs/EXPORT.md's commands for nodes without a network: each `maximalcai converter` line runs as printed
+    (PyPI stood in for by the fake sdist), and its `pip download` line is the command the fallback runs."""
+    import shlex
+    import shutil
+    import subprocess
+
+    from conftest import REPO
+    from maximalcai.cli import main
+
+    block = (REPO / "docs/EXPORT.md").read_text().split("```bash\nmaximalcai converter")[1].split("```")[0]
+    lines = [("maximalcai converter" + block).splitlines()[0]] + block.splitlines()[1:]
+    commands = [shlex.split(line.split("  #")[0]) for line in lines if line.strip()]
+    assert [c[:2] for c in commands] == [["maximalcai", "converter"], ["pip", "download"], ["maximalcai", "converter"]]
+    ran = []
+
+    def pip(command, **kwargs):
+        ran.append(command)
+        shutil.copy(fake_sdist, command[command.index("-d") + 1])
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(converter, "download", lambda url, target, **kwargs: shutil.copy(fake_sdist, target))
+    monkeypatch.setattr(converter.subprocess, "run", pip)
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(fake_sdist, tmp_path / converter.sdist_name())
+    for index, command in enumerate((commands[0], commands[2])):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / f"cache{index}"))  # each fetches anew
+        assert main(command[1:]) == 0
+        assert (converter.cached_folder() / "convert_hf_to_gguf.py").is_file()
+    monkeypatch.setattr(converter, "download", lambda url, target, **kwargs: (_ for _ in ()).throw(OSError("no")))
+    converter.fetch(tmp_path / "pip-cache")
+    printed = commands[1]
+    assert ran[0][2:] == [*printed[: printed.index("llama-cpp-python==0.3.36")], "-d", ran[0][-2], printed[-1]]

@@ -4,6 +4,7 @@
     maximalcai generate --stage stage1 --prompt "Name three primary colors."
     maximalcai generate --model base --prompts prompts.jsonl --out answers.jsonl
     maximalcai push --stage stage1 --dataset-repo you/pairs --model-repo you/model   # HF_TOKEN from the environment
+    maximalcai converter                                # fetch the export's GGUF converter ahead (air-gapped nodes)
 
 It reads the workflow's config (``--configfile``, default ``config.yaml``) from the workflow's working
 directory (``--directory``, default ``.``), so it finds ``results/`` and the imported base model where the
@@ -340,11 +341,34 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--local", help="write the dataset (save_to_disk) and model folder here; upload nothing")
     command.add_argument("--configfile", default="config.yaml", help="the workflow's config (default: config.yaml)")
     command.add_argument("--directory", "-d", default=".", help="the workflow's working directory (default: .)")
+    command = commands.add_parser(
+        "converter",
+        help="fetch llama.cpp's GGUF converter into the cache the export reads",
+        description="Fetch the GGUF converter the export runs (llama.cpp's, from the llama-cpp-python sdist: "
+        "PyPI's file host, else pip download with pip's index settings) into the cache, so that nodes "
+        "without a network find it there; --sdist unpacks a file downloaded elsewhere.",
+    )
+    command.add_argument("--sdist", type=Path, help="a llama_cpp_python-0.3.36.tar.gz from pip download")
+    command.add_argument("--cache", type=Path, help="the cache folder (default: $XDG_CACHE_HOME/maximalcai)")
     return top
+
+
+def converter(args: argparse.Namespace, out: TextIO) -> int:
+    from maximalcai.converter import fetch
+
+    script = fetch(args.cache, args.sdist)
+    out.write(f"{script}\n(the export finds it there; or set export.llama_cpp: {script.parent})\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "converter":  # needs no workflow
+        try:
+            return converter(args, sys.stdout)
+        except MaximalcaiError as exc:
+            print(f"maximalcai converter: {exc}", file=sys.stderr)
+            return 2
     try:
         os.chdir(args.directory)
     except OSError as exc:

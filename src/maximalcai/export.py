@@ -10,7 +10,7 @@
   workflow's base-model prompts still never touch a template (docs/BASE_MODEL_TRUTH.md);
 - GGUF files (``export.gguf_types``, e.g. f16 and q8_0), written by llama.cpp's own ``convert_hf_to_gguf.py``:
   from ``export.llama_cpp`` (a llama.cpp checkout) or, by default, from the llama.cpp sources vendored in the
-  ``llama-cpp-python`` sdist on PyPI (downloaded once, sha256-checked, cached);
+  ``llama-cpp-python`` sdist on PyPI (fetched once, sha256-checked, cached: ``maximalcai.converter``);
 - an Ollama ``Modelfile`` (the template and stop strings);
 - ``README.md``, a model card built with ``huggingface_hub``'s ``ModelCard``: base model id, training data,
   constitution hash, the evaluation's headline figures with their intervals, intended use and limits.
@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
-import tarfile
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +30,8 @@ from typing import Any
 from maximalcai import formats
 from maximalcai.backends.base import Sampling
 from maximalcai.cards import merged_model_card
+from maximalcai.converter import llama_cpp_converter
 from maximalcai.errors import ModelSourceError
-from maximalcai.reproducibility import file_sha256
 from maximalcai.typed import Section
 
 logger = logging.getLogger(__name__)
@@ -87,14 +83,6 @@ OLLAMA_TEMPLATE = (
     "{{- end }}"
 )
 
-# The llama.cpp sources the GGUF converter comes from by default: the sdist of llama-cpp-python on PyPI.
-LLAMA_CPP_SDIST = (
-    "https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/"
-    "llama_cpp_python-0.3.36.tar.gz",
-    "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
-)
-CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion", "gguf-py")
-
 
 def chat_template(tokenizer) -> str:
     """CHAT_TEMPLATE for ``tokenizer``: with its BOS token first when it adds one to a plain prompt."""
@@ -133,72 +121,6 @@ def merge(base_dir: str | Path, adapter_dir: str | Path, out_dir: Path) -> dict[
         "replaced_chat_template": replaced,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
-
-
-def download(url: str, target: Path, timeout: float = 30.0, attempts: int = 3, wait: float = 2.0) -> None:
-    """``url`` to ``target``, failing instead of hanging: every read waits at most ``timeout`` seconds (a proxy
-    that accepts and never answers), and a failed try is repeated ``attempts`` times in all, ``wait`` seconds
-    apart, doubling. Raises the last OSError."""
-    for attempt in range(1, attempts + 1):
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
-            return
-        except OSError as exc:
-            if attempt == attempts:
-                raise OSError(f"{attempts} tries, each read waiting at most {timeout:g} s; the last: {exc}") from exc
-            logger.warning("download of %s failed (%s); try %d of %d in %.0f s", url, exc, attempt + 1, attempts, wait)
-            time.sleep(wait)
-            wait *= 2
-
-
-def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
-    """llama.cpp's ``convert_hf_to_gguf.py``: in ``setting`` (a llama.cpp checkout) when given, else from the
-    llama-cpp-python sdist (downloaded once from PyPI, sha256-checked, only the converter's files kept)."""
-    if setting:
-        script = Path(setting) / "convert_hf_to_gguf.py"
-        if not script.is_file():
-            raise ModelSourceError(
-                f"export.llama_cpp: {setting} has no convert_hf_to_gguf.py; point it at a llama.cpp "
-                "checkout, or set it to null to use the sources in the llama-cpp-python sdist"
-            )
-        return script
-    url, sha256 = LLAMA_CPP_SDIST
-    name = Path(url).name.removesuffix(".tar.gz")
-    folder = (cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "maximalcai") / name
-    script = folder / "convert_hf_to_gguf.py"
-    if script.is_file():
-        return script
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    archive = folder.parent / f"{name}.tar.gz.part"
-    logger.info("downloading llama.cpp's GGUF converter (the %s sdist, 77 MB) from %s", name, url)
-    try:
-        download(url, archive)
-    except OSError as exc:
-        raise ModelSourceError(
-            f"cannot download {url} ({exc}); set export.llama_cpp to a llama.cpp checkout, or "
-            "export.gguf_types: [] to skip GGUF"
-        ) from exc
-    if file_sha256(archive) != sha256:
-        archive.unlink()
-        raise ModelSourceError(f"{url}: sha256 mismatch; not using it")
-    prefix = f"{name}/vendor/llama.cpp/"
-    staging = folder.parent / f"{name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    with tarfile.open(archive) as tar:
-        members = [
-            m
-            for m in tar.getmembers()
-            if m.name.startswith(prefix)
-            and m.name[len(prefix) :].split("/")[0] in CONVERTER_PARTS
-            and (m.isfile() or m.isdir())
-        ]
-        for member in members:
-            member.name = member.name[len(prefix) :]
-        tar.extractall(staging, members=members, filter="data")
-    archive.unlink()
-    staging.rename(folder)
-    return script
 
 
 def convert_gguf(model_dir: Path, out_file: Path, outtype: str, converter: Path) -> None:

@@ -45,6 +45,12 @@ def missing_packages(cfg: dict) -> list[str]:
                 f"trainer.report_to: {tracker} needs the {package} package, which is not installed; "
                 f"pip install {package} (or remove {tracker} from trainer.report_to)"
             )
+    checkout = cfg["export"]["llama_cpp"]
+    if cfg["export"]["gguf_types"] and checkout and not (Path(checkout) / "convert_hf_to_gguf.py").is_file():
+        problems.append(
+            f"export.llama_cpp: {checkout} has no convert_hf_to_gguf.py; point it at a llama.cpp checkout (or the "
+            "folder `maximalcai converter` prints), or set it to null to fetch the converter at export"
+        )
     return problems
 
 
