@@ -469,7 +469,7 @@ def contrast_pairs(
 def run_generate_contrast(
     engine: Engine,
     settings: Contrast,
-    principles: dict,
+    principles: dict[str, dict],
     seed: int,
     stage: str,
     base_model: str,

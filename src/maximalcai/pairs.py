@@ -342,7 +342,7 @@ def run_build_pairs(
     table: str,
     funnel: str,
     sft: str,
-    principles: dict | None = None,
+    principles: dict[str, dict] | None = None,
     contrast: str | None = None,
 ) -> dict[str, Any]:
     """Rule build_pairs: the stage's chosen/rejected pairs (``table``), the funnel of what each filter

@@ -61,8 +61,8 @@ def generation_rows(
 def run_eval_generate(
     engine: Engine,
     sampling: Sampling,
-    max_prompts: dict,
-    fewshot: dict | None,
+    max_prompts: dict[str, int | None],
+    fewshot: dict[str, int] | None,
     seed: int,
     model: str,
     base_model: str,
