@@ -21,6 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWERING = "answer-the-question"
+# The lever measured: the answering principle's written answers stand in for its rejected side (constitution.yaml
+# leaves it off since the full run of 2026-12-06, docs/RECIPE.md; the table's written rows are there either way).
+LEVER = {"written": "resources/constitution/written_overrefusals.jsonl", "written_side": "rejected"}
 
 
 def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: float) -> dict:
@@ -45,10 +48,12 @@ def balance_of(rows: list[dict], principles: dict[str, dict], max_repetition: fl
     baseline = [r for r in rows if not (r["principle_id"] == ANSWERING and r["framing"] == "written")]
     requests = {(r["principle_id"], r["request_id"]) for r in rows}
     answering = sum(pid == ANSWERING for pid, _ in requests)
+    lever = {**principles, ANSWERING: {**principles[ANSWERING]}}
+    lever[ANSWERING]["construction"] = {**principles[ANSWERING]["construction"], **LEVER}
     return {
         "requests": {"answering": answering, "refusing": len(requests) - answering},
         "without_written_overrefusals": pair_sides(baseline, principles, max_repetition),
-        "with_written_overrefusals": pair_sides(rows, principles, max_repetition),
+        "with_written_overrefusals": pair_sides(rows, lever, max_repetition),
     }
 
 
