@@ -32,9 +32,10 @@ TRACKERS = {
 
 
 def missing_packages(cfg: dict) -> list[str]:
-    """The optional packages the config's options need that are not installed, with the install that fixes
-    each: found now, not when train_dpo starts after the data jobs. (GPU-only packages are checked with the
-    hardware: hardware.check_hardware.)"""
+    """The optional packages and tools the config's options need that are missing, each with its fix: found
+    now, not when train_dpo or the export starts after the data jobs (trackers of ``trainer.report_to``, the
+    converter of ``export.llama_cpp``; GPU-only packages are checked with the hardware:
+    hardware.check_hardware)."""
     from importlib.util import find_spec
 
     problems = []
