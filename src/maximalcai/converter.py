@@ -57,15 +57,19 @@ def cached_folder(cache: Path | None = None) -> Path:
 def llama_cpp_converter(setting: str | None, cache: Path | None = None) -> Path:
     """The converter script: in ``setting`` (a llama.cpp checkout) when given, else unpacked in the cache,
     fetched first if it is not there yet."""
-    if setting:
-        script = Path(setting) / SCRIPT
-        if not script.is_file():
-            raise ModelSourceError(
-                f"export.llama_cpp: {setting} has no {SCRIPT}; point it at a llama.cpp "
-                "checkout, or set it to null to use the sources in the llama-cpp-python sdist"
-            )
-        return script
-    return fetch(cache)
+    return checkout_script(setting) if setting else fetch(cache)
+
+
+def checkout_script(setting: str) -> Path:
+    """The converter in ``export.llama_cpp``'s folder; ModelSourceError naming the fix when it has none (the
+    workflow's start-of-run check calls this too)."""
+    script = Path(setting) / SCRIPT
+    if not script.is_file():
+        raise ModelSourceError(
+            f"export.llama_cpp: {setting} has no {SCRIPT}; point it at a llama.cpp checkout (or the folder "
+            "`maximalcai converter` prints), or set it to null to fetch the converter at export"
+        )
+    return script
 
 
 def fetch(cache: Path | None = None, sdist: Path | None = None) -> Path:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from maximalcai import verifiable
 from maximalcai.constitution import load_constitution
-from maximalcai.errors import ConfigError
+from maximalcai.converter import checkout_script
+from maximalcai.errors import ConfigError, ModelSourceError
 from maximalcai.feedback.critique import load_critique_demos
 from maximalcai.feedback.guard import load_safety_demos
 from maximalcai.feedback.preference import load_preference_demos
@@ -46,12 +47,11 @@ def missing_packages(cfg: dict) -> list[str]:
                 f"trainer.report_to: {tracker} needs the {package} package, which is not installed; "
                 f"pip install {package} (or remove {tracker} from trainer.report_to)"
             )
-    checkout = cfg["export"]["llama_cpp"]
-    if cfg["export"]["gguf_types"] and checkout and not (Path(checkout) / "convert_hf_to_gguf.py").is_file():
-        problems.append(
-            f"export.llama_cpp: {checkout} has no convert_hf_to_gguf.py; point it at a llama.cpp checkout (or the "
-            "folder `maximalcai converter` prints), or set it to null to fetch the converter at export"
-        )
+    if cfg["export"]["gguf_types"] and cfg["export"]["llama_cpp"]:
+        try:
+            checkout_script(cfg["export"]["llama_cpp"])
+        except ModelSourceError as exc:
+            problems.append(str(exc))
     return problems
 
 
