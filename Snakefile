@@ -32,6 +32,7 @@ configfile: "config.yaml" if Path("config.yaml").is_file() else str(HERE / "conf
 from maximalcai.config import config_sources, load_config, stage_ids
 from maximalcai.plan import check_budget, check_size
 from maximalcai.targets import check_forcerun, command_line_request
+from maximalcai.allocator import job_environment
 from maximalcai.hardware import check_hardware, wants_gpu
 from maximalcai.preflight import check_resources
 
@@ -39,6 +40,8 @@ CONFIG_SOURCES = config_sources(workflow.overwrite_configfiles, workflow.config_
 config.update(load_config(config, sources=CONFIG_SOURCES, root=HERE))
 check_resources(config, CONFIG_SOURCES, HERE)
 check_size(config, CONFIG_SOURCES)  # before the DAG: a million shards would never finish planning
+# Every job inherits this environment: glibc keeps freed memory for reuse (hardware.allocator, maximalcai.allocator).
+os.environ.update(job_environment(config["hardware"]["allocator"]))
 
 
 # With --software-deployment-method apptainer, every job runs in this image (config `container`; docs/RUNPOD.md).

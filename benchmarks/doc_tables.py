@@ -115,16 +115,70 @@ def balance(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {"metrics": metrics_table, "headline": headline, "runs": runs, "climb": climb, "balance": balance}
+def clock(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{rest:02d}" if minutes >= 60 else f"{minutes}:{rest:02d}"
+
+
+def walls(named: dict[str, dict]) -> str:
+    """Several timed runs (benchmarks/rule_times.py --json), one line each: where and when it ran, the whole
+    command's wall time and peak memory, the sum of its jobs, and its slowest job."""
+    lines = [
+        "| run | machine | commit | date | wall (m:s) | peak RSS (GB) | sum of jobs (s) | slowest job (s) |",
+        "|---|---|---|---|---:|---:|---:|---|",
+    ]
+    for name, run in named.items():
+        slowest = max(run["jobs"], key=lambda job: job["seconds"])
+        cells = [name, run["machine"], run["commit"], run["date"], clock(run["wall_seconds"])]
+        cells += [f"{run['peak_rss_mb'] / 1000:.1f}", f"{run['sum_of_jobs_seconds']:,.0f}"]
+        cells.append(f"{slowest['job']} {slowest['seconds']:,.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def times(named: dict[str, dict]) -> str:
+    """Timed runs' jobs side by side (benchmarks/rule_times.py --json): each job's wall seconds per run, the
+    sum of jobs and the whole command; the last column the last run over the first where there are two."""
+    names = list(named)
+    order = list(dict.fromkeys(job["job"] for run in named.values() for job in run["jobs"]))
+    seconds = {name: {job["job"]: job["seconds"] for job in run["jobs"]} for name, run in named.items()}
+    ratio = len(names) == 2
+    lines = ["| job | " + " | ".join(names) + (f" | {names[1]} / {names[0]} |" if ratio else " |")]
+    lines.append("|---|" + "---:|" * (len(names) + ratio))
+
+    def row(label: str, values: list[float | None]) -> str:
+        cells = [f"{v:,.1f}" if v is not None else "" for v in values]
+        if ratio:
+            cells.append(f"{values[1] / values[0]:.2f}" if values[0] and values[1] else "")
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines += [row(job, [seconds[name].get(job) for name in names]) for job in order]
+    lines.append(row("**sum of jobs**", [run["sum_of_jobs_seconds"] for run in named.values()]))
+    lines.append(row("**whole command**", [run.get("wall_seconds") for run in named.values()]))
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {
+    "metrics": metrics_table,
+    "headline": headline,
+    "runs": runs,
+    "climb": climb,
+    "balance": balance,
+    "walls": walls,
+    "times": times,
+}
+SEVERAL = {"runs", "walls", "times"}  # kinds drawn from several files, joined by commas
 
 
 def render(kind: str, source: str) -> str:
-    """The table of ``kind`` from ``source``: one results file, or for ``runs`` several joined by commas."""
+    """The table of ``kind`` from ``source``: one results file, or for the kinds in SEVERAL several joined by
+    commas, each named by its file's stem."""
     if kind not in RENDERERS:
         raise SystemExit(f"doc_tables: unknown table kind {kind!r}; one of {', '.join(RENDERERS)}")
-    if kind == "runs":
+    if kind in SEVERAL:
         files = source.split(",")
-        return runs({Path(f).stem.removeprefix("cpu_full_").removesuffix("_metrics"): load(f) for f in files})
+        names = [Path(f).stem.removeprefix("cpu_full_").removesuffix("_metrics").removeprefix("times_") for f in files]
+        return RENDERERS[kind](dict(zip(names, map(load, files), strict=True)))
     return RENDERERS[kind](load(source))
 
 

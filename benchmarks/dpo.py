@@ -3,7 +3,8 @@ measured in the same run: TRL scores every position through the fused LM head an
 activations (its configs default gradient_checkpointing to True); maximalcai scores only the completion
 tokens and follows trainer.gradient_checkpointing (false by default). docs/KNOWN_BUGS_AND_FIXES.md has both.
 Two precision variants: TRL's bf16 autocast over float32 weights, and trainer.cpu_dtype's bf16 base weights
-(what auto picks on a CPU with native bf16).
+(what auto picks on a CPU with native bf16); the last two rows differ only in the allocator: glibc's own, or
+glibc keeping freed memory (hardware.allocator, as the workflow sets it for every job).
 
 Each variant trains in its own process, so peak RSS is per variant.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -47,16 +49,31 @@ def pairs_file(folder: Path) -> Path:
     return path
 
 
-OURS = "completion tokens only, no checkpointing, trainer.cpu_dtype auto (maximalcai)"
-# variant -> (score only the completion tokens, gradient checkpointing, trainer.cpu_dtype, TRL's bf16 autocast);
-# the first is the baseline. On a CPU without native bf16, auto is float32 and OURS repeats the float32 row.
+OURS = "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc keeping freed memory (maximalcai)"
+# variant -> (score only the completion tokens, gradient checkpointing, trainer.cpu_dtype, TRL's bf16 autocast,
+# hardware.allocator); the first is the baseline. On a CPU without native bf16, auto is float32.
 VARIANTS = {
-    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False),
-    "completion tokens only, checkpointing": (True, True, "float32", False),
-    "completion tokens only, no checkpointing, float32": (True, False, "float32", False),
-    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True),
-    OURS: (True, False, "auto", False),
+    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system"),
+    "completion tokens only, checkpointing": (True, True, "float32", False, "system"),
+    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system"),
+    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system"),
+    "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc's own allocator": (
+        True,
+        False,
+        "auto",
+        False,
+        "system",
+    ),
+    OURS: (True, False, "auto", False, "keep_freed"),
 }
+
+
+def child_environment(variant: str) -> dict[str, str]:
+    """The child's environment: glibc's defaults, or what the Snakefile gives every job (hardware.allocator)."""
+    from maximalcai.allocator import job_environment
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    return {**env, **job_environment(VARIANTS[variant][4], env)}
 
 
 def train_variant(variant: str, pairs, work, dpo_callbacks=()):
@@ -68,7 +85,7 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     from maximalcai.training import dpo
     from maximalcai.training.settings import Trainer, Training
 
-    compact, checkpointing, cpu_dtype, autocast = VARIANTS[variant]
+    compact, checkpointing, cpu_dtype, autocast, _ = VARIANTS[variant]
     if not compact:
         patches.trl_scoring.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
     cfg = load_config_file(REPO / "config.yaml")
@@ -99,6 +116,8 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
     torch.set_num_threads(threads)
     import trl.trainer.utils as trl_utils
 
+    from maximalcai.allocator import keeps_freed_memory
+
     start = time.perf_counter()
     rows, summary = train_variant(variant, pairs, work)
     seconds = time.perf_counter() - start
@@ -116,6 +135,7 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
                 "weights_dtype": summary["weights_dtype"],
                 "final_loss": summary["final"].get("loss"),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "keeps_freed_memory": keeps_freed_memory(),
             }
         )
     )
@@ -144,6 +164,7 @@ def main() -> None:
                     capture_output=True,
                     text=True,
                     check=True,
+                    env=child_environment(variant),
                 )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 results.append(result)

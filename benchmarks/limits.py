@@ -301,7 +301,7 @@ def dpo_tokens(pairs: Path) -> tuple[int, float]:
 
 def dpo_step(threads: int) -> dict:
     """One default-settings DPO run (benchmarks/dpo.py's child, maximalcai's settings) and its tokens/s."""
-    from dpo import OURS, pairs_file
+    from dpo import OURS, child_environment, pairs_file
 
     with tempfile.TemporaryDirectory() as tmp:
         pairs = pairs_file(Path(tmp))
@@ -309,6 +309,7 @@ def dpo_step(threads: int) -> dict:
             [sys.executable, str(REPO / "benchmarks/dpo.py"), "--child", OURS, str(threads), str(pairs), tmp],
             capture_output=True,
             text=True,
+            env=child_environment(OURS),
         )
         if out.returncode:
             raise RuntimeError(f"benchmarks/dpo.py failed:\n{out.stderr[-3000:]}")

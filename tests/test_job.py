@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import REPO
+from maximalcai import allocator
 
 STUB = '''
 import inspect, json, pathlib
@@ -69,7 +71,7 @@ def test_every_rule_passes_exactly_the_parameters_of_its_library_function(tmp_pa
     assert {"hardware", "trainer", "settings", "seed", "deterministic", "sft"} <= set(stage2["arguments"])
 
 
-def fake_job(tmp_path, function, outputs, threads=1, **arguments):
+def fake_job(tmp_path, function, outputs, threads=1, allocator="keep_freed", **arguments):
     from maximalcai.job import run_job
 
     snakemake = SimpleNamespace(
@@ -80,7 +82,11 @@ def fake_job(tmp_path, function, outputs, threads=1, **arguments):
         log=[str(tmp_path / "job.log")],
         threads=1,
         rule="some_rule",
-        config={"seed": 7, "constitution": str(REPO / "constitution.yaml"), "hardware": {"threads": threads}},
+        config={
+            "seed": 7,
+            "constitution": str(REPO / "constitution.yaml"),
+            "hardware": {"threads": threads, "allocator": allocator},
+        },
     )
     run_job(snakemake, function)
     return json.loads((tmp_path / "manifest.json").read_text())
@@ -173,3 +179,32 @@ def test_workflow_scripts_only_hand_the_job_to_its_function():
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("run_") and node.name != "run_plan":
                 assert not {"cfg", "config"} & {a.arg for a in node.args.args}, f"{path.name}: {node.name}"
+
+
+@pytest.mark.skipif(allocator.keeps_freed_memory() is None, reason="needs Linux with glibc")
+def test_jobs_keep_freed_memory_with_the_workflow_environment_and_say_so_without_it(tmp_path, monkeypatch):
+    """hardware.allocator: keep_freed. A process started with the variables the Snakefile sets keeps a large
+    freed block (it comes from the heap); this test process, started without them, does not, and a job run in
+    it says so in its log, with the variables to set and the key that turns the check off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(allocator.job_environment("keep_freed", env))
+    probe = [sys.executable, "-c", "from maximalcai.allocator import keeps_freed_memory as k; print(k())"]
+    assert subprocess.run(probe, env=env, capture_output=True, text=True, check=True).stdout.strip() == "True"
+    env.pop("MALLOC_TRIM_THRESHOLD_")
+    assert allocator.job_environment("keep_freed", env) == {}  # a MALLOC_ variable of the user's own: left alone
+    assert allocator.job_environment("system", {}) == {}
+
+    for name in [k for k in os.environ if k.startswith("MALLOC_")]:
+        monkeypatch.delenv(name)  # (read by glibc at start only: this process keeps glibc's defaults)
+
+    def step(table: str, stage: str, shard: int) -> None:
+        Path(table).write_text("rows")
+
+    manifest = fake_job(tmp_path, step, {"table": str(tmp_path / "t.txt")})
+    assert manifest["keeps_freed_memory"] is False
+    log = (tmp_path / "job.log").read_text()
+    assert "hardware.allocator is keep_freed" in log and "hardware.allocator: system" in log
+    assert " ".join(f"{k}={v}" for k, v in allocator.KEEP_FREED.items()) in log
+    (tmp_path / "job.log").unlink()
+    fake_job(tmp_path, step, {"table": str(tmp_path / "t.txt")}, allocator="system")
+    assert "allocator" not in (tmp_path / "job.log").read_text()

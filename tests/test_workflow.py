@@ -667,6 +667,7 @@ def test_stage2_is_written_by_stage1_and_compared_with_it(tiny_run):
     training = json.loads((tiny_run / "results/stage2/manifests/training.json").read_text())
     assert training["previous_adapter"].endswith("results/stage1/adapter")
     assert training["reference"].startswith("previous stage")
+    assert training["keeps_freed_memory"] is True  # hardware.allocator: keep_freed reached the job (glibc Linux)
     metrics = json.loads((tiny_run / "results/stage2/eval/metrics.json").read_text())
     assert metrics["models"] == ["stage2", "base", "base_fewshot", "stage1"]
     assert metrics["baselines"] == ["base", "base_fewshot", "stage1"]

@@ -28,6 +28,7 @@ class Hardware(Section):
     device: str
     dtype: str
     threads: int | str
+    allocator: str
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ keyword arguments, under the names the rule gives them. So a rule names its inpu
 the function names its parameters, and the function takes each setting it uses as an argument: what a rule's
 ``params:`` hold is exactly what its library call uses, and editing any of them reruns the job. The library
 never sees the whole config. ``run_job`` then runs the call in the rule's log (``runlog.rule_log``) with
-torch's threads set (``hardware.threads``), times it, and writes the job's manifest: the rule's name
+torch's threads set (``hardware.threads``), checks that the allocator setting took effect
+(``hardware.allocator``, a warning in the log if not), times it, and writes the job's manifest: the rule's name
 (``snakemake.rule``), its wildcards, the fields the function returned, the seconds, and the whole config with
 package versions (``maximalcai.manifest``), the one place the whole config goes.
 """
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from maximalcai.allocator import allocator_warning, keeps_freed_memory
 from maximalcai.errors import DiskFullError
 from maximalcai.manifest import Timer, write_manifest
 from maximalcai.runlog import rule_log
@@ -117,12 +119,16 @@ def run_job(snakemake, function: Callable[..., dict[str, Any] | None]) -> None:
     stops the job with one error naming the path and the rerun (``disk_full_named``)."""
     arguments = job_arguments(snakemake, function)
     outputs = [str(v) for k, v in snakemake.output.items() if k != MANIFEST]
-    with rule_log(snakemake.log[0] if snakemake.log else None), disk_full_named(outputs):
+    with rule_log(snakemake.log[0] if snakemake.log else None) as log, disk_full_named(outputs):
         set_threads(snakemake.config["hardware"]["threads"])
+        keeps_freed = keeps_freed_memory()
+        if warning := allocator_warning(snakemake.config["hardware"]["allocator"], keeps_freed):
+            log.warning(warning)
         with Timer() as timer:
             fields = function(**arguments) or {}
         manifest = snakemake.output.get(MANIFEST)
         if manifest:
             wildcards = {k: v for k, v in arguments.items() if k in snakemake.wildcards.keys()}
-            extra = {"rule": snakemake.rule, **wildcards, **fields, "seconds": round(timer.seconds, 2)}
+            timing = {"seconds": round(timer.seconds, 2), "keeps_freed_memory": keeps_freed}
+            extra = {"rule": snakemake.rule, **wildcards, **fields, **timing}
             write_manifest(manifest, snakemake.config, extra)
