@@ -129,8 +129,9 @@ def walls(named: dict[str, dict]) -> str:
     ]
     for name, run in named.items():
         slowest = max(run["jobs"], key=lambda job: job["seconds"])
-        cells = [name, run["machine"], run["commit"], run["date"], clock(run["wall_seconds"])]
-        cells += [f"{run['peak_rss_mb'] / 1000:.1f}", f"{run['sum_of_jobs_seconds']:,.0f}"]
+        wall, rss = run.get("wall_seconds"), run.get("peak_rss_kb")  # None: not a timing (see its title)
+        cells = [name, run["machine"], run["commit"], run["date"], clock(wall) if wall else "-"]
+        cells += [f"{rss / 1e6:.1f}" if rss else "-", f"{run['sum_of_jobs_seconds']:,.0f}"]
         cells.append(f"{slowest['job']} {slowest['seconds']:,.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -143,7 +144,7 @@ def times(named: dict[str, dict]) -> str:
     order = list(dict.fromkeys(job["job"] for run in named.values() for job in run["jobs"]))
     seconds = {name: {job["job"]: job["seconds"] for job in run["jobs"]} for name, run in named.items()}
     ratio = len(names) == 2
-    lines = ["| job | " + " | ".join(names) + (f" | {names[1]} / {names[0]} |" if ratio else " |")]
+    lines = ["| job | " + " | ".join(names) + (" | second / first |" if ratio else " |")]
     lines.append("|---|" + "---:|" * (len(names) + ratio))
 
     def row(label: str, values: list[float | None]) -> str:

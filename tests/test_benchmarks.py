@@ -215,3 +215,49 @@ def test_ablations_of_the_default_config_read_recorded_runs_into_one_table(tmp_p
     assert json.loads(out.with_suffix(".json").read_text()).keys() == {"recipe", "sft-3-epochs"}
     with pytest.raises(SystemExit, match="not a variant of --config default: no-contrast"):
         ablations.main(["--config", "default", "--source", str(source), "--only", "no-contrast", "--out", str(out)])
+
+
+def test_a_timed_run_becomes_a_stamped_results_file_and_the_docs_tables_drawn_from_it(tmp_path):
+    """benchmarks/rule_times.py --time --json on a run's benchmark files, manifests and /usr/bin/time -v's
+    report; benchmarks/doc_tables.py draws the `walls` and `times` tables from such files."""
+    import subprocess
+
+    import doc_tables
+
+    def run(folder, train_seconds, wall):
+        (folder / "results/benchmarks/stage1").mkdir(parents=True)
+        (folder / "results/stage1/manifests").mkdir(parents=True)
+        for job, seconds in (("train_dpo", train_seconds), ("evaluate", 30.0)):
+            (folder / f"results/benchmarks/stage1/{job}.tsv").write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0\t2048.4\n")
+        manifest = {"rule": "train_dpo", "seconds": train_seconds - 1, "steps_per_s": 0.2, "keeps_freed_memory": True}
+        (folder / "results/stage1/manifests/training.json").write_text(json.dumps(manifest))
+        (folder / "run.log").write_text(
+            "Finished job 0.\n\tElapsed (wall clock) time (h:mm:ss or m:ss): " + wall + "\n"
+            "\tMaximum resident set size (kbytes): 7660388\n"
+        )
+        out = folder / "times.json"
+        command = [sys.executable, str(REPO / "benchmarks/rule_times.py"), str(folder / "results/benchmarks")]
+        command += ["--manifests", str(folder / "results"), "--time", str(folder / "run.log"), "--json", str(out)]
+        printed = subprocess.run(
+            command + ["--command", "snakemake --cores 1 stage1_model"], capture_output=True, text=True, check=True
+        ).stdout
+        assert f"| stage1/train_dpo | {train_seconds:.1f} | 2048 |" in printed
+        return json.loads(out.read_text())
+
+    first, second = run(tmp_path / "a", 300.0, "12:18.67"), run(tmp_path / "b", 270.0, "1:02:03")
+    assert first["wall_seconds"] == 738.7 and second["wall_seconds"] == 3723.0 and first["peak_rss_kb"] == 7660388
+    assert first["sum_of_jobs_seconds"] == 330.0 and first["command"] == "snakemake --cores 1 stage1_model"
+    assert {"commit", "machine", "date"} <= first.keys() and first["manifests"][0]["keeps_freed_memory"] is True
+    walls = doc_tables.walls({"a": first, "b": second})
+    assert "| 12:19 | 7.7 | 330 | stage1/train_dpo 300 |" in walls and "| 1:02:03 |" in walls
+    times = doc_tables.times({"a": first, "b": second})
+    assert (
+        "| stage1/train_dpo | 300.0 | 270.0 | 0.90 |" in times
+        and "| **whole command** | 738.7 | 3,723.0 | 5.04 |" in times
+    )
+    (tmp_path / "c/run.log").parent.mkdir()
+    (tmp_path / "c/run.log").write_text("no report here\n")
+    import rule_times
+
+    with pytest.raises(SystemExit, match="run the command as /usr/bin/time -v COMMAND"):
+        rule_times.whole_command(tmp_path / "c/run.log")

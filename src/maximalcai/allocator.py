@@ -5,8 +5,9 @@ makes a fresh 26 MB tile per 32k-token slice of the vocabulary). glibc serves bl
 (at most 32 MiB, adjusted as it goes) with a fresh mapping and returns them to the operating system on free,
 so every such block page-faults again: ``aten::fill_`` was 10% of a DPO step. With the mmap threshold at
 4 GiB and the trim threshold at 64 GiB, freed blocks stay in the process and are reused: 1.29x on the DPO
-phase for 2-4% more peak memory (benchmarks/README.md, measured with the same final loss to the last digit:
-the allocator does not touch the arithmetic).
+phase alone and 0.90x on the default run's wall time, for more peak memory (a third more over the whole
+default run); the tables and metrics come out byte-identical: the allocator does not touch the
+arithmetic (benchmarks/README.md, "hardware.allocator").
 
 glibc reads these settings from the environment when a process starts, so the Snakefile puts them into its
 own environment before any job starts, and every job inherits them (cluster jobs too: each reads the
