@@ -5,9 +5,11 @@ a benign request makes a pair only when some answer to it refuses (the rejected 
 refuses a benign request even after examples that do, so without a stand-in many benign requests made no pair
 and the pairs leaned towards refusing. This script pairs one contrast table (``results/<stage>/contrast.parquet``)
 both ways - without the written over-refusals (the baseline: the recipe before them) and with them - and prints
-the answering pairs per refusing pair against the balance the config asked for.
+the answering pairs per refusing pair against the balance the config asked for; with ``--cap R``, also with
+them and the answering pairs capped at R per refusing pair (``pairs.contrast_balance``). The table must hold the
+written over-refusals (made with ``contrast.written: true``, or a list naming ``rejected``).
 
-    python benchmarks/contrast_balance.py --contrast results/stage1/contrast.parquet \
+    python benchmarks/contrast_balance.py --contrast results/stage1/contrast.parquet --cap 1.5 \
         --out benchmarks/results/contrast_balance.json
 """
 
@@ -20,18 +22,20 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ANSWERING = "answer-the-question"
-# The lever measured: the answering principle's written answers stand in for its rejected side (constitution.yaml
-# leaves it off since the full run of 2026-12-06, docs/RECIPE.md; the table's written rows are there either way).
-LEVER = {"written": "resources/constitution/written_overrefusals.jsonl", "written_side": "rejected"}
+ANSWERING = "answer-the-question"  # its written over-refusals (constitution.yaml) are the lever measured
 
 
-def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: float) -> dict:
+def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: float, cap: float | None = None) -> dict:
     """Pairs of one table: answering (chosen answers) and refusing (chosen refuses), and the answering
-    principle's funnel counts."""
-    from maximalcai.contrast import contrast_pairs
+    principle's funnel counts; ``cap``: the answering pairs capped as pairs.contrast_balance does."""
+    from maximalcai.contrast import answering_principles, contrast_pairs
+    from maximalcai.pairs import balance_contrast
 
     pairs, _, counts = contrast_pairs(rows, principles, max_repetition, "stage")
+    if cap is not None:
+        capped = balance_contrast(pairs, cap, answering_principles(principles))
+        counts.setdefault(ANSWERING, {})["capped"] = len(pairs) - len(capped)
+        pairs = capped
     chosen = {pid: spec["construction"]["chosen"] for pid, spec in principles.items() if spec["construction"]}
     sides = Counter(chosen[p["principle_ids"][0]] for p in pairs)
     return {
@@ -43,18 +47,20 @@ def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: fl
     }
 
 
-def balance_of(rows: list[dict], principles: dict[str, dict], max_repetition: float) -> dict:
-    """Both ways on one table: ``without`` drops the answering principle's written rows (the baseline)."""
+def balance_of(rows: list[dict], principles: dict[str, dict], max_repetition: float, cap: float | None = None) -> dict:
+    """Both ways on one table: ``without`` drops the answering principle's written rows (the baseline); with
+    ``cap``, a third: with them, the answering pairs capped (pairs.contrast_balance)."""
     baseline = [r for r in rows if not (r["principle_id"] == ANSWERING and r["framing"] == "written")]
     requests = {(r["principle_id"], r["request_id"]) for r in rows}
     answering = sum(pid == ANSWERING for pid, _ in requests)
-    lever = {**principles, ANSWERING: {**principles[ANSWERING]}}
-    lever[ANSWERING]["construction"] = {**principles[ANSWERING]["construction"], **LEVER}
-    return {
+    ways = {
         "requests": {"answering": answering, "refusing": len(requests) - answering},
         "without_written_overrefusals": pair_sides(baseline, principles, max_repetition),
-        "with_written_overrefusals": pair_sides(rows, lever, max_repetition),
+        "with_written_overrefusals": pair_sides(rows, principles, max_repetition),
     }
+    if cap is not None:
+        ways["with_written_overrefusals_capped"] = pair_sides(rows, principles, max_repetition, cap) | {"cap": cap}
+    return ways
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--constitution", type=Path, default=REPO / "constitution.yaml")
     parser.add_argument("--max-repetition", type=float, default=0.2, help="pairs.verifiable.max_repetition")
+    parser.add_argument("--cap", type=float, help="also pair with the answering pairs capped at this ratio")
     parser.add_argument("--source", default="", help="where the table came from (run, config, commit): recorded")
     parser.add_argument("--out", type=Path, required=True, help="results JSON")
     args = parser.parse_args(argv)
@@ -78,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/contrast_balance.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         **result_stamp(REPO),
         "source": args.source,
-        **balance_of(rows, principles, args.max_repetition),
+        **balance_of(rows, principles, args.max_repetition, args.cap),
     }
     out = args.out if args.out.is_absolute() else REPO / args.out
     out.write_text(json.dumps(result, indent=1) + "\n")
     asked = result["requests"]["answering"] / max(1, result["requests"]["refusing"])
-    for way in ("without_written_overrefusals", "with_written_overrefusals"):
+    for way in [k for k in result if k.startswith(("without_", "with_"))]:
         side = result[way]
         print(
             f"{way}: {side['answer_pairs']} answering / {side['refusal_pairs']} refusing pairs = "

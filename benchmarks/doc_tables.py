@@ -104,10 +104,17 @@ def balance(result: dict) -> str:
         f"| requests (contrast.balance) | {result['requests']['answering']} | {result['requests']['refusing']} | "
         f"{asked:.2f} | |",
     ]
-    ways = {"without_written_overrefusals": "before", "with_written_overrefusals": "written over-refusals"}
+    ways = {
+        "without_written_overrefusals": "before",
+        "with_written_overrefusals": "written over-refusals",
+        "with_written_overrefusals_capped": "written over-refusals, answering pairs capped (pairs.contrast_balance)",
+    }
     for way, label in ways.items():
+        if way not in result:
+            continue
         side = result[way]
-        unpaired = side["answer-the-question"]["no_rejected"] + side["answer-the-question"]["no_chosen"]
+        counts = side["answer-the-question"]
+        unpaired = counts["no_rejected"] + counts["no_chosen"] + counts.get("capped", 0)
         lines.append(
             f"| {label} | {side['answer_pairs']} | {side['refusal_pairs']} | {side['answer_per_refusal']:.2f} | "
             f"{unpaired} |"

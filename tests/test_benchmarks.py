@@ -139,6 +139,7 @@ def test_contrast_balance_counts_the_pairs_each_way(tmp_path):
     """benchmarks/contrast_balance.py: a benign request the model answered under both framings makes a pair only
     with its written over-refusal; a harmful one pairs either way."""
     import contrast_balance
+    import doc_tables
 
     from maximalcai import tables
 
@@ -168,17 +169,26 @@ def test_contrast_balance_counts_the_pairs_each_way(tmp_path):
         row("b1", "answer-the-question", "follow", "Press Ctrl+C to stop it.", "homonyms"),
         row("b1", "answer-the-question", "violate", "Close the window.", "homonyms"),
         row("b1", "answer-the-question", "written", "I'm sorry, but I can't help with that request.", "homonyms"),
+        row("b2", "answer-the-question", "follow", "Run kill with its process id.", "homonyms"),
+        row("b2", "answer-the-question", "policy", "I can't help with killing anything.", "homonyms"),
     ]
     table = tmp_path / "contrast.parquet"
     tables.write_table(rows, table, "contrast")
     out = tmp_path / "balance.json"
-    assert contrast_balance.main(["--contrast", str(table), "--out", str(out), "--source", "test"]) == 0
+    command = ["--contrast", str(table), "--out", str(out), "--source", "test", "--cap", "1"]
+    assert contrast_balance.main(command) == 0
     result = json.loads(out.read_text())
-    assert result["requests"] == {"answering": 1, "refusing": 1} and result["source"] == "test"
+    assert result["requests"] == {"answering": 2, "refusing": 1} and result["source"] == "test"
     before, after = result["without_written_overrefusals"], result["with_written_overrefusals"]
-    assert (before["answer_pairs"], before["refusal_pairs"]) == (0, 1)
-    assert (after["answer_pairs"], after["refusal_pairs"], after["answer_per_refusal"]) == (1, 1, 1.0)
+    assert (before["answer_pairs"], before["refusal_pairs"]) == (1, 1)
+    assert (after["answer_pairs"], after["refusal_pairs"], after["answer_per_refusal"]) == (2, 1, 2.0)
     assert after["answer-the-question"]["written_rejected"] == 1
+    # capped at one answering pair per refusing one: the pair on a written over-refusal goes first
+    capped = result["with_written_overrefusals_capped"]
+    assert (capped["answer_pairs"], capped["refusal_pairs"], capped["answer-the-question"]["capped"]) == (1, 1, 1)
+    assert "| written over-refusals, answering pairs capped (pairs.contrast_balance) | 1 | 1 | 1.00 | 1 |" in (
+        doc_tables.balance(result)
+    )
 
 
 def test_ablations_of_the_default_config_read_recorded_runs_into_one_table(tmp_path):

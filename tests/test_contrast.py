@@ -11,6 +11,7 @@ from maximalcai.code_checks import Verifiable, candidate_texts
 from maximalcai.constitution import load_constitution, principles_by_mechanism
 from maximalcai.contrast import (
     Contrast,
+    answering_principles,
     balanced_counts,
     contrast_pairs,
     generate_contrast,
@@ -19,15 +20,9 @@ from maximalcai.contrast import (
 )
 from maximalcai.distillation import sft_examples
 from maximalcai.hardware import Engine
-from maximalcai.pairs import Pairs, build_pairs
+from maximalcai.pairs import Pairs, balance_contrast, build_pairs
 
 PRINCIPLES = principles_by_mechanism(load_constitution(REPO / "constitution.yaml"))
-# The written over-refusals lever on (constitution.yaml names no written file for answer-the-question since it lost on
-# the full run: docs/RECIPE.md); the mechanism stays, and these tests hold it.
-PRINCIPLES["answer-the-question"]["construction"] |= {
-    "written": "resources/constitution/written_overrefusals.jsonl",
-    "written_side": "rejected",
-}
 SETTINGS = {
     "enabled": True,
     "principles": ["privacy", "answer-the-question"],
@@ -135,26 +130,30 @@ def test_a_written_answer_is_chosen_only_when_no_follow_answer_passes():
     assert counts["privacy"]["written_chosen"] == 1 and counts["privacy"]["paired"] == 2
 
 
+PAIRS_SETTINGS = {
+    "min_margin": 0.1,
+    "unsafe_chosen": "swap",
+    "max_copy_similarity": 0.7,
+    "max_similarity": 0.9,
+    "min_chars": 2,
+    "max_chars": 500,
+    "dedupe_by_prompt": False,
+    "heldout_fraction": 0.0,
+    "contrast_balance": None,
+    "verifiable": {
+        "enabled": True,
+        "checks": ["not_empty", "stops", "no_loop", "constraint"],
+        "max_repetition": 0.2,
+        "undecided": "drop",
+        "best_worst": True,
+        "code_revisions": False,
+    },
+    "sft": {"sources": ["responses"], "per_instruction": 1, "variants_per_instruction": 0},
+}
+
+
 def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
-    settings = {
-        "min_margin": 0.1,
-        "unsafe_chosen": "swap",
-        "max_copy_similarity": 0.7,
-        "max_similarity": 0.9,
-        "min_chars": 2,
-        "max_chars": 500,
-        "dedupe_by_prompt": False,
-        "heldout_fraction": 0.0,
-        "verifiable": {
-            "enabled": True,
-            "checks": ["not_empty", "stops", "no_loop", "constraint"],
-            "max_repetition": 0.2,
-            "undecided": "drop",
-            "best_worst": True,
-            "code_revisions": False,
-        },
-        "sft": {"sources": ["responses"], "per_instruction": 1, "variants_per_instruction": 0},
-    }
+    settings = PAIRS_SETTINGS
     responses = [
         {
             "response_id": f"i1-r{j}",
@@ -289,6 +288,37 @@ def test_written_answers_join_each_request_of_a_principle_that_has_them(tiny_bac
         assert all(r["generator"] == f"written:{file.relative_to(REPO)}" for r in mine)
     assert all(verifiable.is_refusal(r["response"]) for r in written)
     tables.to_arrow(rows, "contrast")
+    # contrast.written: [chosen] - the written refusals only, not the written over-refusals (config.yaml's choice)
+    rows, _ = generate_contrast(tiny_backend, PRINCIPLES, settings(written=["chosen"]), 42, "stage1")
+    assert {r["principle_id"] for r in rows if r["framing"] == "written"} == {"privacy"}
+    assert settings(written=False).written_sides() == frozenset()
+
+
+def test_contrast_balance_caps_the_answering_pairs_dpo_sees_written_over_refusals_first():
+    """pairs.contrast_balance: at most that many answering contrast pairs per refusing one, after the other
+    filters; a pair whose rejected side is a written over-refusal is dropped before one the model refused."""
+    answer = "Run kill with its process id, or press Ctrl+C in its terminal."
+    rows = [r for r in CASES if r["principle_id"] == "privacy"] + [
+        framed("b1", "follow", answer, principle="answer-the-question"),
+        framed("b1", "written", "I'm sorry, but I can't help with that request.", principle="answer-the-question"),
+        framed("b2", "follow", answer, principle="answer-the-question"),
+        framed("b2", "policy", "I can't help with killing anything.", principle="answer-the-question"),
+    ]
+    made, _, _ = contrast_pairs(rows, PRINCIPLES, 0.2, "stage1")
+    answering = answering_principles(PRINCIPLES)
+    assert answering == {"answer-the-question"}
+    refusing = sum(p["principle_ids"][0] not in answering for p in made)
+    assert refusing >= 1 and {p["instruction_id"] for p in made} >= {"b1", "b2"}
+    kept = balance_contrast(made, 1 / refusing, answering)  # room for one answering pair
+    assert {p["instruction_id"] for p in kept if p["principle_ids"][0] in answering} == {"b2"}
+    assert balance_contrast(made, 10.0, answering) == made
+    # in build_pairs: the last filter, in the funnel
+    section = Pairs.from_section(PAIRS_SETTINGS | {"contrast_balance": 1 / refusing})
+    texts = candidate_texts([], [], [], [], section.verifiable)
+    pairs, funnel = build_pairs([], [], [], [], section, 42, "stage1", (), [], texts, rows, PRINCIPLES)
+    assert {p["instruction_id"] for p in pairs if p["principle_id"] in answering} == {"b2"}
+    step = next(f for f in funnel if f["filter"] == "contrast_balance")
+    assert step["dropped"] == 1 and "written over-refusals first" in step["reason"]
 
 
 def test_the_rule_writes_the_contrast_table(tiny_model_dir, tmp_path, monkeypatch):

@@ -59,13 +59,19 @@ class Contrast(Section):
     fewshot_k: int
     fewshot_share: int
     per_framing: int
-    written: bool
+    written: bool | tuple[str, ...]
     on_policy: bool
     min_words: int
     max_words: int
     max_similarity: float
     request_sampling: Sampling
     sampling: Sampling
+
+    def written_sides(self) -> frozenset[str]:
+        """The sides written answers may stand in for: ``written`` true - both, a list - those, false - none."""
+        if isinstance(self.written, bool):
+            return frozenset(("chosen", "rejected")) if self.written else frozenset()
+        return frozenset(self.written)
 
 
 def construction_principles(principles: dict[str, dict], only: Sequence[str] | None = None) -> dict[str, dict]:
@@ -75,6 +81,11 @@ def construction_principles(principles: dict[str, dict], only: Sequence[str] | N
         for pid, p in principles.items()
         if p["mechanism"] == "construction" and (only is None or pid in only)
     }
+
+
+def answering_principles(principles: dict[str, dict]) -> frozenset[str]:
+    """The construction principles whose chosen answer answers (answer-the-question), not refuses."""
+    return frozenset(pid for pid, spec in construction_principles(principles).items() if spec["chosen"] == "answers")
 
 
 def load_requests(spec: dict[str, Any], principle_id: str) -> list[dict[str, str]]:
@@ -331,7 +342,8 @@ def generate_contrast(
         }
         for pid, r, framing, j, shots, c, used in answers
     ]
-    if settings.written:
+    sides = settings.written_sides()
+    if sides:
         rows += [
             {
                 **request_columns(stage, pid, r, "written", 0),
@@ -344,6 +356,7 @@ def generate_contrast(
                 "sampling": "{}",
             }
             for pid, spec in specs.items()
+            if spec.get("written_side", "chosen") in sides
             for r, text in written_rows(requests[pid], pid, spec, seed, stage)
         ]
     return rows, counts

@@ -24,7 +24,10 @@ the reason (``funnel``); the SFT examples come from ``distillation``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +66,7 @@ class Pairs(Section):
     max_chars: int
     dedupe_by_prompt: bool
     heldout_fraction: float
+    contrast_balance: float | None
     verifiable: Verifiable
     sft: Sft
 
@@ -170,11 +174,13 @@ def filter_pairs(
     settings: Pairs,
     fewshot_texts: Sequence[str] = (),
     items: dict[str, Text] | None = None,
+    answering: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], list[tuple[str, int, int, str]]]:
     """Apply the filters in order; returns the kept pairs and (filter, rows in, rows out, reason) steps.
 
     ``fewshot_texts``: the example responses and demonstration revisions the generator was shown.
     ``items``: text id -> Text, for the verifiable principles (``settings.verifiable``).
+    ``answering``: the construction principles whose chosen answer answers (``settings.contrast_balance``).
     """
     steps: list[tuple[str, int, int, str]] = []
 
@@ -238,7 +244,35 @@ def filter_pairs(
             len(current),
             "another pair for the same prompt had a larger margin",
         )
+    if settings.contrast_balance is not None:
+        current = step(
+            "contrast_balance",
+            balance_contrast(current, settings.contrast_balance, answering),
+            len(current),
+            f"answering contrast pairs over contrast_balance={settings.contrast_balance} per refusing one "
+            "(written over-refusals first)",
+        )
     return current, steps
+
+
+WRITTEN = re.compile(r"-written\d+$")  # a contrast row's id ends with its framing (contrast.request_columns)
+
+
+def balance_contrast(pairs: Sequence[dict[str, Any]], ratio: float, answering: frozenset[str]) -> list[dict[str, Any]]:
+    """``pairs`` with at most ``ratio`` answering contrast pairs (decided by a principle in ``answering``) per
+    refusing one; the dropped are those whose rejected side was written by hand first, then by a hash of the
+    pair id (no order of the requests favoured)."""
+    contrast = [p for p in pairs if p["kind"] == "contrast"]
+    answers = [p for p in contrast if p["decided_by"].partition(":")[2] in answering]
+    limit = math.floor(ratio * (len(contrast) - len(answers)) + 1e-9)
+    if len(answers) <= limit:
+        return list(pairs)
+    order = sorted(
+        answers,
+        key=lambda p: (bool(WRITTEN.search(p["rejected_id"])), hashlib.sha256(p["pair_id"].encode()).hexdigest()),
+    )
+    dropped = {p["pair_id"] for p in order[limit:]}
+    return [p for p in pairs if p["pair_id"] not in dropped]
 
 
 def checks_reason(decided: Sequence[dict[str, Any]], rules: Verifiable) -> str:
@@ -305,7 +339,7 @@ def build_pairs(
     """(pairs rows, funnel rows). ``candidates_texts``: see ``candidate_texts`` (built here when not given).
     ``contrast``: rows of the contrast table (labels by construction); ``principles``: the constitution's
     mechanisms (``constitution.principles_by_mechanism``), for each pair's principle."""
-    from maximalcai.contrast import contrast_pairs
+    from maximalcai.contrast import answering_principles, contrast_pairs
 
     principles = principles or {}
     rules = settings.verifiable
@@ -321,7 +355,8 @@ def build_pairs(
         constructed += code_revision_pairs(texts.revisions, texts.items, texts.labels, instruction_of, stage)
     by_construction, _, contrast_counts = contrast_pairs(contrast, principles, rules.max_repetition, stage)
     constructed += by_construction
-    kept, steps = filter_pairs(candidates + constructed, settings, fewshot_texts, texts.items)
+    answering = answering_principles(principles)
+    kept, steps = filter_pairs(candidates + constructed, settings, fewshot_texts, texts.items, answering)
     assign_split(kept, settings.heldout_fraction, seed, stage)
     attribute(kept, principles)
     revisions = len({c["response_id"] for c in critiques})
