@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from limits import workload_table  # noqa: E402
 from metrics_table import indexed  # noqa: E402
 from metrics_table import table as metrics_table  # noqa: E402
 
@@ -166,6 +167,26 @@ def times(named: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dpo(result: dict) -> str:
+    """benchmarks/dpo.py's variants of the DPO phase, each in its own process: time, steps/s against TRL's CPU
+    defaults at the same thread count, peak memory, and (where recorded) the weights and the final loss."""
+    rows = result["results"]
+    extra = [k for k in ("weights_dtype", "keeps_freed_memory", "final_loss") if any(k in r for r in rows)]
+    labels = {"weights_dtype": "base weights", "keeps_freed_memory": "keeps freed memory", "final_loss": "final loss"}
+    lines = [
+        "| variant | threads | steps | DPO time | steps/s | vs TRL's CPU defaults | peak RSS |"
+        + "".join(f" {labels[k]} |" for k in extra),
+        "|---|---:|---:|---:|---:|---:|---:|" + "---|" * len(extra),
+    ]
+    for r in rows:
+        ratio = f"{r['speedup_vs_trl_default']:.2f}x" if "speedup_vs_trl_default" in r else "1.00x"
+        cells = [r["variant"], str(r["threads"]), str(r["steps"]), f"{r['dpo_seconds']:.1f} s"]
+        cells += [f"{r['steps_per_s']:.4f}", ratio, f"{r['peak_rss_mb']} MB"]
+        cells += ["" if r.get(k) is None else f"{r[k]:.4f}" if k == "final_loss" else str(r[k]) for k in extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS = {
     "metrics": metrics_table,
     "headline": headline,
@@ -174,6 +195,8 @@ RENDERERS = {
     "balance": balance,
     "walls": walls,
     "times": times,
+    "dpo": dpo,
+    "limits": workload_table,
 }
 SEVERAL = {"runs", "walls", "times"}  # kinds drawn from several files, joined by commas
 

@@ -363,7 +363,9 @@ def workloads(report: dict, threads: str) -> dict[str, dict]:
     }
 
 
-def format_report(report: dict) -> str:
+def workload_table(report: dict) -> str:
+    """Each workload at each thread count: ours, llama.cpp's, the compute-bound limit and the two ratios (the
+    docs draw this table from the results file: benchmarks/doc_tables.py, kind ``limits``)."""
     lines = [
         "| workload | threads | ours (tok/s) | llama.cpp (tok/s) | limit (tok/s) | ours / llama.cpp | ours / limit |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -376,6 +378,11 @@ def format_report(report: dict) -> str:
             ratio = "-" if r["vs_llama_cpp"] is None else f"{r['vs_llama_cpp']:.2f}x"
             ours, limit = r["ours_tok_s"], r["limit_tok_s"]
             lines.append(f"| {name} | {threads} | {ours} | {peer} | {limit} | {ratio} | {r['of_limit']:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def format_report(report: dict) -> str:
+    lines = [workload_table(report).rstrip("\n")]
     for threads, measured in report["threads"].items():
         for workload, rows in measured.get("profile", {}).items():
             lines += [
