@@ -314,3 +314,21 @@ TYPED_MODULES = (
     "export",
     "job_resources",
 )
+
+
+def test_yaml_read_through_libyaml_is_what_safe_load_reads():
+    """maximalcai.yamlfile parses with libyaml's C loader (the start-up of every Snakemake call reads the
+    config, its schema and the constitution): the same data as yaml.safe_load on every YAML file tracked."""
+    import subprocess
+
+    import yaml
+
+    from maximalcai import yamlfile
+
+    assert yamlfile.LOADER is yaml.CSafeLoader  # PyYAML's wheels ship libyaml; without it the lever is off
+    tracked = subprocess.run(["git", "ls-files", "*.yaml", "*.yml"], cwd=REPO, capture_output=True, text=True)
+    paths = [REPO / line for line in tracked.stdout.split()] or sorted(REPO.glob("**/*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        text = path.read_text()
+        assert yamlfile.parse(text) == yaml.safe_load(text), path

@@ -24,6 +24,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from maximalcai import yamlfile
 from maximalcai.errors import ConfigError
 
 SCHEMA_PATH = Path(str(files("maximalcai").joinpath("schemas/config.schema.yaml")))
@@ -37,8 +38,7 @@ def load_schema() -> dict:
 
 @functools.cache
 def _schema() -> dict:
-    with open(SCHEMA_PATH) as handle:
-        return yaml.safe_load(handle)
+    return yamlfile.read(SCHEMA_PATH)
 
 
 def stage_section(path: Sequence[str], section: dict) -> dict:
@@ -375,7 +375,7 @@ def load_config_file(path: str | Path, root: str | Path | None = None) -> dict:
     """Read and resolve a YAML config file (tests, benchmarks and the plan script use this)."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yamlfile.parse(path.read_text()) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
     except yaml.YAMLError as exc:
@@ -399,7 +399,7 @@ def load_workflow_config(configfile: str | Path = "config.yaml", root: str | Pat
     raw = {}
     for source in (base, path):
         try:
-            raw = deep_merge(raw, yaml.safe_load(source.read_text()) or {})
+            raw = deep_merge(raw, yamlfile.parse(source.read_text()) or {})
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: not valid YAML ({exc})") from exc
     return load_config(raw, f"{base}, {path}", root)

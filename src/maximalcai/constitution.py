@@ -7,6 +7,7 @@ name the file, the principle and the field. ``sample_principles`` draws principl
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,12 +17,20 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from maximalcai import yamlfile
 from maximalcai.errors import ConstitutionError
 from maximalcai.manifest import constitution_hash
 from maximalcai.resources import chat_markers
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[2]  # this checkout: where the shipped resources are
 SCHEMA_PATH = Path(str(files("maximalcai").joinpath("schemas/constitution.schema.yaml")))
+
+
+@functools.cache
+def constitution_schema() -> dict:
+    return yamlfile.read(SCHEMA_PATH)
+
+
 CATEGORIES = ("helpful", "harmless", "honest")
 
 
@@ -99,14 +108,14 @@ def load_constitution(path: str | Path, root: str | Path | None = None) -> Const
     are."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yamlfile.read(path)
     except FileNotFoundError as exc:
         raise ConstitutionError(f"{path}: constitution file not found (config key 'constitution')") from exc
     except yaml.YAMLError as exc:
         raise ConstitutionError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
         raise ConstitutionError(f"{path}: must be a mapping with a 'principles' list")
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = constitution_schema()
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(map(str, e.path)))
     if errors:
         lines = []

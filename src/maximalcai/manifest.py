@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
+from maximalcai import yamlfile
 
 PACKAGES = (
     "maximalcai",
@@ -55,7 +55,7 @@ def package_versions() -> dict[str, str | None]:
 
 def constitution_hash(path: str | Path) -> str:
     """sha256 of the constitution's parsed content (comments and formatting do not change it)."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    data = yamlfile.read(path)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
