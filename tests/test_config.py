@@ -173,7 +173,7 @@ def test_config_imports_no_step_module():
     """config sits on the ground floor: validating a config loads no step (preflight does, above them)."""
     code = "import sys, maximalcai.config; print(sorted(m for m in sys.modules if m.startswith('maximalcai')))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert loaded.strip() == "['maximalcai', 'maximalcai.config', 'maximalcai.errors']"
+    assert loaded.strip() == "['maximalcai', 'maximalcai.config', 'maximalcai.errors', 'maximalcai.yamlfile']"
 
 
 def test_preflight_names_the_key_of_an_unknown_constraint_type_and_principle():
