@@ -271,3 +271,16 @@ def test_a_timed_run_becomes_a_stamped_results_file_and_the_docs_tables_drawn_fr
 
     with pytest.raises(SystemExit, match="run the command as /usr/bin/time -v COMMAND"):
         rule_times.whole_command(tmp_path / "c/run.log")
+
+
+def test_the_dry_run_benchmark_times_a_call_and_the_snakefiles_share(tmp_path):
+    """benchmarks/dry_run.py in a fresh folder: the whole call, Python, Snakemake's imports, and the Snakefile's
+    top level under cProfile (a part of the profiled call, not zero: the config is read and checked there)."""
+    import dry_run
+
+    out = tmp_path / "dry.json"
+    assert dry_run.main(["--workdir", str(tmp_path), "--repeat", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"commit", "machine", "date", "python", "snakemake_import", "dry_run"} <= result.keys()
+    assert 0 < result["snakefile_seconds"] < result["profiled_seconds"]
+    assert result["python"] < result["dry_run"] and result["snakemake_import"] > 0
