@@ -187,6 +187,22 @@ def dpo(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dry_run(named: dict[str, dict]) -> str:
+    """benchmarks/dry_run.py's measurements side by side: a no-op call and its parts, in seconds."""
+    parts = {
+        "python": "Python's start (`python -c pass`)",
+        "snakemake_import": "`import snakemake.cli`",
+        "dry_run": "the whole `snakemake -n` call",
+        "snakefile_seconds": "the Snakefile's top level, under cProfile",
+        "profiled_seconds": "the call after Snakemake's imports, under cProfile",
+    }
+    runs = list(named.values())
+    lines = ["| seconds | " + " | ".join(f"{n} ({r['commit']})" for n, r in named.items()) + " |"]
+    lines.append("|---|" + "---:|" * len(runs))
+    lines += [f"| {label} | " + " | ".join(f"{r[key]:.2f}" for r in runs) + " |" for key, label in parts.items()]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS = {
     "metrics": metrics_table,
     "headline": headline,
@@ -197,8 +213,9 @@ RENDERERS = {
     "times": times,
     "dpo": dpo,
     "limits": workload_table,
+    "dry_run": dry_run,
 }
-SEVERAL = {"runs", "walls", "times"}  # kinds drawn from several files, joined by commas
+SEVERAL = {"runs", "walls", "times", "dry_run"}  # kinds drawn from several files, joined by commas
 
 
 def render(kind: str, source: str) -> str:

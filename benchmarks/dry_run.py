@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from maximalcai.manifest import result_stamp
 
-    result = {**result_stamp(REPO), "workdir": str(args.workdir)}
+    result = {**result_stamp(args.snakefile.resolve().parent), "workdir": str(args.workdir)}  # the measured checkout
     result |= measure(args.workdir.resolve(), args.target, args.configfile, args.repeat, args.snakefile.resolve())
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(
