@@ -28,8 +28,7 @@ ANSWERING = "answer-the-question"  # its written over-refusals (constitution.yam
 def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: float, cap: float | None = None) -> dict:
     """Pairs of one table: answering (chosen answers) and refusing (chosen refuses), and the answering
     principle's funnel counts; ``cap``: the answering pairs capped as pairs.contrast_balance does."""
-    from maximalcai.contrast import answering_principles, contrast_pairs
-    from maximalcai.pairs import balance_contrast
+    from maximalcai.contrast import answering_principles, balance_contrast, contrast_pairs
 
     pairs, _, counts = contrast_pairs(rows, principles, max_repetition, "stage")
     if cap is not None:

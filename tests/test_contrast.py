@@ -12,6 +12,7 @@ from maximalcai.constitution import load_constitution, principles_by_mechanism
 from maximalcai.contrast import (
     Contrast,
     answering_principles,
+    balance_contrast,
     balanced_counts,
     contrast_pairs,
     generate_contrast,
@@ -20,7 +21,7 @@ from maximalcai.contrast import (
 )
 from maximalcai.distillation import sft_examples
 from maximalcai.hardware import Engine
-from maximalcai.pairs import Pairs, balance_contrast, build_pairs
+from maximalcai.pairs import Pairs, build_pairs
 
 PRINCIPLES = principles_by_mechanism(load_constitution(REPO / "constitution.yaml"))
 SETTINGS = {

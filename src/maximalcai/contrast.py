@@ -24,7 +24,9 @@ close to any eval prompt are dropped, as generated instructions are.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -284,6 +286,11 @@ def request_columns(
     }
 
 
+def framing_of(contrast_id: str) -> str:
+    """The framing a contrast row's id names (``request_columns``: ``<request>-<principle>-<framing><index>``)."""
+    return contrast_id.rpartition("-")[2].rstrip("0123456789")
+
+
 def generate_contrast(
     backend: Backend,
     principles: dict[str, dict],
@@ -476,6 +483,23 @@ def contrast_pairs(
         carried = list(on_refusals.values()) if spec["chosen"] == "refuses" else []
         pairs.append(contrast_pair(chosen, worse, principle_id, request_id, carried, stage))
     return pairs, chosen_rows, counts
+
+
+def balance_contrast(pairs: Sequence[dict[str, Any]], ratio: float, answering: frozenset[str]) -> list[dict[str, Any]]:
+    """``pairs`` with at most ``ratio`` answering contrast pairs (decided by a principle in ``answering``) per
+    refusing one; the dropped are those whose rejected side was written by hand first, then by a hash of the
+    pair id (no order of the requests favoured)."""
+    contrast = [p for p in pairs if p["kind"] == "contrast"]
+    answers = [p for p in contrast if p["decided_by"].partition(":")[2] in answering]
+    limit = math.floor(ratio * (len(contrast) - len(answers)) + 1e-9)
+    if len(answers) <= limit:
+        return list(pairs)
+    order = sorted(
+        answers,
+        key=lambda p: (framing_of(p["rejected_id"]) == "written", hashlib.sha256(p["pair_id"].encode()).hexdigest()),
+    )
+    dropped = {p["pair_id"] for p in order[limit:]}
+    return [p for p in pairs if p["pair_id"] not in dropped]
 
 
 # ------------------------------------------------------------------------------- rule entry point (I/O)

@@ -24,10 +24,7 @@ the reason (``funnel``); the SFT examples come from ``distillation``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -245,6 +242,8 @@ def filter_pairs(
             "another pair for the same prompt had a larger margin",
         )
     if settings.contrast_balance is not None:
+        from maximalcai.contrast import balance_contrast
+
         current = step(
             "contrast_balance",
             balance_contrast(current, settings.contrast_balance, answering),
@@ -253,26 +252,6 @@ def filter_pairs(
             "(written over-refusals first)",
         )
     return current, steps
-
-
-WRITTEN = re.compile(r"-written\d+$")  # a contrast row's id ends with its framing (contrast.request_columns)
-
-
-def balance_contrast(pairs: Sequence[dict[str, Any]], ratio: float, answering: frozenset[str]) -> list[dict[str, Any]]:
-    """``pairs`` with at most ``ratio`` answering contrast pairs (decided by a principle in ``answering``) per
-    refusing one; the dropped are those whose rejected side was written by hand first, then by a hash of the
-    pair id (no order of the requests favoured)."""
-    contrast = [p for p in pairs if p["kind"] == "contrast"]
-    answers = [p for p in contrast if p["decided_by"].partition(":")[2] in answering]
-    limit = math.floor(ratio * (len(contrast) - len(answers)) + 1e-9)
-    if len(answers) <= limit:
-        return list(pairs)
-    order = sorted(
-        answers,
-        key=lambda p: (bool(WRITTEN.search(p["rejected_id"])), hashlib.sha256(p["pair_id"].encode()).hexdigest()),
-    )
-    dropped = {p["pair_id"] for p in order[limit:]}
-    return [p for p in pairs if p["pair_id"] not in dropped]
 
 
 def checks_reason(decided: Sequence[dict[str, Any]], rules: Verifiable) -> str:
