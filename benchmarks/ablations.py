@@ -197,12 +197,26 @@ def recorded_row(name: str, workdir: Path, jobs: tuple[str, ...] | None = None) 
             lines = tsv.read_text().splitlines()
             seconds += float(lines[1].split("\t")[0]) if len(lines) > 1 else 0.0
     read = lambda path: json.loads((workdir / path).read_text())  # noqa: E731
+    return slim_row(
+        {
+            "name": name,
+            "seconds": round(seconds),
+            "metrics": read("results/stage1/eval/metrics.json"),
+            "pairs": read("results/stage1/manifests/pairs.json"),
+            "training": read("results/stage1/manifests/training.json"),
+        }
+    )
+
+
+RUN_RECORD = ("config", "constitution", "packages")  # each run's own copy: the variant's settings are VARIANTS'
+
+
+def slim_row(row: dict) -> dict:
+    """A row without the manifests' copies of the whole config, constitution and package list (two of each per
+    row, three quarters of the results file); the commit (``git``) and machine (``hardware``) stay."""
     return {
-        "name": name,
-        "seconds": round(seconds),
-        "metrics": read("results/stage1/eval/metrics.json"),
-        "pairs": read("results/stage1/manifests/pairs.json"),
-        "training": read("results/stage1/manifests/training.json"),
+        **row,
+        **{part: {k: v for k, v in row[part].items() if k not in RUN_RECORD} for part in ("pairs", "training")},
     }
 
 
@@ -212,6 +226,13 @@ def cell(comparisons: list[dict], metric: str, baseline: str) -> str:
             mark = {"better": " ▲", "worse": " ▼"}.get(c["verdict"], "")
             return f"{c['estimate']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]{mark}"
     return "n/a"
+
+
+def results_table(done: dict[str, dict]) -> str:
+    """The table of a results JSON's rows (by name), in its variants' order: VARIANTS, or DEFAULT_VARIANTS for the
+    default config's (benchmarks/doc_tables.py's kind ``ablations``)."""
+    variants = VARIANTS if all(name in VARIANTS for name in done) else DEFAULT_VARIANTS
+    return table([done[name] for name in variants if name in done], variants)
 
 
 def table(rows: list[dict], variants: dict[str, tuple[str, dict]] = VARIANTS) -> str:
@@ -235,7 +256,7 @@ def table(rows: list[dict], variants: dict[str, tuple[str, dict]] = VARIANTS) ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, required=True, help="a finished stage1_model run of --config")
+    parser.add_argument("--source", type=Path, help="a finished stage1_model run of --config")
     parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu-full")
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks/work/ablations")
     parser.add_argument("--only", nargs="*", choices=sorted({*VARIANTS, *DEFAULT_VARIANTS}))
@@ -258,7 +279,10 @@ def main(argv: list[str] | None = None) -> None:
         "(its records hold absolute input paths, so every job would look changed)",
     )
     parser.add_argument("--out", type=Path, help="default: benchmarks/results/ablations.md (ablations_default.md)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite --out from its results JSON, run nothing")
     args = parser.parse_args(argv)
+    if args.source is None and not args.table_only:
+        parser.error("--source W (a finished stage1_model run) is needed, unless --table-only")
     variants = VARIANTS if args.config == "cpu-full" else DEFAULT_VARIANTS
     suffix = "" if args.config == "cpu-full" else f"_{args.config}"
     out = args.out or REPO / f"benchmarks/results/ablations{suffix}.md"
@@ -274,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         done[name] = recorded_row(name, Path(workdir), REBUILT_JOBS)
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(done, indent=1))
-    for name in [n for n in only if n not in recorded]:
+    for name in [n for n in only if n not in recorded and not args.table_only]:
         print(f"variant {name}: {variants[name][0]}", flush=True)
         if name == "recipe" and not args.rerun_recipe:
             done[name] = recorded_row(name, args.source)  # the source run is the recipe (its whole run's time)
@@ -290,18 +314,27 @@ def main(argv: list[str] | None = None) -> None:
             )
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(done, indent=1))
-    rows = [done[name] for name in variants if name in done]
-    config = "config/cpu-full.yaml" if args.config == "cpu-full" else "the default config (config.yaml)"
-    out.write_text(
+    text = render(done, args.config, results)
+    out.write_text(text)
+    print(text)
+
+
+def render(done: dict[str, dict], config_name: str, results: Path) -> str:
+    """The markdown results file of ``done`` (the results JSON's rows, by name); its table is marked for
+    benchmarks/doc_tables.py, so tests/test_docs.py fails if it drifts from ``results``."""
+    config = "config/cpu-full.yaml" if config_name == "cpu-full" else "the default config (config.yaml)"
+    source = results.resolve().relative_to(REPO) if results.resolve().is_relative_to(REPO) else results
+    return (
         f"# Stage-1 ablations on {config}\n\n"
-        f"`python benchmarks/ablations.py --config {args.config} --source W` (see its docstring); one finished run's "
+        f"`python benchmarks/ablations.py --config {config_name} --source W` (see its docstring); one finished run's "
         "data, each variant's training and evaluation measured on this machine. Earlier runs that built "
         "the recipe are in docs/RECIPE.md; "
-        "rows not yet run (`--only NAME`) are missing, not lost. Wall time: the `recipe` row's is "
+        "rows not yet run (`--only NAME`) are missing, not lost; n/a: a metric the row's evaluation did not have yet. "
+        "Wall time: the `recipe` row's is "
         "its whole run, data included; the other rows' are their retraining and evaluation only "
-        "(docs/RECIPE.md says which ran beside other work).\n" + table(rows, variants)
+        "(docs/RECIPE.md says which ran beside other work). Rewrite it from its JSON without running anything: "
+        f"`--table-only`.\n\n<!-- table: ablations {source} -->\n{results_table(done)}<!-- end table -->\n"
     )
-    print(table(rows, variants))
 
 
 if __name__ == "__main__":

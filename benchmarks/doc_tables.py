@@ -21,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from ablations import results_table as ablations  # noqa: E402
 from limits import workload_table  # noqa: E402
 from metrics_table import indexed  # noqa: E402
 from metrics_table import table as metrics_table  # noqa: E402
@@ -214,6 +215,7 @@ RENDERERS = {
     "dpo": dpo,
     "limits": workload_table,
     "dry_run": dry_run,
+    "ablations": ablations,
 }
 SEVERAL = {"runs", "walls", "times", "dry_run"}  # kinds drawn from several files, joined by commas
 

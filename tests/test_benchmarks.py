@@ -223,6 +223,9 @@ def test_ablations_of_the_default_config_read_recorded_runs_into_one_table(tmp_p
     assert "+0.250 [+0.150, +0.350] ▲" in table and "+0.050 [-0.050, +0.150] |" in table
     assert "| 9 | 52 | 25 min |" in table and "| 9 | 52 | 5 min |" in table  # whole run; the reran jobs only
     assert json.loads(out.with_suffix(".json").read_text()).keys() == {"recipe", "sft-3-epochs"}
+    out.write_text("edited by hand")
+    ablations.main(["--config", "default", "--table-only", "--out", str(out)])  # from the JSON, nothing run
+    assert out.read_text() == table and "<!-- table: ablations " in table
     with pytest.raises(SystemExit, match="not a variant of --config default: no-contrast"):
         ablations.main(["--config", "default", "--source", str(source), "--only", "no-contrast", "--out", str(out)])
 

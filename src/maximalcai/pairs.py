@@ -214,15 +214,7 @@ def filter_pairs(
     )
     current = step(
         "near_identical",
-        [
-            p
-            for p in current
-            if p["chosen"].strip() != p["rejected"].strip()
-            and (
-                p["decided_by"].startswith("verifiable")
-                or rouge_l(p["chosen"], p["rejected"]) <= settings.max_similarity
-            )
-        ],
+        [p for p in current if differs(p, settings.max_similarity)],
         len(current),
         f"chosen and rejected identical, or (unless a check decided them: the difference is "
         f"the point) ROUGE-L F1 above max_similarity={settings.max_similarity}",
@@ -252,6 +244,14 @@ def filter_pairs(
             "(written over-refusals first)",
         )
     return current, steps
+
+
+def differs(pair: dict[str, Any], max_similarity: float) -> bool:
+    """Chosen and rejected are not the same text, and (unless a check decided the pair: then the small
+    difference is the point) their ROUGE-L F1 is at most ``max_similarity``."""
+    if pair["chosen"].strip() == pair["rejected"].strip():
+        return False
+    return pair["decided_by"].startswith("verifiable") or rouge_l(pair["chosen"], pair["rejected"]) <= max_similarity
 
 
 def checks_reason(decided: Sequence[dict[str, Any]], rules: Verifiable) -> str:
