@@ -108,13 +108,19 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         },
     ),
 }
-# The default config's levers against its over-refusal: at demo counts its SFT warm-up (six epochs on ~50 examples,
-# a third of them refusals in one template) teaches the model to refuse benign requests (docs/RECIPE.md).
+
+
+def sft_epochs(n: int) -> dict:
+    return {"training": {"sft_warmup": {"num_train_epochs": n}}}
+
+
+# The default config's SFT warm-up length (docs/RECIPE.md): at demo counts (~55 examples, a third of them refusals
+# in one template) six epochs taught the model to refuse benign requests, two lost the red-team refusals.
 DEFAULT_VARIANTS: dict[str, tuple[str, dict]] = {
-    "recipe": ("the default config at the source run's commit", {}),
-    "sft-3-epochs": ("SFT warm-up for 3 epochs instead of 6", {"training": {"sft_warmup": {"num_train_epochs": 3}}}),
-    "sft-2-epochs": ("SFT warm-up for 2 epochs instead of 6", {"training": {"sft_warmup": {"num_train_epochs": 2}}}),
-    "sft-4-epochs": ("SFT warm-up for 4 epochs instead of 6", {"training": {"sft_warmup": {"num_train_epochs": 4}}}),
+    "recipe": ("the default config at the source run's commit (SFT warm-up 4 epochs)", {}),
+    "sft-6-epochs": ("SFT warm-up for 6 epochs (config.yaml's until 2026-12-06)", sft_epochs(6)),
+    "sft-3-epochs": ("SFT warm-up for 3 epochs", sft_epochs(3)),
+    "sft-2-epochs": ("SFT warm-up for 2 epochs", sft_epochs(2)),
     "contrast-8-seeds": (
         "8 seed requests per construction principle instead of 4 (twice the contrast data)",
         {"contrast": {"seeds_per_principle": 8}},
