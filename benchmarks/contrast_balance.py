@@ -20,12 +20,16 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from maximalcai.constitution import Labellings
 
 REPO = Path(__file__).resolve().parents[1]
 ANSWERING = "answer-the-question"  # its written over-refusals (constitution.yaml) are the lever measured
 
 
-def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: float, cap: float | None = None) -> dict:
+def pair_sides(rows: list[dict], principles: Labellings, max_repetition: float, cap: float | None = None) -> dict:
     """Pairs of one table: answering (chosen answers) and refusing (chosen refuses), and the answering
     principle's funnel counts; ``cap``: the answering pairs capped as pairs.contrast_balance does."""
     from maximalcai.contrast import answering_principles, balance_contrast, contrast_pairs
@@ -35,7 +39,7 @@ def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: fl
         capped = balance_contrast(pairs, cap, answering_principles(principles))
         counts.setdefault(ANSWERING, {})["capped"] = len(pairs) - len(capped)
         pairs = capped
-    chosen = {pid: spec["construction"]["chosen"] for pid, spec in principles.items() if spec["construction"]}
+    chosen = {pid: spec.chosen for pid, spec in principles.constructions().items()}
     sides = Counter(chosen[p["principle_ids"][0]] for p in pairs)
     return {
         "pairs": len(pairs),
@@ -46,7 +50,7 @@ def pair_sides(rows: list[dict], principles: dict[str, dict], max_repetition: fl
     }
 
 
-def balance_of(rows: list[dict], principles: dict[str, dict], max_repetition: float, cap: float | None = None) -> dict:
+def balance_of(rows: list[dict], principles: Labellings, max_repetition: float, cap: float | None = None) -> dict:
     """Both ways on one table: ``without`` drops the answering principle's written rows (the baseline); with
     ``cap``, a third: with them, the answering pairs capped (pairs.contrast_balance)."""
     baseline = [r for r in rows if not (r["principle_id"] == ANSWERING and r["framing"] == "written")]
@@ -75,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from maximalcai import tables
-    from maximalcai.constitution import load_constitution, principles_by_mechanism
+    from maximalcai.constitution import Labellings, load_constitution
     from maximalcai.manifest import result_stamp
 
     rows = tables.read_table(args.contrast, "contrast")
-    principles = principles_by_mechanism(load_constitution(args.constitution))
+    principles = Labellings.of(load_constitution(args.constitution))
     result = {
         "command": "python benchmarks/contrast_balance.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         **result_stamp(REPO),

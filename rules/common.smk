@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from maximalcai.config import previous_stage, stage_config, stage_ids
-from maximalcai.constitution import load_constitution, principles_by_mechanism
+from maximalcai.constitution import Labellings, load_constitution
 from maximalcai.evaluation.sets import SETS, Evaluation, compared_models
 from maximalcai.feedback.guard import Safety
 from maximalcai.generation import Responses, candidates_per_instruction, shard_count
@@ -18,9 +18,11 @@ CONDA_ENV = "../envs/maximalcai-gpu.yaml" if GPU else "../envs/maximalcai-cpu.ya
 # batch sizes change the numbers a model job produces, so each model job has them in its params.
 ENGINE = {"hardware": config["hardware"], "generation": config["generation"]}
 REPORT_FILES = ("training.svg", "funnel.svg", "eval.svg", "examples.html")
-# Each principle's mechanism (constitution.yaml): build_pairs names the principle of every pair from it, and
-# generate_contrast reads the construction principles. In params, so only a change of mechanism reruns them.
-PRINCIPLES = principles_by_mechanism(load_constitution(config["constitution"], HERE))
+# How each principle is labelled (constitution.yaml; maximalcai.constitution.Labellings, typed where the job
+# starts): build_pairs names the principle of every pair from it, and generate_contrast reads the construction
+# principles. In params as plain data, so only a change of mechanism reruns them.
+LABELLINGS = Labellings.of(load_constitution(config["constitution"], HERE))
+PRINCIPLES = LABELLINGS.as_dict()
 
 
 # Keys that are not job settings: each typed section's INPUTS (maximalcai.typed.Section). File paths go in
@@ -60,26 +62,21 @@ def constraint_pool(wildcards):
 
 
 def construction(stage):
-    """The construction principles a stage's contrast data uses (none when contrast is off), id -> mechanism."""
+    """The construction principles a stage's contrast data uses (none when contrast is off), id -> construction."""
     contrast = stage["contrast"]
-    only = contrast["principles"]
-    return {
-        pid: p
-        for pid, p in PRINCIPLES.items()
-        if contrast["enabled"] and p["mechanism"] == "construction" and (only is None or pid in only)
-    }
+    return LABELLINGS.constructions(contrast["principles"]) if contrast["enabled"] else {}
 
 
 def contrast_principles(wildcards):
-    """Params of generate_contrast: the stage's construction principles."""
-    return construction(stage_config(config, wildcards.stage))
+    """Params of generate_contrast: the stage's construction principles, as plain data."""
+    return {pid: PRINCIPLES[pid] for pid in construction(stage_config(config, wildcards.stage))}
 
 
 def contrast_files(wildcards):
     """The requests and framing pools of a stage's construction principles (inputs: an edit reruns the data)."""
     specs = construction(stage_config(config, wildcards.stage)).values()
     keys = ("requests", "follow", "violate", "written")
-    return sorted({p["construction"][k] for p in specs for k in keys if p["construction"].get(k)})
+    return sorted({getattr(spec, k) for spec in specs for k in keys if getattr(spec, k)})
 
 
 def contrast_table(wildcards):
@@ -95,7 +92,7 @@ def fewshot_pools(wildcards):
         [stage["responses"]["constraint_pool"]] if stage["responses"]["constraint_pool"] else []
     )
     specs = construction(stage).values()
-    return pools + sorted({p["construction"][k] for p in specs for k in ("follow", "violate")})
+    return pools + sorted({getattr(spec, k) for spec in specs for k in ("follow", "violate")})
 
 
 def rule_resources(rule_name):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from maximalcai.constitution import load_constitution, sample_principles
+from maximalcai.constitution import Labellings, load_constitution, sample_principles
 from maximalcai.errors import ConstitutionError
 
 
@@ -105,6 +105,26 @@ def test_every_shipped_principle_names_a_mechanism_the_cpu_recipe_uses_or_says_w
     assert sorted(checks) == sorted(set(checks))  # one principle per check
     hazards = {h for p in constitution.principles if p.construction for h in p.construction.where.get("hazard", ())}
     assert hazards == {f"S{i}" for i in range(1, 15)}  # every Llama Guard 3 category has a principle
+
+
+def test_labellings_reach_a_job_typed_from_the_plain_data_its_rule_params_hold():
+    """rules/common.smk puts ``Labellings.as_dict()`` in params (plain, so Snakemake compares it); the job gets the
+    typed mapping back through ``job_arguments``, equal to the constitution's own."""
+    from types import SimpleNamespace
+
+    from maximalcai.contrast import run_generate_contrast
+    from maximalcai.job import job_arguments
+
+    labellings = Labellings.of(load_constitution(REPO / "constitution.yaml"))
+    plain = labellings.as_dict()
+    assert yaml.safe_load(yaml.safe_dump(plain)) == plain  # plain YAML data: no tuples or dataclasses
+    rule = SimpleNamespace(input={}, output={}, params={"principles": plain}, wildcards={})
+    typed = job_arguments(rule, run_generate_contrast)["principles"]
+    assert isinstance(typed, Labellings) and typed == labellings and list(typed) == list(labellings)
+    assert set(typed.constructions()) == {
+        p.id for p in load_constitution(REPO / "constitution.yaml").principles if p.construction
+    }
+    assert typed.checked()["stops"] == next(pid for pid, p in typed.items() if p.check == "stops")
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 from maximalcai import tables, verifiable
 from maximalcai.code_checks import Verifiable, candidate_texts
-from maximalcai.constitution import load_constitution, principles_by_mechanism
+from maximalcai.constitution import Labellings, load_constitution
 from maximalcai.contrast import (
     Contrast,
     answering_principles,
@@ -23,7 +23,7 @@ from maximalcai.distillation import sft_examples
 from maximalcai.hardware import Engine
 from maximalcai.pairs import Pairs, build_pairs
 
-PRINCIPLES = principles_by_mechanism(load_constitution(REPO / "constitution.yaml"))
+PRINCIPLES = Labellings.of(load_constitution(REPO / "constitution.yaml"))
 SETTINGS = {
     "enabled": True,
     "principles": ["privacy", "answer-the-question"],
@@ -192,8 +192,8 @@ def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
 
 
 def test_balance_gives_answering_its_ratio_of_the_refusing_requests():
-    specs = {pid: p["construction"] for pid, p in PRINCIPLES.items() if p["mechanism"] == "construction"}
-    refusing = [pid for pid, spec in specs.items() if spec["chosen"] == "refuses"]
+    specs = PRINCIPLES.constructions()
+    refusing = [pid for pid, spec in specs.items() if spec.chosen == "refuses"]
     plenty = dict.fromkeys(specs, 100)
     counts = balanced_counts(specs, settings(balance=1.0, seeds_per_principle=4, generated_per_principle=2), plenty)
     # seeds scaled up to the refusing side's; generated to its too (the seeds already match)

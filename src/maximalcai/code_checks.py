@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maximalcai import formats, verifiable
+from maximalcai.constitution import Labellings
 from maximalcai.reproducibility import derive_seed
 from maximalcai.typed import Section
 
@@ -314,13 +315,10 @@ def text_items(
     return items
 
 
-def principle_of_check(check: str, principles: dict[str, dict]) -> str:
+def principle_of_check(check: str, principles: Labellings) -> str:
     """The constitution principle a check by code carries (constitution.yaml's ``check:``), else
     ``verifiable:<check>``."""
-    return next(
-        (pid for pid, p in principles.items() if p["mechanism"] == "checks" and p["check"] == check),
-        f"verifiable:{check}",
-    )
+    return principles.checked().get(check, f"verifiable:{check}")
 
 
 @dataclass

@@ -174,8 +174,7 @@ def _find(file: str, folders: Sequence[Path]) -> str:
 def _principle(data: dict, folders: Sequence[Path]) -> Principle:
     values = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
     if isinstance(values.get("construction"), dict):
-        spec = dict(values["construction"])
-        spec["where"] = {k: tuple(v) for k, v in spec.get("where", {}).items()}
+        spec = _typed_where(values["construction"])
         spec |= {k: _find(spec[k], folders) for k in CONSTRUCTION_FILES if spec.get(k)}
         values["construction"] = Construction(**spec)
     return Principle(**values)
@@ -230,17 +229,68 @@ def _written_problems(spec: Construction, where: str) -> list[str]:
     ]
 
 
-def principles_by_mechanism(constitution: Constitution) -> dict[str, dict]:
-    """What build_pairs and generate_contrast need of each principle: mechanism, check, construction (plain
-    data, so that a rule's params change only when a principle's mechanism does)."""
-    return {
-        p.id: {
-            "mechanism": p.mechanism,
-            "check": p.check,
-            "construction": p.construction.as_dict() if p.construction else None,
+@dataclass(frozen=True)
+class Labelling:
+    """How a principle's pairs are labelled: what build_pairs and generate_contrast read of a principle."""
+
+    mechanism: str
+    check: str | None = None
+    construction: Construction | None = None
+
+
+class Labellings(dict[str, Labelling]):
+    """Each principle's labelling by id, in the constitution's order. A rule's params hold it as plain data
+    (``as_dict``: so that only a change of mechanism reruns the rule); ``job.job_arguments`` builds this class
+    from that data (``from_section``) where the library function annotates its parameter with it."""
+
+    @classmethod
+    def of(cls, constitution: Constitution) -> Labellings:
+        return cls({p.id: Labelling(p.mechanism, p.check, p.construction) for p in constitution.principles})
+
+    @classmethod
+    def from_section(cls, plain: dict[str, dict]) -> Labellings:
+        """From ``as_dict``'s plain data."""
+        return cls(
+            {
+                pid: Labelling(
+                    p["mechanism"],
+                    p["check"],
+                    None if p["construction"] is None else Construction(**_typed_where(p["construction"])),
+                )
+                for pid, p in plain.items()
+            }
+        )
+
+    def as_dict(self) -> dict[str, dict]:
+        return {
+            pid: {
+                "mechanism": p.mechanism,
+                "check": p.check,
+                "construction": p.construction.as_dict() if p.construction else None,
+            }
+            for pid, p in self.items()
         }
-        for p in constitution.principles
-    }
+
+    def constructions(self, only: Sequence[str] | None = None) -> dict[str, Construction]:
+        """The principles labelled by construction (``only``: a subset by id; None: all), id -> construction."""
+        return {
+            pid: p.construction
+            for pid, p in self.items()
+            if p.construction is not None and p.mechanism == "construction" and (only is None or pid in only)
+        }
+
+    def checked(self) -> dict[str, str]:
+        """The principles carried by checks by code: check -> principle id (the first that names it)."""
+        checked: dict[str, str] = {}
+        for pid, p in self.items():
+            if p.mechanism == "checks" and p.check is not None:
+                checked.setdefault(p.check, pid)
+        return checked
+
+
+def _typed_where(construction: dict) -> dict:
+    """A construction's plain data with its ``where`` values as tuples, as ``Construction`` holds them."""
+    return {**construction, "where": {k: tuple(v) for k, v in construction.get("where", {}).items()}}
 
 
 def sample_principles(constitution: Constitution, k: int, rng: random.Random) -> list[Principle]:

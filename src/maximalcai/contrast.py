@@ -34,6 +34,7 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
+from maximalcai.constitution import Construction, Labellings
 from maximalcai.generation import provenance
 from maximalcai.hardware import Engine
 from maximalcai.prompting import PoolExample, instruction_prompt, load_pool, response_prompt, shared_draws
@@ -76,25 +77,16 @@ class Contrast(Section):
         return frozenset(self.written)
 
 
-def construction_principles(principles: dict[str, dict], only: Sequence[str] | None = None) -> dict[str, dict]:
-    """The principles labelled by construction (``only``: a subset by id; None: all), id -> construction."""
-    return {
-        pid: p["construction"]
-        for pid, p in principles.items()
-        if p["mechanism"] == "construction" and (only is None or pid in only)
-    }
-
-
-def answering_principles(principles: dict[str, dict]) -> frozenset[str]:
+def answering_principles(principles: Labellings) -> frozenset[str]:
     """The construction principles whose chosen answer answers (answer-the-question), not refuses."""
-    return frozenset(pid for pid, spec in construction_principles(principles).items() if spec["chosen"] == "answers")
+    return frozenset(pid for pid, spec in principles.constructions().items() if spec.chosen == "answers")
 
 
-def load_requests(spec: dict[str, Any], principle_id: str) -> list[dict[str, str]]:
+def load_requests(spec: Construction, principle_id: str) -> list[dict[str, str]]:
     """A principle's seed requests: rows of its ``requests`` file selected by ``where``, with their category
     (the value of the first ``where`` field, else the row's ``hazard`` or ``kind``)."""
-    rows = read_jsonl(spec["requests"], {"request": str}, f"requests of principle '{principle_id}'")
-    where = spec.get("where") or {}
+    rows = read_jsonl(spec.requests, {"request": str}, f"requests of principle '{principle_id}'")
+    where = spec.where
     kept = [r for r in rows if all(str(r.get(k)) in values for k, values in where.items())]
     field = next(iter(where), None)
     return [
@@ -108,14 +100,14 @@ def load_requests(spec: dict[str, Any], principle_id: str) -> list[dict[str, str
 
 
 def balanced_counts(
-    specs: dict[str, dict], settings: Contrast, available: dict[str, int]
+    specs: dict[str, Construction], settings: Contrast, available: dict[str, int]
 ) -> dict[str, dict[str, int | None]]:
     """Seed and generated requests per principle (``available``: its usable seed requests). With ``balance``
     (a ratio), the principles whose chosen answer must answer (``answer-the-question``) together get ``balance``
     requests, seeds and generated, per request of those whose chosen answer must refuse: their seed limit is
     scaled up, and they generate what their seeds fall short of. The data then teaches when to refuse rather
     than to refuse whatever sounds risky."""
-    kinds = {kind: [p for p, spec in specs.items() if spec["chosen"] == kind] for kind in ("refuses", "answers")}
+    kinds = {kind: [p for p, spec in specs.items() if spec.chosen == kind] for kind in ("refuses", "answers")}
     ratio = settings.balance if all(kinds.values()) else None
     scale = ratio * len(kinds["refuses"]) / len(kinds["answers"]) if ratio else 1.0
     limit, generated = settings.seeds_per_principle, settings.generated_per_principle
@@ -132,10 +124,10 @@ def balanced_counts(
     return counts
 
 
-def contrast_requests(principles: dict[str, dict], settings: Contrast) -> dict[str, tuple[int, int]]:
+def contrast_requests(principles: Labellings, settings: Contrast) -> dict[str, tuple[int, int]]:
     """(seed, generated) requests each construction principle asks for at most: its seed file's rows (before the
     eval-prompt filter) up to the balanced limits; what the plan estimates."""
-    specs = construction_principles(principles, settings.principles)
+    specs = principles.constructions(settings.principles)
     seeds = {pid: load_requests(spec, pid) for pid, spec in specs.items()}
     wanted = balanced_counts(specs, settings, {pid: len(rows) for pid, rows in seeds.items()})
     return {pid: (len(spread(seeds[pid], wanted[pid]["seeds"])), wanted[pid]["generated"]) for pid in specs}
@@ -230,13 +222,13 @@ def drop_near_eval(
 def answer_jobs(
     requests: Sequence[dict[str, str]],
     principle_id: str,
-    spec: dict[str, Any],
+    spec: Construction,
     settings: Contrast,
     seed: int,
     stage: str,
 ) -> list[tuple[dict[str, str], str, int, list[PoolExample]]]:
     """(request, framing, index, examples) for ``per_framing`` answers per request under each framing."""
-    pools = {name: load_pool(spec[name], min_size=settings.fewshot_k) for name in ("follow", "violate")}
+    pools = {name: load_pool(getattr(spec, name), min_size=settings.fewshot_k) for name in ("follow", "violate")}
     rng = random.Random(derive_seed(seed, stage, "contrast", principle_id, "fewshot"))
     jobs = []
     for framing, pool in pools.items():
@@ -246,12 +238,12 @@ def answer_jobs(
     return jobs
 
 
-def load_written(spec: dict[str, Any], principle_id: str) -> dict[str, list[str]]:
+def load_written(spec: Construction, principle_id: str) -> dict[str, list[str]]:
     """A principle's written answers by category (``any``: for every category); empty when it names none."""
-    if not spec.get("written"):
+    if not spec.written:
         return {}
     rows = read_jsonl(
-        spec["written"], {"category": str, "response": str}, f"written answers of principle '{principle_id}'"
+        spec.written, {"category": str, "response": str}, f"written answers of principle '{principle_id}'"
     )
     by_category: dict[str, list[str]] = {}
     for row in rows:
@@ -260,7 +252,7 @@ def load_written(spec: dict[str, Any], principle_id: str) -> dict[str, list[str]
 
 
 def written_rows(
-    requests: Sequence[dict[str, str]], principle_id: str, spec: dict[str, Any], seed: int, stage: str
+    requests: Sequence[dict[str, str]], principle_id: str, spec: Construction, seed: int, stage: str
 ) -> list[tuple[dict[str, str], str]]:
     """(request, written answer) for each request whose category (or ``any``) has written answers, one drawn
     per request by a seeded generator."""
@@ -293,7 +285,7 @@ def framing_of(contrast_id: str) -> str:
 
 def generate_contrast(
     backend: Backend,
-    principles: dict[str, dict],
+    principles: Labellings,
     settings: Contrast,
     seed: int,
     stage: str,
@@ -302,7 +294,7 @@ def generate_contrast(
     """Every construction principle's requests and framed answers: (contrast rows, per-principle counts).
     All principles share each generation call (new requests, framed answers, greedy answers), so a CPU
     decodes them in full batches."""
-    specs = construction_principles(principles, settings.principles)
+    specs = principles.constructions(settings.principles)
     usable, near_eval = {}, {}
     for principle_id, spec in specs.items():
         usable[principle_id], near_eval[principle_id] = drop_near_eval(
@@ -357,13 +349,13 @@ def generate_contrast(
                 "response": text,
                 "finish_reason": "stop",
                 "num_tokens": 0,
-                "generator": f"written:{spec['written']}",
+                "generator": f"written:{spec.written}",
                 "fewshot_ids": [],
                 "seed": derive_seed(seed, stage, "contrast", pid, "written"),
                 "sampling": "{}",
             }
             for pid, spec in specs.items()
-            if spec.get("written_side", "chosen") in sides
+            if spec.written_side in sides
             for r, text in written_rows(requests[pid], pid, spec, seed, stage)
         ]
     return rows, counts
@@ -381,13 +373,9 @@ def passes(row: dict[str, Any], check: str, max_repetition: float) -> bool:
     )
 
 
-def refusal_checks(principles: dict[str, dict]) -> dict[str, str]:
+def refusal_checks(principles: Labellings) -> dict[str, str]:
     """The principles carried by checks on a chosen refusal: check -> principle id."""
-    return {
-        p["check"]: pid
-        for pid, p in principles.items()
-        if p["mechanism"] == "checks" and p["check"] in verifiable.REFUSAL_CHECKS
-    }
+    return {check: pid for check, pid in principles.checked().items() if check in verifiable.REFUSAL_CHECKS}
 
 
 def contrast_pair(
@@ -424,7 +412,7 @@ def contrast_pair(
 
 
 def contrast_pairs(
-    rows: Sequence[dict[str, Any]], principles: dict[str, dict], max_repetition: float, stage: str
+    rows: Sequence[dict[str, Any]], principles: Labellings, max_repetition: float, stage: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, int]]]:
     """One pair per request: the first follow answer that passes the chosen check (and, for a refusal, the
     checks of the principles carried on refusals), against the on-policy answer when it passes the rejected
@@ -438,7 +426,7 @@ def contrast_pairs(
         by_request.setdefault((row["principle_id"], row["request_id"]), []).append(row)
     pairs, chosen_rows, counts = [], [], {}
     for (principle_id, request_id), answers in sorted(by_request.items()):
-        spec = principles[principle_id]["construction"]
+        spec = principles.constructions()[principle_id]
         tally = counts.setdefault(
             principle_id,
             {
@@ -452,21 +440,21 @@ def contrast_pairs(
             },
         )
         tally["requests"] += 1
-        written_for = spec.get("written_side", "chosen")
+        written_for = spec.written_side
         sides = {"chosen": ("follow",), "rejected": ("policy", "violate")}
         sides[written_for] += ("written",)
         follow = sorted(
-            (r for r in answers if r["framing"] in sides["chosen"] and passes(r, spec["chosen"], max_repetition)),
+            (r for r in answers if r["framing"] in sides["chosen"] and passes(r, spec.chosen, max_repetition)),
             key=lambda r: (r["framing"] == "written", r["contrast_id"]),
         )
-        if spec["chosen"] == "refuses":
+        if spec.chosen == "refuses":
             for check in on_refusals:
                 failing = [r for r in follow if not verifiable.TEXT_CHECKS[check](r["response"])]
                 framed = [r for r in follow if r["framing"] == "follow"]  # the counts are of the model's answers
                 tally[check] += bool(framed) and all(r in failing for r in framed)
                 follow = [r for r in follow if r not in failing]
         rejected = sorted(
-            (r for r in answers if r["framing"] in sides["rejected"] and passes(r, spec["rejected"], 1.0)),
+            (r for r in answers if r["framing"] in sides["rejected"] and passes(r, spec.rejected, 1.0)),
             key=lambda r: (("policy", "violate", "written").index(r["framing"]), r["contrast_id"]),
         )
         if not follow:
@@ -480,7 +468,7 @@ def contrast_pairs(
         chosen, worse = follow[0], rejected[0]
         tally["written_chosen"] += chosen["framing"] == "written"
         tally["written_rejected"] += worse["framing"] == "written"
-        carried = list(on_refusals.values()) if spec["chosen"] == "refuses" else []
+        carried = list(on_refusals.values()) if spec.chosen == "refuses" else []
         pairs.append(contrast_pair(chosen, worse, principle_id, request_id, carried, stage))
     return pairs, chosen_rows, counts
 
@@ -506,7 +494,7 @@ def balance_contrast(pairs: Sequence[dict[str, Any]], ratio: float, answering: f
 def run_generate_contrast(
     engine: Engine,
     settings: Contrast,
-    principles: dict[str, dict],
+    principles: Labellings,
     seed: int,
     stage: str,
     base_model: str,

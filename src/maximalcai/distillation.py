@@ -18,6 +18,7 @@ from maximalcai.code_checks import (
     constraint_variants,
     principle_of_check,
 )
+from maximalcai.constitution import Labellings
 from maximalcai.similarity import NearDuplicateIndex, copy_index
 from maximalcai.typed import Section
 
@@ -38,7 +39,7 @@ class Sft(Section):
 
 def contrast_examples(
     contrast: Sequence[dict[str, Any]],
-    principles: dict[str, dict],
+    principles: Labellings,
     max_repetition: float,
     heldout: set[str],
     copies: NearDuplicateIndex,
@@ -115,7 +116,7 @@ def sft_examples(
     fewshot_texts: Sequence[str] = (),
     seed: int = 0,
     contrast: Sequence[dict[str, Any]] = (),
-    principles: dict[str, dict] | None = None,
+    principles: Labellings | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """SL-CAI / context distillation data: the better answers, under the *zero-shot* prompt.
 
@@ -133,7 +134,7 @@ def sft_examples(
     not held out for the preference eval; at most ``per_instruction`` per instruction, in that order of sources
     (constraint variants, each under its own prompt, are not counted). Returns (rows, counts of why dropped).
     """
-    principles = principles or {}
+    principles = principles or Labellings()
     rules, sft = settings.verifiable, settings.sft
     checks = rules.checks if rules.enabled else ()
     heldout = {p["instruction_id"] for p in pairs if p["split"] == "heldout"}

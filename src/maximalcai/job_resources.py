@@ -88,9 +88,9 @@ def jobs_per_stage(cfg: dict[str, Any], rule: str, stage: str) -> int:
 
 def planned_minutes(cfg: dict[str, Any], rule: str, stage: str) -> float | None:
     """The plan's estimate of one job's work in minutes (no load time); None for rules the plan leaves out."""
-    from maximalcai.plan import rule_hours
+    from maximalcai.plan import StagePlan, rule_hours
 
-    hours = rule_hours(stage_config(cfg, stage), cfg).get(rule)
+    hours = rule_hours(StagePlan.of(stage_config(cfg, stage)), cfg).get(rule)
     return None if hours is None else hours * 60 / jobs_per_stage(cfg, rule, stage)
 
 

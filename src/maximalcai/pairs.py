@@ -42,6 +42,7 @@ from maximalcai.code_checks import (
     principle_of_check,
     verifiable_winner,
 )
+from maximalcai.constitution import Labellings
 from maximalcai.distillation import Sft, sft_examples
 from maximalcai.errors import TableError
 from maximalcai.reproducibility import derive_seed
@@ -74,7 +75,7 @@ logger = logging.getLogger(__name__)
 BY_CONSTRUCTION = "by_construction"
 
 
-def attribute(pairs: Sequence[dict[str, Any]], principles: dict[str, dict]) -> None:
+def attribute(pairs: Sequence[dict[str, Any]], principles: Labellings) -> None:
     """Set each pair's ``principle_id`` and ``mechanism`` from what decided it: a construction principle,
     a check by code (the principle that names the check), the guard (safety swaps), or the labeller (the
     first principle it was asked about)."""
@@ -313,14 +314,14 @@ def build_pairs(
     instructions: Sequence[dict[str, Any]] = (),
     candidates_texts: CandidateTexts | None = None,
     contrast: Sequence[dict[str, Any]] = (),
-    principles: dict[str, dict] | None = None,
+    principles: Labellings | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pairs rows, funnel rows). ``candidates_texts``: see ``candidate_texts`` (built here when not given).
     ``contrast``: rows of the contrast table (labels by construction); ``principles``: the constitution's
-    mechanisms (``constitution.principles_by_mechanism``), for each pair's principle."""
+    labellings, for each pair's principle (None: none, every pair's principle from what decided it)."""
     from maximalcai.contrast import answering_principles, contrast_pairs
 
-    principles = principles or {}
+    principles = principles or Labellings()
     rules = settings.verifiable
     texts = candidates_texts or candidate_texts(responses, critiques, safety, instructions, rules)
     prompts = {r["instruction_id"]: r["instruction"] for r in responses}
@@ -356,7 +357,7 @@ def run_build_pairs(
     table: str,
     funnel: str,
     sft: str,
-    principles: dict[str, dict] | None = None,
+    principles: Labellings,
     contrast: str | None = None,
 ) -> dict[str, Any]:
     """Rule build_pairs: the stage's chosen/rejected pairs (``table``), the funnel of what each filter

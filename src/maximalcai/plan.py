@@ -16,12 +16,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from maximalcai.config import stage_ids
 from maximalcai.errors import ConfigError
 from maximalcai.evaluation.sets import eval_set_paths, load_eval_prompts
 from maximalcai.manifest import write_text_atomic
+
+if TYPE_CHECKING:
+    from maximalcai.contrast import Contrast
+    from maximalcai.feedback.critique import Critique
+    from maximalcai.feedback.preference import Preference
+    from maximalcai.generation import Instructions, Responses
+    from maximalcai.pairs import Pairs
+    from maximalcai.training.settings import Training
 
 logger = logging.getLogger(__name__)
 
@@ -32,77 +41,96 @@ GUARD_PROMPT_TOKENS = 450  # Llama Guard 3 prompt (category list) without the co
 PREFERENCE_PROMPT_TOKENS = 250  # question, options and the few-shot demonstrations per comparison, excluding texts
 
 
-def sft_examples(stage: dict[str, Any]) -> float:
+@dataclass(frozen=True)
+class StagePlan:
+    """The typed sections of one stage that the plan counts from (the classes the stage's jobs read)."""
+
+    instructions: Instructions
+    responses: Responses
+    critique: Critique
+    preference: Preference
+    training: Training
+    pairs: Pairs
+    contrast: Contrast
+
+    @classmethod
+    def of(cls, stage: dict[str, Any]) -> StagePlan:
+        """From a resolved stage of the config (imported here: the Snakefile imports this module at start)."""
+        from maximalcai.contrast import Contrast
+        from maximalcai.feedback.critique import Critique
+        from maximalcai.feedback.preference import Preference
+        from maximalcai.generation import Instructions, Responses
+        from maximalcai.pairs import Pairs
+        from maximalcai.training.settings import Training
+
+        sections = (Instructions, Responses, Critique, Preference, Training, Pairs, Contrast)
+        return cls(*(section.from_section(stage[section.PATH[0]]) for section in sections))
+
+
+def sft_examples(stage: StagePlan) -> float:
     """Supervised warm-up examples of a stage, by source (0 when the warm-up is off)."""
-    if not stage["training"]["sft_warmup"]["enabled"]:
+    if not stage.training.sft_warmup.enabled:
         return 0.0
-    ins, cri, sft = stage["instructions"], stage["critique"], stage["pairs"]["sft"]
-    count, constrained = ins["count"], ins["count"] * ins["constraints"]["share"]
+    ins, cri, sft = stage.instructions, stage.critique, stage.pairs.sft
+    count, constrained = ins.count, ins.count * ins.constraints.share
     per_source = {
         "responses": count,
-        "revisions": count
-        * min(cri["responses_per_instruction"], stage["responses"]["per_instruction"])
-        * cri["rounds"],
+        "revisions": count * min(cri.responses_per_instruction, stage.responses.per_instruction) * cri.rounds,
         "code_revisions": constrained * 0.5,  # about half of the constrained answers fail a check and get revised
-        "constraint_variants": (count - constrained) * sft["variants_per_instruction"],
+        "constraint_variants": (count - constrained) * sft.variants_per_instruction,
     }
-    return sum(per_source[source] for source in sft["sources"])
+    return sum(per_source[source] for source in sft.sources)
 
 
-def item_counts(stage: dict[str, Any]) -> tuple[int, int, int]:
+def item_counts(stage: StagePlan) -> tuple[int, int, int]:
     """Responses, critiqued responses and preference comparisons of one stage."""
-    from maximalcai.generation import Responses, candidates_per_instruction
+    from maximalcai.generation import candidates_per_instruction
 
-    ins, res, cri, pref = stage["instructions"], stage["responses"], stage["critique"], stage["preference"]
-    responses = ins["count"] * candidates_per_instruction(Responses.from_section(res))
-    critiqued = ins["count"] * min(cri["responses_per_instruction"], res["per_instruction"]) * cri["rounds"]
-    comparisons = responses // 2 * ("responses" in pref["comparisons"]) + critiqued * (
-        "revision" in pref["comparisons"]
-    )
+    ins, res, cri, pref = stage.instructions, stage.responses, stage.critique, stage.preference
+    responses = ins.count * candidates_per_instruction(res)
+    critiqued = ins.count * min(cri.responses_per_instruction, res.per_instruction) * cri.rounds
+    comparisons = responses // 2 * ("responses" in pref.comparisons) + critiqued * ("revision" in pref.comparisons)
     return responses, critiqued, comparisons
 
 
-def rule_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
+def rule_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Tokens each rule of one stage generates, reads (prefill and log-prob scoring) and trains on, in total
     over the stage's jobs of that rule; ``eval_generate`` is one model's evaluation."""
-    ins, res, cri, pref = stage["instructions"], stage["responses"], stage["critique"], stage["preference"]
-    instruction_tokens = ins["sampling"]["max_new_tokens"] * TYPICAL_FILL
-    response_tokens = res["sampling"]["max_new_tokens"] * TYPICAL_FILL
-    critique_tokens = cri["critique_sampling"]["max_new_tokens"] * TYPICAL_FILL
-    revision_tokens = cri["revision_sampling"]["max_new_tokens"] * TYPICAL_FILL
+    ins, res, cri, pref = stage.instructions, stage.responses, stage.critique, stage.preference
+    instruction_tokens = ins.sampling.max_new_tokens * TYPICAL_FILL
+    response_tokens = res.sampling.max_new_tokens * TYPICAL_FILL
+    critique_tokens = cri.critique_sampling.max_new_tokens * TYPICAL_FILL
+    revision_tokens = cri.revision_sampling.max_new_tokens * TYPICAL_FILL
     responses, critiqued, comparisons = item_counts(stage)
-    training = stage["training"]
+    training = stage.training
     # DPO reads prompt+chosen and prompt+rejected; training_tokens_per_s counts those tokens per second of a
     # step that includes the backward pass and the reference model's forward pass (benchmarks/gpu_throughput.py)
     example_tokens = instruction_tokens + response_tokens
     # prompts that must be read (prefill); shared few-shot prefixes are cached by vLLM and counted once per share
     return {
         "generate_instructions": {
-            "generated": ins["candidates"] * instruction_tokens,
-            "scored": ins["candidates"] * ins["fewshot_k"] * instruction_tokens / max(1, ins["fewshot_share"]),
+            "generated": ins.candidates * instruction_tokens,
+            "scored": ins.candidates * ins.fewshot_k * instruction_tokens / max(1, ins.fewshot_share),
         },
         "generate_responses": {
             "generated": responses * response_tokens,
-            "scored": responses
-            * (res["fewshot_k"] * EXAMPLE_TOKENS / max(1, res["fewshot_share"]) + instruction_tokens),
+            "scored": responses * (res.fewshot_k * EXAMPLE_TOKENS / max(1, res.fewshot_share) + instruction_tokens),
         },
         "critique_revise": {
             "generated": critiqued * (critique_tokens + revision_tokens),
-            "scored": critiqued
-            * 2
-            * (cri["fewshot_k"] * DEMO_TOKENS / max(1, cri["fewshot_share"]) + response_tokens),
+            "scored": critiqued * 2 * (cri.fewshot_k * DEMO_TOKENS / max(1, cri.fewshot_share) + response_tokens),
         },
         "safety_label": {"scored": (responses + critiqued) * (GUARD_PROMPT_TOKENS + response_tokens)},
         "preference_label": {
             "scored": comparisons
-            * pref["principles_per_comparison"]
+            * pref.principles_per_comparison
             * 2
             * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens)
         },
         "generate_contrast": contrast_tokens(stage, cfg),
         "train_dpo": {
-            "trained": stage_pairs(stage, comparisons) * training["num_train_epochs"] * 2 * example_tokens,
-            "sft_trained": sft_examples(stage) * training["sft_warmup"]["num_train_epochs"] * example_tokens,
+            "trained": stage_pairs(stage, comparisons) * training.num_train_epochs * 2 * example_tokens,
+            "sft_trained": sft_examples(stage) * training.sft_warmup.num_train_epochs * example_tokens,
         },
         "eval_generate": {
             "generated": len(load_eval_prompts(eval_set_paths(cfg["evaluation"]), cfg["evaluation"]["max_prompts"]))
@@ -112,16 +140,16 @@ def rule_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, dict[st
     }
 
 
-def contrast_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
+def contrast_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, float]:
     """generate_contrast's tokens: the requests it writes, and each request's framed and on-policy answers
     (``contrast.contrast_requests`` counts them from the constitution's seed files, as the job does)."""
-    from maximalcai.constitution import load_constitution, principles_by_mechanism
-    from maximalcai.contrast import Contrast, contrast_requests
+    from maximalcai.constitution import Labellings, load_constitution
+    from maximalcai.contrast import contrast_requests
 
-    settings = Contrast.from_section(stage["contrast"])
+    settings = stage.contrast
     if not settings.enabled:
         return {}
-    counts = contrast_requests(principles_by_mechanism(load_constitution(cfg["constitution"])), settings)
+    counts = contrast_requests(Labellings.of(load_constitution(cfg["constitution"])), settings)
     requests = sum(seeds + generated for seeds, generated in counts.values())
     answers = requests * (2 * settings.per_framing + settings.on_policy)
     written = sum(2 * generated for _, generated in counts.values())  # twice as many candidates as kept
@@ -132,17 +160,14 @@ def contrast_tokens(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, flo
     }
 
 
-def stage_pairs(stage: dict[str, Any], comparisons: float) -> float:
+def stage_pairs(stage: StagePlan, comparisons: float) -> float:
     """Training pairs a stage is expected to keep."""
-    ins = stage["instructions"]
+    ins = stage.instructions
     pairs = comparisons * 0.5  # about half survive the filters (measured: 30-40%)
-    checks = stage["pairs"]["verifiable"]
-    if checks["enabled"]:  # best vs worst of n where the checks separate them; code-revised answers vs originals
-        pairs += (
-            ins["count"] * 0.5 * checks["best_worst"]
-            + ins["count"] * ins["constraints"]["share"] * 0.5 * checks["code_revisions"]
-        )
-    return pairs * (1 - stage["pairs"]["heldout_fraction"])
+    checks = stage.pairs.verifiable
+    if checks.enabled:  # best vs worst of n where the checks separate them; code-revised answers vs originals
+        pairs += ins.count * 0.5 * checks.best_worst + ins.count * ins.constraints.share * 0.5 * checks.code_revisions
+    return pairs * (1 - stage.pairs.heldout_fraction)
 
 
 # Which budget.throughput rate turns each kind of token count into GPU time.
@@ -159,7 +184,7 @@ def token_hours(kind: str, tokens: float, throughput: dict[str, float]) -> float
     return tokens / throughput[RATE_KEYS[kind]] / 3600
 
 
-def rule_hours(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
+def rule_hours(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, float]:
     """GPU hours of each rule of one stage (all its jobs together), from ``budget.throughput``; model loads and
     start-up are not included (``overhead_hours_per_stage``)."""
     throughput = cfg["budget"]["throughput"]
@@ -169,7 +194,7 @@ def rule_hours(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def stage_estimate(stage: dict[str, Any], cfg: dict[str, Any]) -> dict[str, float]:
+def stage_estimate(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, float]:
     """Token counts and GPU hours of one stage."""
     throughput = cfg["budget"]["throughput"]
     tokens = rule_tokens(stage, cfg)
@@ -200,7 +225,7 @@ def build_plan(cfg: dict[str, Any]) -> dict[str, Any]:
     budget = cfg["budget"]
     stages = []
     for stage_id, stage in zip(stage_ids(cfg), cfg["stages"]):
-        estimate = stage_estimate(stage, cfg)
+        estimate = stage_estimate(StagePlan.of(stage), cfg)
         stages.append(
             {
                 "stage": stage_id,
