@@ -204,6 +204,22 @@ def dry_run(named: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gpu_throughput(result: dict) -> str:
+    """benchmarks/gpu_throughput.py's table of its last run (what ``--report`` prints)."""
+    from gpu_throughput import report
+
+    return report(result["runs"][-1]) + "\n"
+
+
+def plan(cfg: dict) -> str:
+    """The budget plan's table for a config (``snakemake plan``): computed from the config by the library, so a
+    change of the config's counts or throughput figures, or of the plan's arithmetic, shows as a stale table."""
+    from maximalcai.plan import build_plan, format_plan
+
+    lines = format_plan(build_plan(cfg)).splitlines()
+    return "\n".join(line for line in lines if line.startswith("|")) + "\n"
+
+
 RENDERERS = {
     "metrics": metrics_table,
     "headline": headline,
@@ -216,6 +232,8 @@ RENDERERS = {
     "limits": workload_table,
     "dry_run": dry_run,
     "ablations": ablations,
+    "gpu_throughput": gpu_throughput,
+    "plan": plan,
 }
 SEVERAL = {"runs", "walls", "times", "dry_run"}  # kinds drawn from several files, joined by commas
 
@@ -233,6 +251,11 @@ def render(kind: str, source: str) -> str:
 
 
 def load(source: str) -> dict:
+    """A results file, or for a YAML source the config a ``--configfile`` run of it sees (the plan's tables)."""
+    if source.endswith((".yaml", ".yml")):
+        from maximalcai.config import load_workflow_config
+
+        return load_workflow_config(REPO / source, REPO)
     return json.loads((REPO / source).read_text())
 
 
