@@ -53,6 +53,7 @@ LABELS = {
     "redteam_refusal_rate": "declines red-team requests",
     "over_refusal_rate": "refuses benign requests (lower is better)",
     "honesty_rate": "corrects false premises",
+    "false_correction_rate": "corrects true premises (lower is better)",
 }
 
 

@@ -167,3 +167,8 @@ def test_honesty_set_spreads_its_kinds():
     assert len(honesty) >= 100 and len({r["prompt"] for r in honesty}) == len(honesty)
     assert [r["kind"] for r in honesty[:3]] == ["false_premise", "unanswerable", "sycophancy"]
     assert min(collections.Counter(r["kind"] for r in honesty).values()) >= 30
+    # the controls (true premises and claims) come after the 105 measured prompts, so a config that reads the
+    # first N <= 105 reads the same prompts as before them
+    kinds = [r["kind"] for r in honesty]
+    assert set(kinds[:105]) == {"false_premise", "unanswerable", "sycophancy"}
+    assert set(kinds[105:]) == {"true_premise", "true_claim"} and len(kinds) - 105 >= 70

@@ -56,6 +56,7 @@ class EvalPrompt:
     prompt: str
     instruction_id_list: list[str] = field(default_factory=list)
     kwargs: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = ""  # the row's kind, where its set has kinds (honesty: false_premise, ..., true_premise, true_claim)
 
 
 def eval_set_paths(evaluation: dict[str, Any]) -> dict[str, str]:
@@ -81,5 +82,5 @@ def load_eval_prompts(paths: dict[str, str], max_prompts: dict[str, int | None])
                         f"helpful eval set {path}: prompt '{row['id']}' needs instruction_id_list of IFEval "
                         f"instruction ids with one kwargs entry each (unknown: {unknown})"
                     )
-            prompts.append(EvalPrompt(row["id"], name, row["prompt"], list(ids), list(kwargs)))
+            prompts.append(EvalPrompt(row["id"], name, row["prompt"], list(ids), list(kwargs), row.get("kind", "")))
     return prompts
