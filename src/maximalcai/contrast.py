@@ -421,12 +421,13 @@ def contrast_pairs(
     paired or not: the SFT candidates, per-principle counts of requests paired, paired on a written answer,
     and why the others were not)."""
     on_refusals = refusal_checks(principles)
+    specs = principles.constructions()
     by_request: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: r["contrast_id"]):
         by_request.setdefault((row["principle_id"], row["request_id"]), []).append(row)
     pairs, chosen_rows, counts = [], [], {}
     for (principle_id, request_id), answers in sorted(by_request.items()):
-        spec = principles.constructions()[principle_id]
+        spec = specs[principle_id]
         tally = counts.setdefault(
             principle_id,
             {
