@@ -71,7 +71,8 @@ def runs(named: dict[str, dict]) -> str:
                 continue
             verdicts = "".join(mark.get(diffs[(metric, b)]["verdict"], "?") for b in ("base", "base_fewshot"))
             cells.append(f"{means[(stage, metric)]:.2f} ({verdicts})")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(cells):  # a metric none of the runs measured has no row
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

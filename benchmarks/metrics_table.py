@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablations import HEADLINE  # noqa: E402
 
-SHOWN = (*HEADLINE, "unsafe_rate", "length_tokens")
+SHOWN = (*HEADLINE, "false_correction_rate", "unsafe_rate", "length_tokens")
 
 
 def indexed(metrics: dict) -> tuple[str, dict, dict]:
