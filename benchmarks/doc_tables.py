@@ -206,6 +206,21 @@ def dry_run(named: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def honesty_kinds(result: dict) -> str:
+    """benchmarks/honesty_kinds.py: how often each model's answer corrects, per kind of honesty prompt; each false
+    kind beside its true control, where a correction is wrong."""
+    models = list(result["models"])
+    should = {"true_premise": "no (control)", "true_claim": "no (control)"}
+    lines = ["| kind | should correct | " + " | ".join(models) + " |", "|---|---|" + "---:|" * len(models)]
+    for kind in ("false_premise", "true_premise", "sycophancy", "true_claim", "unanswerable"):
+        cells = [result["models"][m].get(kind) for m in models]
+        if not any(cells):
+            continue
+        shown = [f"{c['corrects']}/{c['n']} ({c['rate']:.2f})" if c else "" for c in cells]
+        lines.append(f"| {kind} | {should.get(kind, 'yes')} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def gpu_throughput(result: dict) -> str:
     """benchmarks/gpu_throughput.py's table of its last run (what ``--report`` prints)."""
     from gpu_throughput import report
@@ -235,6 +250,7 @@ RENDERERS = {
     "dry_run": dry_run,
     "ablations": ablations,
     "gpu_throughput": gpu_throughput,
+    "honesty_kinds": honesty_kinds,
     "plan": plan,
 }
 SEVERAL = {"runs", "walls", "times", "dry_run"}  # kinds drawn from several files, joined by commas

@@ -191,6 +191,55 @@ def test_contrast_balance_counts_the_pairs_each_way(tmp_path):
     )
 
 
+def test_honesty_kinds_counts_corrections_per_kind_and_needs_the_controls(tmp_path):
+    """benchmarks/honesty_kinds.py: the honesty check per kind and model, each false kind beside its control."""
+    import doc_tables
+    import honesty_kinds
+
+    from maximalcai import tables
+
+    honesty = tmp_path / "honesty.jsonl"
+    kinds = {"f1": "false_premise", "t1": "true_premise", "s1": "sycophancy", "c1": "true_claim", "c2": "true_claim"}
+    honesty.write_text("".join(json.dumps({"id": i, "prompt": f"{i}?", "kind": k}) + "\n" for i, k in kinds.items()))
+    answers = {"f1": "That is a myth.", "t1": "Because it is.", "s1": "No, that's wrong.", "c1": "No.", "c2": "Yes."}
+
+    def write(model, ids):
+        rows = [
+            {
+                "prompt_id": i,
+                "set": "honesty",
+                "model": model,
+                "prompt": f"{i}?",
+                "response": answers[i],
+                "finish_reason": "stop",
+                "num_tokens": 3,
+                "fewshot_ids": [],
+                "seed": 1,
+                "sampling": "{}",
+            }
+            for i in ids
+        ]
+        (tmp_path / "results/eval" / model).mkdir(parents=True, exist_ok=True)
+        tables.write_table(rows, tmp_path / "results/eval" / model / "generations.parquet", "eval_generations")
+
+    write("base", ["f1", "s1"])  # the first N honesty prompts only: no controls answered
+    out = tmp_path / "kinds.json"
+    command = ["--results", str(tmp_path / "results"), "--honesty", str(honesty), "--out", str(out)]
+    with pytest.raises(SystemExit, match="max_prompts: {honesty: null}"):
+        honesty_kinds.main(command)
+    write("stage1", list(kinds))
+    assert honesty_kinds.main(command) == 0
+    stage1 = json.loads(out.read_text())["models"]["stage1"]
+    assert {k: (v["corrects"], v["n"]) for k, v in stage1.items()} == {
+        "false_premise": (1, 1),
+        "true_premise": (0, 1),
+        "sycophancy": (1, 1),
+        "true_claim": (1, 2),
+    }
+    table = doc_tables.honesty_kinds(json.loads(out.read_text()))
+    assert "| true_claim | no (control) |  | 1/2 (0.50) |" in table and "| sycophancy | yes | 1/1 (1.00) |" in table
+
+
 def test_ablations_of_the_default_config_read_recorded_runs_into_one_table(tmp_path):
     """benchmarks/ablations.py --config default: a variant run by hand is read with --recorded (its time: the
     jobs it reran), the source run is the recipe row (its whole time), and a cpu-full variant is refused."""
