@@ -24,12 +24,14 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p))
 
 
+from maximalcai.config import config_sources, default_configfile, load_config, stage_ids
+
+
 # The working directory's config.yaml when it has one, else the workflow's own: the workflow runs from any
 # folder (snakemake -s PATH/Snakefile, --directory, a module), with results/ there and resources found here.
-configfile: "config.yaml" if Path("config.yaml").is_file() else str(HERE / "config.yaml")
+configfile: default_configfile(HERE)
 
 
-from maximalcai.config import config_sources, load_config, stage_ids
 from maximalcai.plan import check_budget, check_size
 from maximalcai.targets import check_forcerun, command_line_request
 from maximalcai.allocator import job_environment

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -156,6 +157,39 @@ def test_streamed_answer_is_cut_at_the_stop_strings(tiny_model_dir):
     assert text == formats.cut_at_stop(raw)[0]  # the same greedy answer, cut where the workflow cuts
 
 
+def test_a_stop_string_counts_only_in_the_answer_and_ends_generation(gemma_style_tokenizer):
+    """The prompt ends in a newline; an answer that opens with two more is not at a stop (the workflow strips it), and
+    generation stops soon after the answer reaches one."""
+    import torch
+
+    from maximalcai.backends import Sampling
+
+    pieces = ["\n\n", "Blue", " is a", " color.", "\n\n\n", "### Instruction", "\nMore", "\nand more"]
+
+    class Model:
+        device = torch.device("cpu")
+        emitted = 0
+
+        def generate(self, input_ids, streamer, stopping_criteria=(), stop_strings=(), **options):
+            sequence = prompt  # transformers' stop_strings match the end of the whole sequence, prompt included
+            for piece in pieces:
+                streamer.on_finalized_text(piece)
+                sequence += piece
+                self.emitted += 1
+                time.sleep(0.05)  # a decoding step
+                if any(sequence.endswith(stop) for stop in stop_strings):
+                    break
+                if any(criterion(input_ids, None).all() for criterion in stopping_criteria):
+                    break
+            streamer.on_finalized_text("", stream_end=True)
+
+    model = Model()
+    prompt = formats.prompt("Name a color.")
+    text = "".join(cli.stream_answer(model, gemma_style_tokenizer, prompt, Sampling(temperature=0.0), 0))
+    assert prompt.endswith("\n") and text == "Blue is a color."
+    assert model.emitted < len(pieces)  # told to stop, not run to max_new_tokens
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -181,6 +215,14 @@ def test_without_an_imported_base_model_it_says_how_to_build_it(tmp_path, capsys
     (tmp_path / "config.yaml").write_text((REPO / "config.yaml").read_text())
     code, _, err = run(["generate", "--model", "base", "--prompt", "x"], capsys)
     assert code == 2 and "snakemake --cores 1 results/models/base" in err
+
+
+def test_a_folder_without_a_config_reads_the_workflows_own_as_the_snakefile_does(tmp_path, capsys, monkeypatch):
+    """The container's /workspace, or any folder run with snakemake -s PATH/Snakefile: no config.yaml there, so the
+    CLI reads the checkout's, and says what to build rather than that no config was found."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["generate", "--model", "base", "--prompt", "x"], capsys)
+    assert code == 2 and "config file not found" not in err and "snakemake --cores 1 results/models/base" in err
 
 
 def test_the_console_script_is_installed():

@@ -6,8 +6,9 @@
     maximalcai push --stage stage1 --dataset-repo you/pairs --model-repo you/model   # HF_TOKEN from the environment
     maximalcai converter                                # fetch the export's GGUF converter ahead (air-gapped nodes)
 
-It reads the workflow's config (``--configfile``, default ``config.yaml``) from the workflow's working
-directory (``--directory``, default ``.``), so it finds ``results/`` and the imported base model where the
+It reads the workflow's config (``--configfile``; default the working directory's ``config.yaml``, else the
+workflow's own, as the Snakefile does) in the workflow's working directory (``--directory``, default ``.``), so
+it finds ``results/`` and the imported base model where the
 rules put them. Prompts are the project's zero-shot format (``formats.prompt``), answers are cut at the same
 stop strings, and sampling is the evaluation's (greedy by default): ``generate`` gives the answers the
 evaluation gives. A chat keeps its history in the stage-3 multi-turn format (``formats.conversation``).
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from maximalcai import formats
-from maximalcai.config import load_workflow_config
+from maximalcai.config import default_configfile, load_workflow_config
 from maximalcai.errors import MaximalcaiError, PromptTooLongError
 from maximalcai.preflight import check_resources
 
@@ -185,9 +186,17 @@ def generate(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
 
 def stream_answer(model, tokenizer, prompt: str, sampling, seed: int) -> Iterator[str]:
     """The model's answer to ``prompt``, piece by piece as it is generated, cut at the format's stop strings
-    (text that could be the start of a stop string is held back until it is not)."""
+    (text that could be the start of a stop string is held back until it is not). A stop string counts only in the
+    answer, as the workflow's backends cut it: transformers' own ``stop_strings`` also match across the prompt's
+    last newline, so an answer opening with a blank line would end empty."""
     import torch
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    cut = threading.Event()  # set by the reader below when the answer reaches a stop string
+
+    class UntilCut(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), cut.is_set(), dtype=torch.bool, device=input_ids.device)
 
     torch.manual_seed(seed)
     inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
@@ -195,8 +204,7 @@ def stream_answer(model, tokenizer, prompt: str, sampling, seed: int) -> Iterato
     options = dict(
         max_new_tokens=sampling.max_new_tokens,
         repetition_penalty=sampling.repetition_penalty,
-        stop_strings=list(formats.STOP_STRINGS),
-        tokenizer=tokenizer,
+        stopping_criteria=StoppingCriteriaList([UntilCut()]),
         streamer=streamer,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -212,9 +220,10 @@ def stream_answer(model, tokenizer, prompt: str, sampling, seed: int) -> Iterato
         text += piece
         if not shown:
             text = text.lstrip()  # as cut_at_stop strips
-        cut, stopped = formats.cut_at_stop(text)
+        answer, stopped = formats.cut_at_stop(text)
         if stopped:
-            text = cut
+            text = answer
+            cut.set()
             break
         safe = len(text) - hold
         if safe > shown:
@@ -300,6 +309,9 @@ def push(cfg: dict, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+CONFIGFILE_HELP = "the workflow's config (default: ./config.yaml, else the workflow's own)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="maximalcai", description=__doc__.split("\n\n")[0].replace("``", ""))
     commands = top.add_subparsers(dest="command", required=True)
@@ -312,9 +324,7 @@ def parser() -> argparse.ArgumentParser:
         which.add_argument("--stage", help="a trained stage, for example stage1 (its results/<stage>/adapter)")
         which.add_argument("--model", help="'base': the base model alone")
         which.add_argument("--adapter", help="a LoRA adapter folder on top of the base model")
-        command.add_argument(
-            "--configfile", default="config.yaml", help="the workflow's config (default: config.yaml)"
-        )
+        command.add_argument("--configfile", help=CONFIGFILE_HELP)
         command.add_argument("--directory", "-d", default=".", help="the workflow's working directory (default: .)")
         command.add_argument("--max-new-tokens", type=int, help="default: evaluation.sampling.max_new_tokens")
         command.add_argument("--temperature", type=float, help="default: evaluation.sampling.temperature (0: greedy)")
@@ -339,7 +349,7 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--model-repo", help="USER/NAME of the model repo")
     command.add_argument("--public", action="store_true", help="create public repos (default: private)")
     command.add_argument("--local", help="write the dataset (save_to_disk) and model folder here; upload nothing")
-    command.add_argument("--configfile", default="config.yaml", help="the workflow's config (default: config.yaml)")
+    command.add_argument("--configfile", help=CONFIGFILE_HELP)
     command.add_argument("--directory", "-d", default=".", help="the workflow's working directory (default: .)")
     command = commands.add_parser(
         "converter",
@@ -375,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"maximalcai: --directory {args.directory}: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        cfg = check_resources(load_workflow_config(args.configfile), args.configfile)
+        configfile = args.configfile or default_configfile()
+        cfg = check_resources(load_workflow_config(configfile), configfile)
         if args.command == "generate":
             return generate(cfg, args, sys.stdout)
         if args.command == "push":

@@ -383,16 +383,22 @@ def load_config_file(path: str | Path, root: str | Path | None = None) -> dict:
     return load_config(raw, str(path), root if root is not None else Path(__file__).resolve().parents[2])
 
 
+def default_configfile(root: str | Path | None = None) -> str:
+    """The config a run reads when none is named: the working directory's ``config.yaml`` when it has one, else
+    the workflow's own (``root``; default this checkout). The Snakefile's ``configfile:`` and the CLI both use it,
+    so a folder outside the checkout (``snakemake -s PATH/Snakefile``, the container's /workspace) works alike."""
+    if Path("config.yaml").is_file():
+        return "config.yaml"
+    return str(Path(root if root is not None else Path(__file__).resolve().parents[2]) / "config.yaml")
+
+
 def load_workflow_config(configfile: str | Path = "config.yaml", root: str | Path | None = None) -> dict:
     """The config a ``snakemake --configfile FILE`` run sees: ``config.yaml`` (the working directory's, else the
     workflow's), with FILE merged over it as Snakemake merges it (mappings merge, lists replace)."""
     root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
     path = Path(configfile)
     if not path.is_file():
-        raise ConfigError(
-            f"{path.resolve()}: config file not found; name the workflow's config with --configfile "
-            "and run from the workflow's folder"
-        )
+        raise ConfigError(f"{path.resolve()}: config file not found; name the workflow's config with --configfile")
     base = next((p for p in (Path("config.yaml"), root / "config.yaml") if p.is_file()), None)
     if base is None or base.resolve() == path.resolve():
         return load_config_file(path, root)
