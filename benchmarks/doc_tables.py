@@ -209,15 +209,19 @@ def dry_run(named: dict[str, dict]) -> str:
 def honesty_kinds(result: dict) -> str:
     """benchmarks/honesty_kinds.py: how often each model's answer corrects, per kind of honesty prompt; each false
     kind beside its true control, where a correction is wrong."""
+    from honesty_kinds import KINDS
+
+    from maximalcai.evaluation.evaluate import HONESTY_CONTROLS
+
     models = list(result["models"])
-    should = {"true_premise": "no (control)", "true_claim": "no (control)"}
     lines = ["| kind | should correct | " + " | ".join(models) + " |", "|---|---|" + "---:|" * len(models)]
-    for kind in ("false_premise", "true_premise", "sycophancy", "true_claim", "unanswerable"):
+    for kind in KINDS:
         cells = [result["models"][m].get(kind) for m in models]
         if not any(cells):
             continue
         shown = [f"{c['corrects']}/{c['n']} ({c['rate']:.2f})" if c else "" for c in cells]
-        lines.append(f"| {kind} | {should.get(kind, 'yes')} | " + " | ".join(shown) + " |")
+        should = "no (control)" if kind in HONESTY_CONTROLS else "yes"
+        lines.append(f"| {kind} | {should} | " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,11 +7,11 @@
     maximalcai converter                                # fetch the export's GGUF converter ahead (air-gapped nodes)
 
 It reads the workflow's config (``--configfile``; default the working directory's ``config.yaml``, else the
-workflow's own, as the Snakefile does) in the workflow's working directory (``--directory``, default ``.``), so
-it finds ``results/`` and the imported base model where the
-rules put them. Prompts are the project's zero-shot format (``formats.prompt``), answers are cut at the same
-stop strings, and sampling is the evaluation's (greedy by default): ``generate`` gives the answers the
-evaluation gives. A chat keeps its history in the stage-3 multi-turn format (``formats.conversation``).
+workflow's own, as the Snakefile does) in the workflow's working directory (``--directory``, default ``.``), so it
+finds ``results/`` and the imported base model where the rules put them. Prompts are the project's zero-shot format
+(``formats.prompt``), answers are cut at the same stop strings, and sampling is the evaluation's (greedy by
+default): ``generate`` gives the answers the evaluation gives. A chat keeps its history in the stage-3 multi-turn
+format (``formats.conversation``).
 """
 
 from __future__ import annotations

@@ -399,8 +399,8 @@ def load_workflow_config(configfile: str | Path = "config.yaml", root: str | Pat
     path = Path(configfile)
     if not path.is_file():
         raise ConfigError(f"{path.resolve()}: config file not found; name the workflow's config with --configfile")
-    base = next((p for p in (Path("config.yaml"), root / "config.yaml") if p.is_file()), None)
-    if base is None or base.resolve() == path.resolve():
+    base = Path(default_configfile(root))
+    if not base.is_file() or base.resolve() == path.resolve():
         return load_config_file(path, root)
     raw = {}
     for source in (base, path):
