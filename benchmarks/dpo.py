@@ -3,12 +3,15 @@ measured in the same run: TRL scores every position through the fused LM head an
 activations (its configs default gradient_checkpointing to True); maximalcai scores only the completion
 tokens and follows trainer.gradient_checkpointing (false by default). docs/KNOWN_BUGS_AND_FIXES.md has both.
 Two precision variants: TRL's bf16 autocast over float32 weights, and trainer.cpu_dtype's bf16 base weights
-(what auto picks on a CPU with native bf16); the last two rows differ only in the allocator: glibc's own, or
-glibc keeping freed memory (hardware.allocator, as the workflow sets it for every job).
+(what auto picks on a CPU with native bf16); two rows differ only in the allocator: glibc's own, or glibc
+keeping freed memory (hardware.allocator, as the workflow sets it for every job); the last two only in the LM
+head's kernel: TRL's CPU fallback of its Triton kernel, or patches.trl_scoring's slices of tokens.
 
-Each variant trains in its own process, so peak RSS is per variant.
+Each variant trains in its own process, so peak RSS is per variant. ``--variants`` picks some by their position
+in VARIANTS (0 is the baseline the speed-ups are against; it is always run).
 
     python benchmarks/dpo.py --threads 1 --out benchmarks/results/dpo.json
+    python benchmarks/dpo.py --threads 2 --variants 5 6 --pairs results/stage1/pairs.parquet --out X.json
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pairs_file(folder: Path) -> Path:
-    """The default run's pairs when present, else 16 synthetic pairs of similar length."""
+def pairs_file(folder: Path, real: Path | None = None) -> Path:
+    """The default run's pairs (``real``, else results/stage1/pairs.parquet) when present, else 16 synthetic pairs
+    of similar length."""
     from maximalcai import tables
     from maximalcai.tiny import pair_row
 
-    real = REPO / "results/stage1/pairs.parquet"
+    real = real or REPO / "results/stage1/pairs.parquet"
     if real.is_file():
         return real
     rows = []
@@ -49,22 +53,32 @@ def pairs_file(folder: Path) -> Path:
     return path
 
 
-OURS = "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc keeping freed memory (maximalcai)"
+OURS = "completion tokens only, no checkpointing, cpu_dtype auto, freed memory kept, sliced LM head (maximalcai)"
 # variant -> (score only the completion tokens, gradient checkpointing, trainer.cpu_dtype, TRL's bf16 autocast,
-# hardware.allocator); the first is the baseline. On a CPU without native bf16, auto is float32.
+# hardware.allocator, the sliced LM-head kernel); the first is the baseline. On a CPU without native bf16, auto is
+# float32.
 VARIANTS = {
-    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system"),
-    "completion tokens only, checkpointing": (True, True, "float32", False, "system"),
-    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system"),
-    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system"),
+    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system", False),
+    "completion tokens only, checkpointing": (True, True, "float32", False, "system", False),
+    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system", False),
+    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system", False),
     "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc's own allocator": (
         True,
         False,
         "auto",
         False,
         "system",
+        False,
     ),
-    OURS: (True, False, "auto", False, "keep_freed"),
+    "the same, glibc keeping freed memory, TRL's CPU kernel for the LM head": (
+        True,
+        False,
+        "auto",
+        False,
+        "keep_freed",
+        False,
+    ),
+    OURS: (True, False, "auto", False, "keep_freed", True),
 }
 
 
@@ -85,9 +99,11 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     from maximalcai.training import dpo
     from maximalcai.training.settings import Trainer, Training
 
-    compact, checkpointing, cpu_dtype, autocast, _ = VARIANTS[variant]
+    compact, checkpointing, cpu_dtype, autocast, _, sliced = VARIANTS[variant]
     if not compact:
         patches.trl_scoring.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
+    if not sliced:
+        patches.trl_scoring.sliced_log_probs_on_cpu = lambda: False  # keep TRL's kernel
     cfg = load_config_file(REPO / "config.yaml")
     cfg["trainer"].update(gradient_checkpointing=checkpointing, cpu_dtype=cpu_dtype)
     section = copy.deepcopy(cfg["stages"][0]["training"])
@@ -132,6 +148,7 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
                 "steps_per_s": summary["steps_per_s"],
                 "wall_seconds_with_load": round(seconds, 1),
                 "compact": getattr(trl_utils._use_triton, "maximalcai_cpu_compact", False),
+                "sliced": getattr(trl_utils._ChunkedLogProbFunction, "maximalcai_sliced", False),
                 "weights_dtype": summary["weights_dtype"],
                 "final_loss": summary["final"].get("loss"),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -145,6 +162,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/dpo.json"))
+    parser.add_argument("--variants", type=int, nargs="+", help="positions in VARIANTS (default: all)")
+    parser.add_argument("--pairs", type=Path, help="a pairs table (default: results/stage1/pairs.parquet)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -155,9 +174,11 @@ def main() -> None:
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        pairs = pairs_file(Path(tmp))
+        pairs = pairs_file(Path(tmp), args.pairs and args.pairs.resolve())
+        names = list(VARIANTS)
+        chosen = [names[0], *(names[i] for i in sorted(set(args.variants or range(len(names)))) if i)]
         for threads in args.threads:
-            for variant in VARIANTS:
+            for variant in chosen:
                 work = Path(tmp) / f"{threads}-{len(results)}"
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", variant, str(threads), str(pairs), str(work)],

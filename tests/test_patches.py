@@ -224,3 +224,69 @@ def test_trl_scoring_of_completions_gives_identical_logprobs(tiny_model_dir, mon
     scored = int((labels[:, 1:] != -100).sum())  # positions with a next-token label
     assert rows == [2 * 19, scored], rows  # every shifted position, then only the labelled ones
     torch.testing.assert_close(full, compact, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("keep", [True, False])
+@pytest.mark.parametrize("softcap, logit_scale, temperature, bias", [(None, 1.0, 1.0, False), (30.0, 0.5, 0.7, True)])
+def test_trl_scoring_in_slices_matches_trls_kernel(dtype, keep, softcap, logit_scale, temperature, bias, monkeypatch):
+    """The CPU kernel gives TRL's outputs and gradients (hidden, weight, bias), over several slices of tokens,
+    with the backward reusing the forward's logits or projecting again: float32 to rounding, bf16 to its own
+    precision (TRL rounds each weight-gradient tile to bf16 before summing them, the slices do not)."""
+    from trl.kernels.chunked_logprob import OPTIONAL_OUTPUTS, ChunkedLogProbFunction
+
+    from maximalcai.patches import trl_scoring
+
+    assert trl_scoring.OUTPUTS == OPTIONAL_OUTPUTS
+    tokens, width, vocab = 37, 16, 1000
+    monkeypatch.setattr(trl_scoring, "SLICE_CELLS", 10 * vocab)  # four slices
+    monkeypatch.setattr(trl_scoring, "KEPT_CELLS", tokens * vocab if keep else 0)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(tokens, width, generator=generator), torch.randn(vocab, width, generator=generator)]
+    inputs.append(torch.randn(vocab, generator=generator) if bias else None)
+    targets = torch.randint(0, vocab, (tokens,), generator=generator)
+    found = []
+    for kernel in (ChunkedLogProbFunction, trl_scoring.SlicedLogProbs):
+        leaves = [None if x is None else x.to(dtype).requires_grad_() for x in inputs]
+        outputs = kernel.apply(*leaves, targets, temperature, 256, softcap, logit_scale, OPTIONAL_OUTPUTS)
+        (0.7 * outputs[0].sum() + 0.3 * outputs[1].sum()).backward()  # log-probs and entropy both carry gradient
+        found.append([*outputs, *(None if x is None else x.grad for x in leaves)])
+    loose = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-4)
+    for name, trl, ours in zip(("log_probs", "entropy", "log_sum_sq", "mean", "top1", "grad_hidden", "grad_weight",
+                                "grad_bias"), *found):  # fmt: skip
+        if trl is None:
+            assert ours is None, name
+        elif name == "top1":
+            assert torch.equal(trl, ours)
+        else:
+            bounds = loose if name.startswith("grad_") else {}
+            torch.testing.assert_close(ours.float(), trl.float(), **bounds, msg=name)
+
+
+def test_trl_scoring_in_slices_routes_cpu_tensors_only(tiny_model_dir, monkeypatch):
+    """Installed, TRL's fused LM head runs the sliced kernel for a CPU model and gives the same log-probs."""
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from maximalcai.patches import trl_scoring
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(10, 500, (2, 20), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[:, :8] = -100
+    # TRL as installed (an earlier training test in this process may have patched it already)
+    kernel = trl_utils._ChunkedLogProbFunction
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", getattr(kernel, "unpatched", kernel))
+    before = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    assert trl_scoring.sliced_log_probs_on_cpu() and trl_scoring.sliced_log_probs_on_cpu()  # idempotent
+    assert trl_utils._ChunkedLogProbFunction.maximalcai_sliced
+    calls = []
+    sliced = trl_scoring.SlicedLogProbs.apply
+    monkeypatch.setattr(trl_scoring.SlicedLogProbs, "apply", lambda *args: calls.append(1) or sliced(*args))
+    after = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    assert calls == [1]
+    for field in ("log_probs", "entropy", "loss"):
+        torch.testing.assert_close(getattr(after, field), getattr(before, field), rtol=1e-5, atol=1e-5)
+    assert torch.equal(after.is_top1, before.is_top1)
