@@ -3,15 +3,16 @@ measured in the same run: TRL scores every position through the fused LM head an
 activations (its configs default gradient_checkpointing to True); maximalcai scores only the completion
 tokens and follows trainer.gradient_checkpointing (false by default). docs/KNOWN_BUGS_AND_FIXES.md has both.
 Two precision variants: TRL's bf16 autocast over float32 weights, and trainer.cpu_dtype's bf16 base weights
-(what auto picks on a CPU with native bf16); two rows differ only in the allocator: glibc's own, or glibc
-keeping freed memory (hardware.allocator, as the workflow sets it for every job); the last two only in the LM
-head's kernel: TRL's CPU fallback of its Triton kernel, or patches.trl_scoring's slices of tokens.
+(what auto picks on a CPU with native bf16); the last two rows differ only in the allocator: glibc's own, or
+glibc keeping freed memory (hardware.allocator, as the workflow sets it for every job).
 
 Each variant trains in its own process, so peak RSS is per variant. ``--variants`` picks some by their position
-in VARIANTS (0 is the baseline the speed-ups are against; it is always run).
+in VARIANTS (the first picked is the baseline the speed-ups are against); ``--sft`` runs the SFT warm-up on that
+table first, as the workflow's train_dpo does (``phase_seconds``: both phases; ``dpo_seconds``: DPO alone).
 
     python benchmarks/dpo.py --threads 1 --out benchmarks/results/dpo.json
-    python benchmarks/dpo.py --threads 2 --variants 5 6 --pairs results/stage1/pairs.parquet --out X.json
+    python benchmarks/dpo.py --threads 2 --variants 4 5 --pairs results/stage1/pairs.parquet \
+        --sft results/stage1/sft.parquet --out X.json
 """
 
 from __future__ import annotations
@@ -53,32 +54,22 @@ def pairs_file(folder: Path, real: Path | None = None) -> Path:
     return path
 
 
-OURS = "completion tokens only, no checkpointing, cpu_dtype auto, freed memory kept, sliced LM head (maximalcai)"
+OURS = "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc keeping freed memory (maximalcai)"
 # variant -> (score only the completion tokens, gradient checkpointing, trainer.cpu_dtype, TRL's bf16 autocast,
-# hardware.allocator, the sliced LM-head kernel); the first is the baseline. On a CPU without native bf16, auto is
-# float32.
+# hardware.allocator); the first is the baseline. On a CPU without native bf16, auto is float32.
 VARIANTS = {
-    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system", False),
-    "completion tokens only, checkpointing": (True, True, "float32", False, "system", False),
-    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system", False),
-    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system", False),
+    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system"),
+    "completion tokens only, checkpointing": (True, True, "float32", False, "system"),
+    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system"),
+    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system"),
     "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc's own allocator": (
         True,
         False,
         "auto",
         False,
         "system",
-        False,
     ),
-    "the same, glibc keeping freed memory, TRL's CPU kernel for the LM head": (
-        True,
-        False,
-        "auto",
-        False,
-        "keep_freed",
-        False,
-    ),
-    OURS: (True, False, "auto", False, "keep_freed", True),
+    OURS: (True, False, "auto", False, "keep_freed"),
 }
 
 
@@ -90,7 +81,7 @@ def child_environment(variant: str) -> dict[str, str]:
     return {**env, **job_environment(VARIANTS[variant][4], env)}
 
 
-def train_variant(variant: str, pairs, work, dpo_callbacks=()):
+def train_variant(variant: str, pairs, work, dpo_callbacks=(), sft: str | None = None):
     """``train_stage``'s DPO phase alone on the default config's stage-1 settings, as ``variant`` sets them;
     returns its (log rows, summary). Also what benchmarks/limits.py profiles."""
     from maximalcai import patches
@@ -99,16 +90,14 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
     from maximalcai.training import dpo
     from maximalcai.training.settings import Trainer, Training
 
-    compact, checkpointing, cpu_dtype, autocast, _, sliced = VARIANTS[variant]
+    compact, checkpointing, cpu_dtype, autocast, _ = VARIANTS[variant]
     if not compact:
         patches.trl_scoring.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
-    if not sliced:
-        patches.trl_scoring.sliced_log_probs_on_cpu = lambda: False  # keep TRL's kernel
     cfg = load_config_file(REPO / "config.yaml")
     cfg["trainer"].update(gradient_checkpointing=checkpointing, cpu_dtype=cpu_dtype)
     section = copy.deepcopy(cfg["stages"][0]["training"])
     section["trl_args"] = {"bf16": True} if autocast else {}
-    section["sft_warmup"]["enabled"] = False  # the DPO phase alone is measured
+    section["sft_warmup"]["enabled"] = bool(sft)  # without a table, the DPO phase alone is measured
     settings = Training.from_section(section)
     cfg["trainer"]["save_steps"] = 10_000
     return dpo.train_stage(
@@ -121,12 +110,13 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=()):
         None,
         f"{work}/adapter",
         f"{work}/checkpoints",
+        sft_path=sft,
         seed=cfg["seed"],
         dpo_callbacks=dpo_callbacks,
     )
 
 
-def child(variant: str, threads: int, pairs: str, work: str) -> None:
+def child(variant: str, threads: int, pairs: str, work: str, sft: str) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -135,7 +125,10 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
     from maximalcai.allocator import keeps_freed_memory
 
     start = time.perf_counter()
-    rows, summary = train_variant(variant, pairs, work)
+    from maximalcai.manifest import Timer
+
+    with Timer() as phases:
+        rows, summary = train_variant(variant, pairs, work, sft=sft if sft != "-" else None)
     seconds = time.perf_counter() - start
     print(
         json.dumps(
@@ -145,10 +138,11 @@ def child(variant: str, threads: int, pairs: str, work: str) -> None:
                 "train_pairs": summary["train_pairs"],
                 "steps": summary["steps"],
                 "dpo_seconds": summary["dpo_seconds"],
+                "phase_seconds": round(phases.seconds, 1),
+                "sft_examples": summary["sft_examples"],
                 "steps_per_s": summary["steps_per_s"],
                 "wall_seconds_with_load": round(seconds, 1),
                 "compact": getattr(trl_utils._use_triton, "maximalcai_cpu_compact", False),
-                "sliced": getattr(trl_utils._ChunkedLogProbFunction, "maximalcai_sliced", False),
                 "weights_dtype": summary["weights_dtype"],
                 "final_loss": summary["final"].get("loss"),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -164,24 +158,26 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/dpo.json"))
     parser.add_argument("--variants", type=int, nargs="+", help="positions in VARIANTS (default: all)")
     parser.add_argument("--pairs", type=Path, help="a pairs table (default: results/stage1/pairs.parquet)")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--sft", type=Path, help="an SFT table: its warm-up runs first, and is timed")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        variant, threads, pairs, work = args.child
-        child(variant, int(threads), pairs, work)
+        variant, threads, pairs, work, sft = args.child
+        child(variant, int(threads), pairs, work, sft)
         return
     import tempfile
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         pairs = pairs_file(Path(tmp), args.pairs and args.pairs.resolve())
+        sft = str(args.sft.resolve()) if args.sft else "-"
         names = list(VARIANTS)
-        chosen = [names[0], *(names[i] for i in sorted(set(args.variants or range(len(names)))) if i)]
+        chosen = [names[i] for i in (args.variants or range(len(names)))]
         for threads in args.threads:
             for variant in chosen:
                 work = Path(tmp) / f"{threads}-{len(results)}"
                 out = subprocess.run(
-                    [sys.executable, __file__, "--child", variant, str(threads), str(pairs), str(work)],
+                    [sys.executable, __file__, "--child", variant, str(threads), str(pairs), str(work), sft],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -198,7 +194,7 @@ def main() -> None:
             runs = [r for r in results if r["threads"] == threads]
             for run in runs[1:]:
                 run["speedup_vs_trl_default"] = round(run["steps_per_s"] / runs[0]["steps_per_s"], 2)
-                print(f"threads={threads} {run['variant']:80s} {run['speedup_vs_trl_default']}x TRL's CPU defaults")
+                print(f"threads={threads} {run['variant']:80s} {run['speedup_vs_trl_default']}x the first variant")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"pairs": str(pairs), "results": results}, indent=2) + "\n")
     print(f"wrote {args.out}")

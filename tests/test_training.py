@@ -124,7 +124,7 @@ def test_a_killed_run_resumes_to_the_same_adapter(tmp_path, tiny_model_dir, pair
 
 def test_the_checkpoint_fingerprint_names_the_training_code():
     versions = training_code_versions()
-    assert {"torch", "transformers", "trl", "peft", "training_module_sha256", "scoring_patch_sha256"} <= set(versions)
+    assert {"torch", "transformers", "trl", "peft", "training_module_sha256"} <= set(versions)
 
 
 def test_checkpoints_for_other_inputs_are_discarded(tmp_path):

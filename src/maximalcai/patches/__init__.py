@@ -1,10 +1,10 @@
 """Every patch of a library's internals, in one place.
 
-maximalcai changes the behaviour of a library's private code in eight spots, in seven modules, each for a speed-up,
-a missing data file or a hang measured in docs/KNOWN_BUGS_AND_FIXES.md. Each lives in its own module here, and each
-module names the library versions it was written for in ``WRITTEN_FOR``: importing it outside them raises
-``PatchVersionError`` (a library that renamed a private helper would otherwise make the patch a silent no-op, or
-wrong), and tests/test_patches.py fails when a patch stops taking effect with the pinned versions.
+maximalcai changes the behaviour of a library's private code in seven spots, each for a speed-up, a missing data
+file or a hang measured in docs/KNOWN_BUGS_AND_FIXES.md. Each lives in its own module here, and each module names the
+library versions it was written for in ``WRITTEN_FOR``: importing it outside them raises ``PatchVersionError``
+(a library that renamed a private helper would otherwise make the patch a silent no-op, or wrong), and
+tests/test_patches.py fails when a patch stops taking effect with the pinned versions.
 
 | module | library internal | what it buys |
 |---|---|---|
@@ -12,8 +12,7 @@ wrong), and tests/test_patches.py fails when a patch stops taking effect with th
 | ``gqa_attention`` | transformers' attention and mask registries | CPU decoding without ``repeat_kv`` copies |
 | ``kv_cache`` | transformers' ``DynamicLayer`` / ``DynamicCache`` | no per-step cache copy; continuous batching |
 | ``onednn_linear`` | ``torch.ops.mkldnn`` linears; a hook on the LM head | faster frozen CPU linears; no copies |
-| ``trl_scoring`` | ``trl.trainer.utils._use_triton`` and ``._ChunkedLogProbFunction`` | CPU training's LM head: |
-|  |  | completion tokens only, one bf16 projection per slice of tokens |
+| ``trl_scoring`` | ``trl.trainer.utils._use_triton`` | CPU DPO scores completion tokens only |
 | ``ifeval_punkt`` | ``if_verifiable``'s nltk tokenizers | IFEval checks without nltk's punkt data |
 | ``hub_timeouts`` | huggingface_hub's client factory | no hub request waits for ever |
 

@@ -210,8 +210,6 @@ def training_code_versions() -> dict[str, str]:
     return {
         **{name: version(name) for name in ("torch", "transformers", "trl", "peft")},
         "training_module_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-        # the CPU scoring kernel (read, not imported: a GPU's TRL may be outside the patch's versions)
-        "scoring_patch_sha256": file_sha256(Path(patches.__file__).parent / "trl_scoring.py"),
     }
 
 
@@ -294,10 +292,9 @@ def training_policy(
     seed: int,
 ):
     """``load_policy`` with what the training backend needs around it: on a CPU, TRL scores only the
-    completion tokens, through one projection per slice of tokens; with Unsloth, its DPO trainer patch."""
+    completion tokens; with Unsloth, its DPO trainer patch."""
     if device == "cpu":
         patches.trl_scoring.score_only_completions_on_cpu()
-        patches.trl_scoring.sliced_log_probs_on_cpu()
     policy = load_policy(base_dir, previous_adapter, settings, trainer, device, backend, seed)
     if backend == "unsloth":
         from unsloth import PatchDPOTrainer
