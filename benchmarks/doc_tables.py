@@ -180,7 +180,7 @@ def dpo(result: dict) -> str:
     warm = any(r.get("sft_examples") for r in rows)
     lines = [
         "| variant | threads | steps | DPO time | steps/s | vs the first row | peak RSS |"
-        + (" SFT + DPO time |" if warm else "")
+        + (" SFT + DPO time, with the load |" if warm else "")
         + "".join(f" {labels[k]} |" for k in extra),
         "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * warm + "---|" * len(extra),
     ]
@@ -188,7 +188,7 @@ def dpo(result: dict) -> str:
         ratio = f"{r['speedup_vs_trl_default']:.2f}x" if "speedup_vs_trl_default" in r else "1.00x"
         cells = [r["variant"], str(r["threads"]), str(r["steps"]), f"{r['dpo_seconds']:.1f} s"]
         cells += [f"{r['steps_per_s']:.4f}", ratio, f"{r['peak_rss_mb']} MB"]
-        cells += [f"{r['phase_seconds']:.1f} s"] if warm else []
+        cells += [f"{r['wall_seconds_with_load']:.1f} s"] if warm else []
         cells += ["" if r.get(k) is None else f"{r[k]:.4f}" if k == "final_loss" else str(r[k]) for k in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,8 @@ glibc keeping freed memory (hardware.allocator, as the workflow sets it for ever
 
 Each variant trains in its own process, so peak RSS is per variant. ``--variants`` picks some by their position
 in VARIANTS (the first picked is the baseline the speed-ups are against); ``--sft`` runs the SFT warm-up on that
-table first, as the workflow's train_dpo does (``phase_seconds``: both phases; ``dpo_seconds``: DPO alone).
+table first, as the workflow's train_dpo does (``wall_seconds_with_load``: both phases and the model load;
+``dpo_seconds``: DPO alone).
 
     python benchmarks/dpo.py --threads 1 --out benchmarks/results/dpo.json
     python benchmarks/dpo.py --threads 2 --variants 4 5 --pairs results/stage1/pairs.parquet \
@@ -125,10 +126,7 @@ def child(variant: str, threads: int, pairs: str, work: str, sft: str) -> None:
     from maximalcai.allocator import keeps_freed_memory
 
     start = time.perf_counter()
-    from maximalcai.manifest import Timer
-
-    with Timer() as phases:
-        rows, summary = train_variant(variant, pairs, work, sft=sft if sft != "-" else None)
+    rows, summary = train_variant(variant, pairs, work, sft=sft if sft != "-" else None)
     seconds = time.perf_counter() - start
     print(
         json.dumps(
@@ -138,7 +136,6 @@ def child(variant: str, threads: int, pairs: str, work: str, sft: str) -> None:
                 "train_pairs": summary["train_pairs"],
                 "steps": summary["steps"],
                 "dpo_seconds": summary["dpo_seconds"],
-                "phase_seconds": round(phases.seconds, 1),
                 "sft_examples": summary["sft_examples"],
                 "steps_per_s": summary["steps_per_s"],
                 "wall_seconds_with_load": round(seconds, 1),
