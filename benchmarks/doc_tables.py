@@ -210,6 +210,19 @@ def dry_run(named: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tokenizer_load(result: dict) -> str:
+    """benchmarks/tokenizer_load.py: the base model's tokenizer loaded both ways, alternated in one process."""
+    means, runs = result["mean_seconds"], result["seconds"]
+    lines = ["| load | runs | mean | vs AutoTokenizer |", "|---|---:|---:|---:|"]
+    for key, label in (
+        ("auto_tokenizer", "`AutoTokenizer.from_pretrained`"),
+        ("load_tokenizer", "`models.load_tokenizer`"),
+    ):
+        ratio = means["auto_tokenizer"] / means[key]
+        lines.append(f"| {label} | {len(runs[key])} | {means[key]:.2f} s | {ratio:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def honesty_kinds(result: dict) -> str:
     """benchmarks/honesty_kinds.py: how often each model's answer corrects, per kind of honesty prompt; each false
     kind beside its true control, where a correction is wrong."""
@@ -259,6 +272,7 @@ RENDERERS = {
     "ablations": ablations,
     "gpu_throughput": gpu_throughput,
     "honesty_kinds": honesty_kinds,
+    "tokenizer_load": tokenizer_load,
     "plan": plan,
 }
 SEVERAL = {"runs", "walls", "times", "dry_run"}  # kinds drawn from several files, joined by commas

@@ -336,3 +336,18 @@ def test_the_dry_run_benchmark_times_a_call_and_the_snakefiles_share(tmp_path):
     assert {"commit", "machine", "date", "python", "snakemake_import", "dry_run"} <= result.keys()
     assert 0 < result["snakefile_seconds"] < result["profiled_seconds"]
     assert result["python"] < result["dry_run"] and result["snakemake_import"] > 0
+
+
+def test_the_tokenizer_benchmark_times_both_loads_and_compares_their_ids(tmp_path, tiny_model_dir):
+    """benchmarks/tokenizer_load.py on the tiny model (a class not in models.DIRECT_TOKENIZERS, so both loads take
+    AutoTokenizer's path): each timed --repeat times, the same ids on every resource text."""
+    import tokenizer_load
+
+    from maximalcai import models
+
+    out = tmp_path / "tok.json"
+    assert tokenizer_load.main(["--model", str(tiny_model_dir), "--repeat", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["same_ids"] is True and result["texts_compared"] > 1000
+    assert all(len(v) == 2 and min(v) > 0 for v in result["seconds"].values())
+    assert result["tokenizer_class"] not in models.DIRECT_TOKENIZERS

@@ -149,7 +149,7 @@ PAIRS_SETTINGS = {
         "best_worst": True,
         "code_revisions": False,
     },
-    "sft": {"sources": ["responses"], "per_instruction": 1, "variants_per_instruction": 0},
+    "sft": {"sources": ["responses", "contrast"], "per_instruction": 1, "variants_per_instruction": 0},
 }
 
 
@@ -189,6 +189,12 @@ def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
     }
     assert sum(r["source"] == "contrast" for r in rows) == 3
     tables.to_arrow(rows, "sft_examples")
+    # the sources pick: without contrast the construction principles reach DPO only; contrast alone gives
+    # the warm-up their chosen answers and nothing else
+    for sources, kinds in ((["responses"], {"response"}), (["contrast"], {"contrast"})):
+        only = Pairs.from_section(settings | {"sft": settings["sft"] | {"sources": sources}})
+        picked, _ = sft_examples(responses, [], texts, pairs, only, (), 42, CASES, PRINCIPLES)
+        assert {r["source"] for r in picked} == kinds
 
 
 def test_balance_gives_answering_its_ratio_of_the_refusing_requests():

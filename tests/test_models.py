@@ -36,6 +36,29 @@ def test_import_records_a_chat_template(tmp_path, tiny_model_dir, qwen_style_tok
     assert info["has_chat_template"] is True and info["name"] == "qwen-like"
 
 
+def test_tokenizers_not_checked_for_the_direct_load_take_autotokenizers_path(tmp_path, tiny_model_dir):
+    """models.DIRECT_TOKENIZERS: only a class checked token for token (the embedded Gemma, tests/test_workflow.py)
+    with nothing beyond tokenizer.json and plain settings is built straight from its file."""
+    import shutil
+
+    assert models._direct_tokenizer(tiny_model_dir) is None  # PreTrainedTokenizerFast: not in the set
+    folder = tmp_path / "gemma-like"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_model_dir / name, folder / name)
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    plain = {k: v for k, v in settings.items() if k.endswith("_token") or k == "model_max_length"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(plain | {"tokenizer_class": "GemmaTokenizer"}))
+    direct = models._direct_tokenizer(folder)
+    assert type(direct).__name__ == "GemmaTokenizer"
+    assert direct.get_vocab() == models.load_tokenizer(folder).get_vocab()
+    (folder / "tokenizer_config.json").write_text(json.dumps(plain | {"tokenizer_class": "GemmaTokenizer", "x": 1}))
+    assert models._direct_tokenizer(folder) is None  # a setting the direct load does not pass on
+    (folder / "tokenizer_config.json").write_text(json.dumps(plain | {"tokenizer_class": "GemmaTokenizer"}))
+    (folder / "special_tokens_map.json").write_text("{}")
+    assert models._direct_tokenizer(folder) is None  # a file AutoTokenizer would read
+
+
 def test_bad_sources_say_what_to_fix(tmp_path, monkeypatch):
     with pytest.raises(ModelSourceError, match="neither a .gguf file nor a checkpoint directory"):
         models.import_base_model(

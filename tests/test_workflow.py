@@ -122,6 +122,32 @@ def test_stage1_datasets_build_with_provenance_and_no_template_tokens(tiny_run):
 
 
 @pytest.mark.e2e
+def test_the_embedded_tokenizer_loads_straight_from_its_file_token_for_token(tiny_run):
+    """load_tokenizer builds the imported Gemma tokenizer from tokenizer.json (models.DIRECT_TOKENIZERS), not
+    through AutoTokenizer's rebuild: the same ids, with and without special tokens, padded, and decoded."""
+    from transformers import AutoTokenizer
+
+    from maximalcai.models import _direct_tokenizer
+
+    base = tiny_run / "results/models/base"
+    direct, auto = _direct_tokenizer(base), AutoTokenizer.from_pretrained(base)
+    assert type(direct) is type(auto) and type(load_tokenizer(base)) is type(direct)
+    files = sorted((REPO / "resources").rglob("*.jsonl"))
+    texts = [line for path in files for line in path.read_text().splitlines()[:40]]
+    texts += ["### Instruction:\n  two  spaces\ttab\n\n### Response:", "émoji 🙂 <bos><eos><pad>", ""]
+    for special in (True, False):
+        assert (
+            direct(texts, add_special_tokens=special)["input_ids"]
+            == auto(texts, add_special_tokens=special)["input_ids"]
+        )
+    ids = auto(texts[:64], padding=True)["input_ids"]
+    assert direct(texts[:64], padding=True)["input_ids"] == ids
+    assert direct.batch_decode(ids) == auto.batch_decode(ids)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id", "unk_token_id", "all_special_tokens"):
+        assert getattr(direct, name) == getattr(auto, name), name
+
+
+@pytest.mark.e2e
 def test_same_seed_gives_identical_instructions(tiny_run):
     path = tiny_run / "results/stage1/instructions.parquet"
     before = tables.read_table(path, "instructions")

@@ -120,15 +120,16 @@ def sft_examples(
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """SL-CAI / context distillation data: the better answers, under the *zero-shot* prompt.
 
-    ``contrast``: the contrast table's rows; each request's chosen answer (``contrast.contrast_pairs``) is an
-    example of its construction principle, whether or not a rejected answer made a pair. Every row records the
+    ``contrast``: the contrast table's rows; with that source each request's chosen answer (``contrast_pairs``)
+    is an example of its construction principle, whether or not a rejected answer made a pair. Every row records the
     principle and the mechanism that decided it (checks: instruction-following where the prompt has a
     constraint, else helpfulness; model revisions: the critique's principle).
 
     Candidates come from ``settings.sft["sources"]``: ``responses`` (the few-shot-prompted samples),
     ``revisions`` (final critique revisions), ``code_revisions`` (answers rewritten by code to meet their
     constraint) and ``constraint_variants`` (answers rewritten by code to meet a newly attached constraint,
-    under that new prompt: ``variants_per_instruction`` each, see ``constraint_variants``). A candidate is kept
+    under that new prompt: ``variants_per_instruction`` each, see ``constraint_variants``) and ``contrast`` (the
+    construction principles' chosen answers, above). A candidate is kept
     when it is non-empty, the guard labels it safe, it meets every verifiable check when ``verifiable.enabled``
     (the constraint one where its prompt has one), it does not copy a few-shot example, and its instruction is
     not held out for the preference eval; at most ``per_instruction`` per instruction, in that order of sources
@@ -179,8 +180,9 @@ def sft_examples(
                 "mechanism": mechanism,
             }
         )
+    framed = contrast if "contrast" in sft.sources else ()
     examples, dropped["contrast_heldout"], dropped["contrast_copied"] = contrast_examples(
-        contrast, principles, rules.max_repetition, heldout, copies
+        framed, principles, rules.max_repetition, heldout, copies
     )
     for row in examples:
         kept.setdefault(row["instruction_id"], []).append(row)

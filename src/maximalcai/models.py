@@ -233,10 +233,41 @@ def model_name(base_dir: str | Path, adapter_dir: str | Path | None = None) -> s
 
 
 # ------------------------------------------------------------------------------------------------- load
+# Tokenizer classes that read tokenizer.json whole when given it (``tokenizer_file``): AutoTokenizer instead
+# parses the file in Python several times and rebuilds the vocabulary (transformers 5.24: 4-5 s for Gemma's 262k
+# tokens, against about 1.5 s; docs/KNOWN_BUGS_AND_FIXES.md). Checked token for token against AutoTokenizer on
+# the embedded model (tests/test_workflow.py); any other class, file or setting takes AutoTokenizer's path.
+DIRECT_TOKENIZERS = frozenset({"GemmaTokenizer"})
+_DIRECT_SETTINGS = {"tokenizer_class", "backend", "is_local", "local_files_only", "model_max_length"}
+_TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
+
+
+def _direct_tokenizer(folder: Path):
+    """The tokenizer built straight from ``tokenizer.json``, or None where that is not known to be exact."""
+    config_path = folder / "tokenizer_config.json"
+    if not (folder / "tokenizer.json").is_file() or not config_path.is_file():
+        return None
+    settings = json.loads(config_path.read_text())
+    extra_files = {p.name for p in folder.iterdir() if p.name.startswith(("tokenizer", "special_tokens", "added_"))}
+    if (
+        settings.get("tokenizer_class") not in DIRECT_TOKENIZERS
+        or extra_files != _TOKENIZER_FILES
+        or (folder / "chat_template.jinja").exists()
+        or any(not (k in _DIRECT_SETTINGS or k.endswith("_token")) for k in settings)
+    ):
+        return None
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    kwargs = {k: v for k, v in settings.items() if k.endswith("_token") or k == "model_max_length"}
+    cls = tokenizer_class_from_name(settings["tokenizer_class"])
+    return cls(tokenizer_file=str(folder / "tokenizer.json"), name_or_path=str(folder), **kwargs)
+
+
 def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    local = Path(model_dir)
+    tokenizer = (_direct_tokenizer(local) if local.is_dir() else None) or AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         # Never fall back to EOS silently for training (TRL issues 1152/3091: pad == eos masks the real EOS);

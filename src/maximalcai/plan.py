@@ -67,7 +67,7 @@ class StagePlan:
         return cls(*(section.from_section(stage[section.PATH[0]]) for section in sections))
 
 
-def sft_examples(stage: StagePlan) -> float:
+def sft_examples(stage: StagePlan, cfg: dict[str, Any]) -> float:
     """Supervised warm-up examples of a stage, by source (0 when the warm-up is off)."""
     if not stage.training.sft_warmup.enabled:
         return 0.0
@@ -78,6 +78,7 @@ def sft_examples(stage: StagePlan) -> float:
         "revisions": count * min(cri.responses_per_instruction, stage.responses.per_instruction) * cri.rounds,
         "code_revisions": constrained * 0.5,  # about half of the constrained answers fail a check and get revised
         "constraint_variants": (count - constrained) * sft.variants_per_instruction,
+        "contrast": sum(seeds + generated for seeds, generated in contrast_counts(stage, cfg).values()),
     }
     return sum(per_source[source] for source in sft.sources)
 
@@ -130,7 +131,7 @@ def rule_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, dict[str, fl
         "generate_contrast": contrast_tokens(stage, cfg),
         "train_dpo": {
             "trained": stage_pairs(stage, comparisons) * training.num_train_epochs * 2 * example_tokens,
-            "sft_trained": sft_examples(stage) * training.sft_warmup.num_train_epochs * example_tokens,
+            "sft_trained": sft_examples(stage, cfg) * training.sft_warmup.num_train_epochs * example_tokens,
         },
         "eval_generate": {
             "generated": len(load_eval_prompts(eval_set_paths(cfg["evaluation"]), cfg["evaluation"]["max_prompts"]))
@@ -140,16 +141,23 @@ def rule_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, dict[str, fl
     }
 
 
-def contrast_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, float]:
-    """generate_contrast's tokens: the requests it writes, and each request's framed and on-policy answers
-    (``contrast.contrast_requests`` counts them from the constitution's seed files, as the job does)."""
+def contrast_counts(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """(seed, generated) requests generate_contrast writes per construction principle at most
+    (``contrast.contrast_requests`` counts them from the constitution's seed files, as the job does); none
+    when the stage makes no contrast table."""
     from maximalcai.constitution import Labellings, load_constitution
     from maximalcai.contrast import contrast_requests
 
-    settings = stage.contrast
-    if not settings.enabled:
+    if not stage.contrast.enabled:
         return {}
-    counts = contrast_requests(Labellings.of(load_constitution(cfg["constitution"])), settings)
+    return contrast_requests(Labellings.of(load_constitution(cfg["constitution"])), stage.contrast)
+
+
+def contrast_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, float]:
+    """generate_contrast's tokens: the requests it writes, and each request's framed and on-policy answers."""
+    settings, counts = stage.contrast, contrast_counts(stage, cfg)
+    if not counts:
+        return {}
     requests = sum(seeds + generated for seeds, generated in counts.values())
     answers = requests * (2 * settings.per_framing + settings.on_policy)
     written = sum(2 * generated for _, generated in counts.values())  # twice as many candidates as kept
