@@ -2,9 +2,9 @@
 
 Every job that generates, scores or trains loads the tokenizer of ``results/models/base`` once. For the embedded
 Gemma, AutoTokenizer parses its 31 MB tokenizer.json in Python and rebuilds the vocabulary; ``load_tokenizer``
-builds it from the file (``models.DIRECT_TOKENIZERS``, docs/KNOWN_BUGS_AND_FIXES.md). Both are timed in one
-process, alternated ``--repeat`` times after one untimed load of each (imports), and their ids compared on every
-resource text.
+builds it from the file (``models.DIRECT_TOKENIZERS``, docs/KNOWN_BUGS_AND_FIXES.md). Each load is timed in a fresh
+process after transformers' import, as a job pays it, the two alternated ``--repeat`` times; their ids are compared
+on every resource text.
 
     python benchmarks/tokenizer_load.py --model results/models/base --out benchmarks/results/tokenizer_load.json
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,28 +30,43 @@ def resource_texts() -> list[str]:
     return texts
 
 
+LOAD = """
+import json, sys, time
+import transformers  # imported before the clock starts: every job imports it anyway
+from maximalcai.models import load_tokenizer
+start = time.perf_counter()
+if sys.argv[1] == "auto_tokenizer":
+    transformers.AutoTokenizer.from_pretrained(sys.argv[2])
+else:
+    load_tokenizer(sys.argv[2])
+print(json.dumps(time.perf_counter() - start))
+"""
+
+
+def load_seconds(loader: str, model: Path) -> float:
+    """One load in a fresh process, as a job pays it (transformers already imported)."""
+    result = subprocess.run([sys.executable, "-c", LOAD, loader, str(model)], capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(f"loading {model} with {loader} failed:\n{result.stderr[-2000:]}")
+    return round(json.loads(result.stdout.strip().splitlines()[-1]), 3)
+
+
 def measure(model: Path, repeat: int) -> dict:
     from transformers import AutoTokenizer
 
     from maximalcai.models import load_tokenizer
 
-    loaders = {
-        "auto_tokenizer": lambda: AutoTokenizer.from_pretrained(model),
-        "load_tokenizer": lambda: load_tokenizer(model),
-    }
-    loaded = {name: load() for name, load in loaders.items()}
-    seconds: dict[str, list[float]] = {name: [] for name in loaders}
+    seconds: dict[str, list[float]] = {"auto_tokenizer": [], "load_tokenizer": []}
     for _ in range(repeat):
-        for name, load in loaders.items():
-            start = time.perf_counter()
-            load()
-            seconds[name].append(round(time.perf_counter() - start, 3))
+        for name in seconds:
+            seconds[name].append(load_seconds(name, model))
+    auto, direct = AutoTokenizer.from_pretrained(model), load_tokenizer(model)
     texts = resource_texts()
-    same = loaded["auto_tokenizer"](texts)["input_ids"] == loaded["load_tokenizer"](texts)["input_ids"]
+    same = auto(texts)["input_ids"] == direct(texts)["input_ids"]
     mean = {name: statistics.mean(values) for name, values in seconds.items()}
     return {
         "model": str(model),
-        "tokenizer_class": type(loaded["load_tokenizer"]).__name__,
+        "tokenizer_class": type(direct).__name__,
         "seconds": seconds,
         "mean_seconds": {name: round(value, 3) for name, value in mean.items()},
         "speedup": round(mean["auto_tokenizer"] / mean["load_tokenizer"], 2),
