@@ -211,7 +211,7 @@ def dry_run(named: dict[str, dict]) -> str:
 
 
 def tokenizer_load(result: dict) -> str:
-    """benchmarks/tokenizer_load.py: the base model's tokenizer loaded both ways, alternated in one process."""
+    """benchmarks/tokenizer_load.py: the base model's tokenizer loaded both ways, each in a fresh process."""
     means, runs = result["mean_seconds"], result["seconds"]
     lines = ["| load | runs | mean | vs AutoTokenizer |", "|---|---:|---:|---:|"]
     for key, label in (

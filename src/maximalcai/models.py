@@ -234,8 +234,8 @@ def model_name(base_dir: str | Path, adapter_dir: str | Path | None = None) -> s
 
 # ------------------------------------------------------------------------------------------------- load
 # Tokenizer classes that read tokenizer.json whole when given it (``tokenizer_file``): AutoTokenizer instead
-# parses the file in Python several times and rebuilds the vocabulary (transformers 5.24: 4-5 s for Gemma's 262k
-# tokens, against about 1.5 s; docs/KNOWN_BUGS_AND_FIXES.md). Checked token for token against AutoTokenizer on
+# parses the file in Python and rebuilds Gemma's 262k-token vocabulary (transformers 5.24; the two loads timed by
+# benchmarks/tokenizer_load.py, docs/KNOWN_BUGS_AND_FIXES.md). Checked token for token against AutoTokenizer on
 # the embedded model (tests/test_workflow.py); any other class, file or setting takes AutoTokenizer's path.
 DIRECT_TOKENIZERS = frozenset({"GemmaTokenizer"})
 _DIRECT_SETTINGS = {"tokenizer_class", "backend", "is_local", "local_files_only", "model_max_length"}

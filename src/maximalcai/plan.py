@@ -67,8 +67,9 @@ class StagePlan:
         return cls(*(section.from_section(stage[section.PATH[0]]) for section in sections))
 
 
-def sft_examples(stage: StagePlan, cfg: dict[str, Any]) -> float:
-    """Supervised warm-up examples of a stage, by source (0 when the warm-up is off)."""
+def sft_examples(stage: StagePlan, contrast: dict[str, tuple[int, int]]) -> float:
+    """Supervised warm-up examples of a stage, by source (0 when the warm-up is off); ``contrast``: its
+    ``contrast_counts``."""
     if not stage.training.sft_warmup.enabled:
         return 0.0
     ins, cri, sft = stage.instructions, stage.critique, stage.pairs.sft
@@ -78,7 +79,7 @@ def sft_examples(stage: StagePlan, cfg: dict[str, Any]) -> float:
         "revisions": count * min(cri.responses_per_instruction, stage.responses.per_instruction) * cri.rounds,
         "code_revisions": constrained * 0.5,  # about half of the constrained answers fail a check and get revised
         "constraint_variants": (count - constrained) * sft.variants_per_instruction,
-        "contrast": sum(seeds + generated for seeds, generated in contrast_counts(stage, cfg).values()),
+        "contrast": sum(seeds + generated for seeds, generated in contrast.values()),
     }
     return sum(per_source[source] for source in sft.sources)
 
@@ -103,6 +104,7 @@ def rule_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, dict[str, fl
     critique_tokens = cri.critique_sampling.max_new_tokens * TYPICAL_FILL
     revision_tokens = cri.revision_sampling.max_new_tokens * TYPICAL_FILL
     responses, critiqued, comparisons = item_counts(stage)
+    contrast = contrast_counts(stage, cfg)
     training = stage.training
     # DPO reads prompt+chosen and prompt+rejected; training_tokens_per_s counts those tokens per second of a
     # step that includes the backward pass and the reference model's forward pass (benchmarks/gpu_throughput.py)
@@ -128,10 +130,10 @@ def rule_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, dict[str, fl
             * 2
             * (PREFERENCE_PROMPT_TOKENS + 2 * response_tokens)
         },
-        "generate_contrast": contrast_tokens(stage, cfg),
+        "generate_contrast": contrast_tokens(stage, contrast),
         "train_dpo": {
             "trained": stage_pairs(stage, comparisons) * training.num_train_epochs * 2 * example_tokens,
-            "sft_trained": sft_examples(stage, cfg) * training.sft_warmup.num_train_epochs * example_tokens,
+            "sft_trained": sft_examples(stage, contrast) * training.sft_warmup.num_train_epochs * example_tokens,
         },
         "eval_generate": {
             "generated": len(load_eval_prompts(eval_set_paths(cfg["evaluation"]), cfg["evaluation"]["max_prompts"]))
@@ -153,9 +155,10 @@ def contrast_counts(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, tuple[in
     return contrast_requests(Labellings.of(load_constitution(cfg["constitution"])), stage.contrast)
 
 
-def contrast_tokens(stage: StagePlan, cfg: dict[str, Any]) -> dict[str, float]:
-    """generate_contrast's tokens: the requests it writes, and each request's framed and on-policy answers."""
-    settings, counts = stage.contrast, contrast_counts(stage, cfg)
+def contrast_tokens(stage: StagePlan, counts: dict[str, tuple[int, int]]) -> dict[str, float]:
+    """generate_contrast's tokens: the requests it writes (``counts``: ``contrast_counts``), and each request's
+    framed and on-policy answers."""
+    settings = stage.contrast
     if not counts:
         return {}
     requests = sum(seeds + generated for seeds, generated in counts.values())
