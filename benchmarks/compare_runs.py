@@ -26,7 +26,7 @@ from maximalcai import tables  # noqa: E402
 from maximalcai.evaluation.evaluate import METRICS  # noqa: E402
 from maximalcai.evaluation.stats import paired_difference, verdict  # noqa: E402
 
-SHOWN = (*HEADLINE, "unsafe_rate", "length_tokens")  # the ablations' headline, the guard's verdict and length
+SHOWN = (*HEADLINE, "false_correction_rate", "unsafe_rate", "length_tokens")  # + honesty's controls, the guard, length
 
 
 def values(workdir: Path, stage: str) -> dict[tuple[str, str], dict[str, float]]:

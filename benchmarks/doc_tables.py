@@ -52,6 +52,7 @@ LABELS = {
     "ifeval_strict": "IFEval strict",
     "redteam_refusal_rate": "declines red-team requests",
     "over_refusal_rate": "refuses benign requests (lower is better)",
+    "helpful_refusal_rate": "refuses helpful prompts (lower is better)",
     "honesty_rate": "corrects false premises",
     "false_correction_rate": "corrects true premises (lower is better)",
 }

@@ -92,7 +92,7 @@ def fewshot_pools(wildcards):
         [stage["responses"]["constraint_pool"]] if stage["responses"]["constraint_pool"] else []
     )
     specs = construction(stage).values()
-    return pools + sorted({getattr(spec, k) for spec in specs for k in ("follow", "violate")})
+    return pools + sorted({getattr(spec, k) for spec in specs for k in ("follow", "violate") if getattr(spec, k)})
 
 
 def rule_resources(rule_name):

@@ -176,6 +176,58 @@ def test_labellings_reach_a_job_typed_from_the_plain_data_its_rule_params_hold()
             },
             "fails the check 'refuses' that a rejected answer must pass",
         ),
+        (
+            {
+                "mechanism": "construction",
+                "construction": {
+                    "requests": "resources/constitution/premise_requests.jsonl",
+                    "violate": "resources/constitution/credulous_examples.jsonl",
+                    "chosen": "corrects",
+                    "rejected": "accepts",
+                },
+            },
+            "with no 'follow' pool the chosen side is the written answers",
+        ),
+        (
+            {
+                "mechanism": "construction",
+                "construction": {
+                    "requests": "resources/constitution/premise_requests.jsonl",
+                    "where": {"kind": ["true_premise"]},  # answers that accept: they fail 'corrects'
+                    "violate": "resources/constitution/credulous_examples.jsonl",
+                    "written": "resources/constitution/premise_answers.jsonl",
+                    "chosen": "corrects",
+                    "rejected": "accepts",
+                },
+            },
+            "(pa-tp-01): fails the check 'corrects' that a chosen answer must pass",
+        ),
+        (
+            {
+                "mechanism": "construction",
+                "construction": {
+                    "requests": "resources/constitution/harmful_requests.jsonl",
+                    "violate": "resources/constitution/compliant_examples.jsonl",
+                    "written": "resources/constitution/premise_answers.jsonl",  # written for other requests
+                    "chosen": "refuses",
+                    "rejected": "answers",
+                },
+            },
+            "request_id 'pr-fp-01' is no request of resources/constitution/harmful_requests.jsonl",
+        ),
+        (
+            {
+                "mechanism": "construction",
+                "construction": {
+                    "requests": "resources/constitution/harmful_requests.jsonl",
+                    "violate": "resources/constitution/compliant_examples.jsonl",
+                    "written": "resources/constitution/premise_answers.jsonl",
+                    "chosen": "refuses",
+                    "rejected": "answers",
+                },
+            },
+            "no answer written for request(s) hr-001",
+        ),
     ],
 )
 def test_a_mechanism_without_what_it_needs_is_named(tmp_path, monkeypatch, fields, message):

@@ -1,6 +1,7 @@
 """Labels by construction (RLCD): framed answers with a known outcome, pairs and SFT rows that name their
 principle and mechanism, and the generation job on the tiny model (counts, eval prompts kept out, seeded)."""
 
+import collections
 import json
 
 import pytest
@@ -24,6 +25,8 @@ from maximalcai.hardware import Engine
 from maximalcai.pairs import Pairs, build_pairs
 
 PRINCIPLES = Labellings.of(load_constitution(REPO / "constitution.yaml"))
+PREMISES = REPO / "resources/constitution/premise_answers.jsonl"
+HONESTY_KINDS = ("false_premise", "sycophancy", "unanswerable", "true_premise", "true_claim")
 SETTINGS = {
     "enabled": True,
     "principles": ["privacy", "answer-the-question"],
@@ -368,6 +371,17 @@ def test_the_rule_writes_the_contrast_table(tiny_model_dir, tmp_path, monkeypatc
 )
 def test_the_honesty_check(text, honest):
     assert verifiable.is_honest(text) is honest
+    assert verifiable.TEXT_CHECKS["corrects"](text) is honest and verifiable.TEXT_CHECKS["accepts"](text) is (
+        bool(text) and not honest
+    )
+
+
+def test_a_refusal_never_passes_as_an_honest_correction():
+    """An honesty pair's chosen side corrects without refusing: written answers that opened "I can't know that"
+    taught stage 2 to refuse benign requests (docs/RECIPE.md), and they count as refusals on every refusal metric."""
+    text = "I can't know that; nobody can."
+    assert verifiable.is_honest(text) and verifiable.is_refusal(text)
+    assert not verifiable.TEXT_CHECKS["corrects"](text) and not verifiable.TEXT_CHECKS["accepts"](text)
 
 
 def test_the_refusal_checks():
@@ -375,3 +389,52 @@ def test_the_refusal_checks():
     assert verifiable.offers_alternative(REFUSAL) and not verifiable.offers_alternative("I can't help with that.")
     assert verifiable.lectures("I won't. It is wrong.") and not verifiable.lectures(REFUSAL)
     assert verifiable.lectures("I can't help. " + "word " * 70)
+
+
+def test_honesty_principles_pair_the_answer_written_for_each_request_against_the_violating_framing(tiny_backend):
+    """Issue 28: a 270M model does not know which premise is false, so an honest answer (chosen) is written by
+    hand for each request and the model writes only the violating side: going along with a false premise or
+    claim, a made-up answer to the unknowable, a 'correction' of a true premise. Code checks each side."""
+    honesty = ["correctness", "false-premise", "no-sycophancy", "calibrated-uncertainty"]
+    rows, counts = generate_contrast(
+        tiny_backend, PRINCIPLES, settings(principles=honesty, written=False, on_policy=False), 42, "stage1"
+    )
+    assert {r["framing"] for r in rows} == {"violate", "written"}  # no follow pool; written whatever contrast.written
+    assert all(counts[pid]["generated_requests"] == 0 for pid in honesty)  # no written answer for a new request
+    answers = {json.loads(line)["request_id"]: json.loads(line)["response"] for line in open(PREMISES)}
+    written = [r for r in rows if r["framing"] == "written"]
+    assert written and all(r["response"] == answers[r["request_id"]] for r in written)
+    violate = [r for r in rows if r["framing"] == "violate"]
+    assert {r["request_id"] for r in violate} == {r["request_id"] for r in written}
+    pools = {"correctness": "ng-", "false-premise": "cr-", "no-sycophancy": "cr-", "calibrated-uncertainty": "cr-"}
+    assert all(f.startswith(pools[r["principle_id"]]) for r in violate for f in r["fewshot_ids"])
+    tables.to_arrow(rows, "contrast")
+    # the violating answer is rejected when it does what its framing asked: accepts a false premise, or
+    # 'corrects' a true one
+    cases = [
+        framed("f1", "violate", "He used it because he liked it.", principle="false-premise"),
+        framed("f1", "written", "He didn't: that is a myth.", principle="false-premise"),
+        framed("f2", "violate", "That's not true at all.", principle="false-premise"),  # corrected: no rejected
+        framed("f2", "written", "He didn't: that is a myth.", principle="false-premise"),
+        framed("t1", "violate", "Actually, that's a myth.", principle="correctness"),
+        framed("t1", "written", "Yes, it was finished in 1889.", principle="correctness"),
+    ]
+    pairs, chosen, tally = contrast_pairs(cases, PRINCIPLES, 0.2, "stage1")
+    assert {p["instruction_id"]: (p["chosen"], p["rejected"]) for p in pairs} == {
+        "f1": ("He didn't: that is a myth.", "He used it because he liked it."),
+        "t1": ("Yes, it was finished in 1889.", "Actually, that's a myth."),
+    }
+    assert tally["false-premise"]["no_rejected"] == 1 and tally["false-premise"]["written_chosen"] == 1
+    assert all(p["decided_by"] == f"construction:{p['principle_ids'][0]}" for p in pairs)
+
+
+def test_written_answers_for_one_request_pass_their_principles_checks_and_name_a_request():
+    """Each answer written for a request passes the chosen check of every principle that selects the request;
+    an answer naming no request, or failing its check, is an error that names the file and the row."""
+    from maximalcai.constitution import _written_problems
+
+    spec = PRINCIPLES["false-premise"].construction
+    assert _written_problems(spec, "principle 'false-premise'") == []
+    assert _written_problems(PRINCIPLES["correctness"].construction, "principle 'correctness'") == []
+    kinds = collections.Counter(json.loads(line)["kind"] for line in open(REPO / spec.requests))
+    assert min(kinds.values()) >= 16 and set(kinds) == set(HONESTY_KINDS)

@@ -133,6 +133,7 @@ def test_item_scores_per_set():
         ("h1", "repeated_4gram_rate"): 0.0,
         ("h1", "distinct_2"): 1.0,
         ("h1", "length_tokens"): 5.0,
+        ("h1", "helpful_refusal_rate"): 0.0,
         ("r1", "stop_rate"): 0.0,
         ("r1", "unsafe_rate"): 1.0,
         ("r1", "redteam_refusal_rate"): 0.0,  # malformed is not safe

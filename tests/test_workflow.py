@@ -228,6 +228,11 @@ def test_feedback_tables_pairs_and_funnel(tiny_run):
     assert sum(bool(r["instruction_id_list"]) for r in instructions) == round(0.5 * len(instructions))
     sft = tables.read_table(stage / "sft.parquet", "sft_examples", require_rows=False)
     assert all(r["prompt"].endswith("### Response:\n") and r["completion"] for r in sft)
+    # honesty by construction: the answer written for each request, never a model's, is the chosen side
+    contrast = tables.read_table(stage / "contrast.parquet", "contrast")
+    honest = [r for r in contrast if r["principle_id"] == "false-premise"]
+    assert len({r["request_id"] for r in honest}) == 2 and {r["framing"] for r in honest} == {"violate", "written"}
+    assert all(p["chosen_id"].endswith("-written0") for p in pairs if p["decided_by"] == "construction:false-premise")
 
 
 @pytest.mark.e2e
@@ -297,6 +302,7 @@ def test_stage1_model_yields_adapter_evaluation_and_report(tiny_run):
             "length_tokens",
             "unsafe_rate",
             "over_refusal_rate",
+            "helpful_refusal_rate",
             "win",
         ):
             assert (metric, baseline) in compared

@@ -49,13 +49,15 @@ class Construction:
     ``chosen`` check by code and the second passes ``rejected``. ``written``: answers written by hand per
     category of the requests, the fallback of one side (``written_side``) when no generated answer passes
     its check: a refusal chosen when no follow answer passes, or an over-refusal rejected when the model
-    answered a benign request under both framings."""
+    answered a benign request under both framings. A written answer may instead name one request
+    (``request_id``); with no ``follow`` pool, those are the chosen side (the facts of an honest answer, which
+    a small model does not know)."""
 
     requests: str
-    follow: str
     violate: str
     chosen: str
     rejected: str
+    follow: str | None = None
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     written: str | None = None
     written_side: str = "chosen"
@@ -200,6 +202,13 @@ def _mechanism_problems(principle: Principle, index: int, path: Path) -> list[st
                     f"{where}, field 'construction.{name}': file {file} not found (looked in the working "
                     "directory, beside the constitution and in the workflow's folder)"
                 )
+        if principle.construction.follow is None and (
+            principle.construction.written is None or principle.construction.written_side != "chosen"
+        ):
+            problems.append(
+                f"{where}, field 'construction': with no 'follow' pool the chosen side is the written answers; "
+                "name them in 'written' (written_side: chosen), or add a 'follow' pool"
+            )
         if principle.construction.chosen == principle.construction.rejected:
             problems.append(
                 f"{where}, field 'construction': chosen and rejected name the same check "
@@ -215,18 +224,43 @@ def _written_problems(spec: Construction, where: str) -> list[str]:
     from maximalcai.resources import read_jsonl
     from maximalcai.verifiable import REFUSAL_CHECKS, TEXT_CHECKS
 
-    if spec.written is None or not Path(spec.written).is_file():
+    if spec.written is None or not Path(spec.written).is_file() or not Path(spec.requests).is_file():
         return []
     side = spec.written_side
     checks = [spec.chosen, *REFUSAL_CHECKS] if side == "chosen" and spec.chosen == "refuses" else [getattr(spec, side)]
     rows = read_jsonl(spec.written, {"category": str, "response": str}, f"{where}'s written answers")
-    return [
+    requests = read_jsonl(spec.requests, {"request": str}, f"{where}'s requests")
+    selected = {r["id"]: r for r in requests if all(str(r.get(k)) in values for k, values in spec.where.items())}
+    ids = {r["id"] for r in requests}
+    # an answer written for one request is checked when the principle selects that request; one per category always
+    problems = [
         f"{where}, file {spec.written}:{number} ({row['id']}): fails the check '{check}' that a {side} "
         "answer must pass; rewrite it"
         for number, row in enumerate(rows, start=1)
+        if row.get("request_id") is None or row["request_id"] in selected
         for check in checks
         if not TEXT_CHECKS[check](row["response"])
     ]
+    problems += [
+        f"{where}, file {spec.written}:{number} ({row['id']}): request_id '{row['request_id']}' is no request "
+        f"of {spec.requests}; fix the id or remove the answer"
+        for number, row in enumerate(rows, start=1)
+        if "request_id" in row and row["request_id"] not in ids
+    ]
+    if spec.follow is None:  # the written answers are the only chosen side: every request needs one
+        field = next(iter(spec.where), None)
+        keys = {row.get("request_id") or row["category"] for row in rows}
+        bare = [
+            rid
+            for rid, r in selected.items()
+            if not {rid, str(r.get(field) or r.get("hazard") or r.get("kind") or ""), "any"} & keys
+        ]
+        if bare:
+            problems.append(
+                f"{where}, file {spec.written}: no answer written for request(s) {', '.join(bare[:5])} of "
+                f"{spec.requests}, and the principle has no 'follow' pool; write one (request_id) per request"
+            )
+    return problems
 
 
 @dataclass(frozen=True)

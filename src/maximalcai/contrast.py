@@ -115,7 +115,8 @@ def balanced_counts(
         pid: None if limit is None else round(limit * (scale if pid in kinds["answers"] else 1.0)) for pid in specs
     }
     used = {pid: available[pid] if seeds[pid] is None else min(seeds[pid], available[pid]) for pid in specs}
-    counts = {pid: {"seeds": seeds[pid], "generated": generated} for pid in specs}
+    # A principle with no follow pool has a chosen side only for the requests written answers name: none new.
+    counts = {pid: {"seeds": seeds[pid], "generated": generated if spec.follow else 0} for pid, spec in specs.items()}
     if ratio:
         wanted = round(ratio * sum(used[p] + generated for p in kinds["refuses"]))
         gap = wanted - sum(used[p] for p in kinds["answers"])
@@ -228,7 +229,11 @@ def answer_jobs(
     stage: str,
 ) -> list[tuple[dict[str, str], str, int, list[PoolExample]]]:
     """(request, framing, index, examples) for ``per_framing`` answers per request under each framing."""
-    pools = {name: load_pool(getattr(spec, name), min_size=settings.fewshot_k) for name in ("follow", "violate")}
+    pools = {
+        name: load_pool(getattr(spec, name), min_size=settings.fewshot_k)
+        for name in ("follow", "violate")
+        if getattr(spec, name)
+    }
     rng = random.Random(derive_seed(seed, stage, "contrast", principle_id, "fewshot"))
     jobs = []
     for framing, pool in pools.items():
@@ -239,26 +244,30 @@ def answer_jobs(
 
 
 def load_written(spec: Construction, principle_id: str) -> dict[str, list[str]]:
-    """A principle's written answers by category (``any``: for every category); empty when it names none."""
+    """A principle's written answers by key: ``request:<id>`` for those written for one request
+    (``request_id``), else their category (``any``: for every category); empty when it names none."""
     if not spec.written:
         return {}
     rows = read_jsonl(
         spec.written, {"category": str, "response": str}, f"written answers of principle '{principle_id}'"
     )
-    by_category: dict[str, list[str]] = {}
+    by_key: dict[str, list[str]] = {}
     for row in rows:
-        by_category.setdefault(row["category"], []).append(row["response"])
-    return by_category
+        key = f"request:{row['request_id']}" if "request_id" in row else row["category"]
+        by_key.setdefault(key, []).append(row["response"])
+    return by_key
 
 
 def written_rows(
     requests: Sequence[dict[str, str]], principle_id: str, spec: Construction, seed: int, stage: str
 ) -> list[tuple[dict[str, str], str]]:
-    """(request, written answer) for each request whose category (or ``any``) has written answers, one drawn
-    per request by a seeded generator."""
+    """(request, written answer) for each request with written answers: those written for it, else its
+    category's (or ``any``), one drawn per request by a seeded generator."""
     written = load_written(spec, principle_id)
     rng = random.Random(derive_seed(seed, stage, "contrast", principle_id, "written"))
-    choices = [(r, written.get(r["category"]) or written.get("any")) for r in requests]
+    choices = [
+        (r, written.get(f"request:{r['id']}") or written.get(r["category"]) or written.get("any")) for r in requests
+    ]
     return [(r, rng.choice(options)) for r, options in choices if options]
 
 
@@ -341,8 +350,8 @@ def generate_contrast(
         }
         for pid, r, framing, j, shots, c, used in answers
     ]
-    sides = settings.written_sides()
-    if sides:
+    sides = settings.written_sides()  # a principle with no follow pool always takes its written (chosen) answers
+    if sides or any(not spec.follow for spec in specs.values()):
         rows += [
             {
                 **request_columns(stage, pid, r, "written", 0),
@@ -355,7 +364,7 @@ def generate_contrast(
                 "sampling": "{}",
             }
             for pid, spec in specs.items()
-            if spec.written_side in sides
+            if spec.written_side in sides or not spec.follow
             for r, text in written_rows(requests[pid], pid, spec, seed, stage)
         ]
     return rows, counts
