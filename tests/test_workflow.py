@@ -231,7 +231,8 @@ def test_feedback_tables_pairs_and_funnel(tiny_run):
     # honesty by construction: the answer written for each request, never a model's, is the chosen side
     contrast = tables.read_table(stage / "contrast.parquet", "contrast")
     honest = [r for r in contrast if r["principle_id"] == "false-premise"]
-    assert len({r["request_id"] for r in honest}) == 2 and {r["framing"] for r in honest} == {"violate", "written"}
+    assert len({r["request_id"] for r in honest}) == 2  # tiny.yaml's on_policy adds the greedy "policy" answers
+    assert {r["framing"] for r in honest} == {"violate", "policy", "written"}
     assert all(p["chosen_id"].endswith("-written0") for p in pairs if p["decided_by"] == "construction:false-premise")
 
 
