@@ -174,10 +174,17 @@ def times(named: dict[str, dict]) -> str:
 def dpo(result: dict) -> str:
     """benchmarks/dpo.py's variants of the DPO phase, each in its own process: time, steps/s against the first row
     at the same thread count (TRL's CPU defaults when all variants ran), peak memory, and (where recorded) the SFT
-    warm-up and DPO together, the weights and the final loss."""
+    warm-up and DPO together, the SFT phase alone, the weights and the final loss."""
     rows = result["results"]
-    extra = [k for k in ("weights_dtype", "keeps_freed_memory", "final_loss") if any(k in r for r in rows)]
-    labels = {"weights_dtype": "base weights", "keeps_freed_memory": "keeps freed memory", "final_loss": "final loss"}
+    keys = ("sft_seconds", "weights_dtype", "keeps_freed_memory", "final_loss")
+    extra = [k for k in keys if any(k in r for r in rows)]
+    labels = {
+        "sft_seconds": "SFT time",
+        "weights_dtype": "base weights",
+        "keeps_freed_memory": "keeps freed memory",
+        "final_loss": "final loss",
+    }
+    shown = {"final_loss": "{:.4f}", "sft_seconds": "{:.1f} s"}
     warm = any(r.get("sft_examples") for r in rows)
     lines = [
         "| variant | threads | steps | DPO time | steps/s | vs the first row | peak RSS |"
@@ -190,7 +197,7 @@ def dpo(result: dict) -> str:
         cells = [r["variant"], str(r["threads"]), str(r["steps"]), f"{r['dpo_seconds']:.1f} s"]
         cells += [f"{r['steps_per_s']:.4f}", ratio, f"{r['peak_rss_mb']} MB"]
         cells += [f"{r['wall_seconds_with_load']:.1f} s"] if warm else []
-        cells += ["" if r.get(k) is None else f"{r[k]:.4f}" if k == "final_loss" else str(r[k]) for k in extra]
+        cells += ["" if r.get(k) is None else shown.get(k, "{}").format(r[k]) for k in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

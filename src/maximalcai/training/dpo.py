@@ -261,12 +261,16 @@ def run_phase(
     phase: str,
     runs_dir: str | Path | None = None,
     callbacks: Sequence = (),
+    data_collator=None,
     **extra,
 ):
     """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows).
-    ``callbacks``: more ``TrainerCallback`` objects (a timer in a benchmark, a simulated kill in a test)."""
+    ``callbacks``: more ``TrainerCallback`` objects (a timer in a benchmark, a simulated kill in a test);
+    ``data_collator``: the phase's own, else TRL's default."""
     args = trainer_args(config_class, settings, trainer, seed, folder, device, **extra)
     kwargs = {"peft_config": peft_config} if peft_config is not None else {}
+    if data_collator is not None:
+        kwargs["data_collator"] = data_collator
     loop = trainer_class(
         model=model,
         args=args,
@@ -340,9 +344,15 @@ def sft_phase(
     model, tokenizer, peft_config, sft_path: str, settings, trainer, seed, checkpoints: Path, device, runs_dir
 ):
     """The SFT warm-up on the stage's examples: (model, peft config for DPO, log rows, examples). DPO then
-    continues the warmed-up adapter (peft config None) and TRL keeps its frozen copy as the reference."""
+    continues the warmed-up adapter (peft config None) and TRL keeps its frozen copy as the reference.
+    ``sft_warmup.padding_free``: TRL's collator lays each batch's examples end to end in one row with position ids
+    that restart at each example, from which transformers builds a mask that keeps the examples apart (SFTTrainer
+    runs the model with ``use_cache=False``, which that mask needs). Passed as a collator: TRL's own
+    ``padding_free`` refuses a ``max_length`` without packing, although it truncates the examples before
+    collating (tests/test_training.py checks the losses against padded batches)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     examples = [
         {k: row[k] for k in ("prompt", "completion")}
@@ -365,6 +375,9 @@ def sft_phase(
         device,
         "sft",
         runs_dir=runs_dir,
+        data_collator=DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
+        if settings.sft_warmup.padding_free
+        else None,
         trl_args=settings.sft_warmup.trl_args,
         where="training.sft_warmup.trl_args",
     )
@@ -472,10 +485,11 @@ def train_stage(
     weights_dtype = str(model.get_input_embeddings().weight.dtype).removeprefix("torch.")  # the frozen base's
     rows: list[dict[str, Any]] = []
     sft_count = 0
-    if sft:
-        model, peft_config, rows, sft_count = sft_phase(
-            model, tokenizer, peft_config, sft_path, settings, trainer, seed, checkpoints, device, runs_dir
-        )
+    with Timer() as sft_timer:
+        if sft:
+            model, peft_config, rows, sft_count = sft_phase(
+                model, tokenizer, peft_config, sft_path, settings, trainer, seed, checkpoints, device, runs_dir
+            )
     model, dpo_rows, resumed_step, seconds = dpo_phase(
         model, tokenizer, peft_config, pairs, settings, trainer, seed, checkpoints, device, runs_dir, dpo_callbacks
     )
@@ -487,6 +501,7 @@ def train_stage(
         "weights_dtype": weights_dtype,
         "train_pairs": len(pairs),
         "sft_examples": sft_count,
+        "sft_seconds": round(sft_timer.seconds, 1),
         **dpo_summary(dpo_rows, resumed_step, seconds),
         "previous_adapter": previous_adapter,
         "reference": "previous stage's adapter (frozen copy)"

@@ -58,6 +58,7 @@ class SftWarmup:
     enabled: bool
     num_train_epochs: float
     learning_rate: float
+    padding_free: bool
     trl_args: dict[str, Any]
 
 
