@@ -57,23 +57,20 @@ def pairs_file(folder: Path, real: Path | None = None) -> Path:
 
 OURS = "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc keeping freed memory (maximalcai)"
 # variant -> (score only the completion tokens, gradient checkpointing, trainer.cpu_dtype, TRL's bf16 autocast,
-# hardware.allocator, sft_warmup.padding_free); the first is the baseline. On a CPU without native bf16, auto is
-# float32. padding_free matters only with --sft.
+# hardware.allocator); the first is the baseline. On a CPU without native bf16, auto is float32.
 VARIANTS = {
-    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system", False),
-    "completion tokens only, checkpointing": (True, True, "float32", False, "system", False),
-    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system", False),
-    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system", False),
+    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system"),
+    "completion tokens only, checkpointing": (True, True, "float32", False, "system"),
+    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system"),
+    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system"),
     "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc's own allocator": (
         True,
         False,
         "auto",
         False,
         "system",
-        False,
     ),
-    OURS: (True, False, "auto", False, "keep_freed", True),
-    "the same, SFT batches padded (sft_warmup.padding_free false)": (True, False, "auto", False, "keep_freed", False),
+    OURS: (True, False, "auto", False, "keep_freed"),
 }
 
 
@@ -94,14 +91,14 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=(), sft: str | None =
     from maximalcai.training import dpo
     from maximalcai.training.settings import Trainer, Training
 
-    compact, checkpointing, cpu_dtype, autocast, _, padding_free = VARIANTS[variant]
+    compact, checkpointing, cpu_dtype, autocast, _ = VARIANTS[variant]
     if not compact:
         patches.trl_scoring.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
     cfg = load_config_file(REPO / "config.yaml")
     cfg["trainer"].update(gradient_checkpointing=checkpointing, cpu_dtype=cpu_dtype)
     section = copy.deepcopy(cfg["stages"][0]["training"])
     section["trl_args"] = {"bf16": True} if autocast else {}
-    section["sft_warmup"].update(enabled=bool(sft), padding_free=padding_free)  # no table: DPO alone is measured
+    section["sft_warmup"]["enabled"] = bool(sft)  # without a table, the DPO phase alone is measured
     settings = Training.from_section(section)
     cfg["trainer"]["save_steps"] = 10_000
     return dpo.train_stage(

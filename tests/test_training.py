@@ -222,7 +222,7 @@ def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_
 
     cfg, settings = train_cfg
     cfg["trainer"]["report_to"] = ["tensorboard"]
-    settings = dataclasses.replace(settings, sft_warmup=SftWarmup(True, 1, 1e-3, True, {}))
+    settings = dataclasses.replace(settings, sft_warmup=SftWarmup(True, 1, 1e-3, {}))
     examples = [
         {
             "example_id": f"i{i}-r0",
@@ -246,7 +246,7 @@ def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_
         sft_path=str(tmp_path / "sft.parquet"),
         runs_dir=str(tmp_path / "runs"),
     )
-    assert summary["sft_examples"] == 3
+    assert summary["sft_examples"] == 3 and summary["sft_seconds"] > 0
     phases = [r["phase"] for r in rows]
     assert phases[0] == "sft" and phases[-1] == "dpo" and phases.index("dpo") == phases.count("sft")
     assert summary["reference"].startswith("previous stage")  # DPO's reference is the warmed-up adapter
@@ -255,55 +255,6 @@ def test_sft_warmup_runs_before_dpo_and_tensorboard_records_both(tmp_path, tiny_
         losses = [e.value for e in events.Scalars("train/loss")]
         assert losses == pytest.approx([r["loss"] for r in rows if r["phase"] == phase], rel=1e-5)
     assert "train/rewards/margins" in EventAccumulator(str(tmp_path / "runs/dpo")).Reload().Tags()["scalars"]
-
-
-def sft_examples(path, lengths):
-    """An SFT table whose answers have ``lengths`` words, so that a padded batch holds padding."""
-    rows = [
-        {
-            "example_id": f"i{i}-r0",
-            "instruction_id": f"i{i}",
-            "source": "response",
-            "prompt": f"### Instruction:\nQ{i}?\n\n### Response:\n",
-            "completion": " ".join(f"word{i}{j}" for j in range(n)),
-            "principle_id": "helpfulness",
-            "mechanism": "checks",
-        }
-        for i, n in enumerate(lengths)
-    ]
-    tables.write_table(rows, path, "sft_examples")
-    return str(path)
-
-
-def test_padding_free_sft_trains_as_padded_batches_do(tmp_path, tiny_model_dir, pairs_path, train_cfg, monkeypatch):
-    """sft_warmup.padding_free lays a batch's examples end to end in one row: the same losses step by step as
-    padded batches (an example that attended to the one before it would change them: measured 10.43 against
-    10.20 on this model when the mask was not applied)."""
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    rows_per_batch = []
-    collate = DataCollatorForLanguageModeling.torch_call
-
-    def counting(self, examples):
-        batch = collate(self, examples)
-        rows_per_batch.append((len(examples), batch["input_ids"].shape[0], "attention_mask" in batch))
-        return batch
-
-    monkeypatch.setattr(DataCollatorForLanguageModeling, "torch_call", counting)
-    cfg, settings = train_cfg
-    sft = sft_examples(tmp_path / "sft.parquet", [1, 9, 3, 14, 6, 2])
-    losses = {}
-    for padding_free in (True, False):
-        rows_per_batch.clear()
-        warm = dataclasses.replace(settings, sft_warmup=SftWarmup(True, 2, 1e-3, padding_free, {}))
-        out = tmp_path / str(padding_free)
-        rows, summary = train(cfg, warm, tiny_model_dir, pairs_path, str(out / "a"), str(out / "c"), sft_path=sft)
-        losses[padding_free] = [r["loss"] for r in rows if r["phase"] == "sft"]
-        assert summary["sft_seconds"] > 0
-        # padding-free: 2 examples in 1 row and no attention mask; padded: 2 rows and a mask
-        assert set(rows_per_batch) == ({(2, 1, False)} if padding_free else {(2, 2, True)})
-    assert len(losses[True]) == 6
-    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
 
 
 def test_trl_args_pass_through_and_unknown_keys_name_the_fix(tmp_path, train_cfg):

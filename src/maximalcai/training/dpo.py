@@ -261,16 +261,12 @@ def run_phase(
     phase: str,
     runs_dir: str | Path | None = None,
     callbacks: Sequence = (),
-    data_collator=None,
     **extra,
 ):
     """Train one phase (sft or dpo) with resumable checkpoints; returns (trained model, log rows).
-    ``callbacks``: more ``TrainerCallback`` objects (a timer in a benchmark, a simulated kill in a test);
-    ``data_collator``: the phase's own, else TRL's default."""
+    ``callbacks``: more ``TrainerCallback`` objects (a timer in a benchmark, a simulated kill in a test)."""
     args = trainer_args(config_class, settings, trainer, seed, folder, device, **extra)
     kwargs = {"peft_config": peft_config} if peft_config is not None else {}
-    if data_collator is not None:
-        kwargs["data_collator"] = data_collator
     loop = trainer_class(
         model=model,
         args=args,
@@ -344,15 +340,9 @@ def sft_phase(
     model, tokenizer, peft_config, sft_path: str, settings, trainer, seed, checkpoints: Path, device, runs_dir
 ):
     """The SFT warm-up on the stage's examples: (model, peft config for DPO, log rows, examples). DPO then
-    continues the warmed-up adapter (peft config None) and TRL keeps its frozen copy as the reference.
-    ``sft_warmup.padding_free``: TRL's collator lays each batch's examples end to end in one row with position ids
-    that restart at each example, from which transformers builds a mask that keeps the examples apart (SFTTrainer
-    runs the model with ``use_cache=False``, which that mask needs). Passed as a collator: TRL's own
-    ``padding_free`` refuses a ``max_length`` without packing, although it truncates the examples before
-    collating (tests/test_training.py checks the losses against padded batches)."""
+    continues the warmed-up adapter (peft config None) and TRL keeps its frozen copy as the reference."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     examples = [
         {k: row[k] for k in ("prompt", "completion")}
@@ -375,9 +365,6 @@ def sft_phase(
         device,
         "sft",
         runs_dir=runs_dir,
-        data_collator=DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id, padding_free=True)
-        if settings.sft_warmup.padding_free
-        else None,
         trl_args=settings.sft_warmup.trl_args,
         where="training.sft_warmup.trl_args",
     )

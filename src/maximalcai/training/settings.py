@@ -58,7 +58,6 @@ class SftWarmup:
     enabled: bool
     num_train_epochs: float
     learning_rate: float
-    padding_free: bool
     trl_args: dict[str, Any]
 
 
