@@ -176,20 +176,18 @@ def dpo(result: dict) -> str:
     at the same thread count (TRL's CPU defaults when all variants ran), peak memory, and (where recorded) the SFT
     warm-up and DPO together, the SFT phase alone, the weights and the final loss."""
     rows = result["results"]
-    keys = ("sft_seconds", "weights_dtype", "keeps_freed_memory", "final_loss")
-    extra = [k for k in keys if any(k in r for r in rows)]
-    labels = {
-        "sft_seconds": "SFT time",
-        "weights_dtype": "base weights",
-        "keeps_freed_memory": "keeps freed memory",
-        "final_loss": "final loss",
+    columns = {  # a recorded field -> (its column's label, how a value is shown)
+        "sft_seconds": ("SFT time", "{:.1f} s"),
+        "weights_dtype": ("base weights", "{}"),
+        "keeps_freed_memory": ("keeps freed memory", "{}"),
+        "final_loss": ("final loss", "{:.4f}"),
     }
-    shown = {"final_loss": "{:.4f}", "sft_seconds": "{:.1f} s"}
+    extra = [k for k in columns if any(k in r for r in rows)]
     warm = any(r.get("sft_examples") for r in rows)
     lines = [
         "| variant | threads | steps | DPO time | steps/s | vs the first row | peak RSS |"
         + (" SFT + DPO time, with the load |" if warm else "")
-        + "".join(f" {labels[k]} |" for k in extra),
+        + "".join(f" {columns[k][0]} |" for k in extra),
         "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * warm + "---|" * len(extra),
     ]
     for r in rows:
@@ -197,7 +195,7 @@ def dpo(result: dict) -> str:
         cells = [r["variant"], str(r["threads"]), str(r["steps"]), f"{r['dpo_seconds']:.1f} s"]
         cells += [f"{r['steps_per_s']:.4f}", ratio, f"{r['peak_rss_mb']} MB"]
         cells += [f"{r['wall_seconds_with_load']:.1f} s"] if warm else []
-        cells += ["" if r.get(k) is None else shown.get(k, "{}").format(r[k]) for k in extra]
+        cells += ["" if r.get(k) is None else columns[k][1].format(r[k]) for k in extra]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
