@@ -93,6 +93,28 @@ def test_stage_inherits_defaults_and_overrides_what_it_names():
     assert second["instructions"] == first["instructions"]
 
 
+def test_a_stage_override_changes_the_stage_it_names_and_no_other():
+    raw = raw_default()
+    raw["stages"] = [{}, {"name": "implicit", "responses": {"sampling": {"temperature": 0.3}}}]
+    raw["stage_overrides"] = {"stage2": {"responses": {"sampling": {"max_new_tokens": 64}}}}
+    cfg = load(raw)
+    first, second = cfg["stages"]
+    assert second["responses"]["sampling"]["max_new_tokens"] == 64
+    assert second["responses"]["sampling"]["temperature"] == 0.3  # the entry's own setting merges under it
+    assert first == load({**raw, "stage_overrides": {}})["stages"][0]
+    assert load(copy.deepcopy(cfg)) == cfg  # a resolved config re-reads to itself (cluster jobs)
+
+
+def test_a_stage_override_names_a_configured_stage():
+    raw = raw_default()
+    raw["stage_overrides"] = {"stage9": {"contrast": {"written": True}}}
+    with pytest.raises(ConfigError, match=r"stage_overrides.stage9: there is no stage9, the config has 6 stage"):
+        load(raw)
+    raw["stage_overrides"] = {"explicit": {}}
+    with pytest.raises(ConfigError, match=r"stage_overrides: 'explicit' does not match"):
+        load(raw)
+
+
 def test_semantic_errors_name_the_key():
     raw = raw_default()
     raw["stages"][0]["instructions"] = {"count": 50, "candidates": 10}

@@ -254,7 +254,7 @@ def stage_number(stage: str) -> int:
 
 
 def resolve(raw: dict, schema: dict | None = None) -> dict:
-    """Defaults filled in everywhere, stages expanded (defaults <- stage_defaults <- stage entry)."""
+    """Defaults filled in everywhere, stages expanded (defaults <- stage_defaults <- entry <- stage_overrides)."""
     schema = schema or load_schema()
     top_defaults = schema_defaults(schema, schema)
     resolved = deep_merge(top_defaults, {k: v for k, v in raw.items() if k not in ("stages", "stage_defaults")})
@@ -264,6 +264,10 @@ def resolve(raw: dict, schema: dict | None = None) -> dict:
     resolved["stages"] = []
     for entry in entries:
         resolved["stages"].append(deep_merge(stage_base, entry or {}))
+    for stage, override in resolved["stage_overrides"].items():  # a stage past the list: _check_semantics says so
+        if stage_number(stage) <= len(resolved["stages"]):
+            index = stage_number(stage) - 1
+            resolved["stages"][index] = deep_merge(resolved["stages"][index], override)
     if resolved["evaluation"]["fewshot_pool"] is None:  # the in-context baseline uses stage 1's examples
         resolved["evaluation"]["fewshot_pool"] = resolved["stages"][0]["pool"]
     return resolved
@@ -346,6 +350,12 @@ def _check_semantics(cfg: dict, sources: str, root: Path | None = None) -> None:
             problems.append(
                 f"{key}.training.lora: differs from stage 1's {first_lora}; each stage continues the previous "
                 "stage's adapter, so r, alpha, dropout and target_modules must match across stages"
+            )
+    for stage in cfg["stage_overrides"]:
+        if stage_number(stage) > len(cfg["stages"]):
+            problems.append(
+                f"stage_overrides.{stage}: there is no {stage}, the config has {len(cfg['stages'])} stage(s) "
+                f"under 'stages'; name one of {', '.join(stage_ids(cfg))} or add the stage to 'stages'"
             )
     reported = cfg["evaluation"]["report_stages"]
     if reported is not None and reported > len(cfg["stages"]):

@@ -24,8 +24,10 @@ Override any key on the command line, e.g. `snakemake --cores 1 stage1_model --c
 another file: `--configfile my.yaml` (merged over `config.yaml`).
 
 Stages: `stage_defaults` holds the settings every stage inherits; each entry of `stages` overrides only
-what it names (nested keys merge, lists and scalars replace). Stage ids are `stage1`, `stage2`, ... in
-list order. File paths are looked up in the working directory, then in the workflow directory.
+what it names (nested keys merge, lists and scalars replace), and `stage_overrides` merges settings over one
+stage by its id, so a file passed with `--configfile` changes one stage without repeating the list. Stage ids
+are `stage1`, `stage2`, ... in list order. File paths are looked up in the working directory, then in the
+workflow directory.
 """
 
 
@@ -74,7 +76,7 @@ def render() -> str:
     stage_defaults = schema_defaults(schema["$defs"]["stage"], schema)
     parts = [HEADER]
     sections = [(k, v) for k, v in schema["properties"].items() if k not in ("stage_defaults", "stages")]
-    top = [(k, v) for k, v in sections if _resolve_ref(v, schema).get("type") != "object"]
+    top = [(k, v) for k, v in sections if "properties" not in _resolve_ref(v, schema)]
     parts.append("## Top level\n\n| key | type | default | meaning |\n|---|---|---|---|")
     for key, node in top:
         parts.append(
