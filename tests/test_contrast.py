@@ -16,6 +16,7 @@ from maximalcai.contrast import (
     balance_contrast,
     balanced_counts,
     contrast_pairs,
+    contrast_requests,
     generate_contrast,
     run_generate_contrast,
     spread,
@@ -38,6 +39,7 @@ SETTINGS = {
     "per_framing": 1,
     "on_policy": True,
     "written": False,
+    "twins": False,
     "min_words": 1,
     "max_words": 40,
     "max_similarity": 0.6,
@@ -219,6 +221,20 @@ def test_balance_gives_answering_its_ratio_of_the_refusing_requests():
     assert counts["answer-the-question"] == {"seeds": 6 * len(refusing), "generated": 3 * len(refusing)}
     unbalanced = balanced_counts(specs, settings(seeds_per_principle=None, balance=None), plenty)
     assert unbalanced["answer-the-question"] == {"seeds": None, "generated": 1}
+
+
+def test_the_harmful_twins_of_benign_requests_join_the_seeds_only_when_asked():
+    """contrast.twins: the seed rows written as a benign request's harmful twin (their ``twin``) join the refusing
+    principles' seeds whose hazards they have, and nothing else changes."""
+    rows = [json.loads(line) for line in (REPO / "resources/constitution/harmful_requests.jsonl").open()]
+    twins = collections.Counter(r["hazard"] for r in rows if r.get("twin"))
+    every = {"principles": None, "seeds_per_principle": None, "balance": None}
+    without = contrast_requests(PRINCIPLES, settings(**every))
+    with_twins = contrast_requests(PRINCIPLES, settings(**every, twins=True))
+    added = {pid: with_twins[pid][0] - without[pid][0] for pid in without}
+    hazards = {pid: spec.where.get("hazard", ()) for pid, spec in PRINCIPLES.constructions().items()}
+    assert added == {pid: sum(twins[h] for h in hazards[pid]) for pid in without}
+    assert sum(added.values()) == sum(twins.values()) > 0
 
 
 def test_seed_requests_are_spread_over_categories():

@@ -162,6 +162,15 @@ def test_construction_seeds_cover_the_hazard_categories_and_xstest_kinds():
     )
 
 
+def test_each_harmful_twin_uses_the_words_of_the_benign_request_it_names():
+    """contrast.twins' seeds: a harmful request written for a risky-sounding benign one, in the same words."""
+    benign = {r["id"]: r["request"] for r in rows(REPO / "resources/constitution/borderline_requests.jsonl")}
+    twins = [r for r in rows(REPO / "resources/constitution/harmful_requests.jsonl") if "twin" in r]
+    assert len(twins) >= 40 and len({r["twin"] for r in twins}) == len(twins)
+    for row in twins:
+        assert row["word"] in row["request"].lower() and row["word"] in benign[row["twin"]].lower(), row["id"]
+
+
 def test_honesty_set_spreads_its_kinds():
     honesty = rows(REPO / "resources/eval/honesty.jsonl")
     assert len(honesty) >= 100 and len({r["prompt"] for r in honesty}) == len(honesty)

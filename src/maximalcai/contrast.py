@@ -63,6 +63,7 @@ class Contrast(Section):
     fewshot_share: int
     per_framing: int
     written: bool | tuple[str, ...]
+    twins: bool
     on_policy: bool
     min_words: int
     max_words: int
@@ -82,12 +83,17 @@ def answering_principles(principles: Labellings) -> frozenset[str]:
     return frozenset(pid for pid, spec in principles.constructions().items() if spec.chosen == "answers")
 
 
-def load_requests(spec: Construction, principle_id: str) -> list[dict[str, str]]:
+def load_requests(spec: Construction, principle_id: str, twins: bool = False) -> list[dict[str, str]]:
     """A principle's seed requests: rows of its ``requests`` file selected by ``where``, with their category
-    (the value of the first ``where`` field, else the row's ``hazard`` or ``kind``)."""
+    (the value of the first ``where`` field, else the row's ``hazard`` or ``kind``). A row written as the harmful
+    twin of a benign request (its ``twin`` names that request) only with ``twins``."""
     rows = read_jsonl(spec.requests, {"request": str}, f"requests of principle '{principle_id}'")
     where = spec.where
-    kept = [r for r in rows if all(str(r.get(k)) in values for k, values in where.items())]
+    kept = [
+        r
+        for r in rows
+        if all(str(r.get(k)) in values for k, values in where.items()) and (twins or r.get("twin") is None)
+    ]
     field = next(iter(where), None)
     return [
         {
@@ -129,7 +135,7 @@ def contrast_requests(principles: Labellings, settings: Contrast) -> dict[str, t
     """(seed, generated) requests each construction principle asks for at most: its seed file's rows (before the
     eval-prompt filter) up to the balanced limits; what the plan estimates."""
     specs = principles.constructions(settings.principles)
-    seeds = {pid: load_requests(spec, pid) for pid, spec in specs.items()}
+    seeds = {pid: load_requests(spec, pid, settings.twins) for pid, spec in specs.items()}
     wanted = balanced_counts(specs, settings, {pid: len(rows) for pid, rows in seeds.items()})
     return {pid: (len(spread(seeds[pid], wanted[pid]["seeds"])), wanted[pid]["generated"]) for pid in specs}
 
@@ -307,7 +313,7 @@ def generate_contrast(
     usable, near_eval = {}, {}
     for principle_id, spec in specs.items():
         usable[principle_id], near_eval[principle_id] = drop_near_eval(
-            load_requests(spec, principle_id), held_out, settings.max_similarity
+            load_requests(spec, principle_id, settings.twins), held_out, settings.max_similarity
         )
     wanted = balanced_counts(specs, settings, {pid: len(rows) for pid, rows in usable.items()})
     seeds = {pid: spread(usable[pid], wanted[pid]["seeds"]) for pid in specs}
