@@ -265,8 +265,8 @@ def resolve(raw: dict, schema: dict | None = None) -> dict:
     for entry in entries:
         resolved["stages"].append(deep_merge(stage_base, entry or {}))
     for stage, override in resolved["stage_overrides"].items():  # a stage past the list: _check_semantics says so
-        if stage_number(stage) <= len(resolved["stages"]):
-            index = stage_number(stage) - 1
+        index = stage_number(stage) - 1
+        if index < len(resolved["stages"]):
             resolved["stages"][index] = deep_merge(resolved["stages"][index], override)
     if resolved["evaluation"]["fewshot_pool"] is None:  # the in-context baseline uses stage 1's examples
         resolved["evaluation"]["fewshot_pool"] = resolved["stages"][0]["pool"]

@@ -83,7 +83,7 @@ def answering_principles(principles: Labellings) -> frozenset[str]:
     return frozenset(pid for pid, spec in principles.constructions().items() if spec.chosen == "answers")
 
 
-def load_requests(spec: Construction, principle_id: str, twins: bool = False) -> list[dict[str, str]]:
+def load_requests(spec: Construction, principle_id: str, twins: bool) -> list[dict[str, str]]:
     """A principle's seed requests: rows of its ``requests`` file selected by ``where``, with their category
     (the value of the first ``where`` field, else the row's ``hazard`` or ``kind``). A row written as the harmful
     twin of a benign request (its ``twin`` names that request) only with ``twins``."""
