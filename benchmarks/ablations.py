@@ -39,16 +39,11 @@ from pathlib import Path
 
 import yaml
 
+from maximalcai.evaluation.evaluate import HEADLINE as EVAL_HEADLINE
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"cpu-full": [REPO / "config.yaml", REPO / "config/cpu-full.yaml"], "default": [REPO / "config.yaml"]}
-HEADLINE = (
-    "stop_rate",
-    "repeated_4gram_rate",
-    "ifeval_strict",
-    "redteam_refusal_rate",
-    "over_refusal_rate",
-    "honesty_rate",
-)
+HEADLINE = (*EVAL_HEADLINE, "honesty_rate")  # the evaluate job's headline, and the honesty set's rate
 # Outputs a variant rebuilds (everything downstream of the pairs); the rest is shared with the source run.
 REBUILT = (
     "results/stage1/pairs.parquet",

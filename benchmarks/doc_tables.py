@@ -248,6 +248,13 @@ def honesty_kinds(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def refusals(result: dict) -> str:
+    """benchmarks/refusals_in_data.py: refusals on each side of the pairs and in the SFT rows, per run."""
+    from refusals_in_data import markdown
+
+    return markdown(result["runs"], result["stage"]).split("\n\n", 1)[1]
+
+
 def gpu_throughput(result: dict) -> str:
     """benchmarks/gpu_throughput.py's table of its last run (what ``--report`` prints)."""
     from gpu_throughput import report
@@ -278,6 +285,7 @@ RENDERERS = {
     "ablations": ablations,
     "gpu_throughput": gpu_throughput,
     "honesty_kinds": honesty_kinds,
+    "refusals": refusals,
     "tokenizer_load": tokenizer_load,
     "plan": plan,
 }

@@ -191,6 +191,88 @@ def test_contrast_balance_counts_the_pairs_each_way(tmp_path):
     )
 
 
+def test_refusals_in_data_counts_each_side_of_the_pairs_and_the_sft_rows(tmp_path):
+    """benchmarks/refusals_in_data.py: refusals chosen and rejected per pair kind and split, and per SFT source,
+    with the eval's refusal check, side by side for two runs."""
+    import refusals_in_data
+
+    from maximalcai import tables
+
+    refusal = "I can't help with that. If you like, I can suggest something else."
+
+    def pair(n, kind, chosen, rejected, split="train"):
+        return {
+            "pair_id": f"p{n}",
+            "stage": "stage1",
+            "prompt": f"Task {n}.",
+            "chosen": chosen,
+            "rejected": rejected,
+            "instruction_id": f"i{n}",
+            "chosen_id": f"c{n}",
+            "rejected_id": f"r{n}",
+            "comparison_id": f"p{n}",
+            "kind": kind,
+            "principle_ids": [],
+            "soft_label": 1.0,
+            "margin": 0.5,
+            "chosen_safety": "safe",
+            "rejected_safety": "safe",
+            "safety_swapped": False,
+            "decided_by": "verifiable:answers",
+            "principle_id": "helpfulness",
+            "mechanism": "checks",
+            "split": split,
+            "constitution_hash": "",
+        }
+
+    def sft(n, source, text):
+        return {
+            "example_id": f"e{n}",
+            "instruction_id": f"i{n}",
+            "source": source,
+            "prompt": f"Task {n}.",
+            "completion": text,
+            "principle_id": "helpfulness",
+            "mechanism": "checks",
+        }
+
+    runs = {
+        "old": ([pair(0, "contrast", refusal, "Sure, here is how."), pair(1, "best_worst", refusal, "x " * 40)], []),
+        "new": (
+            [
+                pair(0, "contrast", refusal, "Sure, here is how."),
+                pair(1, "refusal_negative", "Blue.", refusal),
+                pair(2, "refusal_negative", "Red.", refusal, split="heldout"),
+            ],
+            [],
+        ),
+    }
+    arguments = []
+    for name, (pairs, _) in runs.items():
+        folder = tmp_path / name / "stage1"
+        folder.mkdir(parents=True)
+        tables.write_table(pairs, folder / "pairs.parquet", "pairs")
+        tables.write_table(
+            [sft(0, "contrast", refusal), sft(1, "response", "Blue.")], folder / "sft.parquet", "sft_examples"
+        )
+        arguments += ["--run", f"{name}={tmp_path / name}"]
+    out = tmp_path / "refusals.json"
+    assert refusals_in_data.main([*arguments, "--out", str(out), "--source", "test"]) == 0
+    result = json.loads(out.read_text())
+    old, new = result["runs"]["old"], result["runs"]["new"]
+    assert (old["train_chosen_refuses"], old["train_rejected_refuses"]) == (2, 0)
+    assert (new["train_pairs"], new["train_chosen_refuses"], new["train_rejected_refuses"]) == (2, 1, 1)
+    assert new["pairs"]["refusal_negative"] == {"pairs": 2, "train": 1, "chosen_refuses": 0, "rejected_refuses": 2}
+    assert (new["sft_examples"], new["sft_refuses"]) == (2, 1)
+    table = out.with_suffix(".md").read_text()
+    assert "| refusal_negative pairs (chosen / rejected refuses) | 0 (0 / 0) | 2 (0 / 2) |" in table
+    import doc_tables
+
+    assert doc_tables.refusals(result) in table  # the docs' table is the file's, without its title
+    with pytest.raises(SystemExit):
+        refusals_in_data.main(["--run", str(tmp_path / "old"), "--out", str(out)])
+
+
 def test_honesty_kinds_counts_corrections_per_kind_and_needs_the_controls(tmp_path):
     """benchmarks/honesty_kinds.py: the honesty check per kind and model, each false kind beside its control."""
     import doc_tables

@@ -202,6 +202,50 @@ def test_build_pairs_and_sft_record_the_principle_and_mechanism_of_every_row():
         assert {r["source"] for r in picked} == kinds
 
 
+def test_each_chosen_refusal_is_once_the_rejected_answer_to_an_everyday_task():
+    responses = [
+        {
+            "response_id": f"i{n}-r0",
+            "instruction_id": f"i{n}",
+            "instruction": task,
+            "candidate_index": 0,
+            "response": text,
+            "finish_reason": "stop",
+        }
+        for n, (task, text) in enumerate(
+            [("Name a color.", "Blue."), ("Name a fruit.", "A pear."), ("Name a tree.", REFUSAL)]
+        )
+    ]
+    safety = [{"text_id": r["response_id"], "label": "safe"} for r in responses]
+    on = {**PAIRS_SETTINGS, "verifiable": PAIRS_SETTINGS["verifiable"] | {"refusal_negatives": 1.0}}
+
+    def negatives(settings, seed=42):
+        texts = candidate_texts(responses, [], safety, [], Verifiable.from_section(settings["verifiable"]))
+        pairs, funnel = build_pairs(
+            responses, [], safety, [], Pairs.from_section(settings), seed, "stage1", (), [], texts, CASES, PRINCIPLES
+        )
+        return [p for p in pairs if p["kind"] == "refusal_negative"], funnel
+
+    made, funnel = negatives(on)
+    # CASES has one refusing pair (q1, privacy): its chosen refusal is rejected once, against an answer that
+    # meets every check; the tree's candidate refuses, so it is never the chosen side
+    assert len(made) == 1
+    (pair,) = made
+    assert pair["rejected"] == REFUSAL and pair["chosen"] in ("Blue.", "A pear.")
+    # no shipped principle names the answers check (it is not in the default checks): the pair says so
+    assert (pair["decided_by"], pair["principle_id"], pair["mechanism"]) == (
+        "verifiable:answers",
+        "verifiable:answers",
+        "checks",
+    )
+    assert "1 over-refusal negative pairs" in funnel[0]["reason"]
+    tables.to_arrow(made, "pairs")
+    assert {negatives(on, seed)[0][0]["instruction_id"] for seed in range(12)} == {"i0", "i1"}  # seeded order
+    assert negatives(PAIRS_SETTINGS)[0] == []
+    half = {**on, "verifiable": on["verifiable"] | {"refusal_negatives": 0.5}}
+    assert negatives(half)[0] == []  # half of one refusal: none
+
+
 def test_balance_gives_answering_its_ratio_of_the_refusing_requests():
     specs = PRINCIPLES.constructions()
     refusing = [pid for pid, spec in specs.items() if spec.chosen == "refuses"]

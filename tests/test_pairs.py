@@ -290,6 +290,43 @@ def test_best_vs_worst_pairs_need_no_labeller():
     tables.to_arrow(pairs, "pairs")
 
 
+def test_a_refusal_of_an_everyday_task_is_chosen_only_when_no_safe_candidate_answers():
+    refusal = ("I can't help with that. If you like, I can suggest a book on it.", "eos")
+    rows = [  # (candidates, labels): each instruction's candidate 0 and 1
+        ([refusal, ("Blue is calm.", "eos")], ("safe", "safe")),  # the answer wins on answers alone
+        ([refusal, (LOOP, "length")], ("safe", "safe")),  # the refusal meets more checks: no pair, not a refusal
+        ([(LOOP, "length"), refusal], ("unsafe", "safe")),  # no safe candidate answers: the refusal may win
+    ]
+    responses, safety = [], []
+    for n, (candidates, labels) in enumerate(rows):
+        for j, ((text, finish), label) in enumerate(zip(candidates, labels)):
+            rid = f"stage1-i{n:05d}-r{j}"
+            responses.append(
+                {
+                    "response_id": rid,
+                    "instruction_id": f"stage1-i{n:05d}",
+                    "instruction": f"Task {n}.",
+                    "candidate_index": j,
+                    "response": text,
+                    "finish_reason": finish,
+                }
+            )
+            safety.append({"text_id": rid, "label": label})
+    verifiable_rules = {**VERIFIABLE, "checks": ["answers", "stops", "no_loop", "constraint"], "best_worst": True}
+    settings = {**SETTINGS, "min_chars": 0, "max_chars": 2000, "min_margin": 0.0, "verifiable": verifiable_rules}
+    pairs, _ = build_pairs(responses, [], safety, [], Pairs.from_section(settings), 42, "stage1")
+    by = {p["instruction_id"][-1]: p for p in pairs}
+    assert set(by) == {"0", "2"}
+    assert by["0"]["chosen"] == "Blue is calm." and by["0"]["decided_by"] == "verifiable:answers"
+    assert by["2"]["chosen"] == refusal[0]  # the guard, not the check, decides where nothing safe answers
+    # without the check, the refusal that stops beats the answer that loops
+    without = {**verifiable_rules, "checks": ["not_empty", "stops", "no_loop", "constraint"]}
+    old, _ = build_pairs(
+        responses, [], safety, [], Pairs.from_section({**settings, "verifiable": without}), 42, "stage1"
+    )
+    assert {p["instruction_id"][-1]: p["chosen"] for p in old}["1"] == refusal[0]
+
+
 def test_revisions_by_code_meet_the_constraint_no_candidate_met():
     responses, safety, _, instructions = verifiable_tables()
     responses[3]["response"] = (

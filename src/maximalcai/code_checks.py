@@ -1,9 +1,10 @@
-"""Checks by code: the verifiable principles (a text stops, does not loop, is not empty, meets its
-instruction's IFEval constraint) and the data they make with no model.
+"""Checks by code: the verifiable principles (a text answers rather than refuses, is not empty, stops, does
+not loop, meets its instruction's IFEval constraint) and the data they make with no model.
 
 - ``check_text`` / ``verifiable_winner``: which checks a text meets, and which of two texts they prefer;
-- pair sources decided by construction: best-vs-worst of an instruction's candidates, and each answer
-  rewritten by code to meet its constraint against the answer it revised (``code_revision_pairs``);
+- pair sources decided by construction: best-vs-worst of an instruction's candidates, each answer rewritten
+  by code to meet its constraint against the answer it revised (``code_revision_pairs``), and an answer to a
+  general instruction against a refusal the stage teaches for a harmful request (``refusal_negative_pairs``);
 - SFT data made by code: constraint variants (an answer under a newly attached constraint it is rewritten
   to meet).
 
@@ -13,6 +14,7 @@ instruction's IFEval constraint) and the data they make with no model.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +26,11 @@ from maximalcai.reproducibility import derive_seed
 from maximalcai.typed import Section
 
 # Verifiable principles, in priority order: checks by code that can decide a preference without a model.
-CHECKS = ("not_empty", "stops", "no_loop", "constraint")
+# ``answers`` (not in the default list: a trade, docs/RECIPE.md): not empty and no refusal phrase opens it
+# (verifiable.is_refusal). The instructions these checks judge come from the stage's pool of everyday tasks,
+# where a refusal does not do what was asked; harmful requests reach the data through the construction
+# principles (``contrast``), whose checks are their own.
+CHECKS = ("answers", "not_empty", "stops", "no_loop", "constraint")
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Verifiable(Section):
     undecided: str
     code_revisions: bool
     best_worst: bool
+    refusal_negatives: float
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,9 @@ def check_text(item: Text, checks: Sequence[str], max_repetition: float) -> dict
     """Which verifiable principles a text meets ("constraint" only where its instruction has one)."""
     results = {}
     for check in checks:
-        if check == "not_empty":
+        if check == "answers":
+            results[check] = verifiable.TEXT_CHECKS["answers"](item.text)
+        elif check == "not_empty":
             results[check] = bool(item.text.strip())
         elif check == "stops":
             results[check] = item.finish_reason in ("stop", "eos")
@@ -119,7 +128,8 @@ def best_worst_pairs(
 ) -> list[dict[str, Any]]:
     """A pair source labelled by construction, with no model: for each instruction, the safe candidate that
     meets the most checks against the candidate that meets the fewest, when the checks separate them
-    (ties: the earlier candidate is best, the later worst)."""
+    (ties: the earlier candidate is best, the later worst). With the ``answers`` check a refusal is best only
+    when no safe candidate answers (the guard found nothing to refuse in them, so neither does the pair)."""
     checks = settings.checks
     by_instruction = candidates_by_instruction(responses)
     pairs = []
@@ -131,7 +141,9 @@ def best_worst_pairs(
         safe = [r["response_id"] for r in rows if safety.get(r["response_id"]) == "safe"]
         if not safe:
             continue
-        best = max(safe, key=lambda rid: score[rid])  # max/min keep the first of equals: the earlier candidate
+        answering = [rid for rid in safe if results[rid].get("answers", True)]
+        # max/min keep the first of equals: the earlier candidate is best, the later worst
+        best = max(answering or safe, key=lambda rid: score[rid])
         worst = min(
             reversed([r["response_id"] for r in rows if r["response_id"] != best]),
             key=lambda rid: score[rid],
@@ -237,6 +249,65 @@ def code_revision_pairs(
     return pairs
 
 
+def refusal_negative_pairs(
+    responses: Sequence[dict[str, Any]],
+    items: dict[str, Text],
+    safety: dict[str, str],
+    settings: Verifiable,
+    refusals: Sequence[tuple[str, str]],
+    seed: int,
+    stage: str,
+) -> list[dict[str, Any]]:
+    """Over-refusal negatives, labelled by construction: the refusals the stage teaches for harmful requests
+    (``refusals``: (text id, text), the chosen side of its refusing contrast pairs), a
+    ``settings.refusal_negatives`` share of them (seeded) each once the rejected answer to a general instruction,
+    against that instruction's first safe candidate that meets every check (``answers`` among them); one
+    refusal per instruction, instructions in a seeded order. The same words are right for the harmful request
+    and wrong for the everyday task, so DPO may learn when to refuse rather than to refuse (measured at 1.0 on
+    stage 1 of the CPU recipe: helpful prompts refused fell to the base model's level, and red-team refusals
+    with them; docs/RECIPE.md). Decided by the ``answers`` check, so its principle is the one naming it."""
+    checks = list(dict.fromkeys(["answers", *settings.checks]))
+    wanted = math.floor(settings.refusal_negatives * len(refusals) + 1e-9)
+    shuffled = sorted(refusals, key=lambda r: derive_seed(seed, stage, "refusal_negatives", r[0]))
+    kept = {refusal_id for refusal_id, _ in shuffled[:wanted]}
+    refusals = [r for r in refusals if r[0] in kept]  # a seeded share, in the contrast pairs' order
+    by_instruction = candidates_by_instruction(responses)
+    order = sorted(by_instruction, key=lambda iid: derive_seed(seed, stage, "refusal_negatives", iid))
+    pairs: list[dict[str, Any]] = []
+    for instruction_id in order:
+        if len(pairs) == wanted:
+            break
+        usable = usable_answers(by_instruction[instruction_id], items, safety, checks, settings.max_repetition)
+        if not usable:
+            continue
+        best = usable[0]
+        refusal_id, refusal = refusals[len(pairs)]
+        pairs.append(
+            {
+                "pair_id": f"{instruction_id}-refusal-negative",
+                "stage": stage,
+                "prompt": formats.prompt(items[best].instruction),
+                "chosen": items[best].text,
+                "rejected": refusal,
+                "instruction_id": instruction_id,
+                "chosen_id": best,
+                "rejected_id": refusal_id,
+                "comparison_id": f"{instruction_id}-refusal-negative",
+                "kind": "refusal_negative",
+                "principle_ids": ["verifiable:answers"],
+                "soft_label": 1.0,
+                "margin": 0.5,
+                "chosen_safety": safety.get(best, "missing"),
+                "rejected_safety": "by_construction",
+                "safety_swapped": False,
+                "decided_by": "verifiable:answers",
+                "split": "train",
+                "constitution_hash": "",
+            }
+        )
+    return pairs
+
+
 def constraint_variants(
     responses: Sequence[dict[str, Any]],
     items: dict[str, Text],
@@ -247,12 +318,13 @@ def constraint_variants(
 ) -> dict[str, tuple[str, Text]]:
     """Verifiable SFT data made by code (as Tülu 3 builds its instruction-following data, without a model):
     for each instruction without a constraint, its first safe candidate that stops, does not loop and is not
-    empty, under up to ``count`` new prompts - the instruction with one constraint that code can meet attached
-    (``verifiable.REVISERS``, distinct types in a seeded order) - rewritten by ``verifiable.revise`` and accepted
+    empty (and, with the ``answers`` check, does not refuse), under up to ``count`` new prompts - the
+    instruction with one constraint that code can meet attached (``verifiable.REVISERS``, distinct types in a
+    seeded order) - rewritten by ``verifiable.revise`` and accepted
     only when IFEval's checker passes it. Answers to constrained instructions are not used: they often echo or
     half-follow their own constraint, which would contradict the new one. Returns variant id -> (original id,
     Text under the new prompt)."""
-    checks = [c for c in CHECKS if c != "constraint"]
+    checks = ["not_empty", "stops", "no_loop", *(["answers"] if "answers" in settings.checks else [])]
     revisable = [t for t in verifiable.training_types() if t in verifiable.REVISERS]
     by_instruction = candidates_by_instruction(responses)
     variants = {}

@@ -39,7 +39,7 @@ MECHANISMS = ("construction", "checks", "model")
 # checks on refusals (verifiable.TEXT_CHECKS).
 # The files a construction names (written is optional).
 CONSTRUCTION_FILES = ("requests", "follow", "violate", "written")
-PRINCIPLE_CHECKS = ("not_empty", "stops", "no_loop", "constraint", "offers_alternative", "no_lecture")
+PRINCIPLE_CHECKS = ("answers", "not_empty", "stops", "no_loop", "constraint", "offers_alternative", "no_lecture")
 
 
 @dataclass(frozen=True)

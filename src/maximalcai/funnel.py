@@ -82,6 +82,7 @@ def pairs_funnel(
                     ("best_worst", "best-vs-worst"),
                     ("code_revision", "code-revision"),
                     ("contrast", "contrast (by construction)"),
+                    ("refusal_negative", "over-refusal negative"),
                 )
                 if (n := sum(p["kind"] == kind for p in constructed))
             ),

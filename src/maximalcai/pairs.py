@@ -1,8 +1,8 @@
 """Preference pairs for DPO: labelled comparisons and pairs decided by construction -> filtered
 chosen/rejected pairs; the rule build_pairs, which also writes the funnel and the SFT examples.
 
-Pair sources: the labeller's comparisons, checks by code (``code_checks``: best-vs-worst, code revisions)
-and the construction principles' framings (``contrast``). Pairs are in TRL's preference format
+Pair sources: the labeller's comparisons, checks by code (``code_checks``: best-vs-worst, code revisions,
+over-refusal negatives) and the construction principles' framings (``contrast``). Pairs are in TRL's preference format
 (``prompt``, ``chosen``, ``rejected``, plain strings in the project's one format) with provenance columns.
 Filters, in order, all from config (``pairs``):
 
@@ -40,6 +40,7 @@ from maximalcai.code_checks import (
     check_text,
     code_revision_pairs,
     principle_of_check,
+    refusal_negative_pairs,
     verifiable_winner,
 )
 from maximalcai.constitution import Labellings
@@ -335,6 +336,12 @@ def build_pairs(
         constructed += code_revision_pairs(texts.revisions, texts.items, texts.labels, instruction_of, stage)
     by_construction, _, contrast_counts = contrast_pairs(contrast, principles, rules.max_repetition, stage)
     constructed += by_construction
+    if rules.enabled and rules.refusal_negatives > 0:
+        refusing = {pid for pid, spec in principles.constructions().items() if spec.chosen == "refuses"}
+        refusals = [
+            (p["chosen_id"], p["chosen"]) for p in by_construction if p["decided_by"].partition(":")[2] in refusing
+        ]
+        constructed += refusal_negative_pairs(responses, texts.items, texts.labels, rules, refusals, seed, stage)
     answering = answering_principles(principles)
     kept, steps = filter_pairs(candidates + constructed, settings, fewshot_texts, texts.items, answering)
     assign_split(kept, settings.heldout_fraction, seed, stage)

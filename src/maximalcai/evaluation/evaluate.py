@@ -76,7 +76,14 @@ METRICS: dict[str, tuple[tuple[str, ...], bool | None]] = {
 # Kinds of honesty prompt whose premise or claim is true: the control set of honesty_rate.
 HONESTY_CONTROLS = ("true_premise", "true_claim")
 # The verifiable metrics a CPU run is judged on (the win rate's judge is too weak to lead).
-HEADLINE = ("stop_rate", "repeated_4gram_rate", "ifeval_strict", "redteam_refusal_rate", "over_refusal_rate")
+HEADLINE = (
+    "stop_rate",
+    "repeated_4gram_rate",
+    "ifeval_strict",
+    "redteam_refusal_rate",
+    "over_refusal_rate",
+    "helpful_refusal_rate",
+)
 # Per stage-vs-baseline item, compared with a fixed null: (name, kind, null, higher is better).
 AGAINST_NULL = (
     ("shift", "log-ratio against 0", 0.0, None),
