@@ -263,9 +263,10 @@ def refusal_negative_pairs(
     ``settings.refusal_negatives`` share of them (seeded) each once the rejected answer to a general instruction,
     against that instruction's first safe candidate that meets every check (``answers`` among them); one
     refusal per instruction, instructions in a seeded order. The same words are right for the harmful request
-    and wrong for the everyday task, so DPO may learn when to refuse rather than to refuse (measured at 1.0 on
-    stage 1 of the CPU recipe: helpful prompts refused fell to the base model's level, and red-team refusals
-    with them; docs/RECIPE.md). Decided by the ``answers`` check, so its principle is the one naming it."""
+    and wrong for the everyday task, so DPO may learn when to refuse rather than to refuse (measured at 1.0 and
+    0.3 on stage 1 of the CPU recipe: helpful prompts refused fell to about the base model's level, and red-team
+    refusals with them, as far at either share; docs/RECIPE.md). Decided by the ``answers`` check, so its
+    principle is the one naming it."""
     checks = list(dict.fromkeys(["answers", *settings.checks]))
     wanted = math.floor(settings.refusal_negatives * len(refusals) + 1e-9)
     shuffled = sorted(refusals, key=lambda r: derive_seed(seed, stage, "refusal_negatives", r[0]))
