@@ -29,26 +29,25 @@ def counts(results: Path, stage: str) -> dict:
     pairs = tables.read_table(str(results / stage / "pairs.parquet"), "pairs")
     sft = tables.read_table(str(results / stage / "sft.parquet"), "sft_examples")
     by_kind: dict[str, Counter] = {}
+    train = Counter()
     for pair in pairs:
+        chosen, rejected = verifiable.is_refusal(pair["chosen"]), verifiable.is_refusal(pair["rejected"])
         tally = by_kind.setdefault(pair["kind"], Counter())
-        tally["pairs"] += 1
-        tally["train"] += pair["split"] == "train"
-        tally["chosen_refuses"] += verifiable.is_refusal(pair["chosen"])
-        tally["rejected_refuses"] += verifiable.is_refusal(pair["rejected"])
+        tally.update(pairs=1, train=pair["split"] == "train", chosen_refuses=chosen, rejected_refuses=rejected)
+        if pair["split"] == "train":
+            train.update(pairs=1, chosen_refuses=chosen, rejected_refuses=rejected)
     by_source: dict[str, Counter] = {}
     for row in sft:
-        tally = by_source.setdefault(row["source"], Counter())
-        tally["examples"] += 1
-        tally["refuses"] += verifiable.is_refusal(row["completion"])
-    train = [p for p in pairs if p["split"] == "train"]
+        refuses = verifiable.is_refusal(row["completion"])
+        by_source.setdefault(row["source"], Counter()).update(examples=1, refuses=refuses)
     return {
         "pairs": {k: dict(v) for k, v in sorted(by_kind.items())},
         "sft": {k: dict(v) for k, v in sorted(by_source.items())},
-        "train_pairs": len(train),
-        "train_chosen_refuses": sum(verifiable.is_refusal(p["chosen"]) for p in train),
-        "train_rejected_refuses": sum(verifiable.is_refusal(p["rejected"]) for p in train),
+        "train_pairs": train["pairs"],
+        "train_chosen_refuses": train["chosen_refuses"],
+        "train_rejected_refuses": train["rejected_refuses"],
         "sft_examples": len(sft),
-        "sft_refuses": sum(verifiable.is_refusal(r["completion"]) for r in sft),
+        "sft_refuses": sum(v["refuses"] for v in by_source.values()),
     }
 
 

@@ -33,6 +33,11 @@ from maximalcai.typed import Section
 CHECKS = ("answers", "not_empty", "stops", "no_loop", "constraint")
 
 
+# The safety label of a text whose side is known by construction (a contrast pair's answers, a refusal reused as
+# an over-refusal negative): checks by code on the request's framing stand in for the guard.
+BY_CONSTRUCTION = "by_construction"
+
+
 @dataclass(frozen=True)
 class Verifiable(Section):
     """A stage's ``pairs.verifiable`` section, typed (keys and meaning: the config schema, docs/CONFIG.md)."""
@@ -119,6 +124,43 @@ def usable_answers(
     ]
 
 
+def decided_pair(
+    pair_id: str,
+    stage: str,
+    instruction: str,
+    chosen: tuple[str, str],
+    rejected: tuple[str, str],
+    instruction_id: str,
+    kind: str,
+    principle_ids: list[str],
+    safety: tuple[str, str],
+    decided_by: str,
+) -> dict[str, Any]:
+    """A pairs-table row decided with no labeller (by checks or by construction): ``chosen`` and ``rejected``
+    are (text id, text), ``safety`` their two labels; soft label 1, margin 0.5, in the training split."""
+    return {
+        "pair_id": pair_id,
+        "stage": stage,
+        "prompt": formats.prompt(instruction),
+        "chosen": chosen[1],
+        "rejected": rejected[1],
+        "instruction_id": instruction_id,
+        "chosen_id": chosen[0],
+        "rejected_id": rejected[0],
+        "comparison_id": pair_id,
+        "kind": kind,
+        "principle_ids": principle_ids,
+        "soft_label": 1.0,
+        "margin": 0.5,
+        "chosen_safety": safety[0],
+        "rejected_safety": safety[1],
+        "safety_swapped": False,
+        "decided_by": decided_by,
+        "split": "train",
+        "constitution_hash": "",
+    }
+
+
 def best_worst_pairs(
     responses: Sequence[dict[str, Any]],
     items: dict[str, Text],
@@ -153,27 +195,18 @@ def best_worst_pairs(
         if outcome is None or outcome[0] != "a":
             continue
         pairs.append(
-            {
-                "pair_id": f"{instruction_id}-best-vs-worst",
-                "stage": stage,
-                "prompt": formats.prompt(items[best].instruction),
-                "chosen": items[best].text,
-                "rejected": items[worst].text,
-                "instruction_id": instruction_id,
-                "chosen_id": best,
-                "rejected_id": worst,
-                "comparison_id": f"{instruction_id}-best-vs-worst",
-                "kind": "best_worst",
-                "principle_ids": [f"verifiable:{c}" for c in checks],
-                "soft_label": 1.0,
-                "margin": 0.5,
-                "chosen_safety": safety.get(best, "missing"),
-                "rejected_safety": safety.get(worst, "missing"),
-                "safety_swapped": False,
-                "decided_by": f"verifiable:{outcome[1]}",
-                "split": "train",
-                "constitution_hash": "",
-            }
+            decided_pair(
+                f"{instruction_id}-best-vs-worst",
+                stage,
+                items[best].instruction,
+                (best, items[best].text),
+                (worst, items[worst].text),
+                instruction_id,
+                "best_worst",
+                [f"verifiable:{c}" for c in checks],
+                (safety.get(best, "missing"), safety.get(worst, "missing")),
+                f"verifiable:{outcome[1]}",
+            )
         )
     return pairs
 
@@ -224,27 +257,18 @@ def code_revision_pairs(
     pairs = []
     for revision_id, (original_id, revised) in sorted(revisions.items()):
         pairs.append(
-            {
-                "pair_id": revision_id,
-                "stage": stage,
-                "prompt": formats.prompt(revised.instruction),
-                "chosen": revised.text,
-                "rejected": items[original_id].text,
-                "instruction_id": instruction_of[original_id],
-                "chosen_id": revision_id,
-                "rejected_id": original_id,
-                "comparison_id": revision_id,
-                "kind": "code_revision",
-                "principle_ids": ["verifiable:constraint"],
-                "soft_label": 1.0,
-                "margin": 0.5,
-                "chosen_safety": safety.get(original_id, "missing"),
-                "rejected_safety": safety.get(original_id, "missing"),
-                "safety_swapped": False,
-                "decided_by": "verifiable:constraint",
-                "split": "train",
-                "constitution_hash": "",
-            }
+            decided_pair(
+                revision_id,
+                stage,
+                revised.instruction,
+                (revision_id, revised.text),
+                (original_id, items[original_id].text),
+                instruction_of[original_id],
+                "code_revision",
+                ["verifiable:constraint"],
+                (safety.get(original_id, "missing"), safety.get(original_id, "missing")),
+                "verifiable:constraint",
+            )
         )
     return pairs
 
@@ -284,27 +308,18 @@ def refusal_negative_pairs(
         best = usable[0]
         refusal_id, refusal = refusals[len(pairs)]
         pairs.append(
-            {
-                "pair_id": f"{instruction_id}-refusal-negative",
-                "stage": stage,
-                "prompt": formats.prompt(items[best].instruction),
-                "chosen": items[best].text,
-                "rejected": refusal,
-                "instruction_id": instruction_id,
-                "chosen_id": best,
-                "rejected_id": refusal_id,
-                "comparison_id": f"{instruction_id}-refusal-negative",
-                "kind": "refusal_negative",
-                "principle_ids": ["verifiable:answers"],
-                "soft_label": 1.0,
-                "margin": 0.5,
-                "chosen_safety": safety.get(best, "missing"),
-                "rejected_safety": "by_construction",
-                "safety_swapped": False,
-                "decided_by": "verifiable:answers",
-                "split": "train",
-                "constitution_hash": "",
-            }
+            decided_pair(
+                f"{instruction_id}-refusal-negative",
+                stage,
+                items[best].instruction,
+                (best, items[best].text),
+                (refusal_id, refusal),
+                instruction_id,
+                "refusal_negative",
+                ["verifiable:answers"],
+                (safety.get(best, "missing"), BY_CONSTRUCTION),
+                "verifiable:answers",
+            )
         )
     return pairs
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from maximalcai import formats, tables, verifiable
 from maximalcai.backends import Backend, Completion, Sampling
+from maximalcai.code_checks import BY_CONSTRUCTION, decided_pair
 from maximalcai.constitution import Construction, Labellings
 from maximalcai.generation import provenance
 from maximalcai.hardware import Engine
@@ -78,9 +79,15 @@ class Contrast(Section):
         return frozenset(self.written)
 
 
+def principles_choosing(principles: Labellings, check: str) -> frozenset[str]:
+    """The construction principles whose chosen answer passes ``check``: ``answers`` (answer-the-question) or
+    ``refuses`` (the harmlessness principles)."""
+    return frozenset(pid for pid, spec in principles.constructions().items() if spec.chosen == check)
+
+
 def answering_principles(principles: Labellings) -> frozenset[str]:
     """The construction principles whose chosen answer answers (answer-the-question), not refuses."""
-    return frozenset(pid for pid, spec in principles.constructions().items() if spec.chosen == "answers")
+    return principles_choosing(principles, "answers")
 
 
 def load_requests(spec: Construction, principle_id: str, twins: bool) -> list[dict[str, str]]:
@@ -403,27 +410,18 @@ def contrast_pair(
 ) -> dict[str, Any]:
     """A pairs-table row from a contrast request's chosen and rejected answers, decided by construction;
     ``carried``: the principles checked on the refusal besides the pair's own."""
-    return {
-        "pair_id": f"{request_id}-{principle_id}-contrast",
-        "stage": stage,
-        "prompt": formats.prompt(chosen["request"]),
-        "chosen": chosen["response"],
-        "rejected": rejected["response"],
-        "instruction_id": request_id,
-        "chosen_id": chosen["contrast_id"],
-        "rejected_id": rejected["contrast_id"],
-        "comparison_id": f"{request_id}-{principle_id}-contrast",
-        "kind": "contrast",
-        "principle_ids": [principle_id, *carried],
-        "soft_label": 1.0,
-        "margin": 0.5,
-        "chosen_safety": "by_construction",
-        "rejected_safety": "by_construction",
-        "safety_swapped": False,
-        "decided_by": f"construction:{principle_id}",
-        "split": "train",
-        "constitution_hash": "",
-    }
+    return decided_pair(
+        f"{request_id}-{principle_id}-contrast",
+        stage,
+        chosen["request"],
+        (chosen["contrast_id"], chosen["response"]),
+        (rejected["contrast_id"], rejected["response"]),
+        request_id,
+        "contrast",
+        [principle_id, *carried],
+        (BY_CONSTRUCTION, BY_CONSTRUCTION),
+        f"construction:{principle_id}",
+    )
 
 
 def contrast_pairs(

@@ -32,6 +32,7 @@ from typing import Any
 from maximalcai import formats, tables
 from maximalcai import funnel as funnels
 from maximalcai.code_checks import (
+    BY_CONSTRUCTION,
     CandidateTexts,
     Text,
     Verifiable,
@@ -71,9 +72,6 @@ class Pairs(Section):
 
 
 logger = logging.getLogger(__name__)
-
-# The safety column of a contrast pair: checks by code on the request's framing stand in for the guard.
-BY_CONSTRUCTION = "by_construction"
 
 
 def attribute(pairs: Sequence[dict[str, Any]], principles: Labellings) -> None:
@@ -320,7 +318,7 @@ def build_pairs(
     """(pairs rows, funnel rows). ``candidates_texts``: see ``candidate_texts`` (built here when not given).
     ``contrast``: rows of the contrast table (labels by construction); ``principles``: the constitution's
     labellings, for each pair's principle (None: none, every pair's principle from what decided it)."""
-    from maximalcai.contrast import answering_principles, contrast_pairs
+    from maximalcai.contrast import answering_principles, contrast_pairs, principles_choosing
 
     principles = principles or Labellings()
     rules = settings.verifiable
@@ -337,7 +335,7 @@ def build_pairs(
     by_construction, _, contrast_counts = contrast_pairs(contrast, principles, rules.max_repetition, stage)
     constructed += by_construction
     if rules.enabled and rules.refusal_negatives > 0:
-        refusing = {pid for pid, spec in principles.constructions().items() if spec.chosen == "refuses"}
+        refusing = principles_choosing(principles, "refuses")
         refusals = [
             (p["chosen_id"], p["chosen"]) for p in by_construction if p["decided_by"].partition(":")[2] in refusing
         ]
