@@ -55,22 +55,28 @@ def pairs_file(folder: Path, real: Path | None = None) -> Path:
     return path
 
 
-OURS = "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc keeping freed memory (maximalcai)"
+OURS = (
+    "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc keeping freed memory, the frozen head "
+    "cast once (maximalcai)"
+)
 # variant -> (score only the completion tokens, gradient checkpointing, trainer.cpu_dtype, TRL's bf16 autocast,
-# hardware.allocator); the first is the baseline. On a CPU without native bf16, auto is float32.
+# hardware.allocator, the backward's frozen head cast to float32 once); the first is the baseline. On a CPU
+# without native bf16, auto is float32.
 VARIANTS = {
-    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system"),
-    "completion tokens only, checkpointing": (True, True, "float32", False, "system"),
-    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system"),
-    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system"),
+    "TRL's CPU defaults (all positions, checkpointing)": (False, True, "float32", False, "system", False),
+    "completion tokens only, checkpointing": (True, True, "float32", False, "system", False),
+    "completion tokens only, no checkpointing, float32": (True, False, "float32", False, "system", False),
+    "the same, under TRL's bf16 autocast (float32 weights)": (True, False, "float32", True, "system", False),
     "completion tokens only, no checkpointing, trainer.cpu_dtype auto, glibc's own allocator": (
         True,
         False,
         "auto",
         False,
         "system",
+        False,
     ),
-    OURS: (True, False, "auto", False, "keep_freed"),
+    OURS: (True, False, "auto", False, "keep_freed", True),
+    "the same, the backward casting the head per call (TRL's own)": (True, False, "auto", False, "keep_freed", False),
 }
 
 
@@ -91,9 +97,11 @@ def train_variant(variant: str, pairs, work, dpo_callbacks=(), sft: str | None =
     from maximalcai.training import dpo
     from maximalcai.training.settings import Trainer, Training
 
-    compact, checkpointing, cpu_dtype, autocast, _ = VARIANTS[variant]
+    compact, checkpointing, cpu_dtype, autocast, _, head_once = VARIANTS[variant]
     if not compact:
         patches.trl_scoring.score_only_completions_on_cpu = lambda: False  # keep TRL's behaviour
+    if not head_once:
+        patches.trl_scoring.frozen_head_in_float32_once = lambda: False
     cfg = load_config_file(REPO / "config.yaml")
     cfg["trainer"].update(gradient_checkpointing=checkpointing, cpu_dtype=cpu_dtype)
     section = copy.deepcopy(cfg["stages"][0]["training"])

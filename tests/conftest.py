@@ -22,6 +22,21 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _thread_environment():
+    """run_job sets torch's thread count in the environment (maximalcai.job.set_threads), which the workflows
+    that later tests start would inherit: each test leaves it as it found it."""
+    from maximalcai.job import THREAD_VARIABLES
+
+    before = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def gemma_style_tokenizer():
     return tiny.gemma_style_tokenizer()

@@ -93,6 +93,8 @@ def fake_job(tmp_path, function, outputs, threads=1, allocator="keep_freed", **a
 
 
 def test_run_job_writes_the_manifest_with_the_rule_name_wildcards_and_what_the_function_returns(tmp_path):
+    import torch
+
     seen = {}
 
     def step(table: str, stage: str, shard: int, size: int) -> dict:
@@ -100,7 +102,11 @@ def test_run_job_writes_the_manifest_with_the_rule_name_wildcards_and_what_the_f
         Path(table).write_text("rows")
         return {"rows": size}
 
-    manifest = fake_job(tmp_path, step, {"table": str(tmp_path / "t.txt")}, size=5)
+    before = torch.get_num_threads()
+    try:
+        manifest = fake_job(tmp_path, step, {"table": str(tmp_path / "t.txt")}, size=5)
+    finally:
+        torch.set_num_threads(before)
     assert seen == {"table": str(tmp_path / "t.txt"), "stage": "stage1", "shard": 3, "size": 5}  # shard: an int
     assert manifest["rule"] == "some_rule" and manifest["stage"] == "stage1" and manifest["shard"] == 3
     assert manifest["rows"] == 5 and manifest["seconds"] >= 0 and manifest["config"]["seed"] == 7
@@ -124,6 +130,25 @@ def test_run_job_gives_torch_every_available_core_by_default_whatever_the_job_th
         assert manifest["hardware"]["torch_threads"] == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_job_sets_torch_threads_before_torch_is_imported_and_spares_jobs_without_torch_the_import():
+    """set_threads in a fresh process: torch is not imported by it (an aggregate job never pays the import),
+    and when the job's function imports torch, torch runs on hardware.threads."""
+    from maximalcai.hardware import available_cores
+    from maximalcai.job import THREAD_VARIABLES
+
+    if available_cores() < 2:
+        pytest.skip("one core: torch would take 1 thread by itself, so the setting could not be told apart")
+    threads = 1  # torch by itself would take every core (and caps an environment's count at them)
+    code = (
+        f"import sys; from maximalcai.job import set_threads; set_threads({threads}); "
+        "assert 'torch' not in sys.modules; import torch; print(torch.get_num_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(threads)]
 
 
 def test_a_failing_step_writes_no_manifest_and_logs_its_error(tmp_path):

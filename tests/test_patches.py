@@ -130,13 +130,62 @@ def test_gguf_reader_parses_each_file_once_for_transformers(tmp_path, monkeypatc
     writer.write_tensors_to_file()
     writer.close()
     opened = []
-    original = gguf.GGUFReader
-    monkeypatch.setattr(gguf, "GGUFReader", lambda p, mode="r": opened.append(p) or original(p, mode))
+
+    class Counting(gguf.GGUFReader):
+        def __init__(self, p, mode="r"):
+            opened.append(p)
+            super().__init__(p, mode)
+
+    monkeypatch.setattr(gguf, "GGUFReader", Counting)
     counting = gguf.GGUFReader
     with patches.gguf_reader.one_gguf_read():
         first, second = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
         assert first is second and first.fields["tiny.answer"].contents() == 42
     assert len(opened) == 1 and gguf.GGUFReader is counting  # restored on the way out
+
+
+def test_gguf_reader_slicing_a_plain_view_reads_every_field_and_tensor_as_the_library_does(tmp_path):
+    """patches.gguf_reader.plain_slicing replaces GGUFReader._get: the same parts (values, dtypes, byte order),
+    data indices, types and offsets for every field, the same bytes and shapes for every tensor."""
+    import inspect
+
+    import gguf
+    import numpy as np
+
+    assert list(inspect.signature(gguf.GGUFReader._get).parameters) == [
+        "self",
+        "offset",
+        "dtype",
+        "count",
+        "override_order",
+    ]
+    path = tmp_path / "vocab.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_uint32("tiny.answer", 42)
+    writer.add_string("tiny.name", "naïve tokens")
+    writer.add_float32("tiny.eps", 1e-6)
+    writer.add_token_list([f"tok{i}" for i in range(300)] + ["", "é", "<eos>"])
+    writer.add_token_scores([float(-i) for i in range(303)])
+    writer.add_array("tiny.nested", [[1, 2], [3]])
+    writer.add_tensor("w", np.arange(12, dtype=np.float32).reshape(3, 4))
+    writer.add_tensor("h", np.arange(8, dtype=np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    ours, theirs = patches.gguf_reader.plain_slicing(gguf.GGUFReader)(path), gguf.GGUFReader(path)
+    assert list(ours.fields) == list(theirs.fields) and len(ours.fields) > 8
+    for name, field in theirs.fields.items():
+        mine = ours.fields[name]
+        assert (mine.offset, mine.data, mine.types) == (field.offset, field.data, field.types), name
+        assert len(mine.parts) == len(field.parts), name
+        for a, b in zip(mine.parts, field.parts):
+            assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert ours.fields["tokenizer.ggml.tokens"].contents()[-2:] == ["é", "<eos>"]
+    assert [(t.name, list(t.shape), t.data.dtype) for t in ours.tensors] == [
+        (t.name, list(t.shape), t.data.dtype) for t in theirs.tensors
+    ]
+    assert all(np.array_equal(a.data, b.data) for a, b in zip(ours.tensors, theirs.tensors))
 
 
 def test_onednn_linear_head_hook_keeps_one_matrix_product():
@@ -224,3 +273,47 @@ def test_trl_scoring_of_completions_gives_identical_logprobs(tiny_model_dir, mon
     scored = int((labels[:, 1:] != -100).sum())  # positions with a next-token label
     assert rows == [2 * 19, scored], rows  # every shifted position, then only the labelled ones
     torch.testing.assert_close(full, compact, rtol=1e-5, atol=1e-5)
+
+
+def test_trl_backward_reading_a_frozen_head_cast_once_gives_bit_identical_gradients(monkeypatch):
+    """frozen_head_in_float32_once hands TRL's CPU backward slices of one float32 copy of a frozen bf16 head
+    instead of casting each slice per call: the same gradient to the last bit, the copy made once for two
+    backward passes; a trainable head keeps TRL's own path (its weight gradient too). If TRL renames or stops
+    calling ``kernels.chunked_logprob._addmm_fp32``, this fails: check the new TRL and update the patch."""
+    import trl.kernels.chunked_logprob as chunked
+
+    monkeypatch.setattr(chunked, "_addmm_fp32", getattr(chunked._addmm_fp32, "unpatched", chunked._addmm_fp32))
+    torch.manual_seed(0)
+    vocab, width, chunk = 96, 16, 32  # three vocabulary slices
+    head = (torch.randn(vocab, width) * 0.3).bfloat16()
+    targets = torch.randint(0, vocab, (7,))
+    hidden = torch.randn(7, width).bfloat16()
+
+    def gradients(weight):
+        grads = []
+        for _ in range(2):
+            h = hidden.clone().requires_grad_(True)
+            logprobs, entropy, *_ = chunked.ChunkedLogProbFunction.apply(
+                h, weight, None, targets, 1.0, chunk, None, 1.0, ("entropy",)
+            )
+            (logprobs.sum() + 0.1 * entropy.sum()).backward()
+            grads.append((h.grad.clone(), None if weight.grad is None else weight.grad.clone()))
+            weight.grad = None
+        return grads
+
+    frozen_before = gradients(head)
+    trainable_before = gradients(head.clone().requires_grad_(True))
+    casts = []
+    real_float = torch.Tensor.float
+    monkeypatch.setattr(torch.Tensor, "float", lambda t: casts.append(tuple(t.shape)) or real_float(t))
+    assert patches.trl_scoring.frozen_head_in_float32_once()
+    assert patches.trl_scoring.frozen_head_in_float32_once()  # a second call leaves one patch in place
+    frozen_after = gradients(head)
+    assert casts.count((vocab, width)) == 1 and (chunk, width) not in casts  # the whole head, once
+    trainable_after = gradients(head.clone().requires_grad_(True))
+    assert (chunk, width) in casts  # the trainable head's slices: TRL's own cast
+    for before, after in ((frozen_before, frozen_after), (trainable_before, trainable_after)):
+        for (h0, w0), (h1, w1) in zip(before, after):
+            assert torch.equal(h0, h1) and (w0 is None) == (w1 is None)
+            assert w0 is None or torch.equal(w0, w1)
+    assert trainable_after[0][1] is not None

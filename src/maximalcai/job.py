@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import shutil
+import sys
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -48,16 +50,24 @@ def job_arguments(snakemake, function: Callable) -> dict[str, Any]:
     return {**dict(snakemake.input.items()), **outputs, **params, **wildcards}
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what torch's thread pools start with
+
+
 def set_threads(setting: int | str) -> int:
     """torch's intra-op threads: ``hardware.threads`` (auto: every core the job may use). Not the job's
     Snakemake threads: with ``--cores 1`` on a laptop those are 1, and a model job would leave the other cores
-    idle while nothing else runs (model jobs ask for all of --cores, so they never run side by side)."""
-    import torch
+    idle while nothing else runs (model jobs ask for all of --cores, so they never run side by side).
 
+    Set through the environment that OpenMP and MKL read when torch is imported, so a job that never uses
+    torch (aggregates, pairs, reports) does not pay its import (about 1.6 s of a 2 s job; benchmarks/README.md);
+    where torch is already imported, directly as well. torch caps a count from the environment at the
+    machine's cores (more threads than cores only slow a job down)."""
     from maximalcai.hardware import resolve_threads
 
     threads = resolve_threads(setting)
-    torch.set_num_threads(threads)
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    if (torch := sys.modules.get("torch")) is not None:
+        torch.set_num_threads(threads)
     return threads
 
 

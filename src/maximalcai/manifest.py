@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -108,17 +109,14 @@ def hardware() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    try:
-        import torch
-
+    # torch's threads and devices where the process uses torch (a job that does not is spared its import)
+    if (torch := sys.modules.get("torch")) is not None:
         info["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
             info["cuda"] = {
                 "version": torch.version.cuda,
                 "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
             }
-    except ImportError:
-        pass
     return info
 
 

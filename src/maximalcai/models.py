@@ -187,12 +187,13 @@ def _permanent(exc: Exception) -> bool:
 
 
 def _describe_checkpoint(folder: Path) -> dict[str, Any]:
-    """Check the checkpoint loads (config + tokenizer) and record facts the rest of the workflow needs."""
+    """Check the checkpoint loads (config + tokenizer, as the jobs load it) and record facts the rest of the
+    workflow needs."""
     from transformers import AutoConfig, AutoTokenizer
 
     try:
         config = AutoConfig.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = _direct_tokenizer(folder) or AutoTokenizer.from_pretrained(folder)
     except Exception as exc:
         raise ModelSourceError(f"imported model in {folder} does not load ({type(exc).__name__}: {exc})") from exc
     if not checkpoint_weights(folder):

@@ -1,18 +1,18 @@
 """Every patch of a library's internals, in one place.
 
-maximalcai changes the behaviour of a library's private code in seven spots, each for a speed-up, a missing data
-file or a hang measured in docs/KNOWN_BUGS_AND_FIXES.md. Each lives in its own module here, and each module names the
+maximalcai changes the behaviour of a library's private code in nine spots, each for a speed-up, a missing data
+file or a hang measured in docs/KNOWN_BUGS_AND_FIXES.md. They live in seven modules here, and each module names the
 library versions it was written for in ``WRITTEN_FOR``: importing it outside them raises ``PatchVersionError``
 (a library that renamed a private helper would otherwise make the patch a silent no-op, or wrong), and
 tests/test_patches.py fails when a patch stops taking effect with the pinned versions.
 
 | module | library internal | what it buys |
 |---|---|---|
-| ``gguf_reader`` | ``gguf.GGUFReader``, looked up by transformers at call time | the GGUF import parses once, not 3x |
+| ``gguf_reader`` | ``gguf.GGUFReader`` (transformers looks it up at call time), its ``_get`` | one fast GGUF parse |
 | ``gqa_attention`` | transformers' attention and mask registries | CPU decoding without ``repeat_kv`` copies |
 | ``kv_cache`` | transformers' ``DynamicLayer`` / ``DynamicCache`` | no per-step cache copy; continuous batching |
 | ``onednn_linear`` | ``torch.ops.mkldnn`` linears; a hook on the LM head | faster frozen CPU linears; no copies |
-| ``trl_scoring`` | ``trl.trainer.utils._use_triton`` | CPU DPO scores completion tokens only |
+| ``trl_scoring`` | TRL's ``_use_triton``, ``chunked_logprob._addmm_fp32`` | CPU DPO: completions only, head cast once|
 | ``ifeval_punkt`` | ``if_verifiable``'s nltk tokenizers | IFEval checks without nltk's punkt data |
 | ``hub_timeouts`` | huggingface_hub's client factory | no hub request waits for ever |
 

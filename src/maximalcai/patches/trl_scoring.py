@@ -1,4 +1,5 @@
-"""TRL's fused LM head scores only completion tokens on a CPU (``trl.trainer.utils._use_triton``)."""
+"""TRL's fused LM head on a CPU: it scores only completion tokens (``trl.trainer.utils._use_triton``), and its
+backward reads a frozen head's float32 copy made once (``trl.kernels.chunked_logprob._addmm_fp32``)."""
 
 from __future__ import annotations
 
@@ -34,4 +35,52 @@ def score_only_completions_on_cpu() -> bool:
     compact_on_cpu.maximalcai_cpu_compact = True
     compact_on_cpu.unpatched = original
     trl_utils._use_triton = compact_on_cpu
+    return True
+
+
+def frozen_head_in_float32_once() -> bool:
+    """Make the CPU backward of TRL's chunked log-prob kernel read a frozen LM head's float32 copy made once.
+
+    The kernel's backward sums the hidden state's gradient in float32, one 32k-token slice of the vocabulary at a
+    time: ``trl.kernels.chunked_logprob._addmm_fp32(acc, tile, w_chunk)``, which on a CPU casts the bf16 slice to
+    a fresh float32 tensor every call (``b.float()``): Gemma 3's head is 8 slices of 84 MB, cast again in every
+    micro-batch's backward, and that cast (the writes, the page faults of fresh memory) took a sixth of an SFT
+    step on the AVX512-BF16 host (benchmarks/README.md). A frozen head (no gradient, unchanged in place) has the
+    same float32 values every time, so this casts it whole once and hands the kernel the same slice of that copy:
+    the same ``addmm_`` on the same float32 operands, so the gradients are bit-identical
+    (tests/test_patches.py). It keeps one float32 copy of the head (671 MB for Gemma 3 270M's 262k x 640) while
+    the process lives. Anything else (a trainable or CUDA weight, the weight-gradient products) takes TRL's path.
+    Returns whether the patch is in place.
+    """
+    import torch
+    import trl.kernels.chunked_logprob as chunked
+
+    original = getattr(chunked, "_addmm_fp32", None)
+    if original is None:
+        logger.warning("TRL has no kernels.chunked_logprob._addmm_fp32; the CPU backward casts its head per call")
+        return False
+    if getattr(original, "maximalcai_frozen_head", False):
+        return True
+    cache: dict[tuple, torch.Tensor] = {}
+
+    def addmm_fp32(acc, a, b) -> None:
+        base = b._base
+        if (
+            acc.device.type != "cpu"
+            or b.dtype not in (torch.bfloat16, torch.float16)
+            or base is None
+            or base.requires_grad
+            or not base.is_contiguous()
+        ):
+            return original(acc, a, b)
+        key = (base.data_ptr(), base._version, tuple(base.shape), base.dtype)
+        if key not in cache:
+            cache.clear()  # one head at a time
+            cache[key] = base.float()
+        whole = cache[key]
+        acc.addmm_(a.float(), whole.as_strided(b.shape, b.stride(), b.storage_offset() - base.storage_offset()))
+
+    addmm_fp32.maximalcai_frozen_head = True
+    addmm_fp32.unpatched = original
+    chunked._addmm_fp32 = addmm_fp32
     return True

@@ -292,9 +292,11 @@ def training_policy(
     seed: int,
 ):
     """``load_policy`` with what the training backend needs around it: on a CPU, TRL scores only the
-    completion tokens; with Unsloth, its DPO trainer patch."""
+    completion tokens and its backward casts the frozen head to float32 once; with Unsloth, its DPO trainer
+    patch."""
     if device == "cpu":
         patches.trl_scoring.score_only_completions_on_cpu()
+        patches.trl_scoring.frozen_head_in_float32_once()
     policy = load_policy(base_dir, previous_adapter, settings, trainer, device, backend, seed)
     if backend == "unsloth":
         from unsloth import PatchDPOTrainer
