@@ -22,19 +22,28 @@ def score_only_completions_on_cpu() -> bool:
     """
     import trl.trainer.utils as trl_utils
 
-    original = getattr(trl_utils, "_use_triton", None)
+    def compact(original):
+        def compact_on_cpu(device) -> bool:
+            return device.type == "cpu" or original(device)
+
+        return compact_on_cpu
+
+    missing = "TRL no longer has trainer.utils._use_triton; CPU DPO scores every position (slower)"
+    return replace(trl_utils, "_use_triton", "maximalcai_cpu_compact", compact, missing)
+
+
+def replace(module, name: str, marker: str, make, missing: str) -> bool:
+    """Put ``make(original)`` in place of ``module.name``, once (``marker`` set on it, the original kept as its
+    ``unpatched``); a warning ``missing`` and False where the library no longer has ``name``."""
+    original = getattr(module, name, None)
     if original is None:
-        logger.warning("TRL no longer has trainer.utils._use_triton; CPU DPO scores every position (slower)")
+        logger.warning(missing)
         return False
-    if getattr(original, "maximalcai_cpu_compact", False):
-        return True
-
-    def compact_on_cpu(device) -> bool:
-        return device.type == "cpu" or original(device)
-
-    compact_on_cpu.maximalcai_cpu_compact = True
-    compact_on_cpu.unpatched = original
-    trl_utils._use_triton = compact_on_cpu
+    if not getattr(original, marker, False):
+        patched = make(original)
+        setattr(patched, marker, True)
+        patched.unpatched = original
+        setattr(module, name, patched)
     return True
 
 
@@ -55,32 +64,27 @@ def frozen_head_in_float32_once() -> bool:
     import torch
     import trl.kernels.chunked_logprob as chunked
 
-    original = getattr(chunked, "_addmm_fp32", None)
-    if original is None:
-        logger.warning("TRL has no kernels.chunked_logprob._addmm_fp32; the CPU backward casts its head per call")
-        return False
-    if getattr(original, "maximalcai_frozen_head", False):
-        return True
-    cache: dict[tuple, torch.Tensor] = {}
+    def cast_once(original):
+        cache: dict[tuple, torch.Tensor] = {}
 
-    def addmm_fp32(acc, a, b) -> None:
-        base = b._base
-        if (
-            acc.device.type != "cpu"
-            or b.dtype not in (torch.bfloat16, torch.float16)
-            or base is None
-            or base.requires_grad
-            or not base.is_contiguous()
-        ):
-            return original(acc, a, b)
-        key = (base.data_ptr(), base._version, tuple(base.shape), base.dtype)
-        if key not in cache:
-            cache.clear()  # one head at a time
-            cache[key] = base.float()
-        whole = cache[key]
-        acc.addmm_(a.float(), whole.as_strided(b.shape, b.stride(), b.storage_offset() - base.storage_offset()))
+        def addmm_fp32(acc, a, b) -> None:
+            base = b._base
+            if (
+                acc.device.type != "cpu"
+                or b.dtype not in (torch.bfloat16, torch.float16)
+                or base is None
+                or base.requires_grad
+                or not base.is_contiguous()
+            ):
+                return original(acc, a, b)
+            key = (base.data_ptr(), base._version, tuple(base.shape), base.dtype)
+            if key not in cache:
+                cache.clear()  # one head at a time
+                cache[key] = base.float()
+            offset = b.storage_offset() - base.storage_offset()
+            acc.addmm_(a.float(), cache[key].as_strided(b.shape, b.stride(), offset))
 
-    addmm_fp32.maximalcai_frozen_head = True
-    addmm_fp32.unpatched = original
-    chunked._addmm_fp32 = addmm_fp32
-    return True
+        return addmm_fp32
+
+    missing = "TRL has no kernels.chunked_logprob._addmm_fp32; the CPU backward casts its head per call"
+    return replace(chunked, "_addmm_fp32", "maximalcai_frozen_head", cast_once, missing)
