@@ -317,3 +317,9 @@ def test_trl_backward_reading_a_frozen_head_cast_once_gives_bit_identical_gradie
             assert torch.equal(h0, h1) and (w0 is None) == (w1 is None)
             assert w0 is None or torch.equal(w0, w1)
     assert trainable_after[0][1] is not None
+    other = (torch.randn(vocab, width) * 0.3).bfloat16()  # another frozen head: its own copy, not the first's
+    patched = chunked._addmm_fp32
+    monkeypatch.setattr(chunked, "_addmm_fp32", patched.unpatched)
+    other_before = gradients(other)
+    monkeypatch.setattr(chunked, "_addmm_fp32", patched)  # the same patch, its cache holding the first head's copy
+    assert all(torch.equal(h0, h1) for (h0, _), (h1, _) in zip(other_before, gradients(other)))

@@ -65,7 +65,9 @@ def frozen_head_in_float32_once() -> bool:
     import trl.kernels.chunked_logprob as chunked
 
     def cast_once(original):
-        cache: dict[tuple, torch.Tensor] = {}
+        # key -> (the bf16 head, its float32 copy); holding the head keeps its memory from being reused by another
+        # tensor at the same address while the copy is cached
+        cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
         def addmm_fp32(acc, a, b) -> None:
             base = b._base
@@ -80,9 +82,9 @@ def frozen_head_in_float32_once() -> bool:
             key = (base.data_ptr(), base._version, tuple(base.shape), base.dtype)
             if key not in cache:
                 cache.clear()  # one head at a time
-                cache[key] = base.float()
+                cache[key] = (base, base.float())
             offset = b.storage_offset() - base.storage_offset()
-            acc.addmm_(a.float(), cache[key].as_strided(b.shape, b.stride(), offset))
+            acc.addmm_(a.float(), cache[key][1].as_strided(b.shape, b.stride(), offset))
 
         return addmm_fp32
 
