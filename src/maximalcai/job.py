@@ -59,7 +59,7 @@ def set_threads(setting: int | str) -> int:
     idle while nothing else runs (model jobs ask for all of --cores, so they never run side by side).
 
     Set through the environment that OpenMP and MKL read when torch is imported, so a job that never uses
-    torch (aggregates, pairs, reports) does not pay its import (about 1.6 s of a 2 s job; benchmarks/README.md);
+    torch (aggregates, pairs, reports) does not pay its import, most of such a job's start (benchmarks/README.md);
     where torch is already imported, directly as well. torch caps a count from the environment at the
     machine's cores (more threads than cores only slow a job down)."""
     from maximalcai.hardware import resolve_threads

@@ -189,11 +189,11 @@ def _permanent(exc: Exception) -> bool:
 def _describe_checkpoint(folder: Path) -> dict[str, Any]:
     """Check the checkpoint loads (config + tokenizer, as the jobs load it) and record facts the rest of the
     workflow needs."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(folder)
-        tokenizer = _direct_tokenizer(folder) or AutoTokenizer.from_pretrained(folder)
+        tokenizer = open_tokenizer(folder)
     except Exception as exc:
         raise ModelSourceError(f"imported model in {folder} does not load ({type(exc).__name__}: {exc})") from exc
     if not checkpoint_weights(folder):
@@ -264,11 +264,18 @@ def _direct_tokenizer(folder: Path):
     return cls(tokenizer_file=str(folder / "tokenizer.json"), name_or_path=str(folder), **kwargs)
 
 
-def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
+def open_tokenizer(model_dir: str | Path):
+    """The tokenizer as saved: built straight from a folder's ``tokenizer.json`` where that is exact, else
+    ``AutoTokenizer``'s (a hub id too)."""
     from transformers import AutoTokenizer
 
     local = Path(model_dir)
-    tokenizer = (_direct_tokenizer(local) if local.is_dir() else None) or AutoTokenizer.from_pretrained(model_dir)
+    return (_direct_tokenizer(local) if local.is_dir() else None) or AutoTokenizer.from_pretrained(model_dir)
+
+
+def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
+    """``open_tokenizer`` set up for the jobs: ``padding_side``, and a pad token where the tokenizer has none."""
+    tokenizer = open_tokenizer(model_dir)
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         # Never fall back to EOS silently for training (TRL issues 1152/3091: pad == eos masks the real EOS);
